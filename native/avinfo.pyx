@@ -1,0 +1,25 @@
+# cython: language_level=3
+"""Versions of the FFmpeg libraries this build is linked against (``owncastd --version``)."""
+from libav cimport (avutil_version, av_version_info, avcodec_version, avformat_version,
+                    swscale_version, swresample_version)
+
+
+cdef str _fmt(unsigned v):
+    # libav packs versions as major << 16 | minor << 8 | micro.
+    return f"{v >> 16}.{(v >> 8) & 0xff}.{v & 0xff}"
+
+
+def library_versions():
+    """Return ``{library: "major.minor.micro"}`` as reported at run time by the linked libraries."""
+    return {
+        "libavutil": _fmt(avutil_version()),
+        "libavcodec": _fmt(avcodec_version()),
+        "libavformat": _fmt(avformat_version()),
+        "libswscale": _fmt(swscale_version()),
+        "libswresample": _fmt(swresample_version()),
+    }
+
+
+def ffmpeg_version():
+    """The FFmpeg release string the libraries were built from (e.g. ``5.1.6-0+deb12u1``)."""
+    return av_version_info().decode("utf-8", "replace")
