@@ -74,7 +74,7 @@ setup(
     entry_points={
         "console_scripts": [
             "owncastd=owncastd.cli:main",
-            "owncastctl=owncastd.ctl:main",
+            "owncastctl=owncastd.ctl:run",
         ],
     },
 )

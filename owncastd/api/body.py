@@ -1,0 +1,43 @@
+"""Reading request bodies: bounded size, JSON only, errors as 400/413 with a message."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import falcon
+
+from .errors import BadRequest
+
+MAX_BODY = 1024 * 1024  # 1 MiB: the largest legitimate body is a page of Markdown or CSS
+
+
+def read_json(req: falcon.Request, max_bytes: int = MAX_BODY) -> Any:
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise falcon.HTTPContentTooLarge(title="Payload Too Large",
+                                         description=f"request body over {max_bytes} bytes")
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise falcon.HTTPContentTooLarge(title="Payload Too Large",
+                                         description=f"request body over {max_bytes} bytes")
+    if not raw.strip():
+        raise BadRequest("request body is empty; expected JSON")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def read_object(req: falcon.Request) -> dict[str, Any]:
+    data = read_json(req)
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    return data
+
+
+def read_value(req: falcon.Request) -> Any:
+    """The `value` of a ConfigValue body (`{"value": ...}`)."""
+    data = read_object(req)
+    if "value" not in data:
+        raise BadRequest("missing field 'value'")
+    return data["value"]

@@ -1,0 +1,200 @@
+"""`owncastd`: start (foreground, the systemd way), stop and status of one instance per data dir."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from importlib import resources
+
+import click
+
+from . import config as configmod
+from .version import __version__
+
+EXIT_NOT_RUNNING = 3  # LSB: "program is not running"
+
+
+def _print_version(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(f"owncastd {__version__}")
+    try:
+        from .native import avinfo
+    except ImportError as exc:
+        click.echo(f"native extension unavailable: {exc}", err=True)
+        ctx.exit(1)
+    click.echo(f"built with FFmpeg {avinfo.ffmpeg_version()}")
+    for lib, version in avinfo.library_versions().items():
+        click.echo(f"  {lib:<14} {version}")
+    ctx.exit(0)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show the version and the linked libav libraries.")
+def main() -> None:
+    """owncastd: self-hosted live video and web chat, speaking the Owncast API."""
+
+
+def _config_option(f):
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                        envvar="OWNCAST_CONFIG",
+                        help="TOML config file (default: built-in defaults only).")(f)
+
+
+def _data_dir_option(f):
+    return click.option("--data-dir", type=click.Path(file_okay=False),
+                        help="Data directory [default: data].")(f)
+
+
+def _load(config_path: str | None, flags: dict) -> tuple[dict, dict, str]:
+    """(file values, overrides = env < flags, absolute data dir); ConfigError on bad values."""
+    file_values = configmod.load_file(config_path)
+    overrides = configmod.load_env()
+    for key, value in flags.items():
+        if value is not None:
+            overrides[key] = configmod.coerce(key, value)
+    return file_values, overrides, configmod.resolve_data_dir(file_values, overrides)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"owncastd: {message}", err=True)
+    sys.exit(code)
+
+
+@main.command()
+@_config_option
+@_data_dir_option
+@click.option("--web-port", type=int, help="Web/API port [default: 8080].")
+@click.option("--rtmp-port", type=int, help="RTMP ingest port [default: 1935].")
+@click.option("--stream-key", help="Stream key (also the admin password).")
+@click.option("--bind", help="Address to listen on [default: 0.0.0.0].")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"],
+                                               case_sensitive=False))
+def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_level):
+    """Run the server in the foreground until SIGTERM or Ctrl-C."""
+    flags = {"data_dir": data_dir, "web_port": web_port, "rtmp_port": rtmp_port,
+             "stream_key": stream_key, "bind": bind,
+             "log_level": log_level.lower() if log_level else None}
+    try:
+        file_values, overrides, data_dir = _load(config_path, flags)
+    except configmod.ConfigError as exc:
+        _fail(str(exc), 2)
+    try:
+        os.makedirs(data_dir, mode=0o750, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot create data dir {data_dir}: {exc.strerror}")
+
+    from .runtime import running_pid
+    pid = running_pid(data_dir)
+    if pid is not None:
+        _fail(f"owncastd is already running for data dir {data_dir} (pid {pid}); "
+              f"stop it first with `owncastd stop --data-dir {data_dir}`")
+
+    from . import logs
+    from .store import Store
+    from .supervisor import StartupError, Supervisor
+    try:
+        store = Store.in_data_dir(data_dir)
+    except Exception as exc:
+        _fail(f"cannot open the database in {data_dir}: {exc}")
+    config = configmod.Config(store, file_values, overrides)
+    _seed_data_dir(data_dir)
+    generated = config.ensure_stream_key()
+    if generated:
+        # Printed once, to the terminal/journal of the first start only, never logged.
+        click.echo(f"Generated a stream key (also the admin password, user 'admin'): {generated}\n"
+                   f"Publish to rtmp://<host>:{config.get('rtmp_port')}/live/{generated}")
+    logs.setup("owncastd", config.get("log_level"), data_dir)
+    config_abs = os.path.abspath(config_path) if config_path else None
+    supervisor = Supervisor(config, data_dir, config_abs)
+    try:
+        supervisor.start()
+    except StartupError as exc:
+        supervisor.shutdown()
+        _fail(str(exc))
+    sys.exit(supervisor.run())
+
+
+def _seed_data_dir(data_dir: str) -> None:
+    """First start: a few emoji to pick from (the operator adds or removes files there)."""
+    emoji_dir = os.path.join(data_dir, "emoji")
+    if not os.path.isdir(emoji_dir):
+        src = resources.files("owncastd") / "assets" / "emoji"
+        shutil.copytree(str(src), emoji_dir)
+
+
+def _target(config_path, data_dir) -> str:
+    try:
+        _, _, resolved = _load(config_path, {"data_dir": data_dir})
+    except configmod.ConfigError as exc:
+        _fail(str(exc), 2)
+    return resolved
+
+
+@main.command()
+@_config_option
+@_data_dir_option
+@click.option("--timeout", type=float, default=15.0, show_default=True,
+              help="Seconds to wait for the server to exit.")
+def stop(config_path, data_dir, timeout):
+    """Stop the instance that owns the data dir and wait for it to exit."""
+    from .runtime import running_pid
+    data_dir = _target(config_path, data_dir)
+    pid = running_pid(data_dir)
+    if pid is None:
+        click.echo(f"owncastd is not running for data dir {data_dir}")
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        click.echo("owncastd already exited")
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running_pid(data_dir) is None:
+            click.echo(f"owncastd (pid {pid}) stopped")
+            return
+        time.sleep(0.1)
+    _fail(f"owncastd (pid {pid}) did not stop within {timeout:g} s")
+
+
+@main.command()
+@_config_option
+@_data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(config_path, data_dir, as_json):
+    """Say whether the server runs, its pid, ports and whether a stream is live."""
+    from .runtime import Runtime, running_pid
+    from .store import DB_FILE, Store
+    data_dir = _target(config_path, data_dir)
+    pid = running_pid(data_dir)
+    info: dict = {"running": pid is not None, "pid": pid, "dataDir": data_dir}
+    if pid is not None:
+        rt = Runtime.read(data_dir)
+        if rt is not None:
+            info.update(bind=rt.bind, webPort=rt.web_port, rtmpPort=rt.rtmp_port,
+                        startedAt=rt.started_at)
+    if os.path.exists(os.path.join(data_dir, DB_FILE)):
+        store = Store.in_data_dir(data_dir)
+        info["online"] = bool(store.get_state("online")) and pid is not None
+        info["lastConnectTime"] = store.get_state("lastConnectTime")
+        store.close()
+    if as_json:
+        click.echo(json.dumps(info))
+    elif pid is None:
+        click.echo(f"owncastd is not running (data dir {data_dir})")
+    else:
+        live = "live" if info.get("online") else "offline"
+        click.echo(f"owncastd is running (pid {pid}, data dir {data_dir})\n"
+                   f"  web:    http://{info.get('bind')}:{info.get('webPort')}/\n"
+                   f"  rtmp:   rtmp://{info.get('bind')}:{info.get('rtmpPort')}/live\n"
+                   f"  stream: {live}")
+    sys.exit(0 if pid is not None else EXIT_NOT_RUNNING)
+
+
+if __name__ == "__main__":
+    main()

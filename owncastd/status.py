@@ -1,0 +1,63 @@
+"""The server's live status, read from the store's `state` table, in the API's shapes.
+
+State keys (written by ingest and the viewer counter, read by every API worker):
+`online`, `broadcaster`, `lastConnectTime`, `lastDisconnectTime`, `viewerCount`,
+`sessionPeakViewerCount`, `overallPeakViewerCount`. The peaks and times persist across restarts.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Config
+from .version import __version__
+
+STATE_KEYS = ("online", "broadcaster", "currentBroadcast", "lastConnectTime",
+              "lastDisconnectTime", "viewerCount", "sessionPeakViewerCount",
+              "overallPeakViewerCount")
+
+
+def read_state(config: Config) -> dict[str, Any]:
+    assert config.store is not None
+    state = config.store.get_states(STATE_KEYS)
+    online = bool(state["online"])
+    return {
+        "online": online,
+        "broadcaster": state["broadcaster"] if online else None,
+        "currentBroadcast": state["currentBroadcast"] if online else None,
+        "lastConnectTime": state["lastConnectTime"],
+        "lastDisconnectTime": state["lastDisconnectTime"],
+        # Viewers are only counted while online (Owncast #422).
+        "viewerCount": int(state["viewerCount"] or 0) if online else 0,
+        "sessionPeak": int(state["sessionPeakViewerCount"] or 0),
+        "overallPeak": int(state["overallPeakViewerCount"] or 0),
+    }
+
+
+def public_status(config: Config) -> dict[str, Any]:
+    """`GET /api/status` (spec fields, plus versionNumber and streamTitle as 0.0.7: D8, D20)."""
+    s = read_state(config)
+    return {
+        "online": s["online"],
+        "viewerCount": s["viewerCount"],
+        "sessionMaxViewerCount": s["sessionPeak"],
+        "overallMaxViewerCount": s["overallPeak"],
+        "lastConnectTime": s["lastConnectTime"],
+        "lastDisconnectTime": s["lastDisconnectTime"],
+        "versionNumber": __version__,
+        "streamTitle": config.get("instance.stream_title"),
+    }
+
+
+def admin_status(config: Config) -> dict[str, Any]:
+    """`GET /api/admin/status` (peak names per D20)."""
+    s = read_state(config)
+    return {
+        "broadcaster": s["broadcaster"],
+        "currentBroadcast": s["currentBroadcast"],
+        "online": s["online"],
+        "viewerCount": s["viewerCount"],
+        "sessionPeakViewerCount": s["sessionPeak"],
+        "overallPeakViewerCount": s["overallPeak"],
+        "versionNumber": __version__,
+        "streamTitle": config.get("instance.stream_title"),
+    }

@@ -1,0 +1,211 @@
+"""The datastore: SQLite in the data dir (WAL), versioned migrations, and all of owncastd's SQL.
+
+Every process opens its own connection (`Store(path)`); WAL lets the API workers read while one
+process writes. Values are stored as JSON text so a setting keeps its type (int, bool, list, dict).
+No other module writes SQL: add a method here instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+DB_FILE = "owncast.db"
+
+# Each entry upgrades the schema by one version (PRAGMA user_version). Never edit a released
+# entry: append a new one. The list index + 1 is the version the entry leads to.
+MIGRATIONS: list[str] = [
+    # 1: runtime configuration saved through the admin API, persistent server state, logs.
+    """
+    CREATE TABLE config (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE log_entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time TEXT NOT NULL,
+        level TEXT NOT NULL,
+        process TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX log_entries_level ON log_entries(level, id);
+    """,
+]
+
+LOG_LEVELS_WARNING_UP = ("warning", "error", "critical")
+
+
+def utcnow() -> str:
+    """RFC 3339 timestamp with microseconds and zone, as Owncast's JSON uses."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+class Store:
+    """One process's connection to the datastore."""
+
+    def __init__(self, path: str, *, timeout: float = 5.0):
+        self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        # Autocommit mode: every statement is its own transaction unless `transaction()` is used.
+        self._db = sqlite3.connect(path, timeout=timeout, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        # Connections may be shared by threads of one process (supervisor log collector).
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    @classmethod
+    def in_data_dir(cls, data_dir: str) -> "Store":
+        return cls(os.path.join(data_dir, DB_FILE))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> None:
+        """Bring the schema up to date; safe when several processes start at once."""
+        with self._lock:
+            if self.schema_version >= len(MIGRATIONS):
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                version = self.schema_version  # re-read under the write lock
+                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                    for statement in _split_sql(script):
+                        self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {number}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # -- configuration saved through the admin API ------------------------------------------
+
+    def get_config(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM config WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row["value"])
+
+    def all_config(self) -> dict[str, Any]:
+        with self._lock:
+            rows = self._db.execute("SELECT key, value FROM config").fetchall()
+        return {r["key"]: json.loads(r["value"]) for r in rows}
+
+    def set_config(self, key: str, value: Any) -> None:
+        self.set_configs({key: value})
+
+    def set_configs(self, values: dict[str, Any]) -> None:
+        """Save several settings in one transaction: all or nothing."""
+        now = utcnow()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO config(key, value, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                    "updated_at = excluded.updated_at",
+                    [(k, json.dumps(v), now) for k, v in values.items()])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def delete_config(self, key: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM config WHERE key = ?", (key,))
+
+    # -- persistent server state (stream online, peaks, connect times) -----------------------
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row["value"])
+
+    def get_states(self, keys: Iterable[str]) -> dict[str, Any]:
+        keys = list(keys)
+        marks = ",".join("?" * len(keys))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT key, value FROM state WHERE key IN ({marks})", keys).fetchall()
+        found = {r["key"]: json.loads(r["value"]) for r in rows}
+        return {k: found.get(k) for k in keys}
+
+    def set_state(self, key: str, value: Any) -> None:
+        self.set_states({key: value})
+
+    def set_states(self, values: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO state(key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [(k, json.dumps(v)) for k, v in values.items()])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def raise_state_max(self, key: str, value: int) -> int:
+        """Atomically keep the larger of the stored and the given number; return the result."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO state(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "value = CASE WHEN CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER) "
+                "THEN excluded.value ELSE value END",
+                (key, json.dumps(int(value))))
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value"])
+
+    # -- logs collected from every process ---------------------------------------------------
+
+    def add_log_entries(self, entries: list[dict], keep: int = 5000) -> None:
+        """Append log records ({time, level, process, message}) and trim to the newest `keep`."""
+        if not entries:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO log_entries(time, level, process, message) VALUES (?, ?, ?, ?)",
+                    [(e["time"], e["level"], e.get("process", ""), e["message"]) for e in entries])
+                self._db.execute(
+                    "DELETE FROM log_entries WHERE id <= "
+                    "(SELECT MAX(id) FROM log_entries) - ?", (keep,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def recent_log_entries(self, limit: int = 500, warnings_only: bool = False) -> list[dict]:
+        """The newest `limit` entries, oldest first, in the spec's LogEntry shape."""
+        sql = "SELECT time, level, message FROM log_entries"
+        args: tuple = ()
+        if warnings_only:
+            sql += f" WHERE level IN ({','.join('?' * len(LOG_LEVELS_WARNING_UP))})"
+            args = LOG_LEVELS_WARNING_UP
+        sql += " ORDER BY time DESC, id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, args + (limit,)).fetchall()
+        return [dict(r) for r in reversed(rows)]
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

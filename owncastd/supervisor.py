@@ -1,0 +1,325 @@
+"""The supervisor: owns the listening sockets and the bus, starts every child and keeps it alive.
+
+Like gunicorn's arbiter it is one loop of four verbs: handle queued signals, kill hung children,
+reap the dead, respawn what is missing (with backoff). Signal handlers only enqueue the signal;
+`signal.set_wakeup_fd` wakes the loop. Children are started with fork+exec (`python -m ...`),
+each in its own session, and inherit only the listening sockets they need: the supervisor binds
+the web and RTMP ports once, so a restarted child never races for its port and connections that
+arrive while it restarts wait in the kernel's backlog instead of being refused.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import psutil
+
+from . import bus, logs
+from .config import Config
+from .runtime import PidLock, Runtime
+from .store import Store, utcnow
+
+log = logging.getLogger("owncastd.supervisor")
+
+SHUTDOWN_GRACE = 7.0        # seconds children get after SIGTERM before SIGKILL (total < 10 s)
+BACKOFF_START = 0.5
+BACKOFF_MAX = 30.0
+STABLE_AFTER = 30.0         # a child that ran this long resets its backoff
+
+
+class StartupError(RuntimeError):
+    """The instance cannot start (port in use, data dir owned...); the message says why."""
+
+
+@dataclass
+class ChildSpec:
+    name: str
+    argv: Callable[[], list[str]]
+    pass_fds: tuple[int, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    next_start: float = 0.0
+
+
+def listen(bind: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((bind, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen for {what} on {bind}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    # -P: never put the working directory on sys.path, so a source checkout in the cwd cannot
+    # shadow the installed package (which has the compiled extensions).
+    return [sys.executable, "-P", "-m", module, *args]
+
+
+class Supervisor:
+    def __init__(self, config: Config, data_dir: str, config_path: str | None):
+        self.config = config
+        self.data_dir = data_dir
+        self.config_path = config_path
+        self.lock = PidLock(data_dir)
+        self.children: list[Child] = []
+        self.sockets: dict[str, socket.socket] = {}
+        self.signal_queue: list[int] = []
+        self.stopping = False
+        self._wake_r, self._wake_w = os.pipe()
+        self._proxy: bus.Proxy | None = None
+        self._threads: list[threading.Thread] = []
+        self._collector_stop = threading.Event()
+        self.runtime: Runtime | None = None
+
+    # -- start ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self.lock.acquire():
+            from .runtime import running_pid
+            raise StartupError(f"owncastd is already running for data dir {self.data_dir} "
+                               f"(pid {running_pid(self.data_dir)}); stop it first with "
+                               f"`owncastd stop --data-dir {self.data_dir}`")
+        self._end_orphans()
+        bind = self.config.get("bind")
+        web_port, rtmp_port = self.config.get("web_port"), self.config.get("rtmp_port")
+        if web_port == rtmp_port:
+            raise StartupError(f"web port and RTMP port are both {web_port}; they must differ")
+        self.sockets["web"] = listen(bind, web_port, "the web server")
+        self.sockets["rtmp"] = listen(bind, rtmp_port, "RTMP")
+        self._start_bus()
+        store = self.config.store
+        assert store is not None
+        # Nothing can be live before ingest starts; a crash may have left `online` set.
+        if store.get_state("online"):
+            store.set_states({"online": False, "lastDisconnectTime": utcnow(), "broadcaster": None})
+        self.runtime = Runtime(pid=os.getpid(), data_dir=self.data_dir,
+                               config_path=self.config_path, overrides=self.config.overrides,
+                               bind=bind, web_port=web_port, rtmp_port=rtmp_port,
+                               started_at=utcnow())
+        self.runtime.write()
+        self.children = [Child(spec) for spec in self.child_specs()]
+        self._install_signals()
+        log.info("owncastd supervisor started (pid %d): web on %s:%d, RTMP on %s:%d",
+                 os.getpid(), bind, web_port, bind, rtmp_port)
+
+    def child_specs(self) -> list[ChildSpec]:
+        data = ["--data-dir", self.data_dir]
+        web_fd = self.sockets["web"].fileno()
+        return [
+            ChildSpec("web", lambda: python_module("owncastd.web", *data, "--fd", str(web_fd)),
+                      pass_fds=(web_fd,)),
+        ]
+
+    def _start_bus(self) -> None:
+        self._proxy = bus.Proxy(self.data_dir)
+        self._log_sink = bus.Subscriber.log_sink(self.data_dir)
+        proxy_thread = threading.Thread(target=self._proxy.run, name="bus-proxy", daemon=True)
+        proxy_thread.start()
+        collector = threading.Thread(target=self._collect_logs, name="log-collector", daemon=True)
+        collector.start()
+        self._threads = [proxy_thread, collector]
+
+    def _collect_logs(self) -> None:
+        """Write every process's log records from the bus into the store, in batches."""
+        store = Store.in_data_dir(self.data_dir)
+        sub = self._log_sink
+        batch: list[dict] = []
+        last_flush = time.monotonic()
+        try:
+            while not self._collector_stop.is_set():
+                msg = sub.recv(timeout_ms=200)
+                if msg is not None:
+                    batch.append(msg[1])
+                if batch and (len(batch) >= 200 or time.monotonic() - last_flush > 0.3):
+                    try:
+                        store.add_log_entries(batch)
+                    except Exception as exc:  # a full disk must not kill log collection
+                        print(f"owncastd: cannot store log entries: {exc}", file=sys.stderr)
+                    batch, last_flush = [], time.monotonic()
+            # drain what is still queued so shutdown messages are kept
+            while (msg := sub.recv(timeout_ms=50)) is not None:
+                batch.append(msg[1])
+            store.add_log_entries(batch)
+        finally:
+            sub.close()
+            store.close()
+
+    def _end_orphans(self) -> None:
+        """Children of a previous supervisor that was SIGKILLed may still run: end them."""
+        previous = Runtime.read(self.data_dir)
+        if previous is None:
+            return
+        for name, pid in previous.children.items():
+            try:
+                proc = psutil.Process(pid)
+                if proc.create_time() > time.time() or "owncastd" not in " ".join(proc.cmdline()):
+                    continue
+                log.warning("ending %s (pid %d) left by a previous instance", name, pid)
+                os.killpg(pid, signal.SIGKILL)
+            except (psutil.Error, ProcessLookupError, PermissionError):
+                pass
+
+    # -- signals ----------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        os.set_blocking(self._wake_w, False)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGQUIT):
+            signal.signal(sig, self._enqueue_signal)
+
+    def _enqueue_signal(self, signum, frame) -> None:
+        self.signal_queue.append(signum)
+
+    def handle_signals(self) -> None:
+        while self.signal_queue:
+            sig = self.signal_queue.pop(0)
+            if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                log.info("received %s: shutting down", signal.Signals(sig).name)
+                self.stopping = True
+            elif sig == signal.SIGHUP:
+                log.info("received SIGHUP: restarting children")
+                for child in self.children:
+                    self._signal_child(child, signal.SIGTERM)
+            # SIGCHLD only wakes the loop; reap() does the work.
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            while not self.stopping:
+                self.handle_signals()
+                if self.stopping:
+                    break
+                self.reap()
+                self.spawn_missing()
+                self.sleep()
+        finally:
+            self.shutdown()
+        return 0
+
+    def reap(self) -> None:
+        for child in self.children:
+            if child.proc is None or child.proc.poll() is None:
+                continue
+            code = child.proc.returncode
+            reason = (f"killed by {signal.Signals(-code).name}" if code < 0
+                      else f"exited with status {code}")
+            ran = time.monotonic() - child.started_at
+            child.failures = 0 if ran > STABLE_AFTER else child.failures + 1
+            delay = 0.0 if child.failures == 0 else min(
+                BACKOFF_MAX, BACKOFF_START * 2 ** (child.failures - 1))
+            child.next_start = time.monotonic() + delay
+            log.warning("child %s (pid %d) %s after %.1f s; restarting in %.1f s",
+                        child.spec.name, child.proc.pid, reason, ran, delay)
+            # Its own children (gunicorn workers) would linger until they notice: end them now.
+            _kill_group(child.proc.pid, signal.SIGTERM)
+            child.proc = None
+            self.on_child_exit(child)
+
+    def on_child_exit(self, child: Child) -> None:
+        """Hook for policies tied to one kind of child (e.g. ingest death = stream offline)."""
+
+    def spawn_missing(self) -> None:
+        now = time.monotonic()
+        changed = False
+        for child in self.children:
+            if child.proc is None and now >= child.next_start:
+                self._spawn(child)
+                changed = True
+        if changed and self.runtime is not None:
+            self.runtime.children = {c.spec.name: c.proc.pid for c in self.children if c.proc}
+            self.runtime.write()
+
+    def _spawn(self, child: Child) -> None:
+        env = dict(os.environ, OWNCASTD_SUPERVISOR_PID=str(os.getpid()), **child.spec.env)
+        try:
+            child.proc = subprocess.Popen(child.spec.argv(), pass_fds=child.spec.pass_fds,
+                                          env=env, start_new_session=True, cwd=self.data_dir)
+        except OSError as exc:
+            child.failures += 1
+            child.next_start = time.monotonic() + min(BACKOFF_MAX, BACKOFF_START * 2 ** child.failures)
+            log.error("cannot start child %s: %s", child.spec.name, exc)
+            return
+        child.started_at = time.monotonic()
+        log.info("started child %s (pid %d)", child.spec.name, child.proc.pid)
+
+    def sleep(self) -> None:
+        waits = [c.next_start - time.monotonic() for c in self.children if c.proc is None]
+        timeout = max(0.05, min([1.0] + waits))
+        try:
+            ready, _, _ = select.select([self._wake_r], [], [], timeout)
+        except InterruptedError:
+            return
+        if ready:
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+
+    # -- stop -------------------------------------------------------------------------------
+
+    def _signal_child(self, child: Child, sig: int) -> None:
+        if child.proc is not None and child.proc.poll() is None:
+            try:
+                child.proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+    def shutdown(self) -> None:
+        for child in self.children:
+            self._signal_child(child, signal.SIGTERM)
+        deadline = time.monotonic() + SHUTDOWN_GRACE
+        for child in self.children:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("child %s did not stop in time: killing it", child.spec.name)
+            # Whatever is left in its process group (workers of a killed master) goes too.
+            _kill_group(child.proc.pid, signal.SIGKILL)
+            try:
+                child.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+        log.info("owncastd stopped")
+        self._collector_stop.set()
+        for thread in self._threads[1:]:
+            thread.join(timeout=2)
+        if self._proxy is not None:
+            self._proxy.stop()
+        for sock in self.sockets.values():
+            sock.close()
+        if self.runtime is not None:
+            self.runtime.children = {}
+            self.runtime.write()
+        self.lock.release()
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,81 @@
+"""The web child: a gunicorn master whose gevent-websocket workers run the Falcon app.
+
+It serves on the listening socket the supervisor passes in (`--fd`), so the port stays bound
+while this process restarts. Workers build the app after fork, each with its own store
+connection and bus sockets.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
+
+from . import logs
+from .runtime import child_config, die_with_parent
+
+WORKER_CLASS = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+
+
+class RootLogger(Logger):
+    """Route gunicorn's error log through our handlers (one line, stderr + log channel)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for handler in list(self.error_log.handlers):
+            self.error_log.removeHandler(handler)
+        self.error_log.propagate = True
+        self.access_log.propagate = False
+
+
+class WebApplication(BaseApplication):
+    def __init__(self, data_dir: str, fd: int, workers: int, log_level: str):
+        self.data_dir = data_dir
+        self.fd = fd
+        self.workers = workers
+        self.log_level = log_level
+        super().__init__()
+
+    def load_config(self):
+        data_dir, log_level = self.data_dir, self.log_level
+        settings = {
+            "bind": [f"fd://{self.fd}"],
+            "workers": self.workers,
+            "worker_class": WORKER_CLASS,
+            "timeout": 30,
+            "graceful_timeout": 5,          # the supervisor allows 7 s in all
+            "keepalive": 5,
+            "control_socket_disable": True,  # two instances would collide on ~/.gunicorn
+            "logger_class": RootLogger,
+            "loglevel": log_level,
+            "proc_name": "owncastd-web",
+            "worker_connections": 2000,
+            "limit_request_line": 8190,
+            "post_fork": lambda server, worker: logs.setup(
+                "owncastd-web-worker", log_level, data_dir, green=True),
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from .api.app import create_app
+        return create_app(self.data_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="owncastd-web")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    die_with_parent()
+    config, _ = child_config(args.data_dir)
+    level = config.get("log_level")
+    logs.setup("owncastd-web", level, args.data_dir)
+    logging.getLogger("owncastd.web").info("web server starting with %d workers",
+                                           config.get("web_workers"))
+    WebApplication(args.data_dir, args.fd, config.get("web_workers"), level).run()
+
+
+if __name__ == "__main__":
+    main()
