@@ -175,7 +175,7 @@ class Proxy:
 
     def stop(self) -> None:
         self._control.send(b"TERMINATE")
-        self._control.close(linger=0)
+        self._control.close(linger=1000)  # linger: a closed socket must still deliver it
 
 
 def _unlink_stale(address: str) -> None:

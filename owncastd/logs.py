@@ -50,8 +50,11 @@ class BusHandler(logging.Handler):
         self.publisher = publisher
         self.process_name = process_name
         self._send_lock = threading.Lock()  # zmq sockets are not thread-safe
+        self._pid = os.getpid()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if os.getpid() != self._pid:
+            return  # inherited across fork: a zmq socket must not be used by the child
         try:
             message = record.getMessage()
             if record.exc_info:

@@ -29,6 +29,11 @@ class RootLogger(Logger):
         self.access_log.propagate = False
 
 
+def _worker_logging(data_dir: str, log_level: str) -> None:
+    logs.setup("owncastd-web-worker", log_level, data_dir, green=True)
+    logging.getLogger("owncastd.web").info("API worker ready")
+
+
 class WebApplication(BaseApplication):
     def __init__(self, data_dir: str, fd: int, workers: int, log_level: str):
         self.data_dir = data_dir
@@ -52,8 +57,7 @@ class WebApplication(BaseApplication):
             "proc_name": "owncastd-web",
             "worker_connections": 2000,
             "limit_request_line": 8190,
-            "post_fork": lambda server, worker: logs.setup(
-                "owncastd-web-worker", log_level, data_dir, green=True),
+            "post_fork": lambda server, worker: _worker_logging(data_dir, log_level),
         }
         for key, value in settings.items():
             self.cfg.set(key, value)

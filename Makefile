@@ -1,0 +1,64 @@
+# owncastd: `make run` installs and starts the server, `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= etc/owncast.toml
+
+# Debian 12 packages: to build the extension and run the server ...
+DEB_BUILD := python3 python3-venv python3-dev gcc pkg-config ffmpeg \
+	libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libswresample-dev
+# ... and what the tests and benchmarks drive (real clients, a real browser, reference servers).
+DEB_TEST := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+	nginx libnginx-mod-rtmp sqlite3 procps
+
+SOURCES := setup.py pyproject.toml $(shell find owncastd native -type f \
+	-not -name '*.c' -not -name '*.so' -not -path '*/__pycache__/*' 2>/dev/null)
+
+.PHONY: install run test bench deb-deps deb-test-deps clean
+
+install: deb-deps $(VENV)/.installed
+
+# Installs missing Debian packages when run as root; otherwise says what to install.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:" $$missing; \
+	    echo "run as root, or: sudo apt-get install" $$missing; exit 1; \
+	  fi; \
+	fi
+endef
+
+deb-deps:
+	$(call apt_install,$(DEB_BUILD))
+
+deb-test-deps:
+	$(call apt_install,$(DEB_TEST))
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(VENV)/bin/python $(SOURCES)
+	$(BIN)/pip install -q .
+	@touch $@
+
+$(VENV)/.test-installed: $(VENV)/bin/python requirements-test.txt
+	$(BIN)/pip install -q -r requirements-test.txt
+	@touch $@
+
+run: install
+	$(BIN)/owncastd start --config $(CONFIG)
+
+test: install deb-test-deps $(VENV)/.test-installed
+	$(BIN)/pytest -q tests
+
+bench: install deb-test-deps $(VENV)/.test-installed
+	$(BIN)/pytest -q bench --benchmark-columns=min,mean,max,rounds -p no:cacheprovider
+
+clean:
+	rm -rf build *.egg-info native/*.c $(VENV)

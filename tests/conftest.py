@@ -1,0 +1,183 @@
+"""Shared fixtures: free ports, temporary data dirs and a real owncastd daemon."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import pytest
+import requests
+
+BIN_DIR = os.path.dirname(sys.executable)
+OWNCASTD = os.path.join(BIN_DIR, "owncastd")
+OWNCASTCTL = os.path.join(BIN_DIR, "owncastctl")
+TEST_KEY = "test-stream-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def short_tmp():
+    """A temp dir with a short path (unix socket paths are limited to ~100 bytes)."""
+    path = tempfile.mkdtemp(prefix="oc-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the thing we wait for may not answer yet
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last error: {last_exc}")
+
+
+class Daemon:
+    """A real `owncastd start` on 127.0.0.1 and free ports, in its own data dir."""
+
+    def __init__(self, data_dir: str, key: str = TEST_KEY, extra_args=(), env=None):
+        self.data_dir = data_dir
+        self.key = key
+        self.web_port = free_port()
+        self.rtmp_port = free_port()
+        self.extra_args = list(extra_args)
+        self.env = dict(os.environ, **(env or {}))
+        self.proc: subprocess.Popen | None = None
+        self.log_path = os.path.join(data_dir, "daemon-output.log")
+        self.seen_pids: set[int] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def auth(self):
+        return ("admin", self.key)
+
+    def args(self) -> list[str]:
+        args = [OWNCASTD, "start", "--data-dir", self.data_dir, "--bind", "127.0.0.1",
+                "--web-port", str(self.web_port), "--rtmp-port", str(self.rtmp_port)]
+        if self.key:
+            args += ["--stream-key", self.key]
+        return args + self.extra_args
+
+    def start(self, wait: bool = True) -> "Daemon":
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=self.env, cwd=self.data_dir)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"owncastd exited with {self.proc.returncode}:\n{self.output()}")
+            return requests.get(self.url + "/api/status", timeout=1).status_code == 200
+        wait_until(ready, timeout, what="owncastd to answer /api/status")
+        self.remember_tree()
+
+    def output(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def get(self, path, **kw):
+        return requests.get(self.url + path, timeout=5, **kw)
+
+    def post(self, path, **kw):
+        return requests.post(self.url + path, timeout=5, **kw)
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def remember_tree(self) -> None:
+        self.seen_pids.update(p.pid for p in self.tree())
+
+    def children_named(self, fragment: str) -> list[psutil.Process]:
+        out = []
+        for p in self.tree():
+            try:
+                if fragment in " ".join(p.cmdline()):
+                    out.append(p)
+            except psutil.Error:
+                pass
+        return out
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 10.0) -> float:
+        """Signal the supervisor; return how long it took to exit."""
+        self.remember_tree()
+        began = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"owncastd did not exit within {timeout} s")
+        self._log.close()
+        return time.monotonic() - began
+
+    def leftovers(self) -> list[int]:
+        alive = []
+        for pid in self.seen_pids:
+            try:
+                p = psutil.Process(pid)
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return alive
+
+    def kill_everything(self) -> None:
+        """Last-resort cleanup: only processes this daemon started."""
+        self.remember_tree() if self.proc and self.proc.poll() is None else None
+        for pid in list(self.seen_pids) + ([self.proc.pid] if self.proc else []):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+@pytest.fixture
+def daemon_factory(short_tmp):
+    started: list[Daemon] = []
+
+    def make(**kw) -> Daemon:
+        d = Daemon(os.path.join(short_tmp, f"d{len(started)}"), **kw)
+        os.makedirs(d.data_dir, exist_ok=True)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.proc is not None and d.proc.poll() is None:
+            try:
+                d.stop()
+            except AssertionError:
+                pass
+        d.kill_everything()
+
+
+@pytest.fixture
+def daemon(daemon_factory) -> Daemon:
+    return daemon_factory().start()
