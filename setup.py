@@ -70,6 +70,8 @@ setup(
         "click>=8.1",
         "psutil>=5.9",
         "boto3>=1.28",
+        "markdown-it-py>=3",
+        "nh3>=0.2.14",
     ],
     entry_points={
         "console_scripts": [
