@@ -1,0 +1,166 @@
+"""FLV reading and the AVC/AAC sequence-header parsing the transcoder needs (pure Python).
+
+The RTMP ingest hands the transcoder ``(tag_type, timestamp_ms, payload)`` where payload is an
+FLV tag body; :func:`read_tags` yields the same tuples from an FLV file so tests, the
+benchmark and an ffmpeg-based fallback can drive the pipeline exactly like the ingest does.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+TAG_AUDIO = 8
+TAG_VIDEO = 9
+TAG_SCRIPT = 18
+
+VIDEO_CODEC_AVC = 7
+AVC_SEQUENCE_HEADER, AVC_NALU, AVC_END_OF_SEQUENCE = 0, 1, 2
+SOUND_FORMAT_AAC = 10
+AAC_SEQUENCE_HEADER, AAC_RAW = 0, 1
+
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+
+
+class FLVError(ValueError):
+    """The data is not FLV."""
+
+
+def iter_tags(stream: BinaryIO) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(tag_type, timestamp_ms, payload)`` from an FLV byte stream; stops at a truncated tail."""
+    header = stream.read(9)
+    if len(header) < 9 or header[:3] != b"FLV":
+        raise FLVError("not an FLV stream")
+    data_offset = struct.unpack(">I", header[5:9])[0]
+    stream.read(data_offset - 9 + 4)  # rest of the header, then PreviousTagSize0
+    while True:
+        head = stream.read(11)
+        if len(head) < 11:
+            return
+        tag_type = head[0] & 0x1F  # upper bits: reserved and the encryption filter flag
+        size = int.from_bytes(head[1:4], "big")
+        timestamp = int.from_bytes(head[4:7], "big") | (head[7] << 24)
+        payload = stream.read(size)
+        if len(payload) < size:
+            return
+        stream.read(4)  # PreviousTagSize
+        yield tag_type, timestamp, payload
+
+
+def read_tags(path: str) -> Iterator[tuple[int, int, bytes]]:
+    """:func:`iter_tags` over a file."""
+    with open(path, "rb") as f:
+        yield from iter_tags(f)
+
+
+@dataclass
+class VideoTag:
+    keyframe: bool
+    codec_id: int
+    packet_type: int  # AVC_SEQUENCE_HEADER / AVC_NALU / AVC_END_OF_SEQUENCE
+    composition_time: int  # ms, pts - dts
+    data: bytes
+
+
+def parse_video_tag(payload: bytes) -> VideoTag:
+    """Split an FLV VIDEODATA body (AVC only carries packet type and composition time)."""
+    if len(payload) < 1:
+        raise ValueError("empty video tag")
+    frame_type, codec_id = payload[0] >> 4, payload[0] & 0x0F
+    if codec_id != VIDEO_CODEC_AVC:
+        return VideoTag(frame_type == 1, codec_id, -1, 0, payload[1:])
+    if len(payload) < 5:
+        raise ValueError("AVC video tag shorter than 5 bytes")
+    cts = int.from_bytes(payload[2:5], "big", signed=True)
+    return VideoTag(frame_type == 1, codec_id, payload[1], cts, payload[5:])
+
+
+@dataclass
+class AVCConfig:
+    profile: int
+    compatibility: int
+    level: int
+    nal_length_size: int
+    sps: list[bytes]
+    pps: list[bytes]
+
+    @property
+    def codecs(self) -> str:
+        """RFC 6381 codecs string, e.g. ``avc1.64001f``."""
+        return f"avc1.{self.profile:02x}{self.compatibility:02x}{self.level:02x}"
+
+
+def parse_avc_config(record: bytes) -> AVCConfig:
+    """Parse an AVCDecoderConfigurationRecord (the body of an AVC sequence header)."""
+    try:
+        if record[0] != 1:
+            raise ValueError("AVCDecoderConfigurationRecord version is not 1")
+        nal_length_size = (record[4] & 3) + 1
+        pos, sps, pps = 6, [], []
+        for _ in range(record[5] & 0x1F):
+            n = int.from_bytes(record[pos:pos + 2], "big")
+            sps.append(record[pos + 2:pos + 2 + n])
+            pos += 2 + n
+        count = record[pos]
+        pos += 1
+        for _ in range(count):
+            n = int.from_bytes(record[pos:pos + 2], "big")
+            pps.append(record[pos + 2:pos + 2 + n])
+            pos += 2 + n
+        if pos > len(record) or not sps or any(not s for s in sps + pps):
+            raise ValueError("AVCDecoderConfigurationRecord is truncated")
+    except IndexError:
+        raise ValueError("AVCDecoderConfigurationRecord is truncated") from None
+    return AVCConfig(record[1], record[2], record[3], nal_length_size, sps, pps)
+
+
+def h264_codecs_from_annexb(data: bytes) -> str | None:
+    """``avc1.PPCCLL`` from the first SPS in an Annex B H.264 access unit, or None."""
+    i = data.find(b"\x00\x00\x01")
+    while i >= 0:
+        if i + 6 < len(data) and data[i + 3] & 0x1F == 7:
+            return f"avc1.{data[i + 4]:02x}{data[i + 5]:02x}{data[i + 6]:02x}"
+        i = data.find(b"\x00\x00\x01", i + 3)
+    return None
+
+
+@dataclass
+class AACConfig:
+    object_type: int
+    sample_rate: int
+    channels: int
+
+    @property
+    def codecs(self) -> str:
+        """RFC 6381 codecs string, e.g. ``mp4a.40.2`` for AAC LC."""
+        return f"mp4a.40.{self.object_type}"
+
+
+def parse_aac_config(asc: bytes) -> AACConfig:
+    """Parse the common AudioSpecificConfig forms (the body of an AAC sequence header)."""
+    if len(asc) < 2:
+        raise ValueError("AudioSpecificConfig shorter than 2 bytes")
+    bits = int.from_bytes(asc[:5].ljust(5, b"\0"), "big")
+    pos = 40
+
+    def take(n: int) -> int:
+        nonlocal pos
+        pos -= n
+        return (bits >> pos) & ((1 << n) - 1)
+
+    object_type = take(5)
+    if object_type == 31:
+        object_type = 32 + take(6)
+    index = take(4)
+    if index == 15:
+        if len(asc) < 5:
+            raise ValueError("AudioSpecificConfig with explicit rate is truncated")
+        sample_rate = take(24)
+    elif index < len(_AAC_RATES):
+        sample_rate = _AAC_RATES[index]
+    else:
+        raise ValueError(f"AudioSpecificConfig has reserved sample rate index {index}")
+    channels = take(4)
+    if object_type == 0:
+        raise ValueError("AudioSpecificConfig has object type 0")
+    return AACConfig(object_type, sample_rate, channels)
