@@ -1,6 +1,10 @@
 """ServerSession: replay of real client captures and scripted command flows."""
 import pathlib
 import random
+import shutil
+import socket
+import subprocess
+import threading
 
 import pytest
 
@@ -34,7 +38,7 @@ def run(data, pieces):
     return events, sess
 
 
-def check_publish_events(events, *, audio):
+def check_publish_events(events, *, audio, min_frames=30, min_span_ms=1500):
     names = [type(e).__name__ for e in events]
     assert names[:3] == ["HandshakeDone", "Connected", "PublishRequested"]
     assert events[1].app == "live"
@@ -45,16 +49,16 @@ def check_publish_events(events, *, audio):
     assert names.index("MetaData") < names.index("VideoData")
     video = [e for e in events if isinstance(e, s.VideoData)]
     audio_ev = [e for e in events if isinstance(e, s.AudioData)]
-    assert len(video) >= 30
+    assert len(video) >= min_frames
     # AVC sequence header first: keyframe + AVC codec (0x17), AVCPacketType 0.
     assert video[0].payload[0] == 0x17 and video[0].payload[1] == 0
     assert any(v.payload[0] == 0x27 for v in video)  # inter frames follow
     for stream in (video, audio_ev):
         ts = [e.timestamp_ms for e in stream]
         assert ts == sorted(ts)
-    assert video[-2].timestamp_ms > 1500
+    assert video[-2].timestamp_ms > min_span_ms
     if audio:
-        assert len(audio_ev) >= 30
+        assert len(audio_ev) >= min_frames
         assert audio_ev[0].payload[0] >> 4 == 10 and audio_ev[0].payload[1] == 0  # AAC config
     assert names[-1] == "Unpublished" and events[-1].stream_name == "testkey"
 
@@ -340,3 +344,87 @@ def test_republish_after_unpublish():
     assert events == [s.PublishRequested("live", "key2", "live")]
     sess.accept_publish()
     assert sess.feed(cl.writer.write(RawMessage(6, 5, 9, 1, b"v"))) == [s.VideoData(5, b"v")]
+
+
+# ------------------------------------------------------------------ live client
+
+
+def serve_one(listener, result):
+    """Drive a ServerSession over one accepted socket (what the ingest server will do)."""
+    conn, _ = listener.accept()
+    conn.settimeout(20)
+    sess = s.ServerSession()
+    events = []
+    try:
+        while not sess.closing:
+            data = conn.recv(65536)
+            if not data:
+                break
+            new = sess.feed(data)
+            while new:
+                ev = new.pop(0)
+                events.append(ev)
+                if isinstance(ev, s.PublishRequested):
+                    new += sess.accept_publish()
+            conn.sendall(sess.data_to_send())
+    except Exception as exc:  # reported to the test thread
+        result["error"] = exc
+    finally:
+        conn.close()
+        result["events"] = events
+        result["digest"] = sess._handshake.digest
+
+
+def live_publish(argv_for_port):
+    """Run a real client against a socket served by ServerSession; return its result."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+    port = listener.getsockname()[1]
+    result = {}
+    server = threading.Thread(target=serve_one, args=(listener, result), daemon=True)
+    server.start()
+    proc = subprocess.Popen(argv_for_port(port), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    server.join(20)
+    listener.close()
+    assert proc.returncode == 0, err.decode(errors="replace")
+    assert "error" not in result, result.get("error")
+    return result
+
+
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg not installed")
+def test_live_ffmpeg_publish():
+    """ffmpeg validates our digest handshake answer and publishes through the session."""
+    result = live_publish(lambda port: [
+        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15", "-f", "lavfi", "-i", "sine",
+        "-t", "1", "-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-c:a", "aac",
+        "-f", "flv", f"rtmp://127.0.0.1:{port}/live/testkey"])
+    assert result["digest"]
+    check_publish_events(result["events"], audio=True, min_frames=14, min_span_ms=800)
+
+
+def _gst_elements(*names):
+    return shutil.which("gst-launch-1.0") and all(
+        subprocess.run(["gst-inspect-1.0", n], capture_output=True).returncode == 0
+        for n in names)
+
+
+@pytest.mark.skipif(not _gst_elements("rtmpsink", "x264enc", "voaacenc", "flvmux"),
+                    reason="GStreamer with rtmpsink/x264enc/voaacenc not installed")
+def test_live_gstreamer_rtmpsink_publish():
+    """librtmp (GStreamer rtmpsink): simple handshake, 128-byte chunks."""
+    result = live_publish(lambda port: [
+        "gst-launch-1.0", "-q", "flvmux", "name=m", "streamable=true", "!", "rtmpsink",
+        f"location=rtmp://127.0.0.1:{port}/live/testkey live=1",
+        "videotestsrc", "num-buffers=15", "!", "video/x-raw,width=320,height=240,framerate=15/1",
+        "!", "x264enc", "speed-preset=ultrafast", "key-int-max=15", "!", "h264parse", "!", "m.",
+        "audiotestsrc", "num-buffers=20", "!", "audio/x-raw,rate=44100", "!", "voaacenc", "!",
+        "aacparse", "!", "m."])
+    assert not result["digest"]
+    check_publish_events(result["events"], audio=True, min_frames=14, min_span_ms=800)
