@@ -68,7 +68,7 @@ def test_ffmpeg_capture_replay(pieces):
     data = (CORPUS / "ffmpeg_publish.bin").read_bytes()
     events, sess = run(data, pieces)
     check_publish_events(events, audio=True)
-    assert sess._handshake.digest  # ffmpeg signs C1; it validated our digest answer live
+    assert sess.handshake_digest  # ffmpeg signs C1; it validated our digest answer live
     assert sess.bytes_received == len(data)
 
 
@@ -88,7 +88,7 @@ def test_gstreamer_rtmpsink_capture_replay(pieces):
     data = (CORPUS / "gstreamer_rtmpsink_publish.bin").read_bytes()
     events, sess = run(data, pieces)
     check_publish_events(events, audio=True)
-    assert not sess._handshake.digest
+    assert not sess.handshake_digest
 
 
 # ------------------------------------------------------------------ scripted client
@@ -372,7 +372,7 @@ def serve_one(listener, result):
     finally:
         conn.close()
         result["events"] = events
-        result["digest"] = sess._handshake.digest
+        result["digest"] = sess.handshake_digest
 
 
 def live_publish(argv_for_port):

@@ -222,7 +222,13 @@ class ServerSession:
 
     @property
     def bytes_received(self) -> int:
+        """Bytes received so far, handshake included (what Acknowledgements report)."""
         return self._reader.bytes_received
+
+    @property
+    def handshake_digest(self) -> bool:
+        """True if the client signed C1 and got the digest (Flash Player 9+) answer."""
+        return self._handshake.digest
 
     # ------------------------------------------------------------------ I/O boundary
 

@@ -57,7 +57,7 @@ def main() -> int:
         srv.close()
         with open(args.output, "wb") as f:
             f.write(recorded)
-    print("COUNTS", counts, "digest handshake:", sess._handshake.digest, flush=True)
+    print("COUNTS", counts, "digest handshake:", sess.handshake_digest, flush=True)
     print("BYTES", len(recorded), flush=True)
     return 0
 
