@@ -60,7 +60,7 @@ def encoder_preset(codec: str, cpu_usage_level: int | None) -> str:
 
 
 def _even(x: float) -> int:
-    return max(2, int(round(x / 2.0)) * 2)
+    return max(2, int(math.floor(x / 2.0 + 0.5)) * 2)  # half up, not round()'s half-even
 
 
 def scaled_size(src_w: int, src_h: int, want_w: int = 0, want_h: int = 0) -> tuple[int, int]:

@@ -1,0 +1,114 @@
+"""Native transcoder (native/transcode.pyx): FLV audio/video tags in, multi-rendition HLS out.
+
+Output layout under ``out_dir`` (Owncast's): ``stream.m3u8`` (master), ``N/stream.m3u8`` and
+``N/stream-<seq>.ts`` for rendition N (the index in ``variants``). Every file is written to a
+hidden temp name in the same folder and renamed into place.
+"""
+from typing import Any, TypedDict
+
+H264_ENCODERS: tuple[str, ...]  # the codecs Owncast knows: libx264, h264_vaapi, h264_nvenc, h264_qsv, h264_omx
+
+class Variant(TypedDict, total=False):
+    """A rendition as ``owncastd.transcode.ladder.normalize_variant`` returns it."""
+    name: str
+    video_passthrough: bool      # copy the source H.264 packets (segments cut on source keyframes)
+    audio_passthrough: bool      # copy the source AAC packets (also when audio_bitrate is 0)
+    codec: str                   # encoder name; default: Pipeline's ``codec``
+    video_bitrate: int           # kbps
+    maxrate: int                 # kbps, VBV (default 1.06 x video_bitrate)
+    bufsize: int                 # kbps, VBV (default 1.2 x video_bitrate)
+    audio_bitrate: int           # kbps, AAC; 0 = passthrough
+    width: int                   # 0 = keep the aspect ratio / the source size; never upscales
+    height: int
+    framerate: int               # output fps (frames are dropped/slotted to it); default 24
+    gop: int                     # frames between IDRs; default segment_seconds x framerate
+    preset: str                  # e.g. "veryfast" (x264) or "p3" (nvenc)
+    tune: str                    # e.g. "zerolatency"; "" = none
+    profile: str                 # e.g. "high"
+
+class Pipeline:
+    """One stream's transcoder. Not thread-safe: call push()/finish() from one thread.
+
+    Work runs without the GIL: push() holds it only to take the payload bytes; decoding and
+    AAC encoding happen on the caller's thread, scaling/H.264 encoding/muxing on one worker
+    thread per rendition (bounded queue of ``queue_frames`` decoded frames each, so push()
+    blocks when the encoders fall behind).
+
+    Nothing is configured until both sequence headers (AVC and AAC) arrived, or 1 s of input
+    (600 tags) passed with one of them: then a stream without audio (or video) is assumed.
+    """
+    segment_seconds: int
+    list_size: int
+    media_sequence_start: int  # effective: with discontinuity=True, at least next_media_sequence()
+    source_width: int
+    source_height: int
+
+    def __init__(self, out_dir: str, variants: list[dict[str, Any]], *, segment_seconds: int,
+                 list_size: int, codec: str = "libx264", media_sequence_start: int = 0,
+                 discontinuity: bool = False, threads: int = 0, decoder_threads: int = 0,
+                 queue_frames: int = 8, keep_segments: int = 10) -> None:
+        """Create ``out_dir/N`` for every variant (see :class:`Variant`).
+
+        ``discontinuity=True`` continues the playlists a previous pipeline left in out_dir:
+        their entries are kept, the first new segment follows ``#EXT-X-DISCONTINUITY``, and
+        numbering continues from ``max(media_sequence_start, next_media_sequence(out_dir))``.
+        ``threads``: libx264 threads per rendition (0 = auto). ``decoder_threads``: H.264
+        decoder threads (0 = auto). Segments older than the playlist window plus
+        ``keep_segments`` are deleted. Raises ValueError for an empty variant list or
+        segment_seconds/list_size below 1.
+        """
+    def push(self, tag_type: int, timestamp_ms: int, payload: bytes | bytearray | memoryview) -> None:
+        """Feed one FLV tag: 8 audio (AAC only), 9 video (AVC only), 18 script (ignored).
+
+        payload is the FLV tag body (= the RTMP message payload). Malformed, truncated or
+        unsupported packets, and packets before their sequence header, are dropped and counted
+        in stats(); timestamp jumps (back > 1 s, forward > 5 s) are folded into a continuous
+        output timeline that starts at 0. Raises RuntimeError after finish() or once a
+        rendition failed (e.g. disk full: stats()["renditions"][n]["error"] says why).
+        """
+    def finish(self) -> None:
+        """Flush decoders and encoders, close the last segments, append EXT-X-ENDLIST to every
+        media playlist and (re)write the master playlist; waits for the worker threads.
+        Idempotent. Raises RuntimeError naming the renditions that failed."""
+    def stats(self) -> dict[str, Any]:
+        """``{"started", "finished", "media_sequence_start",
+        "source": {"width", "height", "has_video", "has_audio", "sample_rate", "channels"},
+        "packets_in": {"video", "audio", "script"}, "dropped": int,
+        "dropped_by_reason": {"garbage", "no_sequence_header", "truncated", "unsupported_codec",
+        "unexpected_stream"}, "decode_errors": {"video", "audio"}, "audio_encode_errors",
+        "frames_decoded", "timestamp_jumps",
+        "renditions": [{"name", "video_passthrough", "audio_passthrough", "width", "height",
+        "framerate", "frames_in", "frames_out", "frames_dropped", "video_packets",
+        "audio_packets", "audio_dropped", "segments", "next_sequence", "error"}]}``.
+        Counters of running renditions may be a moment stale."""
+
+class MediaPlaylist:
+    """A rendition's sliding-window media playlist (used by Pipeline; exposed for tools)."""
+    directory: str
+    path: str
+    list_size: int
+    keep_extra: int
+    target: int
+    entries: list[list[Any]]  # [seq, duration, uri, discontinuity_before]
+    discontinuity_sequence: int
+    ended: bool
+    peak_bps: int
+    def __init__(self, directory: str, segment_seconds: int, list_size: int, keep_extra: int = 10) -> None: ...
+    @classmethod
+    def continue_existing(cls, directory: str, segment_seconds: int, list_size: int, next_seq: int,
+                          keep_extra: int = 10) -> "MediaPlaylist": ...
+    def add(self, seq: int, duration: float, uri: str, nbytes: int = 0) -> None: ...
+    def render(self) -> str: ...
+    def write(self) -> None: ...
+    def delete_old(self) -> None: ...
+
+def read_media_playlist(path: str) -> dict[str, Any] | None:
+    """``{"media_sequence", "discontinuity_sequence", "target_duration", "ended",
+    "segments": [{"duration", "uri", "discontinuity"}]}``, or None if the file is missing."""
+def next_media_sequence(out_dir: str) -> int:
+    """One past the newest segment number in any ``out_dir/N/stream.m3u8`` (0 if none): the
+    media_sequence_start for a restarted pipeline continuing with discontinuity=True."""
+def available_h264_encoders() -> list[str]:
+    """Which of H264_ENCODERS this libavcodec has (compiled in; the hardware may still be absent)."""
+def set_log_level(level: int) -> None:
+    """libav's log level (AV_LOG_*: 8 fatal, 16 error (the default here), 24 warning, 32 info)."""

@@ -1,0 +1,366 @@
+"""The native transcoder end to end: FLV tags in, HLS out, checked with ffprobe."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from owncastd.native.transcode import (MediaPlaylist, Pipeline, available_h264_encoders,
+                                       next_media_sequence, read_media_playlist)
+from owncastd.transcode import flv, ladder
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not shutil.which("ffmpeg") or not shutil.which("ffprobe"),
+                       reason="needs the ffmpeg and ffprobe CLIs"),
+]
+
+SEGMENT = 2
+SOURCE_FPS = 30
+
+
+def make_flv(path, seconds=6, size="1280x720", rate=SOURCE_FPS, gop=SOURCE_FPS, audio=True, video=True):
+    cmd = ["ffmpeg", "-v", "error", "-y"]
+    if video:
+        cmd += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
+    if audio:
+        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
+    cmd += ["-t", str(seconds)]
+    if video:
+        cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop)]
+    if audio:
+        cmd += ["-c:a", "aac", "-ac", "2"]
+    subprocess.run(cmd + ["-f", "flv", str(path)], check=True)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    return make_flv(tmp_path_factory.mktemp("src") / "in.flv")
+
+
+VARIANTS = [
+    {"videoBitrate": 800, "scaledWidth": 640, "scaledHeight": 360, "framerate": 30,
+     "audioBitrate": 96, "cpuUsageLevel": 1},
+    {"videoBitrate": 400, "scaledHeight": 240, "framerate": 30, "audioBitrate": 64, "cpuUsageLevel": 0},
+    {"videoPassthrough": True, "audioPassthrough": True},
+]
+
+
+def run(path, out_dir, variants=VARIANTS, tags=None, segment_seconds=SEGMENT, list_size=10, **kw):
+    norm = [ladder.normalize_variant(v, segment_seconds=segment_seconds) for v in variants]
+    p = Pipeline(str(out_dir), norm, segment_seconds=segment_seconds, list_size=list_size, **kw)
+    for tag in (tags if tags is not None else flv.read_tags(path)):
+        p.push(*tag)
+    p.finish()
+    return p
+
+
+def probe(path, *args):
+    out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", *args, str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def streams(path):
+    return {s["codec_type"]: s for s in probe(path, "-show_streams")["streams"]}
+
+
+def video_pts(path):
+    frames = probe(path, "-select_streams", "v", "-show_entries", "packet=pts_time,flags")["packets"]
+    return [(float(f["pts_time"]), "K" in f["flags"]) for f in frames]
+
+
+@pytest.fixture(scope="module")
+def hls(source, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hls")
+    p = run(source, out)
+    return out, p
+
+
+def test_master_playlist(hls):
+    out, _ = hls
+    text = (out / "stream.m3u8").read_text()
+    infs = re.findall(r"#EXT-X-STREAM-INF:(.*)\n(.*)", text)
+    assert [uri for _, uri in infs] == ["0/stream.m3u8", "1/stream.m3u8", "2/stream.m3u8"]
+    res = [re.search(r"RESOLUTION=(\d+x\d+)", attrs).group(1) for attrs, _ in infs]
+    assert res == ["640x360", "426x240", "1280x720"]
+    for attrs, _ in infs:
+        assert int(re.search(r"BANDWIDTH=(\d+)", attrs).group(1)) > 100_000
+        assert re.search(r'CODECS="avc1\.[0-9a-f]{6},mp4a\.40\.2"', attrs)
+    bw = [int(re.search(r"BANDWIDTH=(\d+)", a).group(1)) for a, _ in infs]
+    # at least maxrate + audio; more when a segment peaked above it (HLS: BANDWIDTH >= peak)
+    assert bw[0] >= 848_000 + 96_000 and bw[1] >= 424_000 + 64_000
+
+
+@pytest.mark.parametrize("index, size, fps", [(0, (640, 360), 30), (1, (426, 240), 30), (2, (1280, 720), 30)])
+def test_rendition_streams(hls, index, size, fps):
+    out, _ = hls
+    segs = sorted((out / str(index)).glob("stream-*.ts"))
+    assert len(segs) == 3
+    for seg in segs:
+        s = streams(seg)
+        assert s["video"]["codec_name"] == "h264"
+        assert (s["video"]["width"], s["video"]["height"]) == size
+        assert s["video"]["pix_fmt"] == "yuv420p"
+        assert s["video"]["r_frame_rate"] == f"{fps}/1"
+        assert s["audio"]["codec_name"] == "aac"
+        assert s["audio"]["channels"] == 2
+        pts = video_pts(seg)
+        assert pts[0][1], "every segment starts with a keyframe"
+    if index == 0:   # (ultrafast, rendition 1, needs no High-profile tools: x264 signals less)
+        assert streams(segs[0])["video"]["profile"] == "High"
+
+
+def test_media_playlists(hls):
+    out, p = hls
+    durations = []
+    for index in range(3):
+        info = read_media_playlist(str(out / str(index) / "stream.m3u8"))
+        assert info["ended"]
+        assert info["media_sequence"] == 0
+        segs = info["segments"]
+        assert [s["uri"] for s in segs] == [f"stream-{i}.ts" for i in range(len(segs))]
+        for s in segs:
+            assert math.ceil(s["duration"] - 1e-3) <= info["target_duration"]
+        for s in segs[:-1]:
+            assert abs(s["duration"] - SEGMENT) <= 0.1
+        durations.append([round(s["duration"], 1) for s in segs])
+        # the playlist's EXTINF agrees with the video actually in the file
+        for s in segs[:-1]:
+            pts = video_pts(out / str(index) / s["uri"])
+            span = pts[-1][0] - pts[0][0] + 1 / SOURCE_FPS
+            assert abs(span - s["duration"]) < 0.05
+    assert durations[0] == durations[1] == durations[2], "renditions cut at the same points"
+    assert not [f for f in os.listdir(out / "0") if f.endswith(".tmp")]
+    st = p.stats()
+    assert st["dropped"] == 0
+    for r in st["renditions"][:2]:
+        assert r["frames_in"] == r["frames_out"] == 6 * SOURCE_FPS
+        assert r["segments"] == 3
+
+
+def test_output_timeline_starts_near_zero_and_is_monotonic(hls):
+    out, _ = hls
+    all_pts = []
+    for i in range(3):
+        all_pts.append([t for t, _ in video_pts(out / "0" / f"stream-{i}.ts")])
+    flat = [t for seg in all_pts for t in seg]
+    assert flat[0] < 0.1
+    assert flat == sorted(flat) and len(set(flat)) == len(flat)
+    for a, b in zip(all_pts, all_pts[1:]):
+        assert abs(b[0] - a[-1] - 1 / SOURCE_FPS) < 0.002, "no gap between segments"
+
+
+def test_discontinuity_continues_playlist(source, tmp_path):
+    run(source, tmp_path, VARIANTS[:1])
+    assert next_media_sequence(str(tmp_path)) == 3
+    p = run(source, tmp_path, VARIANTS[:1], media_sequence_start=next_media_sequence(str(tmp_path)),
+            discontinuity=True)
+    assert p.stats()["media_sequence_start"] == 3
+    text = (tmp_path / "0" / "stream.m3u8").read_text()
+    info = read_media_playlist(str(tmp_path / "0" / "stream.m3u8"))
+    assert info["media_sequence"] == 0 and info["ended"]
+    assert [s["uri"] for s in info["segments"]] == [f"stream-{i}.ts" for i in range(6)]
+    assert [s["discontinuity"] for s in info["segments"]] == [False] * 3 + [True] + [False] * 2
+    assert text.count("#EXT-X-ENDLIST") == 1 and text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert text.index("#EXT-X-DISCONTINUITY") < text.index("stream-3.ts")
+    assert streams(tmp_path / "0" / "stream-4.ts")["video"]["width"] == 640
+
+
+def test_discontinuity_without_existing_playlist(source, tmp_path):
+    p = run(source, tmp_path, VARIANTS[2:], discontinuity=True, media_sequence_start=7)
+    info = read_media_playlist(str(tmp_path / "0" / "stream.m3u8"))
+    assert info["media_sequence"] == 7 and p.stats()["media_sequence_start"] == 7
+
+
+def test_sliding_window_deletes_old_segments(source, tmp_path):
+    run(source, tmp_path, VARIANTS[2:], segment_seconds=1, list_size=2, keep_segments=1)
+    info = read_media_playlist(str(tmp_path / "0" / "stream.m3u8"))
+    assert info["media_sequence"] == 4 and len(info["segments"]) == 2
+    assert info["target_duration"] == 1
+    # window (4, 5) plus one extra kept for slow clients
+    assert sorted(os.listdir(tmp_path / "0")) == ["stream-3.ts", "stream-4.ts", "stream-5.ts", "stream.m3u8"]
+
+
+def test_discontinuity_sequence_counts_dropped_tags(tmp_path):
+    pl = MediaPlaylist(str(tmp_path), 2, 2)
+    pl.add(0, 2.0, "stream-0.ts")
+    pl._discontinuity_next = True
+    pl.add(1, 2.0, "stream-1.ts")
+    pl.add(2, 2.0, "stream-2.ts")
+    assert pl.discontinuity_sequence == 0 and "#EXT-X-DISCONTINUITY\n" in pl.render()
+    pl.add(3, 2.0, "stream-3.ts")
+    assert pl.discontinuity_sequence == 1 and "#EXT-X-DISCONTINUITY-SEQUENCE:1" in pl.render()
+
+
+def test_framerate_conversion_and_aspect(source, tmp_path):
+    p = run(source, tmp_path, [{"videoBitrate": 300, "scaledWidth": 320, "framerate": 24, "audioBitrate": 64}])
+    r = p.stats()["renditions"][0]
+    assert (r["width"], r["height"]) == (320, 180)
+    assert r["frames_in"] == 180 and abs(r["frames_out"] - 144) <= 1
+    s = streams(tmp_path / "0" / "stream-0.ts")
+    assert s["video"]["r_frame_rate"] == "24/1"
+    info = read_media_playlist(str(tmp_path / "0" / "stream.m3u8"))
+    for seg in info["segments"][:-1]:
+        assert abs(seg["duration"] - SEGMENT) <= 0.1
+
+
+def test_no_upscaling(tmp_path):
+    small = make_flv(tmp_path / "small.flv", seconds=2, size="320x240")
+    p = run(small, tmp_path / "out", [{"scaledWidth": 640, "scaledHeight": 480, "videoBitrate": 300}])
+    r = p.stats()["renditions"][0]
+    assert (r["width"], r["height"]) == (320, 240)
+
+
+def test_video_only_source(tmp_path):
+    src = make_flv(tmp_path / "v.flv", seconds=3, audio=False)
+    p = run(src, tmp_path / "out", VARIANTS[1:])
+    st = p.stats()
+    assert st["source"]["has_audio"] is False
+    for i in range(2):
+        s = streams(tmp_path / "out" / str(i) / "stream-0.ts")
+        assert "audio" not in s and s["video"]["codec_name"] == "h264"
+    assert 'CODECS="avc1.' in (tmp_path / "out" / "stream.m3u8").read_text()
+
+
+def test_audio_only_source(tmp_path):
+    src = make_flv(tmp_path / "a.flv", seconds=5, video=False)
+    p = run(src, tmp_path / "out", [{"audioBitrate": 64}, {"audioPassthrough": True}])
+    for i in range(2):
+        info = read_media_playlist(str(tmp_path / "out" / str(i) / "stream.m3u8"))
+        assert len(info["segments"]) == 3 and info["ended"]
+        for seg in info["segments"][:-1]:
+            assert abs(seg["duration"] - SEGMENT) <= 0.1
+        assert streams(tmp_path / "out" / str(i) / "stream-0.ts")["audio"]["codec_name"] == "aac"
+    assert p.stats()["renditions"][0]["audio_packets"] > 200
+
+
+def test_timestamp_jumps_are_folded(source, tmp_path):
+    tags = list(flv.read_tags(source))
+    half = len(tags) // 2
+    # the encoder restarts its clock: forward by 100 s, then back to 0
+    jumped = tags[:half] + [(t, ts + 100_000, p) for t, ts, p in tags[half:]]
+    p = run(source, tmp_path / "fwd", VARIANTS[:1], tags=jumped)
+    back = tags[:half] + [(t, max(0, ts - 2900), p) for t, ts, p in tags[half:]]
+    q = run(source, tmp_path / "back", VARIANTS[:1], tags=back)
+    for out, pipe in ((tmp_path / "fwd", p), (tmp_path / "back", q)):
+        assert pipe.stats()["timestamp_jumps"] == 1
+        info = read_media_playlist(str(out / "0" / "stream.m3u8"))
+        total = sum(s["duration"] for s in info["segments"])
+        assert 5.5 < total < 6.5
+        flat = [t for s in info["segments"] for t, _ in video_pts(out / "0" / s["uri"])]
+        assert flat[0] < 0.1 and flat == sorted(flat)
+
+
+def _tag_kinds(tags):
+    video = [t for t in tags if t[0] == 9 and t[2][1] == 1]
+    audio = [t for t in tags if t[0] == 8 and t[2][1] == 1]
+    return video, audio
+
+
+def test_bad_packets_are_dropped_and_counted(source, tmp_path):
+    tags = list(flv.read_tags(source))
+    video, audio = _tag_kinds(tags)
+    rng = random.Random(4)
+    bad = [
+        (9, 0, video[5][2]),                   # NALUs before any sequence header (dropped while probing)
+    ]
+    stream = bad + tags[:40]
+    stream += [
+        (9, 1000, b""),                                         # empty
+        (9, 1000, b"\x17"),                                     # too short for AVC
+        (9, 1000, b"\x27\x01\x00\x00\x00\x00\x00\x10\x00"),    # NALU length past the end
+        (9, 1000, video[3][2][:len(video[3][2]) // 2]),          # truncated NALUs
+        (9, 1000, b"\x22" + bytes(20)),                         # codec 2 (Sorenson): unsupported
+        (9, 1000, b"\x17\x07" + bytes(10)),                     # unknown AVC packet type
+        (8, 1000, b""),
+        (8, 1000, b"\x2f\x01abc"),                              # MP3: unsupported
+        (8, 1000, b"\xaf\x05abc"),                              # bad AAC packet type
+        (9, 1000, b"\x17\x00\x00\x00\x00\x02\x00"),             # garbage AVC sequence header
+        (12, 1000, b"\x00" * 4),                                 # unknown tag type
+    ]
+    for _ in range(20):   # random bytes after a valid header: the decoder must survive them
+        stream.append((9, 1100, b"\x27\x01\x00\x00\x00" + bytes(rng.randrange(256) for _ in range(64))))
+        stream.append((8, 1100, b"\xaf\x01" + bytes(rng.randrange(256) for _ in range(32))))
+    stream += tags[40:]
+    p = run(source, tmp_path, VARIANTS[:1] + VARIANTS[2:], tags=stream)
+    st = p.stats()
+    by = st["dropped_by_reason"]
+    assert by["truncated"] >= 2
+    assert by["unsupported_codec"] >= 2
+    assert by["garbage"] >= 4
+    assert st["dropped"] >= 10
+    for r in st["renditions"]:
+        assert r["error"] is None and r["segments"] >= 3
+    for i in range(2):
+        info = read_media_playlist(str(tmp_path / str(i) / "stream.m3u8"))
+        assert info["ended"] and len(info["segments"]) >= 3
+
+
+def test_missing_sequence_header_never_starts(source, tmp_path):
+    tags = [t for t in flv.read_tags(source) if not (t[0] in (8, 9) and t[2][1] == 0)]
+    p = run(source, tmp_path, VARIANTS[:1], tags=tags)
+    st = p.stats()
+    assert not st["started"]
+    assert st["dropped_by_reason"]["no_sequence_header"] == len(tags)
+    assert not os.path.exists(tmp_path / "stream.m3u8")
+
+
+def test_corrupted_stream_fuzz(source, tmp_path):
+    tags = list(flv.read_tags(source))[:120]
+    rng = random.Random(11)
+    fuzzed = []
+    for t, ts, payload in tags:
+        if payload[1:2] == b"\x01" and rng.random() < 0.3:
+            b = bytearray(payload)
+            for _ in range(rng.randrange(1, 8)):
+                b[rng.randrange(5 if t == 9 else 2, len(b))] = rng.randrange(256)
+            if rng.random() < 0.3:
+                b = b[:rng.randrange(2, len(b))]
+            payload = bytes(b)
+        fuzzed.append((t, ts, payload))
+    p = run(source, tmp_path, VARIANTS[:1], tags=fuzzed)
+    assert p.stats()["renditions"][0]["error"] is None
+    assert read_media_playlist(str(tmp_path / "0" / "stream.m3u8"))["ended"]
+
+
+def test_api_misuse(source, tmp_path):
+    with pytest.raises(ValueError):
+        Pipeline(str(tmp_path), [], segment_seconds=2, list_size=3)
+    with pytest.raises(ValueError):
+        Pipeline(str(tmp_path), [{}], segment_seconds=0, list_size=3)
+    p = Pipeline(str(tmp_path), [ladder.normalize_variant({})], segment_seconds=2, list_size=3)
+    p.finish()
+    p.finish()   # idempotent
+    with pytest.raises(RuntimeError):
+        p.push(9, 0, b"\x17\x01\x00\x00\x00")
+
+
+def test_dropped_without_finish_does_not_hang(source, tmp_path):
+    p = Pipeline(str(tmp_path), [ladder.normalize_variant({"scaledHeight": 240})], segment_seconds=2, list_size=3)
+    for tag in list(flv.read_tags(source))[:60]:
+        p.push(*tag)
+    del p   # worker threads get ITEM_ABORT and exit
+
+
+def test_write_failure_is_reported(source, tmp_path):
+    out = tmp_path / "out"
+    p = Pipeline(str(out), [ladder.normalize_variant({"scaledHeight": 240})], segment_seconds=1, list_size=3)
+    shutil.rmtree(out / "0")   # the rendition cannot write its segments any more
+    with pytest.raises(RuntimeError, match="rendition 0"):
+        for tag in flv.read_tags(source):
+            p.push(*tag)
+        p.finish()
+    assert p.stats()["renditions"][0]["error"]
+
+
+def test_available_encoders():
+    enc = available_h264_encoders()
+    assert "libx264" in enc and set(enc) <= set(ladder.KNOWN_CODECS)
