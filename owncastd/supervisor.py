@@ -89,6 +89,7 @@ class Supervisor:
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
         self._proxy: bus.Proxy | None = None
+        self._events: bus.Publisher | None = None
         self._threads: list[threading.Thread] = []
         self._collector_stop = threading.Event()
         self.runtime: Runtime | None = None
@@ -127,9 +128,13 @@ class Supervisor:
     def child_specs(self) -> list[ChildSpec]:
         data = ["--data-dir", self.data_dir]
         web_fd = self.sockets["web"].fileno()
+        rtmp_fd = self.sockets["rtmp"].fileno()
         return [
             ChildSpec("web", lambda: python_module("owncastd.web", *data, "--fd", str(web_fd)),
                       pass_fds=(web_fd,)),
+            ChildSpec("ingest", lambda: python_module("owncastd.ingest.server", *data,
+                                                      "--fd", str(rtmp_fd)),
+                      pass_fds=(rtmp_fd,)),
         ]
 
     def _start_bus(self) -> None:
@@ -140,6 +145,7 @@ class Supervisor:
         collector = threading.Thread(target=self._collect_logs, name="log-collector", daemon=True)
         collector.start()
         self._threads = [proxy_thread, collector]
+        self._events = bus.Publisher(self.data_dir)
 
     def _collect_logs(self) -> None:
         """Write every process's log records from the bus into the store, in batches."""
@@ -239,7 +245,17 @@ class Supervisor:
             self.on_child_exit(child)
 
     def on_child_exit(self, child: Child) -> None:
-        """Hook for policies tied to one kind of child (e.g. ingest death = stream offline)."""
+        """Policies tied to one kind of child: a dead ingest means the stream went offline."""
+        if child.spec.name != "ingest":
+            return
+        store = self.config.store
+        if store is not None and store.get_state("online"):
+            now = utcnow()
+            store.set_states({"online": False, "lastDisconnectTime": now,
+                              "broadcaster": None, "currentBroadcast": None})
+            if self._events is not None:
+                self._events.publish(bus.EVENT_STREAM_STOPPED,
+                                     {"time": now, "reason": "ingest process died"})
 
     def spawn_missing(self) -> None:
         now = time.monotonic()
@@ -308,6 +324,8 @@ class Supervisor:
         self._collector_stop.set()
         for thread in self._threads[1:]:
             thread.join(timeout=2)
+        if self._events is not None:
+            self._events.close()
         if self._proxy is not None:
             self._proxy.stop()
         for sock in self.sockets.values():

@@ -55,6 +55,34 @@ class ServerConfigResource:
         }
 
 
+class DisconnectResource:
+    """`POST /api/admin/disconnect`: ask ingest (over the bus) to drop the broadcaster, and
+    answer once the stream is offline."""
+
+    WAIT = 5.0
+
+    def __init__(self, config, publisher):
+        self.config = config
+        self.publisher = publisher
+
+    def on_post(self, req, resp):
+        import gevent
+        store = self.config.store
+        if not store.get_state("online"):
+            raise BadRequest("no inbound stream connected")
+        waited = 0.0
+        while store.get_state("online"):
+            if waited >= self.WAIT:
+                raise falcon.HTTPServiceUnavailable(
+                    title="Service Unavailable",
+                    description="the ingest did not end the stream in time; try again")
+            if waited % 1.0 == 0:  # repeat: a bus message is not a delivery guarantee
+                self.publisher.publish(bus.CONTROL_DISCONNECT, {})
+            gevent.sleep(0.1)
+            waited = round(waited + 0.1, 1)
+        resp.media = {"success": True, "message": "inbound stream disconnected"}
+
+
 # -- setters ------------------------------------------------------------------------------
 
 Check = Callable[[Any], Any]  # returns the value to store, or raises BadRequest

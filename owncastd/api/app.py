@@ -57,6 +57,7 @@ def create_app(data_dir: str, config=None, publisher=None) -> falcon.App:
     app.add_route("/api/admin/logs", admin.LogsResource(config, warnings_only=False))
     app.add_route("/api/admin/logs/warnings", admin.LogsResource(config, warnings_only=True))
     app.add_route("/api/admin/serverconfig", admin.ServerConfigResource(config))
+    app.add_route("/api/admin/disconnect", admin.DisconnectResource(config, publisher))
     admin.add_setter_routes(app, config, publisher)
 
     web_root = os.path.join(ASSETS, "web")

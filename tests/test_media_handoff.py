@@ -1,0 +1,117 @@
+"""The ingest -> transcoder drop policy and wire format (owncastd.media)."""
+import json
+
+from owncastd import media
+from owncastd.ingest.server import key_matches, stream_details
+
+AVC_SEQ = bytes([0x17, 0, 0, 0, 0]) + b"\x01config"
+KEY = bytes([0x17, 1, 0, 0, 0]) + b"idr"
+INTER = bytes([0x27, 1, 0, 0, 0]) + b"p"
+AAC_SEQ = bytes([0xAF, 0]) + b"\x12\x10"
+AAC = bytes([0xAF, 1]) + b"frame"
+
+
+class Queue:
+    """A bounded queue standing in for the ZeroMQ socket."""
+
+    def __init__(self, room: int):
+        self.room = room
+        self.items = []
+
+    def __call__(self, frames):
+        if len(self.items) >= self.room:
+            return False
+        self.items.append(media.unpack(frames))
+        return True
+
+
+def test_wire_roundtrip():
+    frames = media.pack(media.VIDEO, media.FLAG_KEYFRAME, 7, 123456, b"abc")
+    assert media.unpack(frames) == (media.VIDEO, media.FLAG_KEYFRAME, 7, 123456, b"abc")
+    try:
+        media.unpack([b"short", b""])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("malformed header accepted")
+
+
+def test_flags_from_flv_bodies():
+    assert media.video_flags(AVC_SEQ) == media.FLAG_KEYFRAME | media.FLAG_SEQUENCE_HEADER
+    assert media.video_flags(KEY) == media.FLAG_KEYFRAME
+    assert media.video_flags(INTER) == 0
+    assert media.video_flags(b"") == 0
+    assert media.audio_flags(AAC_SEQ) == media.FLAG_SEQUENCE_HEADER
+    assert media.audio_flags(AAC) == 0
+
+
+def test_everything_passes_when_there_is_room():
+    q = Queue(1000)
+    h = media.Handoff(q)
+    h.start(1, {"x": 1})
+    h.video(0, AVC_SEQ)
+    h.audio(0, AAC_SEQ)
+    for i in range(10):
+        h.video(i * 33, KEY if i % 5 == 0 else INTER)
+        h.audio(i * 23, AAC)
+    h.stop({})
+    assert h.stats.handed_video == 10 and h.stats.handed_audio == 10
+    assert h.stats.dropped_video == 0 and h.stats.dropped_audio == 0
+    kinds = [item[0] for item in q.items]
+    assert kinds[0] == media.START and kinds[-1] == media.STOP
+    assert json.loads(q.items[0][4]) == {"x": 1}
+    # each keyframe is preceded by both cached headers, flagged REPEAT
+    repeats = [item for item in q.items if item[1] & media.FLAG_REPEAT]
+    assert len(repeats) == 4 and h.stats.repeats == 4
+
+
+def test_after_a_dropped_frame_video_waits_for_a_keyframe():
+    q = Queue(1000)
+    h = media.Handoff(q)
+    h.start(1, {})
+    h.video(0, AVC_SEQ)
+    h.video(0, KEY)
+    q.room = len(q.items)          # the transcoder stalls
+    h.video(33, INTER)             # dropped: no room
+    q.room = 10_000                # room again, but the next frames depend on the lost one
+    h.video(66, INTER)
+    h.video(99, INTER)
+    h.audio(100, AAC)              # audio is independent
+    h.video(132, KEY)              # recovery: headers again, then the keyframe
+    h.video(165, INTER)
+    assert h.stats.dropped_video == 3
+    assert h.stats.handed_video == 3
+    assert h.stats.handed_audio == 1
+    sent_video = [i for i in q.items if i[0] == media.VIDEO and not i[1] & media.FLAG_SEQUENCE_HEADER]
+    assert [i[3] for i in sent_video] == [0, 132, 165]
+    # every frame accounted for
+    assert h.stats.handed_video + h.stats.dropped_video == 6
+
+
+def test_audio_drops_one_by_one():
+    q = Queue(2)
+    h = media.Handoff(q)
+    for i in range(5):
+        h.audio(i, AAC)
+    assert h.stats.handed_audio == 2 and h.stats.dropped_audio == 3
+
+
+def test_stream_details_from_metadata():
+    d = stream_details({"width": 1280.0, "height": 720.0, "framerate": 29.97, "videodatarate": 2500.5,
+                        "audiodatarate": 128.0, "videocodecid": 7.0, "audiocodecid": 10.0,
+                        "encoder": "obs-output module (libobs version 30.0.0)"})
+    assert d == {"width": 1280, "height": 720, "frameRate": 29, "videoBitrate": 2500,
+                 "videoCodec": "H.264", "audioBitrate": 128, "audioCodec": "AAC",
+                 "encoder": "obs-output module (libobs version 30.0.0)"}
+    empty = stream_details({})
+    assert empty["videoCodec"] == "Unknown" and empty["audioCodec"] == "No audio"
+    assert stream_details({"videocodecid": "avc1", "width": float("nan")})["videoCodec"] == "H.264"
+    assert stream_details({"width": float("nan")})["width"] == 0
+
+
+def test_key_matching():
+    assert key_matches("secret-key", "secret-key")
+    assert key_matches("secret-key?token=1", "secret-key")
+    assert not key_matches("secret-ke", "secret-key")
+    assert not key_matches("", "")
+    assert not key_matches("anything", "")
