@@ -52,6 +52,11 @@ def sub_address(data_dir: str) -> str:
     return ipc(data_dir, "bus-sub.sock")
 
 
+def media_address(data_dir: str) -> str:
+    """PUSH (ingest) -> PULL (transcoder, binds) channel for audio/video: see owncastd.media."""
+    return ipc(data_dir, "media.sock")
+
+
 def log_address(data_dir: str) -> str:
     """PUSH/PULL channel for log records: unlike PUB/SUB it queues what is sent before the
     connection is up, so a child's first lines are not lost to the slow-joiner problem."""

@@ -135,6 +135,7 @@ class Supervisor:
             ChildSpec("ingest", lambda: python_module("owncastd.ingest.server", *data,
                                                       "--fd", str(rtmp_fd)),
                       pass_fds=(rtmp_fd,)),
+            ChildSpec("transcoder", lambda: python_module("owncastd.transcode.worker", *data)),
         ]
 
     def _start_bus(self) -> None:

@@ -11,7 +11,7 @@ from ..runtime import child_config
 from . import admin, public
 from .auth import AdminAuth
 from .errors import handle_unexpected, serialize_error
-from .files import DirectoryResource, FileResource, resolve_inside
+from .files import DirectoryResource, FileResource, HLSResource, resolve_inside
 
 ASSETS = str(resources.files("owncastd") / "assets")
 
@@ -59,6 +59,8 @@ def create_app(data_dir: str, config=None, publisher=None) -> falcon.App:
     app.add_route("/api/admin/serverconfig", admin.ServerConfigResource(config))
     app.add_route("/api/admin/disconnect", admin.DisconnectResource(config, publisher))
     admin.add_setter_routes(app, config, publisher)
+
+    app.add_route("/hls/{path:path}", HLSResource(os.path.join(data_dir, "hls")))
 
     web_root = os.path.join(ASSETS, "web")
     app.add_route("/", FileResource(lambda: os.path.join(web_root, "index.html"), "no-cache"))

@@ -63,3 +63,16 @@ class FileResource:
         if path is None:
             raise falcon.HTTPNotFound(title="Not Found", description="no such file")
         send_file(resp, path, self.cache_control)
+
+
+class HLSResource(DirectoryResource):
+    """GET /hls/{path}: playlists must be re-read (no-cache); a segment never changes once
+    written (atomic rename), so it may be cached for long."""
+
+    def on_get(self, req, resp, path: str) -> None:
+        real = resolve_inside(self.root, path)
+        if real is None or not os.path.isfile(real) or os.path.basename(real).startswith("."):
+            raise falcon.HTTPNotFound(title="Not Found", description="no such file")
+        cache = "no-cache" if real.endswith(".m3u8") else "public, max-age=86400"
+        resp.set_header("Access-Control-Allow-Origin", "*")
+        send_file(resp, real, cache)

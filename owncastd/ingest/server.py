@@ -40,9 +40,7 @@ VIDEO_CODECS = {7: "H.264", 12: "H.265", "avc1": "H.264", "hvc1": "H.265", "hev1
 AUDIO_CODECS = {2: "MP3", 10: "AAC", 11: "Speex", "mp4a": "AAC", ".mp3": "MP3"}
 
 
-def media_address(data_dir: str) -> str:
-    return bus.ipc(data_dir, "media.sock")
-
+media_address = bus.media_address
 
 def stream_details(metadata: dict) -> dict:
     """`broadcaster.streamDetails` from onMetaData (spec names; unknown values 0 / "")."""

@@ -1,0 +1,181 @@
+"""The transcoder child: receives media from ingest and drives the native pipeline.
+
+One process, started and restarted by the supervisor; it runs one `Pipeline` per live stream
+(only one stream is live at a time). It binds the media socket, so a restarted ingest and a
+restarted worker find each other again by themselves. Settings are read at each stream start:
+changes apply from the next stream.
+
+A worker that (re)starts mid-stream has missed the stream's START: it begins at the next
+keyframe, which ingest always precedes with the codec sequence headers (flagged REPEAT, see
+`owncastd.media`), and continues the existing playlists after an EXT-X-DISCONTINUITY.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import time
+
+import zmq
+
+from .. import bus, logs, media
+from ..runtime import child_config, die_with_parent
+from . import ladder
+
+log = logging.getLogger("owncastd.transcoder")
+
+RECV_QUEUE = 200            # messages; with ingest's queue, the bound before frames are dropped
+IDLE_FINISH = 15.0          # seconds without media before a stream without STOP is finished
+
+
+def hls_dir(data_dir: str) -> str:
+    return os.path.join(data_dir, "hls")
+
+
+class StreamTranscoder:
+    """The pipeline of one stream plus the state needed to start it at a keyframe."""
+
+    def __init__(self, stream: int, out_dir: str, settings: dict, resumed: bool):
+        from ..native.transcode import Pipeline
+        self.stream = stream
+        self.resumed = resumed
+        self.waiting_for_headers = True
+        seen = os.path.isfile(os.path.join(out_dir, "stream.m3u8"))
+        self.pipeline = Pipeline(out_dir, settings["variants"],
+                                 segment_seconds=settings["segment_seconds"],
+                                 list_size=settings["list_size"],
+                                 codec=settings["variants"][0]["codec"],
+                                 discontinuity=seen)
+        self.last_media = time.monotonic()
+
+    def push(self, kind: int, flags: int, timestamp_ms: int, payload: bytes) -> None:
+        self.last_media = time.monotonic()
+        if kind not in (media.AUDIO, media.VIDEO):
+            return
+        if self.waiting_for_headers:
+            # Start on sequence headers (a fresh stream sends them first; a resumed one gets
+            # them, flagged REPEAT, right before a keyframe).
+            if not flags & media.FLAG_SEQUENCE_HEADER:
+                return
+            self.waiting_for_headers = False
+        elif flags & media.FLAG_REPEAT:
+            return  # the pipeline already has them
+        self.pipeline.push(kind, timestamp_ms, payload)
+
+    def finish(self) -> dict:
+        try:
+            self.pipeline.finish()
+        except RuntimeError as exc:
+            log.error("stream %d: transcoding failed: %s", self.stream, exc)
+        return self.pipeline.stats()
+
+
+class Worker:
+    def __init__(self, config, data_dir: str):
+        self.config = config
+        self.data_dir = data_dir
+        self.out_dir = hls_dir(data_dir)
+        self.events = bus.Publisher(data_dir)
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.PULL)
+        self.sock.setsockopt(zmq.RCVHWM, RECV_QUEUE)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        bus._unlink_stale(bus.media_address(data_dir))  # we own this address while alive
+        self.sock.bind(bus.media_address(data_dir))
+        self.current: StreamTranscoder | None = None
+        self.stopping = False
+
+    def settings(self) -> dict:
+        c = self.config.snapshot()
+        return ladder.build_ladder(c["video.variants"], latency_level=c["video.latency_level"],
+                                   codec=c["video.codec"])
+
+    def run(self) -> None:
+        import signal
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        while not self.stopping:
+            if not self.sock.poll(500):
+                self.check_idle()
+                continue
+            try:
+                kind, flags, stream, ts, payload = media.unpack(self.sock.recv_multipart())
+            except ValueError:
+                continue
+            self.handle(kind, flags, stream, ts, payload)
+        if self.current is not None:
+            self.end("transcoder stopping")
+        self.sock.close()
+        self.ctx.term()
+
+    def handle(self, kind, flags, stream, ts, payload) -> None:
+        if kind == media.START:
+            if self.current is not None:
+                self.end("a new stream started")
+            self.begin(stream, resumed=False)
+            return
+        if kind == media.STOP:
+            if self.current is not None and self.current.stream == stream:
+                self.end(json.loads(payload or b"{}").get("reason", "stream stopped"))
+            return
+        if self.current is None or self.current.stream != stream:
+            if self.current is not None:
+                self.end("media of another stream arrived")
+            self.begin(stream, resumed=True)
+            if self.current is None:
+                return
+        try:
+            self.current.push(kind, flags, ts, payload)
+        except RuntimeError as exc:
+            log.error("stream %d: %s; ending this stream's output", stream, exc)
+            self.end(str(exc))
+
+    def begin(self, stream: int, resumed: bool) -> None:
+        settings = self.settings()
+        if not resumed:
+            self.reset_if_layout_changed(len(settings["variants"]))
+        try:
+            self.current = StreamTranscoder(stream, self.out_dir, settings, resumed)
+        except (ValueError, RuntimeError, OSError) as exc:
+            log.error("cannot start transcoding stream %d: %s", stream, exc)
+            self.current = None
+            return
+        log.info("transcoding stream %d into %d rendition(s)%s", stream,
+                 len(settings["variants"]), " (resumed mid-stream)" if resumed else "")
+
+    def reset_if_layout_changed(self, variant_count: int) -> None:
+        """A different number of renditions cannot continue the old playlists: start clean."""
+        if not os.path.isdir(self.out_dir):
+            return
+        existing = sorted(d for d in os.listdir(self.out_dir) if d.isdigit())
+        if existing and existing != [str(i) for i in range(variant_count)]:
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+
+    def end(self, reason: str) -> None:
+        current, self.current = self.current, None
+        stats = current.finish()
+        log.info("stream %d output finished (%s): %d segments", current.stream, reason,
+                 sum(r.get("segments", 0) for r in stats.get("renditions", [])))
+        self.events.publish("event.transcoder_finished", {"stream": current.stream,
+                                                          "reason": reason})
+
+    def check_idle(self) -> None:
+        if self.current is not None and time.monotonic() - self.current.last_media > IDLE_FINISH:
+            self.end(f"no media for {IDLE_FINISH:g} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="owncastd-transcoder")
+    parser.add_argument("--data-dir", required=True)
+    args = parser.parse_args(argv)
+    die_with_parent()
+    config, _ = child_config(args.data_dir)
+    logs.setup("owncastd-transcoder", config.get("log_level"), args.data_dir)
+    from ..native.transcode import set_log_level
+    set_log_level(16)  # AV_LOG_ERROR: keep x264's chatter out of the journal
+    Worker(config, args.data_dir).run()
+
+
+if __name__ == "__main__":
+    main()

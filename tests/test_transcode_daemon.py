@@ -1,0 +1,111 @@
+"""Ingest -> transcoder worker -> HLS in the real daemon, read back with ffprobe and over HTTP."""
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import wait_until
+from test_ingest import ffmpeg_publish, status, stop_proc
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+[video]
+latency_level = 1
+variants = [
+  { videoBitrate = 400, scaledWidth = 426, framerate = 30, cpuUsageLevel = 0, audioPassthrough = true },
+  { videoBitrate = 200, scaledHeight = 180, framerate = 15, cpuUsageLevel = 0, audioBitrate = 64 },
+  { videoPassthrough = true, audioPassthrough = true },
+]
+"""
+
+
+@pytest.fixture
+def ladder_daemon(daemon_factory):
+    d = daemon_factory()
+    path = os.path.join(d.data_dir, "ladder.toml")
+    with open(path, "w") as f:
+        f.write(CONFIG)
+    d.extra_args += ["--config", path]
+    return d.start()
+
+
+def playlist(d, n):
+    r = d.get(f"/hls/{n}/stream.m3u8")
+    return r.text if r.status_code == 200 else ""
+
+
+def segments(text):
+    return re.findall(r"#EXTINF:([\d.]+),\s*\n(\S+)", text)
+
+
+def ffprobe_streams(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", path],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return json.loads(out)["streams"]
+
+
+def test_renditions_playlists_and_endlist(ladder_daemon):
+    d = ladder_daemon
+    pub = ffmpeg_publish(d, seconds=9, size="640x360", rate=30)
+    try:
+        wait_until(lambda: all(len(segments(playlist(d, n))) >= 2 for n in range(3)), 20,
+                   what="two segments in every rendition")
+        master = d.get("/hls/stream.m3u8")
+        assert master.status_code == 200
+        assert master.headers["content-type"] == "application/vnd.apple.mpegurl"
+        assert master.headers["cache-control"] == "no-cache"
+        assert master.text.count("#EXT-X-STREAM-INF") == 3
+        assert "RESOLUTION=426x240" in master.text and "RESOLUTION=320x180" in master.text
+        assert "RESOLUTION=640x360" in master.text  # passthrough keeps the source size
+        pub.wait(timeout=30)
+        wait_until(lambda: all("#EXT-X-ENDLIST" in playlist(d, n) for n in range(3)), 15,
+                   what="EXT-X-ENDLIST after the broadcaster stops")
+    finally:
+        stop_proc(pub)
+    expected = {0: (426, 240, "30/1"), 1: (320, 180, "15/1"), 2: (640, 360, "30/1")}
+    for n, (w, h, fps) in expected.items():
+        text = playlist(d, n)
+        segs = segments(text)
+        target = int(re.search(r"#EXT-X-TARGETDURATION:(\d+)", text).group(1))
+        assert all(float(dur) <= target for dur, _ in segs)
+        if n != 2:  # encoded renditions cut every 2 s (latency level 1); passthrough on source keyframes
+            assert all(abs(float(dur) - 2.0) <= 0.1 for dur, _ in segs[:-1]), segs
+        name = segs[0][1]
+        seg = d.get(f"/hls/{n}/{name}")
+        assert seg.status_code == 200 and seg.headers["content-type"] == "video/mp2t"
+        local = os.path.join(d.data_dir, "hls", str(n), name)
+        streams = ffprobe_streams(local)
+        video = [s for s in streams if s["codec_type"] == "video"][0]
+        audio = [s for s in streams if s["codec_type"] == "audio"]
+        assert video["codec_name"] == "h264" and (video["width"], video["height"]) == (w, h)
+        assert video["r_frame_rate"] == fps
+        assert audio and audio[0]["codec_name"] == "aac"
+    # encoded renditions are aligned: the same segments, of the same length (the last one may
+    # differ by a frame interval: the renditions run at different frame rates)
+    a, b = segments(playlist(d, 0)), segments(playlist(d, 1))
+    assert [uri for _, uri in a] == [uri for _, uri in b]
+    assert [dur for dur, _ in a[:-1]] == [dur for dur, _ in b[:-1]]
+
+
+def test_killed_worker_resumes_with_a_discontinuity(ladder_daemon):
+    d = ladder_daemon
+    pub = ffmpeg_publish(d, seconds=40, size="640x360", rate=30)
+    try:
+        wait_until(lambda: len(segments(playlist(d, 0))) >= 2, 20, what="segments before the kill")
+        [worker] = d.children_named("owncastd.transcode.worker")
+        worker.kill()
+        wait_until(lambda: "#EXT-X-DISCONTINUITY" in playlist(d, 0), 25,
+                   what="the restarted worker to continue the playlist")
+        assert pub.poll() is None  # the broadcaster did not have to reconnect
+        assert status(d)["online"] is True
+        wait_until(lambda: segments(playlist(d, 0)[playlist(d, 0).index("#EXT-X-DISCONTINUITY"):]),
+                   20, what="new segments after the discontinuity")
+        text = playlist(d, 0)
+        seqs = [int(re.search(r"stream-(\d+)\.ts", uri).group(1)) for _, uri in segments(text)]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    finally:
+        stop_proc(pub)
