@@ -38,6 +38,51 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX log_entries_level ON log_entries(level, id);
     """,
+    # 2: chat history, integration access tokens, webhooks (issue 6).
+    """
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        author TEXT,
+        body TEXT,
+        raw_body TEXT,
+        visible INTEGER NOT NULL DEFAULT 1,
+        timestamp TEXT NOT NULL,
+        client_id TEXT
+    );
+    CREATE INDEX messages_timestamp ON messages(timestamp);
+    CREATE TABLE access_tokens (
+        token TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        last_used TEXT
+    );
+    CREATE TABLE webhooks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        last_used TEXT
+    );
+    """,
+    # 3: viewers seen by any API worker, and time series samples (issue 5).
+    """
+    CREATE TABLE viewers (
+        id TEXT PRIMARY KEY,
+        ip_address TEXT NOT NULL,
+        user_agent TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE INDEX viewers_last_seen ON viewers(last_seen);
+    CREATE TABLE samples (
+        series TEXT NOT NULL,
+        time TEXT NOT NULL,
+        value INTEGER NOT NULL
+    );
+    CREATE INDEX samples_series_time ON samples(series, time);
+    """,
 ]
 
 LOG_LEVELS_WARNING_UP = ("warning", "error", "critical")

@@ -169,3 +169,13 @@ def add_setter_routes(app: falcon.App, config, publisher) -> None:
     for name, (key, check, done) in SETTERS.items():
         app.add_route(f"/api/admin/config/{name}",
                       ConfigSetterResource(config, publisher, key, check, done))
+
+
+def add_routes(app, services) -> None:
+    config, publisher = services.config, services.publisher
+    app.add_route("/api/admin/status", AdminStatusResource(config))
+    app.add_route("/api/admin/logs", LogsResource(config, warnings_only=False))
+    app.add_route("/api/admin/logs/warnings", LogsResource(config, warnings_only=True))
+    app.add_route("/api/admin/serverconfig", ServerConfigResource(config))
+    app.add_route("/api/admin/disconnect", DisconnectResource(config, publisher))
+    add_setter_routes(app, config, publisher)

@@ -1,19 +1,42 @@
-"""The Falcon application: routes, middleware and the per-worker services they share."""
+"""The Falcon application: middleware, and the routes each area registers.
+
+Every area of the API has a module with `add_routes(app, services)`; `ROUTE_MODULES` lists them.
+`Services` is what one worker shares between its resources: the config (and through it the
+store), the bus publisher and the data dir.
+"""
 from __future__ import annotations
 
-import os
-from importlib import resources
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
 
 import falcon
 
 from .. import bus
+from ..config import Config
 from ..runtime import child_config
-from . import admin, public
 from .auth import AdminAuth
 from .errors import handle_unexpected, serialize_error
-from .files import DirectoryResource, FileResource, HLSResource, resolve_inside
 
-ASSETS = str(resources.files("owncastd") / "assets")
+# Modules under owncastd.api with an `add_routes(app, services)` function, in order.
+ROUTE_MODULES = [
+    "public",
+    "admin",
+    "hls",
+    "webui",
+]
+
+
+@dataclass
+class Services:
+    config: Config
+    publisher: Any            # bus.Publisher (or a test double with .publish(topic, payload))
+    data_dir: str
+    extra: dict = field(default_factory=dict)  # per-area singletons (e.g. the chat hub)
+
+    @property
+    def store(self):
+        return self.config.store
 
 
 class PublicCORS:
@@ -30,41 +53,13 @@ def create_app(data_dir: str, config=None, publisher=None) -> falcon.App:
         config, _ = child_config(data_dir)
     if publisher is None:
         publisher = bus.Publisher(data_dir, green=_in_gevent())
+    services = Services(config, publisher, data_dir)
     app = falcon.App(middleware=[AdminAuth(config), PublicCORS()])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)
-
-    emoji_dir = os.path.join(data_dir, "emoji")
-    app.add_route("/api/config", public.ConfigResource(config))
-    app.add_route("/api/status", public.StatusResource(config))
-    app.add_route("/api/yp", public.YPResource(config))
-    app.add_route("/api/emoji", public.EmojiResource(emoji_dir))
-    app.add_route("/api/ping", public.PingResource())
-    app.add_route("/img/emoji/{path}", DirectoryResource(emoji_dir, "public, max-age=3600"))
-
-    def logo_path():
-        # The configured logo lives in the data dir; fall back to the bundled one.
-        found = resolve_inside(data_dir, config.get("instance.logo"))
-        if found and os.path.isfile(found):
-            return found
-        return os.path.join(ASSETS, "logo.svg")
-    app.add_route("/logo", FileResource(logo_path, "public, max-age=60"))
-    app.add_route("/openapi.yaml", FileResource(lambda: os.path.join(ASSETS, "openapi.yaml"),
-                                                "public, max-age=300"))
-
-    app.add_route("/api/admin/status", admin.AdminStatusResource(config))
-    app.add_route("/api/admin/logs", admin.LogsResource(config, warnings_only=False))
-    app.add_route("/api/admin/logs/warnings", admin.LogsResource(config, warnings_only=True))
-    app.add_route("/api/admin/serverconfig", admin.ServerConfigResource(config))
-    app.add_route("/api/admin/disconnect", admin.DisconnectResource(config, publisher))
-    admin.add_setter_routes(app, config, publisher)
-
-    app.add_route("/hls/{path:path}", HLSResource(os.path.join(data_dir, "hls")))
-
-    web_root = os.path.join(ASSETS, "web")
-    app.add_route("/", FileResource(lambda: os.path.join(web_root, "index.html"), "no-cache"))
-    app.add_route("/static/{path:path}", DirectoryResource(web_root, "public, max-age=60"))
+    for name in ROUTE_MODULES:
+        importlib.import_module(f"{__package__}.{name}").add_routes(app, services)
     return app
 
 

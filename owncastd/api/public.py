@@ -102,3 +102,16 @@ class PingResource:
         resp.set_header("Cache-Control", "no-cache")
         resp.status = falcon.HTTP_200
         resp.media = {"success": True, "message": "pong"}
+
+
+def add_routes(app, services) -> None:
+    import os
+    from .files import DirectoryResource
+    config = services.config
+    emoji_dir = os.path.join(services.data_dir, "emoji")
+    app.add_route("/api/config", ConfigResource(config))
+    app.add_route("/api/status", StatusResource(config))
+    app.add_route("/api/yp", YPResource(config))
+    app.add_route("/api/emoji", EmojiResource(emoji_dir))
+    app.add_route("/api/ping", PingResource())
+    app.add_route("/img/emoji/{path}", DirectoryResource(emoji_dir, "public, max-age=3600"))
