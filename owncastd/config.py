@@ -88,6 +88,8 @@ _SETTING_LIST = [
     Setting("video.latency_level", int, 2, "0 (lowest latency) to 4 (most buffering)."),
     Setting("video.codec", str, "libx264", "H.264 encoder."),
     Setting("video.ffmpeg_path", str, "", "ffmpeg binary for the ffmpeg backend (empty: PATH)."),
+    Setting("video.backend", str, "native", "Transcoder: native (libav in-process) or ffmpeg.",
+            check=lambda v: None if v in ("native", "ffmpeg") else "must be native or ffmpeg"),
     Setting("video.variants", list, DEFAULT_VARIANTS, "Output renditions (videoQualityVariants)."),
     # External storage.
     Setting("s3", dict, {"enabled": False}, "S3-compatible storage for HLS output.", secret=True),

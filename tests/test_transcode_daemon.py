@@ -109,3 +109,32 @@ def test_killed_worker_resumes_with_a_discontinuity(ladder_daemon):
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     finally:
         stop_proc(pub)
+
+
+def test_ffmpeg_backend_writes_the_same_layout(daemon_factory):
+    d = daemon_factory(env={"OWNCAST_VIDEO_BACKEND": "ffmpeg"})
+    path = os.path.join(d.data_dir, "ladder.toml")
+    with open(path, "w") as f:
+        f.write(CONFIG)
+    d.extra_args += ["--config", path]
+    d.start()
+    pub = ffmpeg_publish(d, seconds=8, size="640x360", rate=30)
+    try:
+        wait_until(lambda: all(len(segments(playlist(d, n))) >= 2 for n in range(3)), 30,
+                   what="segments from the ffmpeg backend")
+        master = d.get("/hls/stream.m3u8").text
+        assert master.count("#EXT-X-STREAM-INF") == 3
+        pub.wait(timeout=30)
+        wait_until(lambda: all("#EXT-X-ENDLIST" in playlist(d, n) for n in range(3)), 20,
+                   what="EXT-X-ENDLIST from the ffmpeg backend")
+    finally:
+        stop_proc(pub)
+    expected = {0: (426, 240), 1: (320, 180), 2: (640, 360)}
+    for n, (w, h) in expected.items():
+        segs = segments(playlist(d, n))
+        if n != 2:
+            assert all(abs(float(dur) - 2.0) <= 0.1 for dur, _ in segs[:-1]), segs
+        streams = ffprobe_streams(os.path.join(d.data_dir, "hls", str(n), segs[0][1]))
+        video = [s for s in streams if s["codec_type"] == "video"][0]
+        assert (video["width"], video["height"]) == (w, h)
+        assert any(s["codec_type"] == "audio" for s in streams)

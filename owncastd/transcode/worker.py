@@ -38,16 +38,19 @@ class StreamTranscoder:
     """The pipeline of one stream plus the state needed to start it at a keyframe."""
 
     def __init__(self, stream: int, out_dir: str, settings: dict, resumed: bool):
-        from ..native.transcode import Pipeline
+        seen = os.path.isfile(os.path.join(out_dir, "stream.m3u8"))
+        options = dict(segment_seconds=settings["segment_seconds"],
+                       list_size=settings["list_size"], codec=settings["variants"][0]["codec"],
+                       discontinuity=seen)
+        if settings["backend"] == "ffmpeg":
+            from .ffmpeg_backend import FFmpegPipeline as Pipeline
+            options["ffmpeg_path"] = settings["ffmpeg_path"]
+        else:
+            from ..native.transcode import Pipeline
         self.stream = stream
         self.resumed = resumed
         self.waiting_for_headers = True
-        seen = os.path.isfile(os.path.join(out_dir, "stream.m3u8"))
-        self.pipeline = Pipeline(out_dir, settings["variants"],
-                                 segment_seconds=settings["segment_seconds"],
-                                 list_size=settings["list_size"],
-                                 codec=settings["variants"][0]["codec"],
-                                 discontinuity=seen)
+        self.pipeline = Pipeline(out_dir, settings["variants"], **options)
         self.last_media = time.monotonic()
 
     def push(self, kind: int, flags: int, timestamp_ms: int, payload: bytes) -> None:
@@ -89,8 +92,11 @@ class Worker:
 
     def settings(self) -> dict:
         c = self.config.snapshot()
-        return ladder.build_ladder(c["video.variants"], latency_level=c["video.latency_level"],
-                                   codec=c["video.codec"])
+        settings = ladder.build_ladder(c["video.variants"], latency_level=c["video.latency_level"],
+                                       codec=c["video.codec"])
+        settings["backend"] = c["video.backend"]
+        settings["ffmpeg_path"] = c["video.ffmpeg_path"]
+        return settings
 
     def run(self) -> None:
         import signal
