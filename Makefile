@@ -10,12 +10,12 @@ DEB_BUILD := python3 python3-venv python3-dev gcc pkg-config ffmpeg \
 # ... and what the tests and benchmarks drive (real clients, a real browser, reference servers).
 DEB_TEST := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
-	nginx libnginx-mod-rtmp sqlite3 procps
+	nginx libnginx-mod-rtmp sqlite3 procps chromium
 
 SOURCES := setup.py pyproject.toml $(shell find owncastd native -type f \
 	-not -name '*.c' -not -name '*.so' -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: install run test bench deb-deps deb-test-deps clean
+.PHONY: install run test bench deb-deps deb-test-deps clean vendor
 
 install: deb-deps $(VENV)/.installed
 
@@ -59,6 +59,15 @@ test: install deb-test-deps $(VENV)/.test-installed
 
 bench: install deb-test-deps $(VENV)/.test-installed
 	$(BIN)/pytest -q bench --benchmark-columns=min,mean,max,rounds -p no:cacheprovider
+
+# Refreshes the vendored hls.js (committed, so installing needs no npm): make vendor HLSJS=1.x.y
+HLSJS ?= 1.7.4
+HLSJS_DIR := owncastd/assets/web/vendor/hls.js
+vendor:
+	tmp=$$(mktemp -d) && (cd $$tmp && npm pack -q hls.js@$(HLSJS) >/dev/null && tar xzf hls.js-$(HLSJS).tgz) && \
+	mkdir -p $(HLSJS_DIR) && cp $$tmp/package/dist/hls.min.js $$tmp/package/dist/hls.worker.js \
+	  $$tmp/package/LICENSE $(HLSJS_DIR)/ && rm -rf $$tmp
+	sed -i 's/^Version: .*/Version: $(HLSJS)/' $(HLSJS_DIR)/README.md
 
 clean:
 	rm -rf build *.egg-info native/*.c $(VENV)

@@ -57,7 +57,7 @@ setup(
     version=version(),
     description="Self-hosted live video and web chat server speaking the Owncast API",
     packages=find_packages(include=["owncastd", "owncastd.*"]),
-    package_data={"owncastd": ["assets/*", "assets/*/*", "assets/*/*/*", "openapi.yaml", "native/*.pyi"]},
+    package_data={"owncastd": ["assets/*", "assets/*/*", "assets/*/*/*", "assets/*/*/*/*", "openapi.yaml", "native/*.pyi"]},
     include_package_data=True,
     ext_modules=extensions(),
     python_requires=">=3.11",
