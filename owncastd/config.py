@@ -57,6 +57,13 @@ def _log_level(v: str) -> str | None:
         "must be one of debug, info, warning, error, critical"
 
 
+def _http_url(v: str) -> str | None:
+    from urllib.parse import urlsplit
+    parts = urlsplit(v)
+    return None if parts.scheme in ("http", "https") and parts.hostname else \
+        "must be an absolute http:// or https:// URL"
+
+
 DEFAULT_VARIANTS = [{
     "videoPassthrough": False, "audioPassthrough": True, "videoBitrate": 1200,
     "audioBitrate": 0, "framerate": 24, "cpuUsageLevel": 2,
@@ -95,6 +102,10 @@ _SETTING_LIST = [
     Setting("s3", dict, {"enabled": False}, "S3-compatible storage for HLS output.", secret=True),
     # Directory registration key (set by the directory, reset by the admin).
     Setting("yp.key", str, "", "Owncast directory registration key.", secret=True),
+    Setting("directory_url", str, "https://directory.owncast.online",
+            "Owncast directory (YP) service to register with.", check=_http_url),
+    Setting("directory_ping_interval", int, 240, "Seconds between directory pings while live.",
+            check=_positive),
 ]
 
 SETTINGS: dict[str, Setting] = {s.key: s for s in _SETTING_LIST}
