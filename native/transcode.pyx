@@ -924,6 +924,14 @@ cdef class Pipeline:
         self.segment_seconds = segment_seconds
         self.list_size = list_size
         self.discontinuity = discontinuity
+        ncpu = os.cpu_count() or 1
+        if threads <= 0:
+            # One encoder thread per rendition already spreads the work; x264's own auto
+            # (1.5 threads per core, each encoder) oversubscribes. Measured on 2 cores: 2 best.
+            threads = min(max(ncpu, 2), 4)
+        if decoder_threads <= 0:
+            # Frame threads in the decoder only add overhead when the encoders fill the cores.
+            decoder_threads = 1 if ncpu <= 2 else 0
         self.decoder_threads = decoder_threads
         if discontinuity:
             media_sequence_start = max(media_sequence_start, next_media_sequence(out_dir))

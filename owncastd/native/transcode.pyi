@@ -52,8 +52,8 @@ class Pipeline:
         ``discontinuity=True`` continues the playlists a previous pipeline left in out_dir:
         their entries are kept, the first new segment follows ``#EXT-X-DISCONTINUITY``, and
         numbering continues from ``max(media_sequence_start, next_media_sequence(out_dir))``.
-        ``threads``: libx264 threads per rendition (0 = auto). ``decoder_threads``: H.264
-        decoder threads (0 = auto). Segments older than the playlist window plus
+        ``threads``: encoder threads per rendition (0 = auto: CPU count, between 2 and 4).
+        ``decoder_threads``: H.264 decoder threads (0 = auto: 1 on up to 2 CPUs, else libav's). Segments older than the playlist window plus
         ``keep_segments`` are deleted. Raises ValueError for an empty variant list or
         segment_seconds/list_size below 1.
         """
