@@ -10,6 +10,7 @@ import binascii
 import hmac
 
 import falcon
+import gevent
 
 ADMIN_USER = "admin"
 ADMIN_PREFIX = "/api/admin/"
@@ -43,15 +44,25 @@ def admin_credentials_ok(header: str | None, stream_key: str) -> bool:
 
 
 class AdminAuth:
-    def __init__(self, config):
+    def __init__(self, config, throttle=None):
+        from .throttle import FailureThrottle
         self.config = config
+        self.throttle = throttle or FailureThrottle()
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not (req.path.startswith(ADMIN_PREFIX) or req.path == ADMIN_PREFIX.rstrip("/")):
             return
         if req.method == "OPTIONS":
             return  # CORS preflight carries no credentials
-        if not admin_credentials_ok(req.get_header("Authorization"), self.config.get("stream_key")):
+        address = req.remote_addr or ""
+        header = req.get_header("Authorization")
+        if admin_credentials_ok(header, self.config.get("stream_key")):
+            self.throttle.succeeded(address)
+        else:
+            # Only wrong credentials count as a guess; a request without any is not one.
+            delay = self.throttle.failed(address) if header else 0.0
+            if delay:
+                gevent.sleep(delay)  # only this request's greenlet waits
             raise falcon.HTTPUnauthorized(title="Unauthorized",
                                           description="admin credentials required",
                                           challenges=[REALM])
