@@ -1,0 +1,157 @@
+// The video player: an offline panel while no stream is live, hls.js playing /hls/stream.m3u8
+// while one is, with automatic rendition switching and a manual quality menu.
+//
+// The status poll is the player's only clock: `setOnline()` is called on every poll, attaches
+// the stream when the server is online and nothing is attached, and detaches it when the server
+// goes offline. A fatal hls.js error or the end of the stream detaches too, so the next poll
+// retries by itself (the playlist may not be written yet in the first seconds of a stream).
+import { h } from "./dom.js";
+
+const STREAM_URL = "/hls/stream.m3u8";
+const WORKER_URL = "/static/vendor/hls.js/hls.worker.js";
+const PING_INTERVAL_MS = 5000; // viewer counting (D18)
+
+export class Player {
+  constructor(root, { name = "This stream" } = {}) {
+    this.root = root;
+    this.online = false;
+    this.hls = null;
+    this.attached = false;
+    this.pingTimer = null;
+
+    this.message = h("p", { class: "offline-message", id: "offline-message" });
+    this.offline = h("div", { class: "offline", id: "offline" },
+      h("img", { class: "offline-logo", src: "/logo", alt: "" }),
+      this.message,
+      h("p", { class: "offline-hint", text: "The video starts here by itself when the stream begins." }));
+    this.video = h("video", { id: "video", controls: true, playsinline: true, preload: "none" });
+    this.loading = h("p", { class: "player-loading", text: "Loading the stream…", "aria-hidden": "true" });
+    this.quality = h("select", { id: "quality", class: "quality", "aria-label": "Video quality",
+      on: { change: () => this.chooseLevel(Number(this.quality.value)) } });
+    this.bar = h("div", { class: "player-bar", hidden: true }, h("label", { for: "quality", text: "Quality" }), this.quality);
+    this.stage = h("div", { class: "stage" }, this.video, this.loading);
+    root.append(this.offline, this.stage, this.bar);
+
+    this.video.addEventListener("playing", () => this.show("playing"));
+    this.video.addEventListener("ended", () => this.detach("The stream has ended."));
+    this.setName(name);
+    this.show("offline");
+  }
+
+  setName(name) {
+    this.name = name;
+    if (!this.attached) this.message.textContent = `${name} is offline right now.`;
+  }
+
+  /** Called with each status poll; true when the server says a stream is live. */
+  setOnline(online) {
+    this.online = online;
+    if (online && !this.attached) this.attach();
+    else if (!online && this.attached) this.detach();
+  }
+
+  show(state) {
+    this.root.dataset.state = state; // offline | loading | playing (the stylesheet shows each part)
+  }
+
+  attach() {
+    this.attached = true;
+    this.show("loading");
+    this.startPing();
+    const Hls = window.Hls;
+    if (Hls && Hls.isSupported()) {
+      const hls = new Hls({ workerPath: WORKER_URL, enableWorker: true, lowLatencyMode: false });
+      this.hls = hls;
+      hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
+        this.fillQualityMenu(data.levels);
+        this.play();
+      });
+      hls.on(Hls.Events.LEVEL_SWITCHED, () => this.labelAuto());
+      hls.on(Hls.Events.ERROR, (_event, data) => {
+        if (!data.fatal) return;
+        if (data.type === Hls.ErrorTypes.MEDIA_ERROR && !this.recovered) {
+          this.recovered = true; // one recovery attempt, as the hls.js docs suggest
+          hls.recoverMediaError();
+        } else {
+          this.detach(); // the next status poll tries again
+        }
+      });
+      hls.loadSource(STREAM_URL);
+      hls.attachMedia(this.video);
+    } else if (this.video.canPlayType("application/vnd.apple.mpegurl")) {
+      this.video.src = STREAM_URL; // Safari plays HLS natively
+      this.play();
+    } else {
+      this.detach("This browser cannot play the stream.");
+    }
+  }
+
+  detach(message) {
+    this.attached = false;
+    this.recovered = false;
+    this.stopPing();
+    if (this.hls) {
+      this.hls.destroy();
+      this.hls = null;
+    }
+    this.video.removeAttribute("src");
+    this.video.load();
+    this.quality.replaceChildren();
+    this.bar.hidden = true;
+    this.message.textContent = message || `${this.name} is offline right now.`;
+    this.show("offline");
+    if (!message && this.online) this.show("loading"); // an error while live: retry on next poll
+  }
+
+  async play() {
+    try {
+      await this.video.play();
+    } catch (err) {
+      if (err.name !== "NotAllowedError") return;
+      // Browsers refuse sound without a user gesture; start muted, the controls can unmute.
+      this.video.muted = true;
+      try { await this.video.play(); } catch (_) { /* the user can press play */ }
+    }
+  }
+
+  fillQualityMenu(levels) {
+    const options = [h("option", { value: "-1", text: "Auto" })];
+    levels
+      .map((level, index) => ({ level, index }))
+      .sort((a, b) => (b.level.height - a.level.height) || (b.level.bitrate - a.level.bitrate))
+      .forEach(({ level, index }) => options.push(h("option", { value: String(index), text: levelName(level) })));
+    this.quality.replaceChildren(...options);
+    this.quality.value = "-1";
+    this.bar.hidden = false;
+  }
+
+  chooseLevel(index) {
+    if (!this.hls) return;
+    this.hls.currentLevel = index; // -1: automatic switching by measured bandwidth
+    this.labelAuto();
+  }
+
+  labelAuto() {
+    const auto = this.quality.querySelector('option[value="-1"]');
+    if (!auto || !this.hls) return;
+    const level = this.hls.levels[this.hls.currentLevel];
+    auto.textContent = this.hls.autoLevelEnabled && level ? `Auto (${levelName(level)})` : "Auto";
+  }
+
+  startPing() {
+    this.stopPing();
+    const ping = () => fetch("/api/ping", { cache: "no-store" }).catch(() => {});
+    ping();
+    this.pingTimer = setInterval(ping, PING_INTERVAL_MS);
+  }
+
+  stopPing() {
+    clearInterval(this.pingTimer);
+    this.pingTimer = null;
+  }
+}
+
+function levelName(level) {
+  if (level.height) return `${level.height}p`;
+  return `${Math.round((level.bitrate || 0) / 1000)} kbps`;
+}
