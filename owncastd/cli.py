@@ -165,6 +165,23 @@ def stop(config_path, data_dir, timeout):
 @main.command()
 @_config_option
 @_data_dir_option
+def reload(config_path, data_dir):
+    """Apply changed ports and config file (SIGHUP): moved listeners re-bind, children restart."""
+    from .runtime import running_pid
+    data_dir = _target(config_path, data_dir)
+    pid = running_pid(data_dir)
+    if pid is None:
+        _fail(f"owncastd is not running for data dir {data_dir}", EXIT_NOT_RUNNING)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        _fail("owncastd already exited", EXIT_NOT_RUNNING)
+    click.echo(f"asked owncastd (pid {pid}) to reload; `owncastd status` shows its ports")
+
+
+@main.command()
+@_config_option
+@_data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_path, data_dir, as_json):
     """Say whether the server runs, its pid, ports and whether a stream is live."""

@@ -24,7 +24,7 @@ from typing import Callable
 import psutil
 
 from . import bus, logs
-from .config import Config
+from .config import Config, ConfigError, load_file
 from .runtime import PidLock, Runtime
 from .store import Store, utcnow
 
@@ -55,6 +55,7 @@ class Child:
     started_at: float = 0.0
     failures: int = 0
     next_start: float = 0.0
+    restart_requested: bool = False  # stopped on purpose (reload): respawn at once, no backoff
 
 
 def listen(bind: str, port: int, what: str) -> socket.socket:
@@ -136,6 +137,10 @@ class Supervisor:
                                                       "--fd", str(rtmp_fd)),
                       pass_fds=(rtmp_fd,)),
             ChildSpec("transcoder", lambda: python_module("owncastd.transcode.worker", *data)),
+            ChildSpec("sampler", lambda: python_module("owncastd.services.sampler", *data)),
+            ChildSpec("storage", lambda: python_module("owncastd.services.storage", *data)),
+            ChildSpec("directory", lambda: python_module("owncastd.services.directory", *data)),
+            ChildSpec("webhooks", lambda: python_module("owncastd.services.webhooks", *data)),
         ]
 
     def _start_bus(self) -> None:
@@ -206,10 +211,69 @@ class Supervisor:
                 log.info("received %s: shutting down", signal.Signals(sig).name)
                 self.stopping = True
             elif sig == signal.SIGHUP:
-                log.info("received SIGHUP: restarting children")
-                for child in self.children:
-                    self._signal_child(child, signal.SIGTERM)
+                self.reload()
             # SIGCHLD only wakes the loop; reap() does the work.
+
+    # -- reload (SIGHUP) ---------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """SIGHUP (`owncastd reload`, the admin port setters): re-read the config file and the
+        ports. A listener whose port changed gets a new socket and only the children using it
+        restart on the new fd; if the new port cannot be bound the old socket stays and the
+        error is logged. Without a port change every child restarts (re-reading the file)."""
+        if self.config_path:
+            try:
+                self.config.file_values = load_file(self.config_path)
+            except ConfigError as exc:
+                log.error("reload: %s; keeping the values read before", exc)
+        port_change, moved = self.rebind()
+        if not port_change:
+            log.info("received SIGHUP: restarting children")
+            for child in self.children:
+                self._restart(child)
+            return
+        specs = {spec.name: spec for spec in self.child_specs()}
+        for child in self.children:
+            spec = specs.get(child.spec.name)
+            if spec is not None and set(spec.pass_fds) != set(child.spec.pass_fds):
+                child.spec = spec
+                self._restart(child)
+
+    def rebind(self) -> tuple[bool, list[str]]:
+        """(whether a listener port changed, names of the sockets now bound to new ports)."""
+        rt = self.runtime
+        assert rt is not None
+        wanted = {"web": self.config.get("web_port"), "rtmp": self.config.get("rtmp_port")}
+        current = {"web": rt.web_port, "rtmp": rt.rtmp_port}
+        if wanted == current:
+            return False, []
+        if wanted["web"] == wanted["rtmp"]:
+            log.error("reload: web port and RTMP port would both be %d; keeping ports %d and %d",
+                      wanted["web"], current["web"], current["rtmp"])
+            return True, []
+        moved = []
+        for name, what in (("web", "the web server"), ("rtmp", "RTMP")):
+            if wanted[name] == current[name]:
+                continue
+            try:
+                sock = listen(rt.bind, wanted[name], what)
+            except StartupError as exc:
+                log.error("reload: %s; %s stays on port %d", exc, what, current[name])
+                continue
+            self.sockets[name].close()  # the old child keeps its copy until it exits
+            self.sockets[name] = sock
+            setattr(rt, f"{name}_port", wanted[name])
+            moved.append(name)
+            log.info("%s now listens on %s:%d (was port %d)", what, rt.bind, wanted[name],
+                     current[name])
+        if moved:
+            rt.write()
+        return True, moved
+
+    def _restart(self, child: Child) -> None:
+        if child.proc is not None and child.proc.poll() is None:
+            child.restart_requested = True
+            self._signal_child(child, signal.SIGTERM)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -234,12 +298,17 @@ class Supervisor:
             reason = (f"killed by {signal.Signals(-code).name}" if code < 0
                       else f"exited with status {code}")
             ran = time.monotonic() - child.started_at
-            child.failures = 0 if ran > STABLE_AFTER else child.failures + 1
-            delay = 0.0 if child.failures == 0 else min(
-                BACKOFF_MAX, BACKOFF_START * 2 ** (child.failures - 1))
-            child.next_start = time.monotonic() + delay
-            log.warning("child %s (pid %d) %s after %.1f s; restarting in %.1f s",
-                        child.spec.name, child.proc.pid, reason, ran, delay)
+            if child.restart_requested:
+                child.restart_requested = False
+                child.failures, child.next_start = 0, time.monotonic()
+                log.info("child %s (pid %d) stopped for a restart", child.spec.name, child.proc.pid)
+            else:
+                child.failures = 0 if ran > STABLE_AFTER else child.failures + 1
+                delay = 0.0 if child.failures == 0 else min(
+                    BACKOFF_MAX, BACKOFF_START * 2 ** (child.failures - 1))
+                child.next_start = time.monotonic() + delay
+                log.warning("child %s (pid %d) %s after %.1f s; restarting in %.1f s",
+                            child.spec.name, child.proc.pid, reason, ran, delay)
             # Its own children (gunicorn workers) would linger until they notice: end them now.
             _kill_group(child.proc.pid, signal.SIGTERM)
             child.proc = None

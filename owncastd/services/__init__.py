@@ -1,0 +1,1 @@
+"""Background services that run as children of the supervisor (one process each)."""
