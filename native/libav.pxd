@@ -207,6 +207,7 @@ cdef extern from "libavcodec/avcodec.h" nogil:
     void av_packet_free(AVPacket **pkt)
     AVPacket *av_packet_clone(const AVPacket *src)
     void av_packet_unref(AVPacket *pkt)
+    int av_packet_copy_props(AVPacket *dst, const AVPacket *src)
     int av_new_packet(AVPacket *pkt, int size)
     void av_packet_rescale_ts(AVPacket *pkt, AVRational tb_src, AVRational tb_dst)
     uint8_t *av_packet_new_side_data(AVPacket *pkt, AVPacketSideDataType type, size_t size)

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import threading
+import weakref
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINVAL, ENOMEM
@@ -214,12 +215,8 @@ class MediaPlaylist:
         # EXT-X-TARGETDURATION never shrinks (RFC 8216 wants it constant) and covers every EXTINF.
         self.target = max(self.target, math.ceil(duration - 0.001))
         while len(self.entries) > self.list_size:
-            dropped = self.entries.pop(0)
-            if len(self.entries) and self.entries[0][3]:
-                pass
-            if dropped[3]:
+            if self.entries.pop(0)[3]:   # a DISCONTINUITY tag left the window (RFC 8216 6.2.1)
                 self.discontinuity_sequence += 1
-        # A discontinuity on the new first entry stays as a tag; only removed tags are counted.
 
     def render(self):
         first = self.entries[0][0] if self.entries else 0
@@ -421,6 +418,13 @@ cdef class Rendition:
         avcodec_parameters_free(&self.video_par)
         avcodec_parameters_free(&self.audio_par)
 
+    def _notify(self, *args):
+        # on_segment is a weak reference to the pipeline's method: a pipeline dropped without
+        # finish() is freed at once, and its __dealloc__ stops this thread.
+        handler = self.on_segment()
+        if handler is not None:
+            handler(*args)
+
     def _thread_main(self):
         with nogil:
             self._run()
@@ -519,7 +523,10 @@ cdef class Rendition:
         cdef AVDictionary *opts = NULL
         cdef int ret
         with gil:
-            self.width, self.height = _scaled_size(src_w, src_h, self.want_width, self.want_height)
+            try:
+                self.width, self.height = _scaled_size(src_w, src_h, self.want_width, self.want_height)
+            except Exception:
+                return AVERROR(EINVAL)
             codec = avcodec_find_encoder_by_name(self.codec_name)
             if self.codec_name == b"h264_qsv":
                 self.pix_fmt = AV_PIX_FMT_NV12
@@ -659,7 +666,7 @@ cdef class Rendition:
         self.segments += 1
         with gil:
             try:
-                self.on_segment(self.index, self.seq, duration, path.decode(), final)
+                self._notify(self.index, self.seq, duration, path.decode(), final)
             except Exception as exc:  # a full disk must stop this rendition, not the process
                 self.error = f"playlist: {exc}"
                 return AVERROR(EINVAL)
@@ -831,7 +838,7 @@ cdef class Rendition:
             return self._close_segment(self.last_end, True)
         with gil:
             try:
-                self.on_segment(self.index, -1, 0.0, None, True)
+                self._notify(self.index, -1, 0.0, None, True)
             except Exception as exc:
                 self.error = f"playlist: {exc}"
                 return AVERROR(EINVAL)
@@ -863,6 +870,7 @@ cdef class Pipeline:
     """Transcode one stream's FLV tags into HLS under out_dir. See transcode.pyi."""
 
     cdef object out_dir, renditions, playlists, lock, probe, master_written
+    cdef object __weakref__
     cdef readonly int segment_seconds, list_size
     cdef readonly int64_t media_sequence_start
     cdef bint discontinuity, started, finished
@@ -879,7 +887,8 @@ cdef class Pipeline:
     # video input
     cdef uint8_t *avcc
     cdef int avcc_size, nal_length_size
-    cdef bint new_extradata
+    cdef uint8_t *param_sets          # the avcC's SPS and PPS as Annex B, for passthrough keyframes
+    cdef int param_sets_size
     cdef AVCodecContext *vdec
     cdef AVFrame *vframe
     cdef readonly int source_width, source_height
@@ -953,7 +962,7 @@ cdef class Pipeline:
             self.playlists.append(pl)
             r = Rendition(i, v, directory, segment_seconds, media_sequence_start, threads,
                           queue_frames, codec)
-            r.on_segment = self._on_segment
+            r.on_segment = weakref.WeakMethod(self._on_segment)
             self.renditions.append(r)
         self.nroutes = len(self.renditions)
         self.routes = <Route *>malloc(self.nroutes * sizeof(Route))
@@ -983,6 +992,7 @@ cdef class Pipeline:
         if self.fifo != NULL:
             av_audio_fifo_free(self.fifo)
         av_free(self.avcc)
+        av_free(self.param_sets)
         av_free(self.asc)
 
     # ---- public API
@@ -1051,8 +1061,14 @@ cdef class Pipeline:
             "audio_encode_errors": self.audio_encode_errors,
             "frames_decoded": self.frames_decoded,
             "timestamp_jumps": self.timestamp_jumps,
-            "renditions": [(<Rendition>r).stats() for r in self.renditions],
+            "renditions": [self._rendition_stats(r) for r in self.renditions],
         }
+
+    def _rendition_stats(self, Rendition r):
+        st = r.stats()
+        if r.video_passthrough:
+            st["width"], st["height"] = self.source_width, self.source_height
+        return st
 
     # ---- start: wait for both sequence headers, then configure and start the workers
 
@@ -1106,8 +1122,9 @@ cdef class Pipeline:
                 r.video_par = avcodec_parameters_alloc()
                 r.video_par.codec_type = AVMEDIA_TYPE_VIDEO
                 r.video_par.codec_id = AV_CODEC_ID_H264
-                r.video_par.extradata = dup_padded(self.avcc, self.avcc_size)
-                r.video_par.extradata_size = self.avcc_size
+                # Annex B param sets as extradata: packets are Annex B too (see _annexb_packet).
+                r.video_par.extradata = dup_padded(self.param_sets, self.param_sets_size)
+                r.video_par.extradata_size = self.param_sets_size
                 r.video_codecs = _flv.parse_avc_config(self.avcc[:self.avcc_size]).codecs
             if self.has_audio:
                 r.audio_par = avcodec_parameters_alloc()
@@ -1222,26 +1239,103 @@ cdef class Pipeline:
         return 0
 
     cdef int _video_config(self, const uint8_t *data, Py_ssize_t size) noexcept nogil:
-        # AVCDecoderConfigurationRecord: version 1, profile, compat, level, length size, SPS...
+        # AVCDecoderConfigurationRecord: version 1, profile, compat, level, 0xFC | length size - 1,
+        # 0xE0 | SPS count, (u16 length, SPS)*, PPS count, (u16 length, PPS)*
+        cdef Py_ssize_t pos = 6, n, total = 0
+        cdef int i, count, lists
+        cdef uint8_t *ps
         if size < 8 or data[0] != 1 or (data[5] & 0x1F) == 0:
             self.drop_garbage += 1
             return -1
         if self.avcc != NULL and self.avcc_size == size and memcmp(self.avcc, data, size) == 0:
             return 0   # repeated (every keyframe with some encoders)
+        count = data[5] & 0x1F
+        for lists in range(2):
+            for i in range(count):
+                if pos + 2 > size:
+                    self.drop_garbage += 1
+                    return -1
+                n = (data[pos] << 8) | data[pos + 1]
+                if n == 0 or pos + 2 + n > size:
+                    self.drop_garbage += 1
+                    return -1
+                total += 4 + n
+                pos += 2 + n
+            if lists == 0:
+                if pos >= size:
+                    self.drop_garbage += 1
+                    return -1
+                count = data[pos]
+                pos += 1
+        ps = <uint8_t *>av_mallocz(total + AV_INPUT_BUFFER_PADDING_SIZE)
+        if ps == NULL:
+            return AVERROR(ENOMEM)
+        pos, total, count = 6, 0, data[5] & 0x1F
+        for lists in range(2):
+            for i in range(count):
+                n = (data[pos] << 8) | data[pos + 1]
+                ps[total + 3] = 1   # start code 00 00 00 01
+                memcpy(ps + total + 4, data + pos + 2, n)
+                total += 4 + n
+                pos += 2 + n
+            if lists == 0:
+                count = data[pos]
+                pos += 1
+        av_free(self.param_sets)
+        self.param_sets = ps
+        self.param_sets_size = <int>total
         av_free(self.avcc)
         self.avcc = dup_padded(data, <int>size)
         self.avcc_size = <int>size
         self.nal_length_size = (data[4] & 3) + 1
-        if self.started and self.has_video:
-            # New SPS/PPS (resolution change): drain the old decoder into the renditions
-            # first, then reopen; passthrough renditions get the new extradata as side data.
-            if self.vdec != NULL:
-                avcodec_send_packet(self.vdec, NULL)
-                self._decode_video(NULL)
-            if self.decode_video or self.source_width == 0:
+        if self.started and self.has_video and self.vdec != NULL:
+            # New SPS/PPS (the encoder restarted, maybe at another size): drain the old decoder
+            # into the renditions, then reopen. Passthrough keyframes carry the new param sets.
+            avcodec_send_packet(self.vdec, NULL)
+            self._decode_video(NULL)
+            if self.decode_video:
                 self._open_video_decoder()
-            self.new_extradata = True
         return 0
+
+    cdef AVPacket *_annexb_packet(self, const uint8_t *data, Py_ssize_t size, bint key) noexcept nogil:
+        """AVCC NAL units (already validated) -> Annex B, with the current SPS/PPS before a
+        keyframe that lacks them, so every passthrough segment decodes on its own and a new
+        sequence header takes effect at once (FFmpeg 5.1's mpegts auto-bsf would keep the
+        first extradata)."""
+        cdef Py_ssize_t pos = 0, n, out_size = 0, o = 0
+        cdef int i, nls = self.nal_length_size
+        cdef bint has_sps = False
+        cdef AVPacket *pkt
+        while pos < size:
+            n = 0
+            for i in range(nls):
+                n = (n << 8) | data[pos + i]
+            if (data[pos + nls] & 0x1F) == 7:
+                has_sps = True
+            out_size += 4 + n
+            pos += nls + n
+        if key and not has_sps:
+            out_size += self.param_sets_size
+        pkt = av_packet_alloc()
+        if pkt == NULL or av_new_packet(pkt, <int>out_size) < 0:
+            av_packet_free(&pkt)
+            return NULL
+        if key and not has_sps:
+            memcpy(pkt.data, self.param_sets, self.param_sets_size)
+            o = self.param_sets_size
+        pos = 0
+        while pos < size:
+            n = 0
+            for i in range(nls):
+                n = (n << 8) | data[pos + i]
+            pkt.data[o] = 0
+            pkt.data[o + 1] = 0
+            pkt.data[o + 2] = 0
+            pkt.data[o + 3] = 1
+            memcpy(pkt.data + o + 4, data + pos + nls, n)
+            o += 4 + n
+            pos += nls + n
+        return pkt
 
     cdef int _audio_config(self, const uint8_t *data, Py_ssize_t size) noexcept nogil:
         if size < 2:
@@ -1265,7 +1359,7 @@ cdef class Pipeline:
         cdef int64_t dts, pts
         cdef AVPacket *pkt
         cdef AVPacket *copy
-        cdef uint8_t *side
+        cdef AVPacket *annexb
         if size < 1:
             self.drop_garbage += 1
             return -1
@@ -1326,16 +1420,19 @@ cdef class Pipeline:
         if (data[0] >> 4) == 1:
             pkt.flags |= AV_PKT_FLAG_KEY
         self.video_in += 1
-        if self.new_extradata:
-            side = av_packet_new_side_data(pkt, AV_PKT_DATA_NEW_EXTRADATA, self.avcc_size)
-            if side != NULL:
-                memcpy(side, self.avcc, self.avcc_size)
-            self.new_extradata = False
+        annexb = NULL
         for i in range(self.nroutes):
             if self.routes[i].video_passthrough:
-                copy = av_packet_clone(pkt)
+                if annexb == NULL:
+                    annexb = self._annexb_packet(data + 5, size - 5, (pkt.flags & AV_PKT_FLAG_KEY) != 0)
+                    if annexb == NULL:
+                        av_packet_free(&pkt)
+                        return AVERROR(ENOMEM)
+                    av_packet_copy_props(annexb, pkt)
+                copy = av_packet_clone(annexb)
                 if copy != NULL:
                     queue_put(self.routes[i].queue, ITEM_VIDEO, NULL, copy)
+        av_packet_free(&annexb)
         if self.vdec != NULL:
             if avcodec_send_packet(self.vdec, pkt) < 0:
                 self.video_decode_errors += 1
@@ -1379,10 +1476,7 @@ cdef class Pipeline:
         if (data[0] >> 4) != 10:
             self.drop_unsupported += 1
             return -1
-        if size < 3:
-            if size == 2 and data[1] == 0:
-                self.drop_garbage += 1
-                return -1
+        if size < 3:   # format, packet type and at least one byte of config or frame
             self.drop_garbage += 1
             return -1
         if data[1] == 0:
