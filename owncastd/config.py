@@ -100,6 +100,11 @@ _SETTING_LIST = [
     Setting("video.variants", list, DEFAULT_VARIANTS, "Output renditions (videoQualityVariants)."),
     # External storage.
     Setting("s3", dict, {"enabled": False}, "S3-compatible storage for HLS output.", secret=True),
+    # Statistics.
+    Setting("geoip_database", str, "", "MaxMind .mmdb file (relative to the data dir) for the "
+            "clients list's geo field; empty: no geo."),
+    Setting("stats.sample_interval", int, 60, "Seconds between hardware/viewer samples.",
+            check=_positive),
     # Directory registration key (set by the directory, reset by the admin).
     Setting("yp.key", str, "", "Owncast directory registration key.", secret=True),
     Setting("directory_url", str, "https://directory.owncast.online",

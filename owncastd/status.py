@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Config
+from .stats.viewers import viewer_count
 from .version import __version__
 
 STATE_KEYS = ("online", "broadcaster", "currentBroadcast", "lastConnectTime",
@@ -26,8 +27,8 @@ def read_state(config: Config) -> dict[str, Any]:
         "currentBroadcast": state["currentBroadcast"] if online else None,
         "lastConnectTime": state["lastConnectTime"],
         "lastDisconnectTime": state["lastDisconnectTime"],
-        # Viewers are only counted while online (Owncast #422).
-        "viewerCount": int(state["viewerCount"] or 0) if online else 0,
+        # Viewers are only counted while online (Owncast #422); counted live from the store.
+        "viewerCount": viewer_count(config.store) if online else 0,
         "sessionPeak": int(state["sessionPeakViewerCount"] or 0),
         "overallPeak": int(state["overallPeakViewerCount"] or 0),
     }

@@ -251,6 +251,74 @@ class Store:
             rows = self._db.execute(sql, args + (limit,)).fetchall()
         return [dict(r) for r in reversed(rows)]
 
+    # -- viewers and time series samples (issue 5: owncastd/stats, services/sampler) ---------
+
+    def record_viewers(self, seen: list[tuple[str, str, str, float]], window: float) -> None:
+        """Upsert viewers (id, ip, user agent, unix time seen). A viewer unseen for longer than
+        `window` s comes back as a new arrival (its first_seen restarts)."""
+        if not seen:
+            return
+        now = utcnow()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO viewers(id, ip_address, user_agent, first_seen, last_seen) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                    "first_seen = CASE WHEN last_seen < excluded.last_seen - ? "
+                    "THEN excluded.first_seen ELSE first_seen END, "
+                    "last_seen = MAX(last_seen, excluded.last_seen)",
+                    [(vid, ip, ua, now, t, window) for vid, ip, ua, t in seen])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def count_viewers(self, since: float) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM viewers WHERE last_seen >= ?",
+                                    (since,)).fetchone()[0]
+
+    def current_viewers(self, since: float) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, ip_address, user_agent, first_seen, last_seen FROM viewers "
+                "WHERE last_seen >= ? ORDER BY first_seen, id", (since,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def prune_viewers(self, before: float) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM viewers WHERE last_seen < ?", (before,))
+
+    def add_samples(self, values: dict[str, int], time: str, keep: int) -> None:
+        """Append one sample per series at `time`, keeping each series' newest `keep`."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for series, value in values.items():
+                    self._db.execute("INSERT INTO samples(series, time, value) VALUES (?, ?, ?)",
+                                     (series, time, int(value)))
+                    self._db.execute(
+                        "DELETE FROM samples WHERE series = ? AND rowid NOT IN (SELECT rowid "
+                        "FROM samples WHERE series = ? ORDER BY time DESC LIMIT ?)",
+                        (series, series, keep))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def samples(self, series: str, since: str | None = None) -> list[dict]:
+        """`[{time, value}]` of one series, oldest first (times are UTC RFC 3339, so text
+        order is time order)."""
+        sql = "SELECT time, value FROM samples WHERE series = ?"
+        args: tuple = (series,)
+        if since is not None:
+            sql += " AND time >= ?"
+            args += (since,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY time", args).fetchall()
+        return [dict(r) for r in rows]
+
 
 def _split_sql(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]

@@ -15,7 +15,8 @@ from gunicorn.glogging import Logger
 from . import logs
 from .runtime import child_config, die_with_parent
 
-WORKER_CLASS = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+# gevent-websocket worker whose handler sends files with sendfile (api/sendfile.py).
+WORKER_CLASS = "owncastd.api.sendfile.SendfileWorker"
 
 
 class RootLogger(Logger):

@@ -23,6 +23,7 @@ ROUTE_MODULES = [
     "public",
     "admin",
     "hls",
+    "stats",
     "webui",
 ]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+from email.utils import formatdate
 
 import falcon
 
@@ -25,16 +26,66 @@ def resolve_inside(root: str, relative: str) -> str | None:
     return candidate
 
 
-def send_file(resp: falcon.Response, path: str, cache_control: str) -> None:
+def send_file(resp: falcon.Response, path: str, cache_control: str, range_header=None) -> None:
+    """Answer with the file at `path`; a single `Range` is honoured (206, or 416 past the end).
+    The open file goes to the server as a stream, sent with sendfile where the server can."""
     try:
         stream = open(path, "rb")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
         raise falcon.HTTPNotFound(title="Not Found", description="no such file") from None
-    size = os.fstat(stream.fileno()).st_size
+    st = os.fstat(stream.fileno())
+    size = st.st_size
     resp.content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     resp.set_header("Cache-Control", cache_control)
     resp.set_header("X-Content-Type-Options", "nosniff")
-    resp.set_stream(stream, size)
+    resp.set_header("Accept-Ranges", "bytes")
+    resp.set_header("Last-Modified", formatdate(st.st_mtime, usegmt=True))
+    wanted = parse_range(range_header, size) if range_header else None
+    if wanted is UNSATISFIABLE:
+        stream.close()
+        resp.status = falcon.HTTP_416
+        resp.set_header("Content-Range", f"bytes */{size}")
+        resp.content_type = "application/json"
+        resp.text = '{"success": false, "message": "Range: not satisfiable for this file"}'
+        return
+    if wanted is None:
+        resp.set_stream(stream, size)
+        return
+    start, end = wanted
+    stream.seek(start)
+    resp.status = falcon.HTTP_206
+    resp.set_header("Content-Range", f"bytes {start}-{end}/{size}")
+    resp.set_stream(stream, end - start + 1)
+
+
+UNSATISFIABLE = object()
+
+
+def parse_range(header: str, size: int):
+    """One byte range of a `Range` header as inclusive (start, end) within `size`; None when
+    the header is not a single bytes range (the whole file is sent, as RFC 9110 allows);
+    UNSATISFIABLE when it starts past the end."""
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":  # suffix: the last N bytes
+            n = int(last)
+            if n <= 0:
+                return UNSATISFIABLE if n == 0 else None
+            return (max(size - n, 0), size - 1) if size else UNSATISFIABLE
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if start >= size:
+        return UNSATISFIABLE
+    if end < start:
+        return None
+    return start, min(end, size - 1)
 
 
 class DirectoryResource:
@@ -66,13 +117,52 @@ class FileResource:
 
 
 class HLSResource(DirectoryResource):
-    """GET /hls/{path}: playlists must be re-read (no-cache); a segment never changes once
-    written (atomic rename), so it may be cached for long."""
+    """GET/HEAD /hls/{path}: playlists must be re-read (no-cache); a segment never changes once
+    written (atomic rename), so it is immutable. Temp files (dot names) are never served.
+
+    `on_playlist(req)` is called for each playlist served (viewer counting). `overlay_root`, if
+    given, holds rewritten copies of playlists (S3: absolute URLs into the bucket); a copy is
+    served instead of the original while it is fresh (not older than the original by more than
+    `OVERLAY_STALE` s), so a stalled uploader falls back to local serving by itself."""
+
+    OVERLAY_STALE = 10.0
+    PLAYLIST_CACHE = "no-cache"
+    SEGMENT_CACHE = "public, max-age=31536000, immutable"
+
+    def __init__(self, root: str, on_playlist=None, overlay_root: str | None = None):
+        super().__init__(root, self.SEGMENT_CACHE)
+        self.on_playlist = on_playlist
+        self.overlay_root = overlay_root
 
     def on_get(self, req, resp, path: str) -> None:
         real = resolve_inside(self.root, path)
-        if real is None or not os.path.isfile(real) or os.path.basename(real).startswith("."):
+        if real is None or os.path.basename(real).startswith(".") or not os.path.isfile(real):
             raise falcon.HTTPNotFound(title="Not Found", description="no such file")
-        cache = "no-cache" if real.endswith(".m3u8") else "public, max-age=86400"
         resp.set_header("Access-Control-Allow-Origin", "*")
-        send_file(resp, real, cache)
+        resp.set_header("Access-Control-Expose-Headers", "Content-Length, Content-Range")
+        if real.endswith(".m3u8"):
+            if self.on_playlist is not None:
+                self.on_playlist(req)
+            send_file(resp, self._overlay(real) or real, self.PLAYLIST_CACHE)
+        else:
+            send_file(resp, real, self.SEGMENT_CACHE, req.get_header("Range"))
+
+    on_head = on_get
+
+    def on_options(self, req, resp, path: str) -> None:
+        resp.set_header("Access-Control-Allow-Origin", "*")
+        resp.set_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+        resp.set_header("Access-Control-Allow-Headers", "Range")
+        resp.set_header("Access-Control-Max-Age", "86400")
+
+    def _overlay(self, real: str) -> str | None:
+        if self.overlay_root is None:
+            return None
+        rel = os.path.relpath(real, os.path.realpath(self.root))
+        copy = os.path.join(self.overlay_root, rel)
+        try:
+            if os.stat(copy).st_mtime + self.OVERLAY_STALE >= os.stat(real).st_mtime:
+                return copy
+        except OSError:
+            pass
+        return None

@@ -96,9 +96,14 @@ class EmojiResource:
 
 
 class PingResource:
-    """`GET /api/ping`: the web player's keep-alive (viewer counting arrives with issue 5)."""
+    """`GET /api/ping`: the web player's keep-alive; marks the caller as a viewer (D18)."""
+
+    def __init__(self, on_ping=None):
+        self.on_ping = on_ping
 
     def on_get(self, req, resp):
+        if self.on_ping is not None:
+            self.on_ping(req)
         resp.set_header("Cache-Control", "no-cache")
         resp.status = falcon.HTTP_200
         resp.media = {"success": True, "message": "pong"}
@@ -113,5 +118,6 @@ def add_routes(app, services) -> None:
     app.add_route("/api/status", StatusResource(config))
     app.add_route("/api/yp", YPResource(config))
     app.add_route("/api/emoji", EmojiResource(emoji_dir))
-    app.add_route("/api/ping", PingResource())
+    from ..stats.viewers import tracker_for
+    app.add_route("/api/ping", PingResource(tracker_for(services).seen))
     app.add_route("/img/emoji/{path}", DirectoryResource(emoji_dir, "public, max-age=3600"))
