@@ -111,6 +111,13 @@ _SETTING_LIST = [
             "Owncast directory (YP) service to register with.", check=_http_url),
     Setting("directory_ping_interval", int, 240, "Seconds between directory pings while live.",
             check=_positive),
+    # Chat (issue 6): limits the server enforces on each websocket client.
+    Setting("chat.max_message_length", int, 500, "Longest chat message, in characters.",
+            check=_positive),
+    Setting("chat.rate_limit_per_minute", int, 36, "Chat messages a client may send per minute "
+            "on average (0.0.7: 0.6/s).", check=_positive),
+    Setting("chat.rate_limit_burst", int, 5, "Chat messages a client may send at once.",
+            check=_positive),
 ]
 
 SETTINGS: dict[str, Setting] = {s.key: s for s in _SETTING_LIST}

@@ -83,6 +83,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX samples_series_time ON samples(series, time);
     """,
+    # 4: chat websocket connections of every API worker, for /api/admin/clients (issue 6).
+    """
+    CREATE TABLE chat_clients (
+        client_id TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        ip_address TEXT NOT NULL,
+        user_agent TEXT NOT NULL,
+        username TEXT,
+        message_count INTEGER NOT NULL DEFAULT 0,
+        connected_at TEXT NOT NULL
+    );
+    CREATE INDEX chat_clients_pid ON chat_clients(pid);
+    """,
 ]
 
 LOG_LEVELS_WARNING_UP = ("warning", "error", "critical")
@@ -318,6 +331,180 @@ class Store:
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY time", args).fetchall()
         return [dict(r) for r in rows]
+
+    # -- chat, access tokens, webhooks (issue 6: owncastd/chat, api/tokens, services/webhooks) --
+
+    def add_chat_message(self, m: dict) -> None:
+        """Store a ChatEvent (id, type, author, body, visible, timestamp) with its raw text."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO messages(id, type, author, body, raw_body, visible, timestamp, "
+                "client_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (m["id"], m["type"], m.get("author"), m.get("body"), m.get("rawBody"),
+                 1 if m.get("visible", True) else 0, m["timestamp"], m.get("clientId")))
+
+    def chat_messages(self, *, limit: int, since: str | None = None,
+                      visible_only: bool = True) -> list[dict]:
+        """The newest `limit` messages (since `since`, an RFC 3339 UTC time), oldest first."""
+        sql = "SELECT id, type, author, body, raw_body, visible, timestamp FROM messages"
+        where, args = [], []
+        if visible_only:
+            where.append("visible = 1")
+        if since is not None:
+            where.append("timestamp >= ?")
+            args.append(since)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY rowid DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*args, limit)).fetchall()
+        return [_chat_message(r) for r in reversed(rows)]
+
+    def set_chat_visibility(self, ids: list[str], visible: bool) -> list[dict]:
+        """Show or hide messages by id; return the messages that exist, updated."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(f"UPDATE messages SET visible = ? WHERE id IN ({marks})",
+                                 (1 if visible else 0, *ids))
+                rows = self._db.execute(
+                    "SELECT id, type, author, body, raw_body, visible, timestamp FROM messages "
+                    f"WHERE id IN ({marks}) ORDER BY rowid", ids).fetchall()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return [_chat_message(r) for r in rows]
+
+    def add_chat_client(self, c: dict) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO chat_clients(client_id, pid, ip_address, user_agent, "
+                "username, message_count, connected_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (c["clientID"], c["pid"], c["ipAddress"], c["userAgent"], c.get("username"),
+                 c.get("messageCount", 0), c["connectedAt"]))
+
+    def update_chat_client(self, client_id: str, username: str | None,
+                           message_count: int) -> None:
+        with self._lock:
+            self._db.execute("UPDATE chat_clients SET username = ?, message_count = ? "
+                             "WHERE client_id = ?", (username, message_count, client_id))
+
+    def remove_chat_client(self, client_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM chat_clients WHERE client_id = ?", (client_id,))
+
+    def remove_chat_clients_of(self, pid: int) -> None:
+        """Forget the connections of a process that is gone (or of an earlier one with this
+        pid)."""
+        with self._lock:
+            self._db.execute("DELETE FROM chat_clients WHERE pid = ?", (pid,))
+
+    def chat_clients(self) -> list[dict]:
+        """Chat websocket connections across all API workers, in the spec's Client shape.
+        Rows of a worker that died are dropped here (its pid no longer exists)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT client_id, pid, ip_address, user_agent, username, message_count, "
+                "connected_at FROM chat_clients ORDER BY connected_at, client_id").fetchall()
+        dead = {r["pid"] for r in rows if not _pid_alive(r["pid"])}
+        for pid in dead:
+            self.remove_chat_clients_of(pid)
+        return [{"clientID": r["client_id"], "ipAddress": r["ip_address"],
+                 "userAgent": r["user_agent"], "username": r["username"],
+                 "messageCount": r["message_count"], "connectedAt": r["connected_at"]}
+                for r in rows if r["pid"] not in dead]
+
+    def add_access_token(self, token: str, name: str, scopes: list[str]) -> dict:
+        now = utcnow()
+        with self._lock:
+            self._db.execute("INSERT INTO access_tokens(token, name, scopes, timestamp) "
+                             "VALUES (?, ?, ?, ?)", (token, name, ",".join(scopes), now))
+        return {"token": token, "name": name, "scopes": list(scopes), "timestamp": now,
+                "lastUsed": None}
+
+    def access_tokens(self) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT token, name, scopes, timestamp, last_used "
+                                    "FROM access_tokens ORDER BY timestamp, name").fetchall()
+        return [_access_token(r) for r in rows]
+
+    def get_access_token(self, token: str) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT token, name, scopes, timestamp, last_used "
+                                   "FROM access_tokens WHERE token = ?", (token,)).fetchone()
+        return None if row is None else _access_token(row)
+
+    def delete_access_token(self, token: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM access_tokens WHERE token = ?",
+                                    (token,)).rowcount > 0
+
+    def touch_access_token(self, token: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE access_tokens SET last_used = ? WHERE token = ?",
+                             (utcnow(), token))
+
+    def add_webhook(self, url: str, events: list[str]) -> dict:
+        now = utcnow()
+        with self._lock:
+            cur = self._db.execute("INSERT INTO webhooks(url, events, timestamp) "
+                                   "VALUES (?, ?, ?)", (url, ",".join(events), now))
+        return {"id": cur.lastrowid, "url": url, "events": list(events), "timestamp": now,
+                "lastUsed": None}
+
+    def webhooks(self, event: str | None = None) -> list[dict]:
+        """Every webhook, or those subscribed to `event` (exact name, as 0.0.7)."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, url, events, timestamp, last_used "
+                                    "FROM webhooks ORDER BY id").fetchall()
+        hooks = [{"id": r["id"], "url": r["url"], "events": _split_list(r["events"]),
+                  "timestamp": r["timestamp"], "lastUsed": r["last_used"]} for r in rows]
+        return hooks if event is None else [h for h in hooks if event in h["events"]]
+
+    def delete_webhook(self, webhook_id: int) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM webhooks WHERE id = ?",
+                                    (webhook_id,)).rowcount > 0
+
+    def touch_webhook(self, webhook_id: int) -> None:
+        with self._lock:
+            self._db.execute("UPDATE webhooks SET last_used = ? WHERE id = ?",
+                             (utcnow(), webhook_id))
+
+
+def _split_list(text: str) -> list[str]:
+    return [p for p in (text or "").split(",") if p]
+
+
+def _chat_message(r) -> dict:
+    m = {"id": r["id"], "type": r["type"], "visible": bool(r["visible"]),
+         "timestamp": r["timestamp"]}
+    if r["author"]:
+        m["author"] = r["author"]
+    if r["body"]:
+        m["body"] = r["body"]
+    if r["raw_body"] is not None:
+        m["rawBody"] = r["raw_body"]
+    return m
+
+
+def _access_token(r) -> dict:
+    return {"token": r["token"], "name": r["name"], "scopes": _split_list(r["scopes"]),
+            "timestamp": r["timestamp"], "lastUsed": r["last_used"]}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _split_sql(script: str) -> list[str]:

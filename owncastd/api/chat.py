@@ -1,0 +1,58 @@
+"""Chat history and moderation: `GET /api/chat`, `GET /api/admin/chat/messages`,
+`POST /api/admin/chat/updatemessagevisibility` (the integrations twins are in integrations.py)."""
+from __future__ import annotations
+
+from .body import read_object
+from .chat_ws import chat_parts
+from .errors import BadRequest
+
+MAX_IDS = 1000
+
+
+def read_visibility(req) -> tuple[list[str], bool]:
+    """`{"idArray": [...], "visible": bool}`."""
+    data = read_object(req)
+    ids, visible = data.get("idArray"), data.get("visible")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise BadRequest("idArray: expected a list of message id strings")
+    if len(ids) > MAX_IDS:
+        raise BadRequest(f"idArray: more than {MAX_IDS} ids")
+    if not isinstance(visible, bool):
+        raise BadRequest("visible: expected true or false")
+    return ids, visible
+
+
+class HistoryResource:
+    """Visible messages, newest 50 of the last 5 hours, oldest first (0.0.7)."""
+
+    def __init__(self, chat):
+        self.chat = chat
+
+    def on_get(self, req, resp):
+        resp.set_header("Cache-Control", "no-cache")
+        resp.media = self.chat.history()
+
+
+class AllMessagesResource:
+    def __init__(self, chat):
+        self.chat = chat
+
+    def on_get(self, req, resp):
+        resp.media = self.chat.all_messages()
+
+
+class VisibilityResource:
+    def __init__(self, chat):
+        self.chat = chat
+
+    def on_post(self, req, resp):
+        ids, visible = read_visibility(req)
+        found = self.chat.set_visibility(ids, visible)
+        resp.media = {"success": True, "message": f"changed {found} of {len(ids)} messages"}
+
+
+def add_routes(app, services) -> None:
+    chat, _ = chat_parts(services)
+    app.add_route("/api/chat", HistoryResource(chat))
+    app.add_route("/api/admin/chat/messages", AllMessagesResource(chat))
+    app.add_route("/api/admin/chat/updatemessagevisibility", VisibilityResource(chat))

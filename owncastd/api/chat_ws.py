@@ -1,0 +1,107 @@
+"""`GET /entry`: the chat websocket (api-decisions D11, docs/CHAT.md).
+
+This greenlet reads the client's frames, checks them (protocol.parse_inbound), applies the
+per-client rate limit and hands accepted messages to the chat service; everything a client
+receives comes from the worker's hub. A refused frame gets an ERROR event to this client only;
+no frame, however malformed, ends the connection or the worker.
+"""
+from __future__ import annotations
+
+import logging
+
+from ..chat import protocol as p
+from ..chat.hub import Hub
+from ..chat.service import ChatService
+from .errors import BadRequest
+
+log = logging.getLogger("owncastd.chat.ws")
+
+
+class ChatSocketResource:
+    def __init__(self, chat: ChatService, hub: Hub):
+        self.chat = chat
+        self.hub = hub
+
+    def on_get(self, req, resp):
+        ws = req.env.get("wsgi.websocket")
+        if ws is None:
+            raise BadRequest("/entry is the chat websocket: connect with a websocket upgrade")
+        if not self.hub.wait_ready():
+            log.warning("chat bus subscription not confirmed; serving the client anyway")
+        conn = self.hub.attach(ws, req.remote_addr or "", req.user_agent or "")
+        try:
+            self.serve(ws, conn)
+        finally:
+            self.hub.detach(conn)
+
+    def serve(self, ws, conn) -> None:
+        bucket = p.TokenBucket(*self.chat.rate())
+        while not conn.closed:
+            try:
+                frame = ws.receive()
+            except Exception as exc:    # protocol violation or reset: the connection is over
+                log.debug("chat client %s: %s", conn.client_id, exc)
+                return
+            if frame is None:
+                return
+            try:
+                inbound = p.parse_inbound(frame, self.chat.max_length())
+                if inbound is None:
+                    continue
+                if not bucket.take():
+                    rate, burst = self.chat.rate()
+                    raise p.Refused(
+                        f"{inbound.type}: rate limit exceeded (at most {rate * 60:g} messages "
+                        f"per minute, {burst} at once); try again in "
+                        f"{max(0.1, bucket.wait_time()):.1f} s")
+                self.handle(conn, inbound)
+            except p.Refused as exc:
+                conn.send(p.error_event(str(exc)))
+            except Exception:
+                log.exception("chat client %s: cannot handle a frame", conn.client_id)
+                conn.send(p.error_event("internal error handling this message; see the "
+                                        "server log"))
+
+    def handle(self, conn, inbound: p.Inbound) -> None:
+        f = inbound.fields
+        if inbound.type == p.CHAT:
+            author = f["author"] or conn.username
+            if not author:
+                raise p.Refused("CHAT: field 'author' is required until the client has a name")
+            try:
+                self.chat.user_message(author, f["body"], conn.client_id)
+            except ValueError as exc:
+                raise p.Refused(f"CHAT: {exc}") from None
+            conn.username = author
+            conn.message_count += 1
+        elif inbound.type == p.NAME_CHANGE:
+            self.chat.name_change(f["oldName"] or conn.username, f["newName"])
+            conn.username = f["newName"]
+        elif inbound.type == p.USER_JOINED:
+            self.chat.user_joined(f["username"])
+            conn.username = f["username"]
+        self.hub.client_changed(conn)
+
+
+def chat_parts(services) -> tuple[ChatService, Hub]:
+    """The worker's chat service and hub, shared by every chat-related route module."""
+    if "chat" not in services.extra:
+        services.extra["chat"] = ChatService(services.config, services.publisher,
+                                             services.data_dir)
+        services.extra["chat_hub"] = Hub(services.data_dir, services.store, services.publisher)
+    return services.extra["chat"], services.extra["chat_hub"]
+
+
+def add_routes(app, services) -> None:
+    chat, hub = chat_parts(services)
+    app.add_route("/entry", ChatSocketResource(chat, hub))
+    if _in_gevent_worker():
+        hub.start()   # subscribe now, so the bus is live before the first client arrives
+
+
+def _in_gevent_worker() -> bool:
+    try:
+        from gevent import monkey
+        return monkey.is_module_patched("socket")
+    except ImportError:
+        return False

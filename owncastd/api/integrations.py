@@ -1,0 +1,126 @@
+"""Third-party integrations (`/api/integrations/*`, bearer tokens checked by
+`auth.IntegrationAuth` with the D19 scopes). Each message shows up in chat exactly as the
+corresponding websocket message would. `/api/integrations/clients` belongs to the clients area
+(issue 5) and is registered there."""
+from __future__ import annotations
+
+from .. import bus
+from ..config import ConfigError
+from .body import read_object, read_value
+from .chat import read_visibility
+from .chat_ws import chat_parts
+from .errors import BadRequest
+
+MAX_TITLE = 255
+
+
+def _text(data: dict, field: str, max_len: int, required: bool = True) -> str | None:
+    value = data.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{field}: expected a non-empty string")
+    if len(value.strip()) > max_len:
+        raise BadRequest(f"{field}: longer than {max_len} characters")
+    return value.strip()
+
+
+def _sent(resp, event: dict) -> None:
+    resp.media = {"success": True, "message": "sent", "id": event["id"],
+                  "timestamp": event["timestamp"]}
+
+
+class UserMessageResource:
+    """`{user|author, body}` (D9) → a CHAT message from that name."""
+
+    def __init__(self, chat):
+        self.chat = chat
+
+    def on_post(self, req, resp):
+        data = read_object(req)
+        field = "user" if data.get("user") is not None else "author"
+        author = _text(data, field, 100)
+        body = _text(data, "body", self.chat.max_length())
+        try:
+            _sent(resp, self.chat.user_message(author, body))
+        except ValueError as exc:
+            raise BadRequest(f"body: {exc}") from None
+
+
+class SystemMessageResource:
+    def __init__(self, chat):
+        self.chat = chat
+
+    def on_post(self, req, resp):
+        body = _text(read_object(req), "body", 10_000)
+        try:
+            _sent(resp, self.chat.system_message(body))
+        except ValueError as exc:
+            raise BadRequest(f"body: {exc}") from None
+
+
+class ActionResource:
+    def __init__(self, chat):
+        self.chat = chat
+
+    def on_post(self, req, resp):
+        data = read_object(req)
+        body = _text(data, "body", self.chat.max_length())
+        author = _text(data, "author", 100, required=False)
+        try:
+            _sent(resp, self.chat.action(body, author))
+        except ValueError as exc:
+            raise BadRequest(f"body: {exc}") from None
+
+
+class HistoryResource:
+    def __init__(self, chat):
+        self.chat = chat
+
+    def on_get(self, req, resp):
+        resp.media = self.chat.history()
+
+
+class VisibilityResource:
+    def __init__(self, chat):
+        self.chat = chat
+
+    def on_post(self, req, resp):
+        ids, visible = read_visibility(req)
+        found = self.chat.set_visibility(ids, visible)
+        resp.media = {"success": True, "message": f"changed {found} of {len(ids)} messages"}
+
+
+class StreamTitleResource:
+    """Saved like the admin setter, and announced the same way (STREAM_TITLE_UPDATED comes
+    from that event)."""
+
+    def __init__(self, config, publisher):
+        self.config = config
+        self.publisher = publisher
+
+    def on_post(self, req, resp):
+        value = read_value(req)
+        if not isinstance(value, str):
+            raise BadRequest("value: expected a string")
+        if len(value) > MAX_TITLE:
+            raise BadRequest(f"value: longer than {MAX_TITLE} characters")
+        try:
+            self.config.save({"instance.stream_title": value})
+        except ConfigError as exc:
+            raise BadRequest(str(exc)) from None
+        self.publisher.publish(bus.EVENT_CONFIG_CHANGED, {"key": "instance.stream_title"})
+        resp.media = {"success": True, "message": "changed"}
+
+
+def add_routes(app, services) -> None:
+    chat, _ = chat_parts(services)
+    app.add_route("/api/integrations/chat/user", UserMessageResource(chat))
+    app.add_route("/api/integrations/chat/system", SystemMessageResource(chat))
+    app.add_route("/api/integrations/chat/action", ActionResource(chat))
+    app.add_route("/api/integrations/chat", HistoryResource(chat))
+    visibility = VisibilityResource(chat)
+    app.add_route("/api/integrations/chat/updatemessagevisibility", visibility)
+    app.add_route("/api/integrations/chat/messagevisibility", visibility)  # 0.0.7 router (D10)
+    app.add_route("/api/integrations/streamtitle",
+                  StreamTitleResource(services.config, services.publisher))

@@ -1,0 +1,222 @@
+"""One API worker's websocket connections, and the fan-out of chat events to them.
+
+Each worker runs one Hub: a greenlet reads the bus topic `chat` (and the stream events) and
+hands every event, encoded once as a websocket frame, to each local connection's outbox; one
+writer greenlet per connection drains its outbox in batches. A client whose outbox is full (it
+stopped reading) is dropped, as 0.0.7 did at 100 messages, so it can never hold back the
+others. Every 30 s each connection gets a PING.
+
+Connections are also recorded in the store (`chat_clients`, with this worker's pid) so any
+worker can list the clients of all of them (`/api/admin/clients`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+
+import gevent
+import gevent.event
+import gevent.queue
+
+from .. import bus
+from . import protocol as p
+from .render import chat_html
+from .service import public_view
+
+log = logging.getLogger("owncastd.chat.hub")
+
+OUTBOX = 100                 # frames queued per client before it counts as stalled (0.0.7)
+WRITE_BATCH = 64             # frames joined into one write when a client is behind
+PROBE_TIMEOUT = 5.0          # seconds to wait for the bus subscription to carry messages
+STREAM_STARTING = "Stay tuned, the stream is starting!"   # 0.0.7's ephemeral actions
+STREAM_ENDING = "The stream is ending."
+
+
+class Connection:
+    def __init__(self, hub: "Hub", ws, ip: str, user_agent: str):
+        self.hub = hub
+        self.ws = ws
+        self.client_id = secrets.token_hex(16)
+        self.ip = ip
+        self.user_agent = user_agent
+        self.username: str | None = None
+        self.message_count = 0
+        self.connected_at = p.timestamp()
+        self.outbox: gevent.queue.Queue = gevent.queue.Queue(OUTBOX)
+        self.closed = False
+        self.writer = gevent.spawn(self._write_loop)
+
+    def push(self, frame: bytes) -> bool:
+        if self.closed:
+            return True
+        try:
+            self.outbox.put_nowait(frame)
+            return True
+        except gevent.queue.Full:
+            return False
+
+    def send(self, event: dict) -> None:
+        """Queue one event for this client only (ERROR, PING)."""
+        if not self.push(p.text_frame(p.encode(event))):
+            self.hub.drop(self, "its outbox is full")
+
+    def _write_loop(self) -> None:
+        while True:
+            frame = self.outbox.get()
+            if frame is None:
+                return
+            batch = [frame]
+            while len(batch) < WRITE_BATCH:
+                try:
+                    more = self.outbox.get_nowait()
+                except gevent.queue.Empty:
+                    break
+                if more is None:
+                    self._write(batch)
+                    return
+                batch.append(more)
+            if not self._write(batch):
+                return
+
+    def _write(self, frames: list[bytes]) -> bool:
+        write = self.ws.raw_write
+        if write is None:            # the websocket was closed under us
+            self.closed = True
+            return False
+        try:
+            write(b"".join(frames))
+            return True
+        except Exception:            # the peer went away; the reader will notice and detach
+            self.closed = True
+            return False
+
+    def close(self) -> None:
+        """Stop the writer (after what is queued) and the socket."""
+        self.closed = True
+        try:
+            self.outbox.put_nowait(None)
+        except gevent.queue.Full:
+            self.writer.kill(block=False)
+        try:
+            self.ws.close()
+        except Exception:
+            pass
+
+    def as_client(self) -> dict:
+        return {"clientID": self.client_id, "pid": os.getpid(), "ipAddress": self.ip,
+                "userAgent": self.user_agent, "username": self.username,
+                "messageCount": self.message_count, "connectedAt": self.connected_at}
+
+
+class Hub:
+    def __init__(self, data_dir: str, store, publisher):
+        self.data_dir = data_dir
+        self.store = store
+        self.publisher = publisher
+        self.connections: dict[str, Connection] = {}
+        self.ready = gevent.event.Event()
+        self._started = False
+        self._probe = f"chat.probe.{os.getpid()}.{secrets.token_hex(4)}"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        try:
+            self.store.remove_chat_clients_of(os.getpid())  # an earlier process with our pid
+        except Exception:
+            log.exception("cannot clear stale chat clients")
+        gevent.spawn(self._listen)
+        gevent.spawn(self._ping_loop)
+
+    def wait_ready(self, timeout: float = PROBE_TIMEOUT) -> bool:
+        """Start if needed and wait until the bus subscription delivers (slow joiner)."""
+        self.start()
+        return self.ready.wait(timeout)
+
+    def _listen(self) -> None:
+        sub = bus.Subscriber(self.data_dir, [bus.CHAT, bus.EVENT_STREAM_STARTED,
+                                             bus.EVENT_STREAM_STOPPED], green=True)
+        prober = gevent.spawn(self._probe_loop)
+        try:
+            while True:
+                msg = sub.recv()
+                if msg is None:
+                    continue
+                topic, payload = msg
+                try:
+                    self._dispatch(topic, payload)
+                except Exception:
+                    log.exception("cannot deliver a %s bus message", topic)
+        finally:
+            prober.kill(block=False)
+            sub.close()
+
+    def _probe_loop(self) -> None:
+        # A SUB socket misses what is published before its subscription reaches the proxy:
+        # publish to ourselves until it comes back.
+        while not self.ready.is_set():
+            self.publisher.publish(self._probe, {})
+            self.ready.wait(0.05)
+
+    def _dispatch(self, topic: str, payload: dict) -> None:
+        if topic == bus.CHAT:
+            if isinstance(payload, dict) and isinstance(payload.get("type"), str):
+                self.broadcast(public_view(payload))
+        elif topic == self._probe:
+            self.ready.set()
+        elif topic == bus.EVENT_STREAM_STARTED:
+            self.broadcast(p.chat_event(p.CHAT_ACTION, None, chat_html(STREAM_STARTING),
+                                        ephemeral=True))
+        elif topic == bus.EVENT_STREAM_STOPPED:
+            self.broadcast(p.chat_event(p.CHAT_ACTION, None, chat_html(STREAM_ENDING),
+                                        ephemeral=True))
+
+    def _ping_loop(self) -> None:
+        frame = p.text_frame(p.encode(p.PING_EVENT))
+        while True:
+            gevent.sleep(p.PING_INTERVAL)
+            self._fan_out(frame)
+
+    # -- connections -------------------------------------------------------------------------
+
+    def attach(self, ws, ip: str, user_agent: str) -> Connection:
+        conn = Connection(self, ws, ip, user_agent)
+        self.connections[conn.client_id] = conn
+        try:
+            self.store.add_chat_client(conn.as_client())
+        except Exception:
+            log.exception("cannot record chat client")
+        return conn
+
+    def detach(self, conn: Connection) -> None:
+        if self.connections.pop(conn.client_id, None) is None:
+            return
+        conn.close()
+        try:
+            self.store.remove_chat_client(conn.client_id)
+        except Exception:
+            log.exception("cannot forget chat client")
+
+    def drop(self, conn: Connection, why: str) -> None:
+        log.info("dropping chat client %s (%s): %s", conn.client_id, conn.ip, why)
+        self.detach(conn)
+
+    def client_changed(self, conn: Connection) -> None:
+        try:
+            self.store.update_chat_client(conn.client_id, conn.username, conn.message_count)
+        except Exception:
+            log.exception("cannot update chat client")
+
+    # -- fan-out -----------------------------------------------------------------------------
+
+    def broadcast(self, event: dict) -> None:
+        self._fan_out(p.text_frame(p.encode(event)))
+
+    def _fan_out(self, frame: bytes) -> None:
+        stalled = [c for c in list(self.connections.values()) if not c.push(frame)]
+        for conn in stalled:
+            self.drop(conn, f"{OUTBOX} messages queued and not read")
