@@ -106,27 +106,27 @@ class MediaConsumer:
                 continue
             while True:
                 try:
-                    frames = sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                    batch = sock.recv(flags=zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                kind, flags, _, _, _ = media.HEADER.unpack(frames[0].bytes)
                 with self.lock:
-                    if kind in (media.VIDEO, media.AUDIO):
-                        self.bytes += len(frames[1])
-                        if flags & media.FLAG_REPEAT:
-                            self.repeats += 1
-                        elif flags & media.FLAG_SEQUENCE_HEADER:
-                            self.headers += 1
-                        elif kind == media.VIDEO:
-                            self.video += 1
+                    for kind, flags, _, _, payload in media.unpack(batch):
+                        if kind in (media.VIDEO, media.AUDIO):
+                            self.bytes += len(payload)
+                            if flags & media.FLAG_REPEAT:
+                                self.repeats += 1
+                            elif flags & media.FLAG_SEQUENCE_HEADER:
+                                self.headers += 1
+                            elif kind == media.VIDEO:
+                                self.video += 1
+                            else:
+                                self.audio += 1
+                        elif kind == media.START:
+                            self.starts += 1
+                        elif kind == media.STOP:
+                            self.stops += 1
                         else:
-                            self.audio += 1
-                    elif kind == media.START:
-                        self.starts += 1
-                    elif kind == media.STOP:
-                        self.stops += 1
-                    else:
-                        self.other += 1
+                            self.other += 1
 
     def close(self) -> None:
         self.stopping = True

@@ -1,24 +1,30 @@
 """The media handoff from ingest to the transcoder: wire format and drop policy (no I/O).
 
-A media message is two ZeroMQ frames: a 12-byte header `!BBHII` (kind, flags, reserved,
-stream number, timestamp in ms) and the payload. Kinds 8 (audio), 9 (video) and 18 (script data)
-are FLV tag types and their payloads FLV tag bodies, untouched; START and STOP bracket a stream
-(payload: JSON).
+Ingest sends one ZeroMQ message per batch: the records decoded from one read of the broadcaster's
+socket, concatenated. A record is a 16-byte header `!BBHIII` (kind, flags, reserved, stream
+number, timestamp in ms, payload length) and the payload. Kinds 8 (audio), 9 (video) and 18
+(script data) are FLV tag types and their payloads FLV tag bodies, untouched; START and STOP
+bracket a stream (payload: JSON). Batching matters: at full speed a broadcaster sends tens of
+thousands of messages a minute, and one ZeroMQ send per read instead of per message is what
+keeps ingest's CPU per megabyte low.
 
 Drop policy (the queue to the transcoder is bounded, and ingest never waits for it):
-* when a video frame cannot be queued, every later video frame is dropped until the next
-  keyframe, since frames that depend on a lost one cannot be decoded;
-* audio frames are dropped one by one;
+* when a batch cannot be queued, its audio and video frames are dropped and counted, and video
+  stays dropped until the next keyframe, since frames that depend on a lost one cannot be
+  decoded;
+* START/STOP records of a lost batch are kept and go out in front of the next batch (the
+  transcoder also learns of a stream's end from the bus event `event.stream_stopped`);
 * codec sequence headers are kept by ingest and sent again, flagged REPEAT, in front of every
   keyframe, so a transcoder that (re)starts mid-stream can begin at the next keyframe without
-  the broadcaster reconnecting. Every frame is counted: handed on, or dropped.
+  the broadcaster reconnecting.
+Every audio/video frame is counted: handed on, or dropped.
 """
 from __future__ import annotations
 
 import json
 import struct
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 AUDIO, VIDEO, SCRIPT = 8, 9, 18
 START, STOP = 100, 101
@@ -27,19 +33,30 @@ FLAG_KEYFRAME = 1
 FLAG_SEQUENCE_HEADER = 2
 FLAG_REPEAT = 4          # a cached sequence header sent again (see module doc)
 
-HEADER = struct.Struct("!BBHII")
+HEADER = struct.Struct("!BBHIII")
+MAX_RECORD = 64 * 1024 * 1024  # a record longer than this is corrupt, not media
 
 
-def pack(kind: int, flags: int, stream: int, timestamp_ms: int, payload: bytes) -> list[bytes]:
-    return [HEADER.pack(kind, flags, 0, stream & 0xFFFFFFFF, timestamp_ms & 0xFFFFFFFF), payload]
+def pack(kind: int, flags: int, stream: int, timestamp_ms: int, payload: bytes) -> bytes:
+    """One record (header + payload)."""
+    return HEADER.pack(kind, flags, 0, stream & 0xFFFFFFFF, timestamp_ms & 0xFFFFFFFF,
+                       len(payload)) + payload
 
 
-def unpack(frames: list[bytes]) -> tuple[int, int, int, int, bytes]:
-    """(kind, flags, stream, timestamp_ms, payload); ValueError on a malformed message."""
-    if len(frames) != 2 or len(frames[0]) != HEADER.size:
-        raise ValueError("malformed media message")
-    kind, flags, _, stream, ts = HEADER.unpack(frames[0])
-    return kind, flags, stream, ts, frames[1]
+def unpack(batch: bytes) -> Iterator[tuple[int, int, int, int, memoryview]]:
+    """The records of a batch as (kind, flags, stream, timestamp_ms, payload); ValueError when
+    the batch is malformed (records before the damage are still yielded)."""
+    view = memoryview(batch)
+    offset, size = 0, len(view)
+    while offset < size:
+        if size - offset < HEADER.size:
+            raise ValueError("truncated media record header")
+        kind, flags, _, stream, ts, length = HEADER.unpack_from(view, offset)
+        offset += HEADER.size
+        if length > MAX_RECORD or length > size - offset:
+            raise ValueError("media record longer than its batch")
+        yield kind, flags, stream, ts, view[offset:offset + length]
+        offset += length
 
 
 def video_flags(payload: bytes) -> int:
@@ -67,6 +84,7 @@ class HandoffStats:
     dropped_video: int = 0
     dropped_audio: int = 0
     repeats: int = 0
+    batches_dropped: int = 0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -74,61 +92,73 @@ class HandoffStats:
 
 @dataclass
 class Handoff:
-    """Applies the drop policy in front of a non-blocking `send(frames) -> bool`."""
+    """Collects records into a batch and applies the drop policy when it is sent through a
+    non-blocking `send(batch: bytes) -> bool`. Call `flush()` after each read."""
 
-    send: Callable[[list[bytes]], bool]
+    send: Callable[[bytes], bool]
     stream: int = 0
     stats: HandoffStats = field(default_factory=HandoffStats)
+    _records: list = field(default_factory=list)
+    _control: list = field(default_factory=list)   # START/STOP that must not be lost
+    _video: int = 0
+    _audio: int = 0
     _video_header: bytes | None = None
     _audio_header: bytes | None = None
     _skip_to_keyframe: bool = False
 
     def start(self, stream: int, info: dict) -> None:
+        self.flush()
         self.stream = stream
         self.stats = HandoffStats()
         self._video_header = self._audio_header = None
         self._skip_to_keyframe = False
-        self.send(pack(START, 0, stream, 0, json.dumps(info).encode()))
+        self._control.append(pack(START, 0, stream, 0, json.dumps(info).encode()))
+        self.flush()
 
     def stop(self, info: dict) -> None:
-        self.send(pack(STOP, 0, self.stream, 0, json.dumps(info).encode()))
-
-    def metadata(self, timestamp_ms: int, payload: bytes) -> None:
-        self.send(pack(SCRIPT, 0, self.stream, timestamp_ms, payload))
+        self.flush()
+        self._control.append(pack(STOP, 0, self.stream, 0, json.dumps(info).encode()))
+        self.flush()
 
     def video(self, timestamp_ms: int, payload: bytes) -> None:
         flags = video_flags(payload)
         if flags & FLAG_SEQUENCE_HEADER:
             self._video_header = payload
-            if not self.send(pack(VIDEO, flags, self.stream, timestamp_ms, payload)):
-                self._skip_to_keyframe = True  # the decoder needs it: resend before next keyframe
+            self._records.append(pack(VIDEO, flags, self.stream, timestamp_ms, payload))
             return
         if flags & FLAG_KEYFRAME:
-            self._resend_headers(timestamp_ms)
             self._skip_to_keyframe = False
+            for kind, header in ((VIDEO, self._video_header), (AUDIO, self._audio_header)):
+                if header is not None:
+                    self._records.append(pack(kind, FLAG_SEQUENCE_HEADER | FLAG_REPEAT,
+                                              self.stream, timestamp_ms, header))
+                    self.stats.repeats += 1
         elif self._skip_to_keyframe:
             self.stats.dropped_video += 1
             return
-        if self.send(pack(VIDEO, flags, self.stream, timestamp_ms, payload)):
-            self.stats.handed_video += 1
-        else:
-            self.stats.dropped_video += 1
-            self._skip_to_keyframe = True
+        self._records.append(pack(VIDEO, flags, self.stream, timestamp_ms, payload))
+        self._video += 1
 
     def audio(self, timestamp_ms: int, payload: bytes) -> None:
         flags = audio_flags(payload)
         if flags & FLAG_SEQUENCE_HEADER:
             self._audio_header = payload
-            self.send(pack(AUDIO, flags, self.stream, timestamp_ms, payload))
-            return
-        if self.send(pack(AUDIO, flags, self.stream, timestamp_ms, payload)):
-            self.stats.handed_audio += 1
         else:
-            self.stats.dropped_audio += 1
+            self._audio += 1
+        self._records.append(pack(AUDIO, flags, self.stream, timestamp_ms, payload))
 
-    def _resend_headers(self, timestamp_ms: int) -> None:
-        for kind, header in ((VIDEO, self._video_header), (AUDIO, self._audio_header)):
-            if header is not None:
-                flags = FLAG_SEQUENCE_HEADER | FLAG_REPEAT
-                if self.send(pack(kind, flags, self.stream, timestamp_ms, header)):
-                    self.stats.repeats += 1
+    def flush(self) -> None:
+        if not self._records and not self._control:
+            return
+        if self.send(b"".join(self._control + self._records)):
+            self._control.clear()
+            self.stats.handed_video += self._video
+            self.stats.handed_audio += self._audio
+        else:
+            self.stats.batches_dropped += 1
+            self.stats.dropped_video += self._video
+            self.stats.dropped_audio += self._audio
+            if self._video:
+                self._skip_to_keyframe = True
+        self._records.clear()
+        self._video = self._audio = 0

@@ -12,28 +12,36 @@ AAC = bytes([0xAF, 1]) + b"frame"
 
 
 class Queue:
-    """A bounded queue standing in for the ZeroMQ socket."""
+    """A bounded queue of batches standing in for the ZeroMQ socket."""
 
     def __init__(self, room: int):
         self.room = room
-        self.items = []
+        self.batches = []
 
-    def __call__(self, frames):
-        if len(self.items) >= self.room:
+    def __call__(self, batch):
+        if len(self.batches) >= self.room:
             return False
-        self.items.append(media.unpack(frames))
+        self.batches.append(list(media.unpack(batch)))
         return True
 
+    @property
+    def items(self):
+        return [(k, f, s, t, bytes(p)) for b in self.batches for (k, f, s, t, p) in b]
 
-def test_wire_roundtrip():
-    frames = media.pack(media.VIDEO, media.FLAG_KEYFRAME, 7, 123456, b"abc")
-    assert media.unpack(frames) == (media.VIDEO, media.FLAG_KEYFRAME, 7, 123456, b"abc")
-    try:
-        media.unpack([b"short", b""])
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("malformed header accepted")
+
+def test_wire_roundtrip_and_bounds():
+    batch = media.pack(media.VIDEO, media.FLAG_KEYFRAME, 7, 123456, b"abc") + \
+        media.pack(media.AUDIO, 0, 7, 5, b"")
+    records = [(k, f, s, t, bytes(p)) for k, f, s, t, p in media.unpack(batch)]
+    assert records == [(media.VIDEO, media.FLAG_KEYFRAME, 7, 123456, b"abc"),
+                       (media.AUDIO, 0, 7, 5, b"")]
+    for bad in (b"short", media.pack(media.VIDEO, 0, 1, 1, b"abcdef")[:-2]):
+        try:
+            list(media.unpack(bad))
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("malformed batch accepted")
 
 
 def test_flags_from_flv_bodies():
@@ -51,9 +59,11 @@ def test_everything_passes_when_there_is_room():
     h.start(1, {"x": 1})
     h.video(0, AVC_SEQ)
     h.audio(0, AAC_SEQ)
+    h.flush()
     for i in range(10):
         h.video(i * 33, KEY if i % 5 == 0 else INTER)
         h.audio(i * 23, AAC)
+        h.flush()
     h.stop({})
     assert h.stats.handed_video == 10 and h.stats.handed_audio == 10
     assert h.stats.dropped_video == 0 and h.stats.dropped_audio == 0
@@ -65,35 +75,53 @@ def test_everything_passes_when_there_is_room():
     assert len(repeats) == 4 and h.stats.repeats == 4
 
 
-def test_after_a_dropped_frame_video_waits_for_a_keyframe():
+def test_one_send_per_flush():
+    q = Queue(1000)
+    h = media.Handoff(q)
+    for i in range(30):
+        h.audio(i, AAC)
+    h.flush()
+    h.flush()  # nothing pending: nothing sent
+    assert len(q.batches) == 1 and len(q.batches[0]) == 30
+
+
+def test_after_a_dropped_batch_video_waits_for_a_keyframe():
     q = Queue(1000)
     h = media.Handoff(q)
     h.start(1, {})
     h.video(0, AVC_SEQ)
     h.video(0, KEY)
-    q.room = len(q.items)          # the transcoder stalls
-    h.video(33, INTER)             # dropped: no room
+    h.flush()
+    q.room = len(q.batches)        # the transcoder stalls
+    h.video(33, INTER)
+    h.audio(40, AAC)
+    h.flush()                      # dropped: no room
     q.room = 10_000                # room again, but the next frames depend on the lost one
     h.video(66, INTER)
     h.video(99, INTER)
     h.audio(100, AAC)              # audio is independent
     h.video(132, KEY)              # recovery: headers again, then the keyframe
     h.video(165, INTER)
-    assert h.stats.dropped_video == 3
-    assert h.stats.handed_video == 3
-    assert h.stats.handed_audio == 1
+    h.flush()
+    assert h.stats.dropped_video == 3 and h.stats.dropped_audio == 1
+    assert h.stats.handed_video == 3 and h.stats.handed_audio == 1
+    assert h.stats.batches_dropped == 1
     sent_video = [i for i in q.items if i[0] == media.VIDEO and not i[1] & media.FLAG_SEQUENCE_HEADER]
     assert [i[3] for i in sent_video] == [0, 132, 165]
-    # every frame accounted for
-    assert h.stats.handed_video + h.stats.dropped_video == 6
+    assert h.stats.handed_video + h.stats.dropped_video == 6  # every frame accounted for
 
 
-def test_audio_drops_one_by_one():
-    q = Queue(2)
+def test_control_records_survive_a_dropped_batch():
+    q = Queue(0)
     h = media.Handoff(q)
-    for i in range(5):
-        h.audio(i, AAC)
-    assert h.stats.handed_audio == 2 and h.stats.dropped_audio == 3
+    h.start(5, {})
+    h.audio(1, AAC)
+    h.flush()
+    q.room = 10
+    h.stop({"reason": "done"})
+    kinds = [item[0] for item in q.items]
+    assert kinds == [media.START, media.STOP]  # the START of the lost batch went out later
+    assert h.stats.dropped_audio == 1
 
 
 def test_stream_details_from_metadata():

@@ -12,6 +12,7 @@ import argparse
 import hmac
 import itertools
 import logging
+import time
 import socket as pysocket
 
 import gevent
@@ -19,7 +20,6 @@ from gevent import socket as gsocket
 from gevent.pool import Pool
 from gevent.server import StreamServer
 import zmq
-import zmq.green as zgreen
 
 from .. import bus, logs, media
 from ..runtime import child_config, die_with_parent
@@ -34,7 +34,7 @@ HANDSHAKE_TIMEOUT = 10.0     # a connection must finish the handshake and connec
 MAX_CONNECTIONS = 32         # concurrent TCP connections (one publisher; the rest are refused)
 RECV_SIZE = 256 * 1024
 APP_NAME = "live"
-MEDIA_QUEUE = 400            # messages (~8 s of 30 fps video + audio) before the drop policy acts
+MEDIA_QUEUE = 64             # batches (one per socket read; several seconds of realtime media)
 
 VIDEO_CODECS = {7: "H.264", 12: "H.265", "avc1": "H.264", "hvc1": "H.265", "hev1": "H.265"}
 AUDIO_CODECS = {2: "MP3", 10: "AAC", 11: "Speex", "mp4a": "AAC", ".mp3": "MP3"}
@@ -75,19 +75,23 @@ def key_matches(stream_name: str, key: str) -> bool:
 
 
 class MediaSender:
-    """Non-blocking PUSH to the transcoder (IMMEDIATE: nothing queues for an absent peer)."""
+    """Non-blocking PUSH of media batches to the transcoder.
+
+    A plain (not zmq.green) socket: every send is NOBLOCK, so it never waits and gains nothing
+    from gevent integration, which costs several microseconds per send. IMMEDIATE: nothing is
+    queued for a transcoder that is not connected."""
 
     def __init__(self, data_dir: str):
-        self._ctx = zgreen.Context()
+        self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.PUSH)
         self._sock.setsockopt(zmq.SNDHWM, MEDIA_QUEUE)
         self._sock.setsockopt(zmq.IMMEDIATE, 1)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.connect(media_address(data_dir))
 
-    def __call__(self, frames: list[bytes]) -> bool:
+    def __call__(self, batch: bytes) -> bool:
         try:
-            self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            self._sock.send(batch, zmq.NOBLOCK)
             return True
         except zmq.Again:
             return False
@@ -101,7 +105,9 @@ class Ingest:
         self.events = bus.Publisher(data_dir, green=True)
         self.handoff = media.Handoff(MediaSender(data_dir))
         self.live: Connection | None = None
-        self.stream_numbers = itertools.count(1)
+        # Unique across ingest restarts, so the transcoder can tell a new stream from a late
+        # record of a finished one.
+        self.stream_numbers = itertools.count(int(time.time() * 1000) & 0x7FFFFFFF)
         self.server = StreamServer(listener, self.handle, spawn=Pool(MAX_CONNECTIONS))
         self.server.max_accept = 1
 
@@ -163,6 +169,7 @@ class Ingest:
         self.store.set_states({"online": False, "lastDisconnectTime": now,
                                "broadcaster": None, "currentBroadcast": None})
         self.events.publish(bus.EVENT_STREAM_STOPPED, {"time": now, "reason": reason,
+                                                       "stream": conn.stream_number,
                                                        **self.handoff.stats.as_dict()})
         log.info("stream stopped (%s): %s", reason, self.handoff.stats.as_dict())
 
@@ -216,6 +223,7 @@ class Connection:
             return False
         events = self.session.feed(data)
         self.act(events)
+        self.ingest.handoff.flush()  # one batch per read (see owncastd.media)
         self.flush()
         return True
 

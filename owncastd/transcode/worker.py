@@ -28,6 +28,7 @@ log = logging.getLogger("owncastd.transcoder")
 
 RECV_QUEUE = 200            # messages; with ingest's queue, the bound before frames are dropped
 IDLE_FINISH = 15.0          # seconds without media before a stream without STOP is finished
+STOP_GRACE = 2.0            # after the bus says a stream stopped, wait this long for its STOP
 
 
 def hls_dir(data_dir: str) -> str:
@@ -52,6 +53,7 @@ class StreamTranscoder:
         self.waiting_for_headers = True
         self.pipeline = Pipeline(out_dir, settings["variants"], **options)
         self.last_media = time.monotonic()
+        self.stop_deadline: float | None = None
 
     def push(self, kind: int, flags: int, timestamp_ms: int, payload: bytes) -> None:
         self.last_media = time.monotonic()
@@ -88,6 +90,7 @@ class Worker:
         bus._unlink_stale(bus.media_address(data_dir))  # we own this address while alive
         self.sock.bind(bus.media_address(data_dir))
         self.current: StreamTranscoder | None = None
+        self.ended: set[int] = set()   # streams already finished: late records are ignored
         self.stopping = False
 
     def settings(self) -> dict:
@@ -101,17 +104,30 @@ class Worker:
     def run(self) -> None:
         import signal
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        # A lost STOP record must not leave a stream open: ingest's bus event says it too.
+        stopped = bus.Subscriber(self.data_dir, [bus.EVENT_STREAM_STOPPED])
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(stopped.socket, zmq.POLLIN)
         while not self.stopping:
-            if not self.sock.poll(500):
+            ready = dict(poller.poll(500))
+            if stopped.socket in ready:
+                event = stopped.recv(timeout_ms=0)
+                if event and self.current is not None and \
+                        event[1].get("stream") == self.current.stream:
+                    # Media still queued behind the event may follow: end once it has drained.
+                    self.current.stop_deadline = time.monotonic() + STOP_GRACE
+            if self.sock not in ready:
                 self.check_idle()
                 continue
             try:
-                kind, flags, stream, ts, payload = media.unpack(self.sock.recv_multipart())
-            except ValueError:
-                continue
-            self.handle(kind, flags, stream, ts, payload)
+                for kind, flags, stream, ts, payload in media.unpack(self.sock.recv()):
+                    self.handle(kind, flags, stream, ts, payload)
+            except ValueError as exc:
+                log.warning("malformed media batch: %s", exc)
         if self.current is not None:
             self.end("transcoder stopping")
+        stopped.close()
         self.sock.close()
         self.ctx.term()
 
@@ -123,7 +139,9 @@ class Worker:
             return
         if kind == media.STOP:
             if self.current is not None and self.current.stream == stream:
-                self.end(json.loads(payload or b"{}").get("reason", "stream stopped"))
+                self.end(json.loads(bytes(payload) or b"{}").get("reason", "stream stopped"))
+            return
+        if stream in self.ended:
             return
         if self.current is None or self.current.stream != stream:
             if self.current is not None:
@@ -160,6 +178,9 @@ class Worker:
 
     def end(self, reason: str) -> None:
         current, self.current = self.current, None
+        self.ended.add(current.stream)
+        if len(self.ended) > 100:
+            self.ended = set(sorted(self.ended)[-50:])
         stats = current.finish()
         log.info("stream %d output finished (%s): %d segments", current.stream, reason,
                  sum(r.get("segments", 0) for r in stats.get("renditions", [])))
@@ -167,7 +188,12 @@ class Worker:
                                                           "reason": reason})
 
     def check_idle(self) -> None:
-        if self.current is not None and time.monotonic() - self.current.last_media > IDLE_FINISH:
+        if self.current is None:
+            return
+        now = time.monotonic()
+        if self.current.stop_deadline is not None and now > self.current.stop_deadline:
+            self.end("stream stopped (its STOP record was lost)")
+        elif now - self.current.last_media > IDLE_FINISH:
             self.end(f"no media for {IDLE_FINISH:g} s")
 
 
