@@ -497,3 +497,29 @@ def test_owncastd_reload_without_a_server_exits_3(short_tmp):
     out = subprocess.run([OWNCASTD, "reload", "--data-dir", short_tmp],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 3 and "not running" in out.stderr
+
+
+@pytest.mark.slow
+def test_video_settings_apply_from_the_next_stream_start(daemon):
+    from test_ingest import ffmpeg_publish, stop_proc
+    d = daemon
+    variants = [{"videoBitrate": 300, "framerate": 10, "scaledHeight": 144, "cpuUsageLevel": 0},
+                {"videoPassthrough": True, "audioPassthrough": True}]
+    for setter, value in (("video/streamoutputvariants", variants),
+                          ("video/streamlatencylevel", 0)):
+        r = admin_post(d, setter, value)
+        assert r.status_code == 200 and "next stream" in r.json()["message"]
+    pub = ffmpeg_publish(d, seconds=20, size="320x180", rate=10)
+    try:
+        def master():
+            r = d.get("/hls/stream.m3u8")
+            return r.status_code == 200 and "#EXT-X-STREAM-INF" in r.text and r.text
+
+        text = wait_until(master, 30, what="the master playlist")
+        assert text.count("#EXT-X-STREAM-INF") == 2
+        assert "RESOLUTION=256x144" in text
+        # Latency level 0: one-second segments (D15).
+        wait_until(lambda: "#EXT-X-TARGETDURATION:1\n" in d.get("/hls/0/stream.m3u8").text, 30,
+                   what="a level-0 media playlist")
+    finally:
+        stop_proc(pub)
