@@ -523,3 +523,40 @@ def test_video_settings_apply_from_the_next_stream_start(daemon):
                    what="a level-0 media playlist")
     finally:
         stop_proc(pub)
+
+
+@pytest.mark.slow
+def test_reload_applies_a_port_from_the_config_file_and_keeps_the_old_one_when_busy(file_daemon):
+    d = file_daemon
+    old_web = d.web_port
+
+    def set_file_port(port):
+        with open(d.config_path) as f:
+            text = f.read()
+        with open(d.config_path, "w") as f:
+            f.write(text.replace(f"web_port = {d.file_port}", f"web_port = {port}"))
+        d.file_port = port
+
+    def reload():
+        out = subprocess.run([OWNCASTD, "reload", "--data-dir", d.data_dir],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+
+    d.file_port = old_web
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        set_file_port(busy.getsockname()[1])
+        reload()
+
+        def logged_failure():
+            entries = d.get("/api/admin/logs/warnings", auth=d.auth).json()
+            return any("stays on port" in e["message"] for e in entries)
+        wait_until(logged_failure, 20, what="the re-bind error in the log")
+    assert d.get("/api/status").status_code == 200  # still on the old port
+    new_web = free_port()
+    set_file_port(new_web)
+    reload()
+    d.web_port = new_web
+    wait_until(lambda: d.get("/api/status").status_code == 200, 30, what="the API on the new port")
+    wait_until(lambda: refused(old_web), 15, what="the old port to close")
