@@ -516,3 +516,33 @@ def test_chat_reconnects_after_the_connection_drops(site, chat, open_page):
     connected(b, timeout=40)
     send_chat(a, "after the drop")
     wait_for_text(b, "after the drop", timeout=20)
+
+
+def test_chat_styles_system_and_action_messages_apart(site, chat, open_page, artefacts):
+    r = site.post("/api/admin/accesstokens/create", auth=site.auth,
+                  json={"name": "webui test bot", "scopes": ["CAN_SEND_SYSTEM_MESSAGES"]})
+    assert r.status_code == 200, r.text
+    bot = {"Authorization": f"Bearer {r.json()['token']}"}
+    w = open_page()
+    w.page.goto(site.url + "/")
+    connected(w)
+    send_chat(w, "a plain message with an emoji :smile: and a [link](https://example.org)")
+    assert site.post("/api/integrations/chat/system", headers=bot,
+                     json={"body": "A **system** announcement"}).status_code == 200
+    assert site.post("/api/integrations/chat/action", headers=bot,
+                     json={"body": "waves at everyone", "author": "bot"}).status_code == 200
+    wait_for_text(w, "waves at everyone")
+    wait_for_text(w, "A system announcement")
+    styles = w.page.evaluate("""['.message-chat', '.message-system', '.message-chat-action'].map(s => {
+        const e = [...document.querySelectorAll(s)].pop(), c = getComputedStyle(e);
+        return [c.fontStyle, c.borderLeftStyle, c.backgroundColor];
+    })""")
+    chat_style, system_style, action_style = styles
+    assert system_style != chat_style and action_style != chat_style and system_style != action_style
+    assert action_style[0] == "italic" and system_style[1] == "solid"
+    emoji = w.page.locator(".message-chat .body img").first
+    assert emoji.get_attribute("src").startswith("/img/emoji/")
+    assert w.page.evaluate("document.querySelector('.message-chat .body img').naturalWidth") > 0
+    link = w.page.locator(".message-chat .body a").first
+    assert link.get_attribute("href") == "https://example.org"
+    w.page.screenshot(path=str(artefacts / "chat.png"))
