@@ -72,6 +72,7 @@ setup(
         "boto3>=1.28",
         "markdown-it-py>=3",
         "nh3>=0.2.14",
+        "maxminddb>=2.4",
         "linkify-it-py>=2",
     ],
     entry_points={
