@@ -24,12 +24,12 @@ _SAFE_HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?
 
 def hls_origins(config) -> list[str]:
     """Origins other than ours that serve the video (S3 serving endpoint or bucket, D22)."""
-    snap = config.snapshot()
-    if not snap.get("s3.enabled"):
+    s3 = config.get("s3") or {}
+    if not isinstance(s3, dict) or not s3.get("enabled"):
         return []
     origins = []
-    for key in ("s3.serving_endpoint", "s3.endpoint"):
-        parts = urlsplit(str(snap.get(key) or ""))
+    for key in ("servingEndpoint", "endpoint"):
+        parts = urlsplit(str(s3.get(key) or ""))
         if parts.scheme in ("http", "https") and parts.netloc and _SAFE_HOST.match(parts.netloc):
             origins.append(f"{parts.scheme}://{parts.netloc}")
     return origins
