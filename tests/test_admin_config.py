@@ -21,7 +21,6 @@ from owncastd.api import validate
 from owncastd.api.app import create_app
 from owncastd.config import Config
 from owncastd.store import Store
-from owncastd.transcode import ladder
 
 KEY = "admin-config-key-123456"
 PNG = base64.b64decode(
@@ -176,11 +175,6 @@ def test_unknown_variant_fields_are_dropped(api):
     r = post(api, "video/streamoutputvariants", [{"videoBitrate": 800, "bogus": 1}])
     assert r.status_code == 200
     assert serverconfig(api)["videoSettings"]["videoQualityVariants"] == [{"videoBitrate": 800}]
-
-
-def _unavailable_codec():
-    missing = [c for c in ladder.KNOWN_CODECS if c not in validate.supported_codecs()]
-    return missing[0] if missing else "hevc_nvenc"
 
 
 BAD = [

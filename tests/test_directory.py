@@ -1,6 +1,5 @@
 """The directory (YP) child, against a local HTTP server that plays the Owncast directory."""
 import json
-import os
 import subprocess
 import threading
 import time
