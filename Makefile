@@ -10,12 +10,13 @@ DEB_BUILD := python3 python3-venv python3-dev gcc pkg-config ffmpeg \
 # ... and what the tests and benchmarks drive (real clients, a real browser, reference servers).
 DEB_TEST := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
-	nginx libnginx-mod-rtmp sqlite3 procps chromium
+	nginx libnginx-mod-rtmp sqlite3 procps chromium \
+	debhelper dpkg-dev fakeroot lintian devscripts
 
 SOURCES := setup.py pyproject.toml $(shell find owncastd native -type f \
 	-not -name '*.c' -not -name '*.so' -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: install run test bench deb-deps deb-test-deps clean vendor
+.PHONY: install run test bench deb-deps deb-test-deps clean vendor deb
 
 install: deb-deps $(VENV)/.installed
 
@@ -68,6 +69,15 @@ vendor:
 	mkdir -p $(HLSJS_DIR) && cp $$tmp/package/dist/hls.min.js $$tmp/package/dist/hls.worker.js \
 	  $$tmp/package/LICENSE $(HLSJS_DIR)/ && rm -rf $$tmp
 	sed -i 's/^Version: .*/Version: $(HLSJS)/' $(HLSJS_DIR)/README.md
+
+# dist/owncastd_*.deb, built by dpkg-buildpackage in a copy of the tree (docs/PACKAGING.md).
+deb: deb-deps deb-test-deps
+	rm -rf build/deb && mkdir -p build/deb/src dist
+	tar -c --exclude-vcs --exclude=./.venv --exclude=./build --exclude=./dist --exclude=./data \
+	  --exclude='__pycache__' --exclude='*.so' --exclude='native/*.c' --exclude=./.hypothesis \
+	  --exclude=./.pytest_cache --exclude=./.benchmarks . | tar -x -C build/deb/src
+	cd build/deb/src && dpkg-buildpackage -b -us -uc
+	rm -f dist/owncastd_* && mv build/deb/owncastd_* dist/ && rm -rf build/deb
 
 clean:
 	rm -rf build *.egg-info native/*.c $(VENV)
