@@ -4,9 +4,8 @@ browser contexts (so fresh localStorage). Screenshots go to a folder under pytes
 printed at the start of the run."""
 from __future__ import annotations
 
-import os
-import re
 import http.server
+import re
 import shutil
 import tempfile
 import threading
