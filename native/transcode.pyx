@@ -348,7 +348,8 @@ cdef class Rendition:
 
     # stats (written by the worker, read under the GIL: word-sized, so a stale read at worst)
     cdef int64_t frames_in, frames_out, frames_dropped, video_packets, audio_packets, segments
-    cdef int64_t audio_dropped
+    cdef int64_t audio_dropped, mux_rejected
+    cdef bint audio_disabled
     cdef readonly bint failed
 
     cdef readonly object error
@@ -461,6 +462,14 @@ cdef class Rendition:
             if ret < 0:
                 self._fail(ret, b"muxing" if kind != ITEM_FRAME else b"encoding")
             item_free(it)
+
+    cdef int _rejected(self, int err) noexcept nogil:
+        # The muxer refuses a malformed packet (corrupt input passed through): drop it. Only
+        # output errors (disk full, folder gone) stop the rendition.
+        if err == AVERROR_INVALIDDATA or err == AVERROR(EINVAL):
+            self.mux_rejected += 1
+            return 0
+        return err
 
     cdef void _fail(self, int err, const char *what) noexcept nogil:
         self.failed = True
@@ -625,6 +634,16 @@ cdef class Rendition:
         if ret < 0:
             return ret
         ret = avformat_write_header(self.mux, NULL)
+        if ret < 0 and self.aindex >= 0 and self.has_video:
+            # The muxer refused the audio config (a corrupt AAC sequence header can pass for a
+            # valid one): carry on with video alone rather than lose the rendition.
+            avio_closep(&self.mux.pb)
+            avformat_free_context(self.mux)
+            self.mux = NULL
+            self.vindex = self.aindex = -1
+            self.has_audio = False
+            self.audio_disabled = True
+            return self._open_mux()
         if ret < 0:
             return ret
         # mpegts keeps 1/90000, which every packet here is already in.
@@ -735,7 +754,7 @@ cdef class Rendition:
         self.last_end = max(self.last_end, pkt.pts + (self.vdur if self.vdur > 0 else pkt.duration))
         ret = av_write_frame(self.mux, pkt)
         if ret < 0:
-            return ret
+            return self._rejected(ret)
         self.segment_has_data = True
         self.segment_has_video = True
         if self.video_passthrough:
@@ -790,6 +809,9 @@ cdef class Rendition:
 
     cdef int _write_audio(self, AVPacket *pkt) noexcept nogil:
         cdef int ret
+        if self.aindex < 0 and self.mux != NULL:
+            self.audio_dropped += 1   # audio disabled after the muxer refused its config
+            return 0
         if self.mux == NULL:
             if self.has_video:
                 self.audio_dropped += 1   # before the first video packet: nowhere to go yet
@@ -816,7 +838,7 @@ cdef class Rendition:
         pkt.stream_index = self.aindex
         ret = av_write_frame(self.mux, pkt)
         if ret < 0:
-            return ret
+            return self._rejected(ret)
         self.segment_has_data = True
         self.audio_packets += 1
         return 0
@@ -858,6 +880,8 @@ cdef class Rendition:
             "video_packets": self.video_packets,
             "audio_packets": self.audio_packets,
             "audio_dropped": self.audio_dropped,
+            "mux_rejected": self.mux_rejected,
+            "audio_disabled": bool(self.audio_disabled),
             "segments": self.segments,
             "next_sequence": self.seq,
             "error": self.error,
@@ -1115,8 +1139,11 @@ cdef class Pipeline:
             # Passthrough-only still decodes the first frames to learn the source size.
             if self._open_video_decoder() < 0:
                 self.decode_video = False
-        if self.has_audio:
-            self._setup_audio(bitrates)
+        if self.has_audio and not self._setup_audio(bitrates):
+            self.has_audio = False   # unusable AAC config: the stream goes on without audio
+            for i, r in enumerate(self.renditions):
+                r.has_audio = False
+                self.routes[i].audio_encoder = -1
         for i, r in enumerate(self.renditions):
             if self.has_video and r.video_passthrough:
                 r.video_par = avcodec_parameters_alloc()
@@ -1148,18 +1175,20 @@ cdef class Pipeline:
             self.push(tag_type, ts, payload)
 
     def _setup_audio(self, list bitrates):
+        """Open the AAC decoder and one encoder per bitrate; False if the config is unusable."""
         cdef const AVCodec *codec
         cdef AVCodecContext *ctx
         cdef int i, ret
         try:
             cfg = _flv.parse_aac_config(self.asc[:self.asc_size])
         except ValueError:
-            self.has_audio = False
-            return
+            return False
+        if not 8000 <= cfg.sample_rate <= 96000:
+            return False
         self.sample_rate = cfg.sample_rate
         self.channels = min(cfg.channels, 2) or 2
         if not bitrates:
-            return
+            return True
         codec = avcodec_find_decoder(AV_CODEC_ID_AAC)
         self.adec = avcodec_alloc_context3(codec)
         self.adec.extradata = dup_padded(self.asc, self.asc_size)
@@ -1167,7 +1196,8 @@ cdef class Pipeline:
         self.adec.pkt_timebase = MS
         ret = avcodec_open2(self.adec, codec, NULL)
         if ret < 0:
-            raise RuntimeError(f"AAC decoder: {_err(ret)}")
+            avcodec_free_context(&self.adec)
+            return False
         codec = avcodec_find_encoder(AV_CODEC_ID_AAC)
         self.aencs = <AVCodecContext **>malloc(len(bitrates) * sizeof(AVCodecContext *))
         for i, kbps in enumerate(bitrates):
@@ -1180,7 +1210,11 @@ cdef class Pipeline:
             ret = avcodec_open2(ctx, codec, NULL)
             if ret < 0:
                 avcodec_free_context(&ctx)
-                raise RuntimeError(f"AAC encoder at {kbps} kbps: {_err(ret)}")
+                for i in range(self.naencs):
+                    avcodec_free_context(&self.aencs[i])
+                self.naencs = 0
+                avcodec_free_context(&self.adec)
+                return False
             self.aencs[i] = ctx
             self.naencs = i + 1
         self.fifo = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, self.channels, 4096)
@@ -1192,6 +1226,7 @@ cdef class Pipeline:
         ret = av_frame_get_buffer(self.aout, 0)
         if ret < 0:
             raise MemoryError()
+        return True
 
     cdef int _open_video_decoder(self) noexcept nogil:
         cdef const AVCodec *codec = avcodec_find_decoder(AV_CODEC_ID_H264)
@@ -1653,7 +1688,8 @@ cdef class Pipeline:
                 bandwidth = int(rend.maxrate) + (rend.audio_bitrate or 128) * 1000 * (1 if self.has_audio else 0)
                 bandwidth = max(bandwidth, pl.peak_bps)
             codecs = [c for c in (rend.video_codecs if self.has_video else None,
-                                  rend.audio_codecs if self.has_audio else None) if c]
+                                  rend.audio_codecs if self.has_audio and not rend.audio_disabled else None)
+                      if c]
             attrs = [f"BANDWIDTH={bandwidth or 1}"]
             if width and height:
                 attrs.append(f"RESOLUTION={width}x{height}")

@@ -313,22 +313,45 @@ def test_missing_sequence_header_never_starts(source, tmp_path):
     assert not os.path.exists(tmp_path / "stream.m3u8")
 
 
-def test_corrupted_stream_fuzz(source, tmp_path):
-    tags = list(flv.read_tags(source))[:120]
-    rng = random.Random(11)
+@pytest.mark.parametrize("seed", range(8))
+def test_corrupted_stream_fuzz(source, tmp_path, seed):
+    """Bytes flipped anywhere (sequence headers too), truncations, wild timestamps, wrong tag
+    types: the process survives, no rendition fails, the playlists end."""
+    tags = list(flv.read_tags(source))[:90]
+    rng = random.Random(seed)
     fuzzed = []
     for t, ts, payload in tags:
-        if payload[1:2] == b"\x01" and rng.random() < 0.3:
-            b = bytearray(payload)
-            for _ in range(rng.randrange(1, 8)):
-                b[rng.randrange(5 if t == 9 else 2, len(b))] = rng.randrange(256)
-            if rng.random() < 0.3:
-                b = b[:rng.randrange(2, len(b))]
-            payload = bytes(b)
-        fuzzed.append((t, ts, payload))
-    p = run(source, tmp_path, VARIANTS[:1], tags=fuzzed)
-    assert p.stats()["renditions"][0]["error"] is None
-    assert read_media_playlist(str(tmp_path / "0" / "stream.m3u8"))["ended"]
+        r, b = rng.random(), bytearray(payload)
+        if r < 0.3 and len(b) > 2:
+            for _ in range(rng.randrange(1, 16)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+        elif r < 0.4:
+            b = b[:rng.randrange(0, len(b) + 1)]
+        elif r < 0.45:
+            ts = rng.randrange(-5000, 2**32)
+        elif r < 0.5:
+            t = rng.choice([8, 9, 18, 0, 255])
+        fuzzed.append((t, ts, bytes(b)))
+    variants = [{"scaledHeight": 120, "videoBitrate": 200, "audioBitrate": 64, "cpuUsageLevel": 0},
+                {"videoPassthrough": True}]
+    p = run(source, tmp_path, variants, tags=fuzzed, segment_seconds=1, list_size=3)
+    st = p.stats()
+    assert [r["error"] for r in st["renditions"]] == [None, None]
+    if st["started"]:
+        for i in range(2):
+            assert read_media_playlist(str(tmp_path / str(i) / "stream.m3u8"))["ended"]
+
+
+def test_unmuxable_audio_config_keeps_video(source, tmp_path):
+    """An AAC config the MPEG-TS muxer refuses (960-sample frames: no ADTS for them) costs the
+    passthrough rendition its audio, not its video."""
+    asc_960 = b"\xaf\x00\x12\x14"   # AAC LC, 44.1 kHz, stereo, frameLengthFlag=1
+    tags = [(t, ts, asc_960 if t == 8 and p[1] == 0 else p) for t, ts, p in flv.read_tags(source)]
+    p = run(source, tmp_path, VARIANTS[2:], tags=tags)
+    r = p.stats()["renditions"][0]
+    assert r["error"] is None and r["audio_disabled"] and r["segments"] == 3
+    assert "audio" not in streams(tmp_path / "0" / "stream-0.ts")
+    assert "mp4a" not in (tmp_path / "stream.m3u8").read_text()
 
 
 def test_api_misuse(source, tmp_path):

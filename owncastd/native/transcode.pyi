@@ -79,7 +79,7 @@ class Pipeline:
         "frames_decoded", "timestamp_jumps",
         "renditions": [{"name", "video_passthrough", "audio_passthrough", "width", "height",
         "framerate", "frames_in", "frames_out", "frames_dropped", "video_packets",
-        "audio_packets", "audio_dropped", "segments", "next_sequence", "error"}]}``.
+        "audio_packets", "audio_dropped", "mux_rejected", "segments", "next_sequence", "error"}]}``.
         Counters of running renditions may be a moment stale."""
 
 class MediaPlaylist:
