@@ -8,6 +8,7 @@ import random
 import re
 import shutil
 import subprocess
+import threading
 
 import pytest
 
@@ -370,7 +371,12 @@ def test_dropped_without_finish_does_not_hang(source, tmp_path):
     p = Pipeline(str(tmp_path), [ladder.normalize_variant({"scaledHeight": 240})], segment_seconds=2, list_size=3)
     for tag in list(flv.read_tags(source))[:60]:
         p.push(*tag)
-    del p   # worker threads get ITEM_ABORT and exit
+    workers = [t for t in threading.enumerate() if t.name.startswith("transcode-")]
+    assert workers
+    del p   # freed at once (workers hold it weakly); its __dealloc__ sends ITEM_ABORT
+    for t in workers:
+        t.join(timeout=10)
+        assert not t.is_alive()
 
 
 def test_write_failure_is_reported(source, tmp_path):
