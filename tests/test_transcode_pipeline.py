@@ -417,3 +417,18 @@ def test_resolution_change_mid_stream(tmp_path):
     assert (streams(last)["video"]["width"], streams(last)["video"]["height"]) == (640, 480)
     frames = probe(last, "-count_frames", "-select_streams", "v", "-show_entries", "stream=nb_read_frames")
     assert int(frames["streams"][0]["nb_read_frames"]) >= 30
+
+
+@pytest.mark.parametrize("codec", ["no_such_encoder", "h264_vaapi"])
+def test_unusable_encoder_is_a_rendition_error(source, tmp_path, codec):
+    """An encoder that is missing, or compiled in without its hardware, fails that rendition
+    with a message (push/finish raise RuntimeError), never the process."""
+    if codec != "no_such_encoder" and codec not in available_h264_encoders():
+        pytest.skip(f"{codec} not in this libavcodec")
+    v = ladder.normalize_variant({"scaledHeight": 240}, codec=codec)
+    p = Pipeline(str(tmp_path), [v], segment_seconds=2, list_size=3)
+    with pytest.raises(RuntimeError, match="rendition 0: encoding"):
+        for tag in flv.read_tags(source):
+            p.push(*tag)
+        p.finish()
+    assert p.stats()["renditions"][0]["error"].startswith("encoding")
