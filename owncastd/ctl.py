@@ -317,6 +317,8 @@ def config_get(ctx, setting):
     def human(v):
         if isinstance(v, (dict, list)):
             return json.dumps(v, indent=2)
+        if v == "":
+            return "(empty)"
         return _cell(v) if not isinstance(v, str) else v
     emit(ctx, value, human)
 

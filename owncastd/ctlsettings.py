@@ -125,7 +125,8 @@ def variants(value: str) -> list[dict]:
 
 
 S3_FIELDS = ("enabled", "endpoint", "servingEndpoint", "accessKey", "secret", "bucket",
-             "region", "acl")
+             "region", "acl", "forcePathStyle")
+S3_FLAGS = ("enabled", "forcePathStyle")
 
 
 def s3(value: str) -> dict:
@@ -138,11 +139,12 @@ def s3(value: str) -> dict:
                          + ", ".join(S3_FIELDS))
     if not isinstance(obj.get("enabled"), bool):
         raise ValueError(f"needs \"enabled\": true or false, e.g. {example}")
-    for key in S3_FIELDS[1:]:
-        if key in obj and not isinstance(obj[key], str):
-            raise ValueError(f"{key} must be a string")
+    for key in S3_FIELDS:
+        want = bool if key in S3_FLAGS else str
+        if key in obj and not isinstance(obj[key], want):
+            raise ValueError(f"{key} must be {'true or false' if want is bool else 'a string'}")
     if obj["enabled"]:
-        missing = [k for k in ("endpoint", "bucket") if not obj.get(k)]
+        missing = [k for k in ("endpoint", "bucket", "accessKey", "secret") if not obj.get(k)]
         if missing:
             raise ValueError(f"enabled storage needs {' and '.join(missing)}")
         for key in ("endpoint", "servingEndpoint"):
