@@ -332,6 +332,7 @@ cdef class Rendition:
     cdef SwsContext *sws
     cdef AVPixelFormat pix_fmt
     cdef AVFrame *scaled
+    cdef AVFrame *prev                        # last source frame, repeated into skipped slots
     cdef AVPacket *out_pkt
     cdef int64_t last_slot, next_idr_slot, first_slot
     cdef bint seen_key
@@ -347,6 +348,7 @@ cdef class Rendition:
     cdef int pending_count
 
     # stats (written by the worker, read under the GIL: word-sized, so a stale read at worst)
+    cdef int64_t frames_duplicated
     cdef int64_t frames_in, frames_out, frames_dropped, video_packets, audio_packets, segments
     cdef int64_t audio_dropped, mux_rejected
     cdef bint audio_disabled
@@ -415,6 +417,7 @@ cdef class Rendition:
         avcodec_free_context(&self.enc)
         sws_freeContext(self.sws)
         av_frame_free(&self.scaled)
+        av_frame_free(&self.prev)
         av_packet_free(&self.out_pkt)
         avcodec_parameters_free(&self.video_par)
         avcodec_parameters_free(&self.audio_par)
@@ -482,15 +485,15 @@ cdef class Rendition:
     cdef int _encode_frame(self, AVFrame *frame) noexcept nogil:
         cdef int64_t t, slot
         cdef int ret
-        cdef AVFrame *src = frame
         self.frames_in += 1
         t = frame.best_effort_timestamp
         if t == AV_NOPTS_VALUE:
             t = frame.pts
         if t == AV_NOPTS_VALUE or t < 0:
             t = 0
-        # Constant output rate: each frame takes the nearest slot of 1/fps; a frame whose slot
-        # is taken already is dropped (a faster source), a skipped slot leaves a gap.
+        # Constant output rate (ffmpeg's -r): each frame takes the nearest slot of 1/fps; a
+        # frame whose slot is taken already is dropped (faster source), and slots a slower
+        # source skips get the previous frame again (gaps over a second are left as gaps).
         slot = (t * self.fps + 500) // 1000
         if slot <= self.last_slot:
             self.frames_dropped += 1
@@ -499,6 +502,20 @@ cdef class Rendition:
             ret = self._open_encoder(frame.width, frame.height)
             if ret < 0:
                 return ret
+        if self.prev != NULL and slot - self.last_slot <= self.fps:
+            while self.last_slot + 1 < slot:
+                ret = self._encode_slot(self.prev, self.last_slot + 1)
+                if ret < 0:
+                    return ret
+                self.frames_duplicated += 1
+        ret = self._encode_slot(frame, slot)
+        av_frame_free(&self.prev)
+        self.prev = av_frame_clone(frame)
+        return ret
+
+    cdef int _encode_slot(self, AVFrame *frame, int64_t slot) noexcept nogil:
+        cdef int ret
+        cdef AVFrame *src = frame
         if frame.width != self.width or frame.height != self.height or frame.format != self.pix_fmt:
             self.sws = sws_getCachedContext(self.sws, frame.width, frame.height, <AVPixelFormat>frame.format,
                                             self.width, self.height, self.pix_fmt, SWS_BICUBIC,
@@ -877,6 +894,7 @@ cdef class Rendition:
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "frames_dropped": self.frames_dropped,
+            "frames_duplicated": self.frames_duplicated,
             "video_packets": self.video_packets,
             "audio_packets": self.audio_packets,
             "audio_dropped": self.audio_dropped,

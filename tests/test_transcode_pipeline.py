@@ -213,6 +213,17 @@ def test_framerate_conversion_and_aspect(source, tmp_path):
         assert abs(seg["duration"] - SEGMENT) <= 0.1
 
 
+def test_slower_source_repeats_frames(tmp_path):
+    src = make_flv(tmp_path / "15.flv", seconds=4, rate=15, gop=15)
+    p = run(src, tmp_path / "out", [{"videoBitrate": 300, "scaledHeight": 240, "framerate": 30}])
+    r = p.stats()["renditions"][0]
+    assert r["frames_in"] == 60 and abs(r["frames_duplicated"] - 59) <= 1
+    assert abs(r["frames_out"] - 120) <= 1
+    info = read_media_playlist(str(tmp_path / "out" / "0" / "stream.m3u8"))
+    # (the last segment ends with the last source frame's first slot: 1.97 s)
+    assert [round(s["duration"], 1) for s in info["segments"]] == [2.0, 2.0]
+
+
 def test_no_upscaling(tmp_path):
     small = make_flv(tmp_path / "small.flv", seconds=2, size="320x240")
     p = run(small, tmp_path / "out", [{"scaledWidth": 640, "scaledHeight": 480, "videoBitrate": 300}])
@@ -404,7 +415,8 @@ def test_resolution_change_mid_stream(tmp_path):
     p = run(None, tmp_path / "out", VARIANTS[:1] + VARIANTS[2:], tags=tags)
     st = p.stats()
     assert st["timestamp_jumps"] == 0 and st["dropped"] == 0
-    assert st["renditions"][0]["frames_out"] == 180 and st["renditions"][0]["error"] is None
+    r = st["renditions"][0]   # (the joint skips a slot: one repeated frame)
+    assert r["frames_out"] == 180 + r["frames_duplicated"] and r["error"] is None
     assert st["renditions"][1]["frames_out"] == 180 and st["renditions"][1]["error"] is None
     # (the joint leaves a few ms of gap, so a one-frame tail segment may follow segment 2)
     info = read_media_playlist(str(tmp_path / "out" / "0" / "stream.m3u8"))

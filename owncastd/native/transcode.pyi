@@ -20,7 +20,7 @@ class Variant(TypedDict, total=False):
     audio_bitrate: int           # kbps, AAC; 0 = passthrough
     width: int                   # 0 = keep the aspect ratio / the source size; never upscales
     height: int
-    framerate: int               # output fps (frames are dropped/slotted to it); default 24
+    framerate: int               # output fps, constant: frames dropped or repeated as ffmpeg -r; default 24
     gop: int                     # frames between IDRs; default segment_seconds x framerate
     preset: str                  # e.g. "veryfast" (x264) or "p3" (nvenc)
     tune: str                    # e.g. "zerolatency"; "" = none
@@ -78,7 +78,7 @@ class Pipeline:
         "unexpected_stream"}, "decode_errors": {"video", "audio"}, "audio_encode_errors",
         "frames_decoded", "timestamp_jumps",
         "renditions": [{"name", "video_passthrough", "audio_passthrough", "width", "height",
-        "framerate", "frames_in", "frames_out", "frames_dropped", "video_packets",
+        "framerate", "frames_in", "frames_out", "frames_dropped", "frames_duplicated", "video_packets",
         "audio_packets", "audio_dropped", "mux_rejected", "segments", "next_sequence", "error"}]}``.
         Counters of running renditions may be a moment stale."""
 
