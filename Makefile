@@ -10,7 +10,7 @@ DEB_BUILD := python3 python3-venv python3-dev gcc pkg-config ffmpeg \
 # ... and what the tests and benchmarks drive (real clients, a real browser, reference servers).
 DEB_TEST := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
-	nginx libnginx-mod-rtmp sqlite3 procps chromium \
+	nginx libnginx-mod-rtmp sqlite3 procps chromium wrk strace \
 	debhelper dpkg-dev fakeroot lintian devscripts
 
 SOURCES := setup.py pyproject.toml $(shell find owncastd native -type f \

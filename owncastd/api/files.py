@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import stat
+import time
 from email.utils import formatdate
 
 import falcon
@@ -26,14 +28,21 @@ def resolve_inside(root: str, relative: str) -> str | None:
     return candidate
 
 
-def send_file(resp: falcon.Response, path: str, cache_control: str, range_header=None) -> None:
+def send_file(resp: falcon.Response, path: str, cache_control: str, range_header=None,
+              follow: bool = True) -> None:
     """Answer with the file at `path`; a single `Range` is honoured (206, or 416 past the end).
-    The open file goes to the server as a stream, sent with sendfile where the server can."""
+    The open file goes to the server as a stream, sent with sendfile where the server can.
+    `follow=False`: a symlink at `path` is a 404."""
+    flags = os.O_RDONLY | (0 if follow else os.O_NOFOLLOW)
     try:
-        stream = open(path, "rb")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        fd = os.open(path, flags)
+    except OSError:  # missing, a directory's parent missing, a symlink (ELOOP), no permission
         raise falcon.HTTPNotFound(title="Not Found", description="no such file") from None
-    st = os.fstat(stream.fileno())
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise falcon.HTTPNotFound(title="Not Found", description="no such file")
+    stream = os.fdopen(fd, "rb")
     size = st.st_size
     resp.content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     resp.set_header("Cache-Control", cache_control)
@@ -133,19 +142,38 @@ class HLSResource(DirectoryResource):
         super().__init__(root, self.SEGMENT_CACHE)
         self.on_playlist = on_playlist
         self.overlay_root = overlay_root
+        self._checked_dirs: dict[str, float] = {}   # directory -> when it was found inside
+        self._overlay_seen = (0.0, False)          # (when checked, overlay dir exists)
+
+    def locate(self, path: str) -> str | None:
+        """The file for a URL path, or None. The hot path of every viewer's poll, so cheaper
+        than `resolve_inside`: no component may be empty or start with a dot (no `..`, no
+        temp files), the directory's real path is checked against the root once a minute,
+        and the file itself is opened without following a symlink (`send_file`)."""
+        parts = path.split("/")
+        if any(not p or p[0] == "." or "\\" in p or "\0" in p for p in parts):
+            return None
+        directory = os.path.join(self.root, *parts[:-1])
+        now = time.monotonic()
+        if now - self._checked_dirs.get(directory, -1e9) > 60:
+            if resolve_inside(self.root, os.path.join(*parts[:-1]) if parts[:-1] else "") is None:
+                return None
+            self._checked_dirs[directory] = now
+        return os.path.join(directory, parts[-1])
 
     def on_get(self, req, resp, path: str) -> None:
-        real = resolve_inside(self.root, path)
-        if real is None or os.path.basename(real).startswith(".") or not os.path.isfile(real):
+        real = self.locate(path)
+        if real is None:
             raise falcon.HTTPNotFound(title="Not Found", description="no such file")
         resp.set_header("Access-Control-Allow-Origin", "*")
         resp.set_header("Access-Control-Expose-Headers", "Content-Length, Content-Range")
         if real.endswith(".m3u8"):
             if self.on_playlist is not None:
                 self.on_playlist(req)
-            send_file(resp, self._overlay(real) or real, self.PLAYLIST_CACHE)
+            send_file(resp, self._overlay(path, real) or real, self.PLAYLIST_CACHE,
+                      follow=False)
         else:
-            send_file(resp, real, self.SEGMENT_CACHE, req.get_header("Range"))
+            send_file(resp, real, self.SEGMENT_CACHE, req.get_header("Range"), follow=False)
 
     on_head = on_get
 
@@ -155,11 +183,17 @@ class HLSResource(DirectoryResource):
         resp.set_header("Access-Control-Allow-Headers", "Range")
         resp.set_header("Access-Control-Max-Age", "86400")
 
-    def _overlay(self, real: str) -> str | None:
+    def _overlay(self, path: str, real: str) -> str | None:
         if self.overlay_root is None:
             return None
-        rel = os.path.relpath(real, os.path.realpath(self.root))
-        copy = os.path.join(self.overlay_root, rel)
+        now = time.monotonic()
+        checked, exists = self._overlay_seen
+        if now - checked > 1.0:  # without S3 there is no overlay: one stat a second, not each
+            exists = os.path.isdir(self.overlay_root)
+            self._overlay_seen = (now, exists)
+        if not exists:
+            return None
+        copy = os.path.join(self.overlay_root, path)
         try:
             if os.stat(copy).st_mtime + self.OVERLAY_STALE >= os.stat(real).st_mtime:
                 return copy

@@ -10,6 +10,7 @@ Anything else (chunked bodies, file-like objects without a descriptor) is iterat
 from __future__ import annotations
 
 import os
+import socket
 
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
@@ -69,7 +70,23 @@ def cooperative_sendfile(sock, file_fd: int, offset: int, count: int) -> int:
     return sent
 
 
+def _set_tcp(sock, option: int, value: int) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    except OSError:  # not TCP (a unix socket in some setups)
+        pass
+
+
 class SendfileHandler(WebSocketHandler):
+    """pywsgi writes the headers and the body with separate sends; with Nagle on, the second
+    small write waits for the client's delayed ACK (~40 ms). So: TCP_NODELAY on every
+    connection, and TCP_CORK around headers + sendfile so a small file leaves in one packet
+    with its headers (nginx's tcp_nopush)."""
+
+    def handle(self):
+        _set_tcp(self.socket, socket.TCP_NODELAY, 1)
+        return super().handle()
+
     def get_environ(self):
         env = super().get_environ()
         env["wsgi.file_wrapper"] = FileWrapper
@@ -84,15 +101,19 @@ class SendfileHandler(WebSocketHandler):
             except (AttributeError, OSError, ValueError):
                 fileno = None
             if length is not None and fileno is not None and not self.response_use_chunked:
-                self.write(b"")  # the headers
-                if length:
-                    offset = os.lseek(fileno, 0, os.SEEK_CUR)
-                    try:
-                        sent = cooperative_sendfile(self.socket, fileno, offset, length)
-                    except OSError as exc:
-                        self.status = f"socket error: {exc}"
-                        raise
-                    self.response_length += sent
+                _set_tcp(self.socket, socket.TCP_CORK, 1)
+                try:
+                    self.write(b"")  # the headers
+                    if length:
+                        offset = os.lseek(fileno, 0, os.SEEK_CUR)
+                        try:
+                            sent = cooperative_sendfile(self.socket, fileno, offset, length)
+                        except OSError as exc:
+                            self.status = f"socket error: {exc}"
+                            raise
+                        self.response_length += sent
+                finally:
+                    _set_tcp(self.socket, socket.TCP_CORK, 0)
                 return
         super().process_result()
 
