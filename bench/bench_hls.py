@@ -5,8 +5,8 @@ data dir, which nginx (sendfile on, 2 workers like owncastd's 2 API workers) ser
 measures, best of two alternating rounds per server:
 - segment throughput (MB/s, 16 keep-alive connections on one segment): target >= 0.7 x nginx;
 - playlist requests/s (64 connections): target >= 0.25 x nginx.
-Then 1,000 simulated viewers (bench/hls_viewers.py) poll the media playlist every 2 s and fetch
-a segment after each poll for 60 s against owncastd (stream marked online, so each is counted):
+Then 1,000 simulated viewers (bench/hls_viewers.py) poll a media playlist every 2 s and fetch
+a 300 kB segment (a 1.2 Mbit/s stream's 2 s) after each poll for 60 s against owncastd (stream marked online, so each is counted):
 zero errors and p99 latency < 200 ms.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ from conftest import Daemon, free_port, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEGMENT_BYTES = 1 << 20
+VIEWER_SEGMENT_BYTES = 300_000
 SEGMENTS = 6
 ROUNDS = 2
 VIEWERS = int(os.environ.get("OWNCASTD_BENCH_VIEWERS", "1000"))
@@ -48,6 +49,16 @@ def write_tree(data_dir: str) -> None:
             f.write(os.urandom(SEGMENT_BYTES))
         media += ["#EXTINF:2.000,", f"stream-{n}.ts"]
     with open(os.path.join(hls, "stream.m3u8"), "w") as f:
+        f.write("\n".join(media) + "\n")
+    # Rendition 1 for the simulated viewers: what a 1.2 Mbit/s, 2 s stream gives (~300 kB).
+    live = os.path.join(data_dir, "hls", "1")
+    os.makedirs(live, exist_ok=True)
+    media = media[:4]
+    for n in range(1, SEGMENTS + 1):
+        with open(os.path.join(live, f"stream-{n}.ts"), "wb") as f:
+            f.write(os.urandom(VIEWER_SEGMENT_BYTES))
+        media += ["#EXTINF:2.000,", f"stream-{n}.ts"]
+    with open(os.path.join(live, "stream.m3u8"), "w") as f:
         f.write("\n".join(media) + "\n")
     with open(os.path.join(data_dir, "hls", "stream.m3u8"), "w") as f:
         f.write("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=4000000\n0/stream.m3u8\n")
@@ -178,7 +189,7 @@ def test_thousand_viewers(servers, bench_report):
     urls, d = servers
     port = int(urls["owncastd"].rsplit(":", 1)[1])
     out = subprocess.run([sys.executable, os.path.join(HERE, "hls_viewers.py"), "127.0.0.1",
-                          str(port), "/hls/0/stream.m3u8", str(VIEWERS), str(VIEWER_SECONDS),
+                          str(port), "/hls/1/stream.m3u8", str(VIEWERS), str(VIEWER_SECONDS),
                           "2"], capture_output=True, text=True, timeout=VIEWER_SECONDS + 120,
                          preexec_fn=raise_fd_limit)
     assert out.returncode == 0, out.stderr[-3000:]

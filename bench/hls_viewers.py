@@ -59,12 +59,19 @@ class Conn:
                 length = int(value)
             elif name == b"connection" and value.strip().lower() == b"close":
                 close = True
-        while len(self.buf) < length:
-            chunk = self.sock.recv(max(262144, length - len(self.buf)))
-            if not chunk:
-                raise ValueError("connection closed mid-body")
-            self.buf += chunk
-        body, self.buf = self.buf[:length], self.buf[length:]
+        if len(self.buf) >= length:
+            body, self.buf = self.buf[:length], self.buf[length:]
+        else:  # read the rest straight into one buffer (no quadratic concatenation)
+            body = bytearray(length)
+            have = len(self.buf)
+            body[:have] = self.buf
+            self.buf = b""
+            view = memoryview(body)
+            while have < length:
+                n = self.sock.recv_into(view[have:])
+                if not n:
+                    raise ValueError("connection closed mid-body")
+                have += n
         if close:
             self.close()
         return status, body
