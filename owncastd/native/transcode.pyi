@@ -9,7 +9,7 @@ from typing import Any, TypedDict
 H264_ENCODERS: tuple[str, ...]  # the codecs Owncast knows: libx264, h264_vaapi, h264_nvenc, h264_qsv, h264_omx
 
 class Variant(TypedDict, total=False):
-    """A rendition as ``owncastd.transcode.ladder.normalize_variant`` returns it."""
+    """A rendition as ``owncastd.transcode.ladder.normalize_variant`` returns it (stub-only type)."""
     name: str
     video_passthrough: bool      # copy the source H.264 packets (segments cut on source keyframes)
     audio_passthrough: bool      # copy the source AAC packets (also when audio_bitrate is 0)
@@ -53,8 +53,8 @@ class Pipeline:
         their entries are kept, the first new segment follows ``#EXT-X-DISCONTINUITY``, and
         numbering continues from ``max(media_sequence_start, next_media_sequence(out_dir))``.
         ``threads``: encoder threads per rendition (0 = auto: CPU count, between 2 and 4).
-        ``decoder_threads``: H.264 decoder threads (0 = auto: 1 on up to 2 CPUs, else libav's). Segments older than the playlist window plus
-        ``keep_segments`` are deleted. Raises ValueError for an empty variant list or
+        ``decoder_threads``: H.264 decoder threads (0 = auto: 1 on up to 2 CPUs, else libav's).
+        Segments older than the playlist window plus ``keep_segments`` are deleted. Raises ValueError for an empty variant list or
         segment_seconds/list_size below 1.
         """
     def push(self, tag_type: int, timestamp_ms: int, payload: bytes | bytearray | memoryview) -> None:
