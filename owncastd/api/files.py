@@ -20,7 +20,10 @@ mimetypes.add_type("text/javascript", ".js")
 
 
 def resolve_inside(root: str, relative: str) -> str | None:
-    """The real path of `relative` under `root`, or None if it would leave `root`."""
+    """The real path of `relative` under `root`, or None if it would leave `root` (or cannot be
+    a path at all: a NUL byte makes os.path raise)."""
+    if "\0" in relative:
+        return None
     root_real = os.path.realpath(root)
     candidate = os.path.realpath(os.path.join(root_real, relative.lstrip("/")))
     if candidate != root_real and not candidate.startswith(root_real + os.sep):

@@ -236,6 +236,8 @@ def logo(data_dir: str) -> Check:
     def check(value):
         if not isinstance(value, str) or not value.strip():
             raise BadRequest("logo: expected a file name under the data dir or a data: URI")
+        if "\0" in value:
+            raise BadRequest("logo: a file name cannot contain a NUL character")
         match = _DATA_URI.fullmatch(value.strip())
         if match:
             return _save_uploaded_logo(data_dir, match["type"], match["data"])

@@ -68,10 +68,13 @@ class DeleteWebhookResource:
     def on_post(self, req, resp):
         raw = read_object(req).get("id")
         # The spec says string, 0.0.7 sent an integer: accept both.
-        if isinstance(raw, str) and raw.strip().isdigit():
+        # isdecimal, not isdigit: int() refuses digits like "²"; 19 digits bound int()'s work.
+        if isinstance(raw, str) and raw.strip().isdecimal() and len(raw.strip()) <= 19:
             raw = int(raw.strip())
         if not isinstance(raw, int) or isinstance(raw, bool):
             raise BadRequest("id: expected the webhook id (an integer)")
+        if not 0 < raw < 2 ** 63:  # SQLite integers are 64-bit: a larger one cannot be an id
+            raise BadRequest(f"id: no webhook with id {raw}")
         if not self.store.delete_webhook(raw):
             raise BadRequest(f"id: no webhook with id {raw}")
         resp.media = {"success": True, "message": "deleted webhook"}
