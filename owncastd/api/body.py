@@ -16,7 +16,13 @@ def read_json(req: falcon.Request, max_bytes: int = MAX_BODY) -> Any:
     if length is not None and length > max_bytes:
         raise falcon.HTTPContentTooLarge(title="Payload Too Large",
                                          description=f"request body over {max_bytes} bytes")
-    raw = req.bounded_stream.read(max_bytes + 1)
+    # Without a Content-Length (a chunked body) Falcon's bounded stream reads nothing; the
+    # server's own input decodes the chunks (and reads nothing for a body-less request).
+    stream = req.bounded_stream if length is not None else req.stream
+    try:
+        raw = stream.read(max_bytes + 1)
+    except (OSError, ValueError) as exc:  # a malformed chunked encoding
+        raise BadRequest(f"request body could not be read: {exc}") from None
     if len(raw) > max_bytes:
         raise falcon.HTTPContentTooLarge(title="Payload Too Large",
                                          description=f"request body over {max_bytes} bytes")
@@ -26,6 +32,8 @@ def read_json(req: falcon.Request, max_bytes: int = MAX_BODY) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # json's decoder recurses per level: `[[[[...` fits in 1 MiB
+        raise BadRequest("request body is JSON nested too deeply") from None
 
 
 def read_object(req: falcon.Request) -> dict[str, Any]:

@@ -1,0 +1,138 @@
+"""Hostile request bodies against every POST operation of the contract and of our OpenAPI file,
+on the real daemon, with valid credentials (so the body is what is judged).
+
+Each body is invalid: malformed JSON, bytes that are not UTF-8, JSON of the wrong type (array,
+number, string, null, boolean instead of an object), an object without the fields the route
+needs, and bodies over the 1 MiB limit (with a Content-Length, and chunked without one). A route
+that takes a body answers 400 (or 413 for the oversized ones) with JSON
+`{"success": false, "message": "<non-empty>"}`: never a 5xx, never a non-JSON body. The two
+routes the spec gives no body (`disconnect`, `yp/reset`) ignore it; they must still answer JSON
+without a 5xx. Afterwards the daemon still answers and its log has no unhandled error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from conftest import Daemon
+from spec_helpers import all_operations, op_id, raw_request
+
+POSTS = [op for op in all_operations() if op.method == "POST"]
+LIMIT = 1024 * 1024
+
+HOSTILE = {
+    "malformed": b'{"value": ',
+    "trailing garbage": b'{"value": "x"} {',
+    "not utf-8": b'{"value": "\xff\xfe\xfa"}',
+    "nul bytes": b"\x00" * 64,
+    "array": b'[{"value": "x"}]',
+    "number": b"42",
+    "string": b'"value"',
+    "null": b"null",
+    "boolean": b"true",
+    "empty": b"",
+    "whitespace": b"  \n ",
+    "missing fields": b"{}",
+    "deep nesting": b"[" * 100_000 + b"]" * 100_000,  # 200 kB, under the limit
+}
+# `{"value": "aaaa..."}` just over the limit.
+OVERSIZED = b'{"value": "' + b"a" * (LIMIT + 16) + b'"}'
+
+
+@pytest.fixture(scope="module")
+def served():
+    base = tempfile.mkdtemp(prefix="oc-")
+    d = Daemon(os.path.join(base, "d"))
+    os.makedirs(d.data_dir)
+    d.start()
+    try:
+        r = d.post("/api/admin/accesstokens/create", auth=d.auth, json={
+            "name": "all", "scopes": ["HAS_ADMIN_ACCESS", "CAN_SEND_MESSAGES",
+                                      "CAN_SEND_SYSTEM_MESSAGES"]})
+        assert r.status_code == 200, r.text
+        d.token = r.json()["token"]
+        yield d
+    finally:
+        if d.proc.poll() is None:
+            d.stop()
+        d.kill_everything()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def credentials(d, path: str) -> dict:
+    import base64
+    if path.startswith("/api/admin/"):
+        return {"Authorization": "Basic " + base64.b64encode(f"admin:{d.key}".encode()).decode()}
+    if path.startswith("/api/integrations/"):
+        return {"Authorization": "Bearer " + d.token}
+    return {}
+
+
+def assert_json_error(status, headers, body, allowed, what):
+    assert status in allowed, (what, status, body[:300])
+    assert headers.get("content-type", "").startswith("application/json"), (what, headers)
+    doc = json.loads(body)
+    assert doc["success"] is False, (what, doc)
+    assert isinstance(doc["message"], str) and doc["message"], (what, doc)
+
+
+def chunks(data: bytes, size: int = 64 * 1024):
+    for i in range(0, len(data), size):
+        yield data[i:i + size]
+
+
+@pytest.mark.parametrize("op", POSTS, ids=op_id)
+def test_hostile_bodies_get_a_json_400_or_413(served, op):
+    headers = {**credentials(served, op.path), "Content-Type": "application/json"}
+    for what, body in HOSTILE.items():
+        status, h, raw = raw_request(served.web_port, "POST", op.path, headers, body)
+        if op.has_body:
+            assert_json_error(status, h, raw, {400}, what)
+        else:
+            assert status < 500 and h.get("content-type", "").startswith("application/json"), \
+                (what, status, raw[:300])
+            json.loads(raw)
+
+    status, h, raw = raw_request(served.web_port, "POST", op.path, headers, OVERSIZED)
+    if op.has_body:
+        assert_json_error(status, h, raw, {413}, "oversized with Content-Length")
+        # Chunked: no Content-Length to refuse early, the limit still holds while reading.
+        # (http.client sends an iterator chunked, adding Transfer-Encoding itself.)
+        status, h, raw = raw_request(served.web_port, "POST", op.path, headers,
+                                     chunks(OVERSIZED))
+        assert_json_error(status, h, raw, {413}, "oversized chunked")
+    else:
+        assert status < 500, (status, raw[:300])
+
+
+def test_a_valid_chunked_body_is_read(served):
+    """Chunked bodies (no Content-Length) are read, not taken for empty."""
+    headers = {**credentials(served, "/api/admin/config/streamtitle"),
+               "Content-Type": "application/json"}
+    status, _, raw = raw_request(served.web_port, "POST", "/api/admin/config/streamtitle",
+                                 headers, chunks(b'{"value": "sent in chunks"}', 5))
+    assert status == 200, raw
+    assert served.get("/api/status").json()["streamTitle"] == "sent in chunks"
+
+
+def test_wrong_content_type_is_still_judged_as_json(served):
+    """A form post or text/plain body is read like any other: 400 with JSON, never 500."""
+    headers = credentials(served, "/api/admin/config/name")
+    for ctype in ("application/x-www-form-urlencoded", "text/plain", "multipart/form-data"):
+        status, h, raw = raw_request(served.web_port, "POST", "/api/admin/config/name",
+                                     {**headers, "Content-Type": ctype}, b"value=x&y=z")
+        assert_json_error(status, h, raw, {400}, ctype)
+
+
+def test_daemon_keeps_answering_and_logged_no_unhandled_error(served):
+    assert served.get("/api/status").status_code == 200
+    r = served.get("/api/admin/serverconfig", auth=served.auth)
+    assert r.status_code == 200
+    # Nothing hostile was saved.
+    assert r.json()["instanceDetails"]["name"] == "Owncast"
+    assert "unhandled error" not in served.output()
+    assert "Traceback" not in served.output()
