@@ -136,3 +136,68 @@ def test_daemon_keeps_answering_and_logged_no_unhandled_error(served):
     assert r.json()["instanceDetails"]["name"] == "Owncast"
     assert "unhandled error" not in served.output()
     assert "Traceback" not in served.output()
+
+
+# -- file paths from the API (logo, emoji) stay inside the data dir ------------------------------
+
+OUTSIDE_BYTES = b"\x89PNG outside the data dir: must never be served"
+BUNDLED_LOGO_MARK = b"<svg"  # /logo falls back to the bundled SVG
+
+
+@pytest.fixture(scope="module")
+def outside(served):
+    """A file outside the data dir, and symlinks to it planted inside (as a careless operator or
+    another local user might)."""
+    base = tempfile.mkdtemp(prefix="oc-outside-")
+    target = os.path.join(base, "secret.png")
+    with open(target, "wb") as f:
+        f.write(OUTSIDE_BYTES)
+    os.makedirs(os.path.join(served.data_dir, "emoji"), exist_ok=True)
+    os.symlink(target, os.path.join(served.data_dir, "link.png"))
+    os.symlink(target, os.path.join(served.data_dir, "emoji", "link.png"))
+    os.symlink(base, os.path.join(served.data_dir, "emoji", "dirlink"))
+    yield target
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def set_logo(d, value):
+    return d.post("/api/admin/config/logo", auth=d.auth, json={"value": value})
+
+
+def test_logo_setter_refuses_paths_out_of_the_data_dir(served, outside):
+    rel_outside = os.path.relpath(outside, served.data_dir)
+    for value in ["../secret.png", "../../../../../../etc/passwd", rel_outside, outside,
+                  "/etc/passwd", "emoji/../../x.png", "link.png", "emoji/link.png",
+                  "emoji/dirlink/secret.png", "owncast.db", "owncastd.runtime.json",
+                  "logo.png\0.png", "."]:
+        r = set_logo(served, value)
+        assert_json_error(r.status_code, {k.lower(): v for k, v in r.headers.items()},
+                          r.content, {400}, value)
+        assert OUTSIDE_BYTES not in served.get("/logo").content
+
+
+def test_logo_swapped_for_a_symlink_after_it_was_set_is_not_followed(served, outside):
+    path = os.path.join(served.data_dir, "mine.png")
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG mine")
+    assert set_logo(served, "mine.png").status_code == 200
+    assert served.get("/logo").content == b"\x89PNG mine"
+    os.remove(path)
+    os.symlink(outside, path)  # swapped for a link out of the data dir
+    r = served.get("/logo")
+    assert r.status_code == 200
+    assert OUTSIDE_BYTES not in r.content and BUNDLED_LOGO_MARK in r.content
+
+
+def test_emoji_paths_stay_in_the_emoji_folder(served, outside):
+    for path in ["/img/emoji/link.png", "/img/emoji/dirlink/secret.png",
+                 "/img/emoji/..%2Flink.png", "/img/emoji/%2E%2E%2F%2E%2E%2Fowncast.db",
+                 "/img/emoji/..%2F..%2F..%2F..%2Fetc%2Fpasswd", "/img/emoji/%00.png",
+                 "/img/emoji/" + outside.replace("/", "%2F")]:
+        status, h, raw = raw_request(served.web_port, "GET", path)
+        assert OUTSIDE_BYTES not in raw and b"SQLite" not in raw, path
+        assert_json_error(status, h, raw, {404}, path)
+    # The emoji list never points outside either: whatever it lists is served from the folder.
+    for entry in served.get("/api/emoji").json():
+        r = served.get(entry["emoji"])
+        assert OUTSIDE_BYTES not in r.content, entry
