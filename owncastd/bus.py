@@ -165,10 +165,13 @@ class Proxy:
         self._control_addr = f"inproc://bus-control-{id(self)}"
         self._control = self._ctx.socket(zmq.PAIR)
         self._control.bind(self._control_addr)
+        # Connected here, before run() starts in its thread (thread start is the memory
+        # barrier a socket handover needs), so stop() can never send before the peer exists.
+        self._steer = self._ctx.socket(zmq.PAIR)
+        self._steer.connect(self._control_addr)
 
     def run(self) -> None:
-        steer = self._ctx.socket(zmq.PAIR)
-        steer.connect(self._control_addr)
+        steer = self._steer
         try:
             zmq.proxy_steerable(self._xsub, self._xpub, None, steer)
         except zmq.ContextTerminated:
