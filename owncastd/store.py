@@ -131,6 +131,12 @@ class Store:
         with self._lock:
             self._db.close()
 
+    def _rollback(self) -> None:
+        # SQLite rolls back by itself on some errors (SQLITE_FULL when the disk is full): a
+        # ROLLBACK then fails with "no transaction is active" and would hide the real error.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
     # -- schema ---------------------------------------------------------------------------
 
     @property
@@ -151,7 +157,7 @@ class Store:
                     self._db.execute(f"PRAGMA user_version = {number}")
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
 
     # -- configuration saved through the admin API ------------------------------------------
@@ -182,7 +188,7 @@ class Store:
                     [(k, json.dumps(v), now) for k, v in values.items()])
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
 
     def delete_config(self, key: str) -> None:
@@ -218,7 +224,7 @@ class Store:
                     [(k, json.dumps(v)) for k, v in values.items()])
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
 
     def raise_state_max(self, key: str, value: int) -> int:
@@ -249,7 +255,7 @@ class Store:
                     "(SELECT MAX(id) FROM log_entries) - ?", (keep,))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
 
     def recent_log_entries(self, limit: int = 500, warnings_only: bool = False) -> list[dict]:
@@ -284,7 +290,7 @@ class Store:
                     [(vid, ip, ua, now, t, window) for vid, ip, ua, t in seen])
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
 
     def count_viewers(self, since: float) -> int:
@@ -317,7 +323,7 @@ class Store:
                         (series, series, keep))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
 
     def samples(self, series: str, since: str | None = None) -> list[dict]:
@@ -375,7 +381,7 @@ class Store:
                     f"WHERE id IN ({marks}) ORDER BY rowid", ids).fetchall()
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
         return [_chat_message(r) for r in rows]
 

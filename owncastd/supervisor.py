@@ -159,6 +159,7 @@ class Supervisor:
         sub = self._log_sink
         batch: list[dict] = []
         last_flush = time.monotonic()
+        failing: str | None = None
         try:
             while not self._collector_stop.is_set():
                 msg = sub.recv(timeout_ms=200)
@@ -167,13 +168,21 @@ class Supervisor:
                 if batch and (len(batch) >= 200 or time.monotonic() - last_flush > 0.3):
                     try:
                         store.add_log_entries(batch)
+                        failing = None
                     except Exception as exc:  # a full disk must not kill log collection
-                        print(f"owncastd: cannot store log entries: {exc}", file=sys.stderr)
+                        if str(exc) != failing:   # once per outage, not every 0.3 s
+                            print(f"owncastd: cannot store log entries in the database "
+                                  f"(dropping them until it works again): {exc}",
+                                  file=sys.stderr)
+                        failing = str(exc)
                     batch, last_flush = [], time.monotonic()
             # drain what is still queued so shutdown messages are kept
             while (msg := sub.recv(timeout_ms=50)) is not None:
                 batch.append(msg[1])
-            store.add_log_entries(batch)
+            try:
+                store.add_log_entries(batch)
+            except Exception as exc:
+                print(f"owncastd: cannot store log entries: {exc}", file=sys.stderr)
         finally:
             sub.close()
             store.close()
@@ -336,7 +345,15 @@ class Supervisor:
                 changed = True
         if changed and self.runtime is not None:
             self.runtime.children = {c.spec.name: c.proc.pid for c in self.children if c.proc}
+            self._write_runtime()
+
+    def _write_runtime(self) -> None:
+        # The file only helps a later start end orphans: failing to update it (a full disk)
+        # must not stop the supervisor. It is written whole (tmp + rename) or not at all.
+        try:
             self.runtime.write()
+        except OSError as exc:
+            log.error("cannot update the runtime file in %s: %s", self.data_dir, exc)
 
     def _spawn(self, child: Child) -> None:
         env = dict(os.environ, OWNCASTD_SUPERVISOR_PID=str(os.getpid()), **child.spec.env)
@@ -402,7 +419,7 @@ class Supervisor:
             sock.close()
         if self.runtime is not None:
             self.runtime.children = {}
-            self.runtime.write()
+            self._write_runtime()
         self.lock.release()
 
 

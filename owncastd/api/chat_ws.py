@@ -12,7 +12,7 @@ import logging
 from ..chat import protocol as p
 from ..chat.hub import Hub
 from ..chat.service import ChatService
-from .errors import BadRequest
+from .errors import DISK_FULL_MESSAGE, BadRequest, is_disk_full
 
 log = logging.getLogger("owncastd.chat.ws")
 
@@ -57,7 +57,11 @@ class ChatSocketResource:
                 self.handle(conn, inbound)
             except p.Refused as exc:
                 conn.send(p.error_event(str(exc)))
-            except Exception:
+            except Exception as exc:
+                if is_disk_full(exc):
+                    log.error("chat client %s: %s", conn.client_id, exc)
+                    conn.send(p.error_event(f"{inbound.type}: not sent: {DISK_FULL_MESSAGE}"))
+                    continue
                 log.exception("chat client %s: cannot handle a frame", conn.client_id)
                 conn.send(p.error_event("internal error handling this message; see the "
                                         "server log"))

@@ -12,6 +12,7 @@ keyframe, which ingest always precedes with the codec sequence headers (flagged 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ log = logging.getLogger("owncastd.transcoder")
 RECV_QUEUE = 200            # messages; with ingest's queue, the bound before frames are dropped
 IDLE_FINISH = 15.0          # seconds without media before a stream without STOP is finished
 STOP_GRACE = 2.0            # after the bus says a stream stopped, wait this long for its STOP
+DISK_FULL_RETRY = 5.0       # seconds before a stream whose output hit a full disk tries again
 
 
 def hls_dir(data_dir: str) -> str:
@@ -72,7 +74,7 @@ class StreamTranscoder:
     def finish(self) -> dict:
         try:
             self.pipeline.finish()
-        except RuntimeError as exc:
+        except (RuntimeError, OSError) as exc:   # OSError: the final playlists (a full disk)
             log.error("stream %d: transcoding failed: %s", self.stream, exc)
         return self.pipeline.stats()
 
@@ -91,6 +93,7 @@ class Worker:
         self.sock.bind(bus.media_address(data_dir))
         self.current: StreamTranscoder | None = None
         self.ended: set[int] = set()   # streams already finished: late records are ignored
+        self.paused: tuple[int, float] | None = None   # (stream, until): its output hit a full disk
         self.stopping = False
 
     def settings(self) -> dict:
@@ -143,6 +146,9 @@ class Worker:
             return
         if stream in self.ended:
             return
+        if self.current is None and self.paused and self.paused[0] == stream and \
+                time.monotonic() < self.paused[1]:
+            return
         if self.current is None or self.current.stream != stream:
             if self.current is not None:
                 self.end("media of another stream arrived")
@@ -154,6 +160,14 @@ class Worker:
         except RuntimeError as exc:
             log.error("stream %d: %s; ending this stream's output", stream, exc)
             self.end(str(exc))
+            if os.strerror(errno.ENOSPC) in str(exc):
+                # Not the stream's fault: try again later, so freed space brings video back
+                # without the broadcaster reconnecting (resumed at a keyframe, after a
+                # discontinuity).
+                self.ended.discard(stream)
+                self.paused = (stream, time.monotonic() + DISK_FULL_RETRY)
+                log.error("stream %d: the disk is full; retrying its output in %g s", stream,
+                          DISK_FULL_RETRY)
 
     def begin(self, stream: int, resumed: bool) -> None:
         settings = self.settings()
