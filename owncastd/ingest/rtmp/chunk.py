@@ -239,9 +239,28 @@ class ChunkReader:
                     continue
                 # Fast path: a type 3 continuation chunk of this same message with a
                 # one-byte basic header and no extended timestamp (the bulk of media).
-                if mv[pos] == st.fast_byte and not st.has_ext:
-                    pos += 1
+                fb = st.fast_byte
+                if mv[pos] == fb and not st.has_ext:
                     cs = self.chunk_size
+                    # Bulk path: when the rest of the message is all here as such chunks,
+                    # check every continuation header with one strided slice and join the
+                    # payload slices, instead of going round this loop once per chunk.
+                    k = (remaining + cs - 1) // cs
+                    stop = pos + remaining + k
+                    if k > 1 and stop <= n and \
+                            mv[pos:stop:cs + 1].tobytes() == bytes((fb,)) * k:
+                        last = pos + (k - 1) * (cs + 1)  # the final, possibly short, chunk
+                        buf += b"".join([mv[q + 1:q + 1 + cs] for q in range(pos, last, cs + 1)])
+                        buf += mv[last + 1:stop]
+                        st.buf = None
+                        st.remaining = 0
+                        self._inflight -= 1
+                        self._buffered -= len(buf) - remaining
+                        self._chunk_left = 0
+                        pos = stop
+                        self._complete(st, bytes(buf), out)
+                        continue
+                    pos += 1
                     self._chunk_left = cs if remaining > cs else remaining
                     continue
             if pos >= n:
