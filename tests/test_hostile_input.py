@@ -201,3 +201,12 @@ def test_emoji_paths_stay_in_the_emoji_folder(served, outside):
     for entry in served.get("/api/emoji").json():
         r = served.get(entry["emoji"])
         assert OUTSIDE_BYTES not in r.content, entry
+
+
+def test_deeply_nested_chat_frame_is_refused_not_an_internal_error():
+    """The websocket's frame parser: a 16 KiB frame of `[[[[...` is a refused frame (ERROR to
+    the client), not an exception out of json's recursion."""
+    from owncastd.chat.protocol import MAX_FRAME_BYTES, Refused, parse_inbound
+    depth = MAX_FRAME_BYTES // 2 - 1
+    with pytest.raises(Refused, match="nested too deeply"):
+        parse_inbound("[" * depth + "]" * depth, 500)

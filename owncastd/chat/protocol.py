@@ -65,6 +65,8 @@ def parse_inbound(text: Any, max_length: int) -> Inbound | None:
         data = json.loads(text)
     except ValueError:
         raise Refused("frame is not valid JSON") from None
+    except RecursionError:  # `[[[[...` within the frame limit is deeper than json can go
+        raise Refused("frame is JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise Refused("frame must be a JSON object with a string field 'type'")
     kind = data.get("type")
