@@ -161,3 +161,23 @@ def test_segment_body_goes_out_with_sendfile(served):
     if "Operation not permitted" in text or not text.strip():
         pytest.skip("ptrace not permitted here")
     assert "sendfile(" in text
+
+
+def test_request_header_parser_matches_http_semantics():
+    import io
+
+    from owncastd.api.sendfile import RequestHeaders
+    raw = (b"Host: x\r\nContent-Type: text/plain\r\nX-Folded: a\r\n b\r\n"
+           b"Content-Length: 3\r\nnot a header\r\n\r\nrest")
+    fp = io.BytesIO(raw)
+    h = RequestHeaders.read(fp)
+    assert h.status == "" and fp.read() == b"rest"
+    assert h.get("content-type") == h.typeheader == "text/plain"
+    assert h.getheader("CONTENT-LENGTH") == "3" and "host" in h
+    assert h.get("x-folded") == "a b" and h.get("missing", "d") == "d"
+    del h["content-length"]
+    assert h.get("content-length") is None
+    assert h.headers == ["Host: x\r\n", "Content-Type: text/plain\r\n", "X-Folded: a b\r\n"]
+    assert RequestHeaders.read(io.BytesIO(b"A: " + b"x" * 70000 + b"\r\n\r\n")).status == "Line too long"
+    many = b"".join(b"H%d: v\r\n" % i for i in range(150)) + b"\r\n"
+    assert RequestHeaders.read(io.BytesIO(many)).status == "Too many headers"
