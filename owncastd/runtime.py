@@ -125,3 +125,39 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         pass
     if expected and os.getppid() != int(expected):
         sys.exit(0)
+
+
+@dataclass
+class ChildStart:
+    data_dir: str
+    fd: int | None
+    config: configmod.Config
+    runtime: Runtime
+
+
+def start_child(name: str, argv: list[str] | None = None, *, with_fd: bool = False,
+                green: bool = False) -> ChildStart:
+    """The common start of every child process: parse `--data-dir` (and `--fd`, the inherited
+    listening socket), die with the supervisor, rebuild the config from the runtime file and
+    log to stderr and the supervisor as `owncastd-<name>`."""
+    import argparse
+
+    from . import logs
+    parser = argparse.ArgumentParser(prog=f"owncastd-{name}")
+    parser.add_argument("--data-dir", required=True)
+    if with_fd:
+        parser.add_argument("--fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    die_with_parent()
+    config, rt = child_config(args.data_dir)
+    logs.setup(f"owncastd-{name}", config.get("log_level"), args.data_dir, green=green)
+    return ChildStart(args.data_dir, getattr(args, "fd", None), config, rt)
+
+
+def stop_on_signals():
+    """A threading.Event set by SIGTERM or SIGINT, for children whose loop waits on it."""
+    import threading
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop

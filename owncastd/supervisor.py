@@ -23,7 +23,7 @@ from typing import Callable
 
 import psutil
 
-from . import bus, logs
+from . import bus
 from .config import Config, ConfigError, load_file
 from .runtime import PidLock, Runtime
 from .store import Store, utcnow

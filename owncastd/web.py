@@ -6,14 +6,13 @@ connection and bus sockets.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
 from . import logs
-from .runtime import child_config, die_with_parent
+from .runtime import start_child
 
 # gevent-websocket worker whose handler sends files with sendfile (api/sendfile.py).
 WORKER_CLASS = "owncastd.api.sendfile.SendfileWorker"
@@ -69,17 +68,12 @@ class WebApplication(BaseApplication):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="owncastd-web")
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--fd", type=int, required=True)
-    args = parser.parse_args(argv)
-    die_with_parent()
-    config, _ = child_config(args.data_dir)
-    level = config.get("log_level")
-    logs.setup("owncastd-web", level, args.data_dir)
+    child = start_child("web", argv, with_fd=True)
+    config = child.config
     logging.getLogger("owncastd.web").info("web server starting with %d workers",
                                            config.get("web_workers"))
-    WebApplication(args.data_dir, args.fd, config.get("web_workers"), level).run()
+    WebApplication(child.data_dir, child.fd, config.get("web_workers"),
+                   config.get("log_level")).run()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 from .. import bus
 from ..config import ConfigError
 from .body import read_object, read_value
-from .chat import read_visibility
+from .chat import HistoryResource, VisibilityResource
 from .chat_ws import chat_parts
 from .errors import BadRequest
 
@@ -71,24 +71,6 @@ class ActionResource:
             _sent(resp, self.chat.action(body, author))
         except ValueError as exc:
             raise BadRequest(f"body: {exc}") from None
-
-
-class HistoryResource:
-    def __init__(self, chat):
-        self.chat = chat
-
-    def on_get(self, req, resp):
-        resp.media = self.chat.history()
-
-
-class VisibilityResource:
-    def __init__(self, chat):
-        self.chat = chat
-
-    def on_post(self, req, resp):
-        ids, visible = read_visibility(req)
-        found = self.chat.set_visibility(ids, visible)
-        resp.media = {"success": True, "message": f"changed {found} of {len(ids)} messages"}
 
 
 class StreamTitleResource:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 
-import falcon
 
 from ..stats.clients import list_clients
 from ..stats.geo import GeoLookup

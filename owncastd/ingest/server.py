@@ -8,7 +8,6 @@ the store, events on the bus and media to the transcoder.
 """
 from __future__ import annotations
 
-import argparse
 import hmac
 import itertools
 import logging
@@ -21,8 +20,8 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 import zmq
 
-from .. import bus, logs, media
-from ..runtime import child_config, die_with_parent
+from .. import bus, media
+from ..runtime import start_child
 from ..store import utcnow
 from .rtmp.session import (AudioData, Connected, MetaData, ProtocolError, PublishRequested,
                            ServerSession, Unpublished, VideoData)
@@ -288,16 +287,10 @@ class Connection:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="owncastd-ingest")
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--fd", type=int, required=True)
-    args = parser.parse_args(argv)
-    die_with_parent()
-    config, rt = child_config(args.data_dir)
-    logs.setup("owncastd-ingest", config.get("log_level"), args.data_dir, green=True)
-    listener = gsocket.socket(fileno=args.fd)
-    log.info("RTMP server is listening for incoming streams on port %d", rt.rtmp_port)
-    Ingest(config, args.data_dir, listener).serve_forever()
+    child = start_child("ingest", argv, with_fd=True, green=True)
+    listener = gsocket.socket(fileno=child.fd)
+    log.info("RTMP server is listening for incoming streams on port %d", child.runtime.rtmp_port)
+    Ingest(child.config, child.data_dir, listener).serve_forever()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ per distinct error and retried sooner than the interval; nothing here is ever fa
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -18,8 +17,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from .. import bus, logs
-from ..runtime import child_config, die_with_parent
+from .. import bus
+from ..runtime import start_child
 from ..version import __version__
 
 log = logging.getLogger("owncastd.directory")
@@ -172,15 +171,10 @@ class DirectoryService:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="owncastd-directory")
-    parser.add_argument("--data-dir", required=True)
-    args = parser.parse_args(argv)
-    die_with_parent()
-    config, _ = child_config(args.data_dir)
-    logs.setup("owncastd-directory", config.get("log_level"), args.data_dir)
-    subscriber = bus.Subscriber(args.data_dir, [bus.EVENT_STREAM_STARTED,
-                                                bus.EVENT_CONFIG_CHANGED])
-    DirectoryService(config, subscriber).run()
+    child = start_child("directory", argv)
+    subscriber = bus.Subscriber(child.data_dir, [bus.EVENT_STREAM_STARTED,
+                                                 bus.EVENT_CONFIG_CHANGED])
+    DirectoryService(child.config, subscriber).run()
 
 
 if __name__ == "__main__":

@@ -5,15 +5,12 @@ stream is live, the viewer count, in the store's `samples` table, keeping the ne
 read them, so they survive restarts."""
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
 import threading
 
 import psutil
 
-from .. import logs
-from ..runtime import child_config, die_with_parent
+from ..runtime import start_child, stop_on_signals
 from ..stats.viewers import viewer_count
 from ..store import utcnow
 
@@ -51,16 +48,8 @@ def run(config, data_dir: str, stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="owncastd-sampler")
-    parser.add_argument("--data-dir", required=True)
-    args = parser.parse_args(argv)
-    die_with_parent()
-    config, _ = child_config(args.data_dir)
-    logs.setup("owncastd-sampler", config.get("log_level"), args.data_dir)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run(config, args.data_dir, stop)
+    child = start_child("sampler", argv)
+    run(child.config, child.data_dir, stop_on_signals())
 
 
 if __name__ == "__main__":

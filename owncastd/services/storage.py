@@ -27,18 +27,15 @@ entries point at `/hls/...` here, which is always served; a copy that is not kep
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
-import signal
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 
-from .. import logs
-from ..runtime import child_config, die_with_parent
+from ..runtime import start_child, stop_on_signals
 
 log = logging.getLogger("owncastd.storage")
 
@@ -345,16 +342,8 @@ def run(config, data_dir: str, stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="owncastd-storage")
-    parser.add_argument("--data-dir", required=True)
-    args = parser.parse_args(argv)
-    die_with_parent()
-    config, _ = child_config(args.data_dir)
-    logs.setup("owncastd-storage", config.get("log_level"), args.data_dir)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run(config, args.data_dir, stop)
+    child = start_child("storage", argv)
+    run(child.config, child.data_dir, stop_on_signals())
 
 
 if __name__ == "__main__":

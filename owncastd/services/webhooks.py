@@ -13,13 +13,12 @@ followed.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from typing import Any
 
-from .. import bus, logs
-from ..runtime import child_config, die_with_parent
+from .. import bus
+from ..runtime import start_child
 from ..version import __version__
 
 log = logging.getLogger("owncastd.webhooks")
@@ -201,14 +200,9 @@ class Dispatcher:
 def main(argv: list[str] | None = None) -> None:
     from gevent import monkey
     monkey.patch_all()
-    parser = argparse.ArgumentParser(prog="owncastd-webhooks")
-    parser.add_argument("--data-dir", required=True)
-    args = parser.parse_args(argv)
-    die_with_parent()
-    config, _ = child_config(args.data_dir)
-    logs.setup("owncastd-webhooks", config.get("log_level"), args.data_dir, green=True)
+    child = start_child("webhooks", argv, green=True)
     log.info("webhook dispatcher ready")
-    Dispatcher(config, args.data_dir).run()
+    Dispatcher(child.config, child.data_dir).run()
 
 
 if __name__ == "__main__":

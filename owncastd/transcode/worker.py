@@ -11,7 +11,6 @@ keyframe, which ingest always precedes with the codec sequence headers (flagged 
 """
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import logging
@@ -21,8 +20,8 @@ import time
 
 import zmq
 
-from .. import bus, logs, media
-from ..runtime import child_config, die_with_parent
+from .. import bus, media
+from ..runtime import start_child
 from . import ladder
 
 log = logging.getLogger("owncastd.transcoder")
@@ -212,15 +211,10 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="owncastd-transcoder")
-    parser.add_argument("--data-dir", required=True)
-    args = parser.parse_args(argv)
-    die_with_parent()
-    config, _ = child_config(args.data_dir)
-    logs.setup("owncastd-transcoder", config.get("log_level"), args.data_dir)
+    child = start_child("transcoder", argv)
     from ..native.transcode import set_log_level
     set_log_level(16)  # AV_LOG_ERROR: keep x264's chatter out of the journal
-    Worker(config, args.data_dir).run()
+    Worker(child.config, child.data_dir).run()
 
 
 if __name__ == "__main__":
