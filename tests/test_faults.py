@@ -30,6 +30,8 @@ from conftest import wait_until
 from test_ingest import ffmpeg_publish, stop_proc
 from test_webhooks import Receiver
 
+from owncastd import bus
+
 pytestmark = pytest.mark.slow
 
 # One small rendition with 2 s segments: cheap enough for a shared 2-core machine.
@@ -355,6 +357,9 @@ def test_live_stream_survives_every_child_and_the_supervisor_being_killed(daemon
         pidfile = os.path.join(d.data_dir, "owncastd.pid")
         with open(pidfile) as f:
             assert f.read().strip() == str(sup_pid), "the stale pidfile is what a crash leaves"
+        stale = [a for a in (bus.pub_address(d.data_dir), bus.sub_address(d.data_dir),
+                             bus.log_address(d.data_dir)) if os.path.exists(a.split("://")[1])]
+        assert stale, "the killed supervisor's bus sockets should still be there (stale)"
         # A survivor the kernel could not end (another session's child, say) is recorded in the
         # runtime file: the new supervisor must end it.
         orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)",
