@@ -14,6 +14,7 @@ import os
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ SHUTDOWN_GRACE = 7.0        # seconds children get after SIGTERM before SIGKILL 
 BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 30.0         # a child that ran this long resets its backoff
+LOG_BACKLOG = 2000          # log records kept while the store cannot take them (a full disk)
 
 
 class StartupError(RuntimeError):
@@ -165,17 +167,23 @@ class Supervisor:
                 msg = sub.recv(timeout_ms=200)
                 if msg is not None:
                     batch.append(msg[1])
-                if batch and (len(batch) >= 200 or time.monotonic() - last_flush > 0.3):
+                due = (time.monotonic() - last_flush > 2.0) if failing else \
+                    (len(batch) >= 200 or time.monotonic() - last_flush > 0.3)
+                if batch and due:
                     try:
                         store.add_log_entries(batch)
-                        failing = None
+                        failing, batch = None, []
                     except Exception as exc:  # a full disk must not kill log collection
-                        if str(exc) != failing:   # once per outage, not every 0.3 s
+                        if str(exc) != failing:   # once per outage, not every retry
                             print(f"owncastd: cannot store log entries in the database "
-                                  f"(dropping them until it works again): {exc}",
-                                  file=sys.stderr)
+                                  f"(keeping the newest {LOG_BACKLOG} to retry every 2 s): "
+                                  f"{exc}", file=sys.stderr)
                         failing = str(exc)
-                    batch, last_flush = [], time.monotonic()
+                        # Kept (full disk, locked), the records that say what went wrong show
+                        # up once it works again; a batch the store refuses is dropped.
+                        batch = batch[-LOG_BACKLOG:] \
+                            if isinstance(exc, sqlite3.OperationalError) else []
+                    last_flush = time.monotonic()
             # drain what is still queued so shutdown messages are kept
             while (msg := sub.recv(timeout_ms=50)) is not None:
                 batch.append(msg[1])

@@ -164,6 +164,10 @@ def test_full_disk_gives_clear_errors_and_recovers(daemon_factory, small_disk):
             assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         finally:
             db.close()
+        # The log records from the outage were kept and stored once space was freed.
+        wait_until(lambda: any("disk is full" in e["message"] for e in
+                               d.get("/api/admin/logs/warnings", auth=d.auth).json()), 20,
+                   what="the outage's log records in /api/admin/logs/warnings")
         texts = [m.get("body", "") for m in d.get("/api/admin/chat/messages", auth=d.auth).json()]
         assert any("before the disk filled" in t for t in texts)
         assert any("after space was freed" in t for t in texts)
