@@ -82,12 +82,20 @@ class ViewerTracker:
             self.store.prune_viewers(now - PRUNE_AFTER)
 
     def _run(self) -> None:
+        import sqlite3
+
         import gevent
+        failing = None
         while True:
             gevent.sleep(FLUSH_INTERVAL)
             try:
                 self.flush()
-            except Exception:  # a locked database must not end counting for good
+                failing = None
+            except sqlite3.OperationalError as exc:  # full disk, locked: say it once, go on
+                if str(exc) != failing:
+                    log.warning("could not record viewers (retrying): %s", exc)
+                failing = str(exc)
+            except Exception:  # a bug must not end counting for good
                 log.exception("could not record viewers")
 
 
