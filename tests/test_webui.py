@@ -541,7 +541,9 @@ def test_chat_styles_system_and_action_messages_apart(site, chat, open_page, art
     assert action_style[0] == "italic" and system_style[1] == "solid"
     emoji = w.page.locator(".message-chat .body img").first
     assert emoji.get_attribute("src").startswith("/img/emoji/")
-    assert w.page.evaluate("document.querySelector('.message-chat .body img').naturalWidth") > 0
+    # the image loads after the message appears: wait for it rather than race it
+    w.page.wait_for_function("(() => { const i = document.querySelector('.message-chat .body img');"
+                             " return i && i.complete && i.naturalWidth > 0; })()", timeout=10_000)
     link = w.page.locator(".message-chat .body a").first
     assert link.get_attribute("href") == "https://example.org"
     w.page.screenshot(path=str(artefacts / "chat.png"))
