@@ -376,15 +376,13 @@ class DataAMF0(Message):
 
 
 @dataclass
-class Audio(Message):
-    """"The client or the server sends this message to send audio data to the peer."
-    The payload is an FLV AUDIODATA tag body, kept as raw bytes."""
+class _Media(Message):
+    """Audio and video share their wire form: the payload (an FLV tag body) as raw bytes."""
 
     timestamp: int
     payload: bytes
     message_stream_id: int = 1
-    chunk_stream_id: int = 4
-    TYPE_ID: ClassVar[int] = TYPE_AUDIO
+    chunk_stream_id: int = 0  # each subclass has its own default
 
     @classmethod
     def read(cls, raw):
@@ -396,23 +394,21 @@ class Audio(Message):
 
 
 @dataclass
-class Video(Message):
+class Audio(_Media):
+    """"The client or the server sends this message to send audio data to the peer."
+    The payload is an FLV AUDIODATA tag body, kept as raw bytes."""
+
+    chunk_stream_id: int = 4
+    TYPE_ID: ClassVar[int] = TYPE_AUDIO
+
+
+@dataclass
+class Video(_Media):
     """"The client or the server sends this message to send video data to the peer."
     The payload is an FLV VIDEODATA tag body, kept as raw bytes."""
 
-    timestamp: int
-    payload: bytes
-    message_stream_id: int = 1
     chunk_stream_id: int = 6
     TYPE_ID: ClassVar[int] = TYPE_VIDEO
-
-    @classmethod
-    def read(cls, raw):
-        return cls(raw.timestamp, raw.payload, raw.message_stream_id, raw.chunk_stream_id)
-
-    def marshal(self):
-        return RawMessage(self.chunk_stream_id, self.timestamp, self.TYPE_ID,
-                          self.message_stream_id, self.payload)
 
 
 @dataclass
