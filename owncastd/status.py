@@ -6,6 +6,8 @@ State keys (written by ingest and the viewer counter, read by every API worker):
 """
 from __future__ import annotations
 
+import os
+from datetime import datetime
 from typing import Any
 
 from .config import Config
@@ -34,10 +36,26 @@ def read_state(config: Config) -> dict[str, Any]:
     }
 
 
-def public_status(config: Config) -> dict[str, Any]:
-    """`GET /api/status` (spec fields, plus versionNumber and streamTitle as 0.0.7: D8, D20)."""
+def hls_ready(data_dir: str, online: bool, connected_at: str | None) -> bool:
+    """Whether this stream's HLS can be played: the first rendition's playlist was written
+    since the broadcaster connected (a playlist left by an earlier stream does not count)."""
+    if not online or not connected_at:
+        return False
+    try:
+        written = os.stat(os.path.join(data_dir, "hls", "0", "stream.m3u8")).st_mtime
+    except OSError:
+        return False
+    return written >= datetime.fromisoformat(connected_at).timestamp() and \
+        os.path.exists(os.path.join(data_dir, "hls", "stream.m3u8"))
+
+
+def public_status(config: Config, data_dir: str | None = None) -> dict[str, Any]:
+    """`GET /api/status` (spec fields, plus versionNumber and streamTitle as 0.0.7: D8, D20,
+    and our `hlsReady`: the player should load /hls/stream.m3u8 only once it is true)."""
     s = read_state(config)
-    return {
+    extra = {} if data_dir is None else {
+        "hlsReady": hls_ready(data_dir, s["online"], s["lastConnectTime"])}
+    return {**extra,
         "online": s["online"],
         "viewerCount": s["viewerCount"],
         "sessionMaxViewerCount": s["sessionPeak"],

@@ -138,3 +138,26 @@ def test_ffmpeg_backend_writes_the_same_layout(daemon_factory):
         video = [s for s in streams if s["codec_type"] == "video"][0]
         assert (video["width"], video["height"]) == (w, h)
         assert any(s["codec_type"] == "audio" for s in streams)
+
+
+def test_status_says_when_this_streams_hls_is_ready(ladder_daemon):
+    d = ladder_daemon
+    assert d.get("/api/status").json()["hlsReady"] is False  # offline
+    pub = ffmpeg_publish(d, seconds=6, size="640x360", rate=30)
+    try:
+        wait_until(lambda: status(d)["online"], 10, what="online")
+        # not ready before the first playlist of this stream exists, ready once it does
+        ready_at = wait_until(lambda: d.get("/api/status").json()["hlsReady"] and time.monotonic(),
+                              20, what="hlsReady")
+        assert d.get("/hls/stream.m3u8").status_code == 200 and segments(playlist(d, 0))
+        pub.wait(timeout=30)
+        wait_until(lambda: not status(d)["online"], 15, what="offline")
+        assert d.get("/api/status").json()["hlsReady"] is False
+        # a new stream does not count the previous stream's playlists as ready
+        pub = ffmpeg_publish(d, seconds=6, size="640x360", rate=30)
+        wait_until(lambda: status(d)["online"], 10, what="online again")
+        first = d.get("/api/status").json()
+        assert first["hlsReady"] is False or "#EXT-X-ENDLIST" not in playlist(d, 0)
+        assert ready_at
+    finally:
+        stop_proc(pub)

@@ -40,12 +40,13 @@ class ConfigResource:
 
 
 class StatusResource:
-    def __init__(self, config):
+    def __init__(self, config, data_dir: str | None = None):
         self.config = config
+        self.data_dir = data_dir
 
     def on_get(self, req, resp):
         resp.set_header("Cache-Control", "no-cache")
-        resp.media = status.public_status(self.config)
+        resp.media = status.public_status(self.config, self.data_dir)
 
 
 class YPResource:
@@ -115,7 +116,7 @@ def add_routes(app, services) -> None:
     config = services.config
     emoji_dir = os.path.join(services.data_dir, "emoji")
     app.add_route("/api/config", ConfigResource(config))
-    app.add_route("/api/status", StatusResource(config))
+    app.add_route("/api/status", StatusResource(config, services.data_dir))
     app.add_route("/api/yp", YPResource(config))
     app.add_route("/api/emoji", EmojiResource(emoji_dir))
     from ..stats.viewers import tracker_for

@@ -5,4 +5,6 @@ import { watchStatus } from "./status.js";
 
 const player = new Player(document.getElementById("player"));
 getJSON("/api/config").then((config) => player.setName(config.name)).catch(() => {});
-watchStatus((status) => { if (status) player.setOnline(Boolean(status.online)); });
+watchStatus((status) => {
+  if (status) player.setOnline(Boolean(status.online) && status.hlsReady !== false);
+});

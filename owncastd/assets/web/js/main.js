@@ -26,5 +26,7 @@ watchStatus((status) => {
   if (online && !wasOnline) loadConfig(); // the operator may have changed details meanwhile
   wasOnline = online;
   showStatus(status, config);
-  if (status) player.setOnline(online);
+  // Load the player once this stream's playlists exist (hlsReady), not at the first
+  // instant of the publish, when /hls/stream.m3u8 is still missing or left from before.
+  if (status) player.setOnline(online && status.hlsReady !== false);
 });
