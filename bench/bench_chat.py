@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
-from conftest import Daemon
+from conftest import Daemon, temporary_daemon
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 P99_TARGET_MS = 250.0
@@ -37,16 +35,8 @@ def load(daemon: Daemon, clients: int, duration: float) -> dict:
 
 @pytest.fixture(scope="module")
 def chat_server():
-    tmp = tempfile.mkdtemp(prefix="oc-")
-    d = Daemon(os.path.join(tmp, "d"))
-    os.makedirs(d.data_dir)
-    d.start()
-    yield d
-    try:
-        d.stop()
-    finally:
-        d.kill_everything()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with temporary_daemon() as d:
+        yield d
 
 
 def test_chat_fanout_1000_clients(benchmark, chat_server, bench_report):

@@ -28,10 +28,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -39,7 +37,7 @@ import psutil
 import pytest
 import requests
 
-from conftest import Daemon, wait_until
+from conftest import temporary_daemon, Daemon, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DURATION = float(os.environ.get("OWNCASTD_SOAK_SECONDS", "1200"))
@@ -182,20 +180,14 @@ def soak(d: Daemon) -> dict:
 
 @pytest.fixture(scope="module")
 def soak_server():
-    tmp = tempfile.mkdtemp(prefix="oc-")
-    d = Daemon(os.path.join(tmp, "d"))
-    os.makedirs(d.data_dir)
-    conf = os.path.join(d.data_dir, "soak.toml")
-    with open(conf, "w") as f:
-        f.write(CONFIG)
-    d.extra_args += ["--config", conf]
-    d.start()
-    yield d
-    try:
-        d.stop()
-    finally:
-        d.kill_everything()
-        shutil.rmtree(tmp, ignore_errors=True)
+    def with_config(d):
+        conf = os.path.join(d.data_dir, "soak.toml")
+        with open(conf, "w") as f:
+            f.write(CONFIG)
+        d.extra_args += ["--config", conf]
+
+    with temporary_daemon(with_config) as d:
+        yield d
 
 
 def test_soak(benchmark, soak_server, bench_report):

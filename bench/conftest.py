@@ -38,6 +38,7 @@ def _load_tests_conftest():
 
 _tests = _load_tests_conftest()
 Daemon = _tests.Daemon
+temporary_daemon = _tests.temporary_daemon
 free_port = _tests.free_port
 wait_until = _tests.wait_until
 

@@ -1,6 +1,9 @@
 """Shared fixtures: free ports, temporary data dirs and a real owncastd daemon."""
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -156,6 +159,62 @@ class Daemon:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+@contextlib.contextmanager
+def temporary_daemon(prepare=None, **kw):
+    """A started Daemon in its own temp dir for a module-scoped fixture; `prepare(d)` runs
+    before the start (e.g. to write a config file). Stopped and removed afterwards."""
+    tmp = tempfile.mkdtemp(prefix="oc-")
+    d = Daemon(os.path.join(tmp, "d"), **kw)
+    os.makedirs(d.data_dir)
+    try:
+        if prepare is not None:
+            prepare(d)
+        d.start()
+        yield d
+    finally:
+        try:
+            if d.proc is not None:
+                d.stop()
+        finally:
+            d.kill_everything()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class RecordingPublisher:
+    """Stands in for the bus publisher of an in-process app; keeps what was published."""
+
+    def __init__(self):
+        self.sent = []
+
+    def publish(self, topic, payload):
+        self.sent.append((topic, json.loads(json.dumps(payload))))
+
+
+def basic_auth(password: str, user: str = "admin") -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def in_process_app(data_dir: str, overrides=None, saved=None, emoji: bool = True):
+    """The Falcon app over a real store in `data_dir` (with the bundled emoji when `emoji`):
+    returns (falcon TestClient, config, RecordingPublisher, app)."""
+    from importlib import resources
+
+    from falcon import testing
+
+    from owncastd.api.app import create_app
+    from owncastd.config import Config
+    from owncastd.store import Store
+    if emoji:
+        shutil.copytree(str(resources.files("owncastd") / "assets" / "emoji"),
+                        os.path.join(data_dir, "emoji"))
+    config = Config(Store.in_data_dir(data_dir), {}, dict(overrides or {}))
+    if saved:
+        config.save(saved)
+    publisher = RecordingPublisher()
+    app = create_app(data_dir, config, publisher)
+    return testing.TestClient(app), config, publisher, app
 
 
 @pytest.fixture

@@ -10,43 +10,24 @@ import os
 import shutil
 import socket
 import subprocess
-from importlib import resources
 
 import pytest
-from falcon import testing
 
-from conftest import OWNCASTD, Daemon, free_port, wait_until
+from conftest import OWNCASTD, Daemon, basic_auth, free_port, in_process_app, wait_until
 from owncastd import bus
 from owncastd.api import validate
-from owncastd.api.app import create_app
-from owncastd.config import Config
-from owncastd.store import Store
 
 KEY = "admin-config-key-123456"
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
 
 
-class RecordingPublisher:
-    def __init__(self):
-        self.sent = []
-
-    def publish(self, topic, payload):
-        self.sent.append((topic, payload))
-
-
 @pytest.fixture
 def api(tmp_path):
     data_dir = str(tmp_path)
-    shutil.copytree(str(resources.files("owncastd") / "assets" / "emoji"),
-                    os.path.join(data_dir, "emoji"))
-    store = Store.in_data_dir(data_dir)
-    config = Config(store, {}, {})
-    config.save({"stream_key": KEY})
-    publisher = RecordingPublisher()
-    client = testing.TestClient(create_app(data_dir, config, publisher))
+    client, config, publisher, _ = in_process_app(data_dir, saved={"stream_key": KEY})
     client.config, client.publisher, client.data_dir = config, publisher, data_dir
-    client.auth = {"Authorization": "Basic " + base64.b64encode(f"admin:{KEY}".encode()).decode()}
+    client.auth = basic_auth(KEY)
     return client
 
 

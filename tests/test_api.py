@@ -1,37 +1,18 @@
 """The Falcon app in-process (falcon.testing), against a real store in a temp data dir."""
 import base64
 import os
-import shutil
-from importlib import resources
 
 import pytest
-from falcon import testing
 
-from owncastd.api.app import create_app
-from owncastd.config import Config
-from owncastd.store import Store
+from conftest import in_process_app
 
 KEY = "api-test-key-123456"
 
 
-class RecordingPublisher:
-    def __init__(self):
-        self.sent = []
-
-    def publish(self, topic, payload):
-        self.sent.append((topic, payload))
-
-
 @pytest.fixture
 def env(tmp_path):
-    data_dir = str(tmp_path)
-    shutil.copytree(str(resources.files("owncastd") / "assets" / "emoji"),
-                    os.path.join(data_dir, "emoji"))
-    store = Store.in_data_dir(data_dir)
-    config = Config(store, {}, {"stream_key": KEY})
-    publisher = RecordingPublisher()
-    client = testing.TestClient(create_app(data_dir, config, publisher))
-    return client, config, publisher, data_dir
+    client, config, publisher, _ = in_process_app(str(tmp_path), {"stream_key": KEY})
+    return client, config, publisher, str(tmp_path)
 
 
 def basic(user, password):

@@ -1,22 +1,15 @@
 """Chat without a daemon: rendering/sanitising, the protocol parser, the rate limiter, and the
 history/moderation routes in-process (falcon.testing)."""
 import base64
-import json
-import os
-import shutil
 from html.parser import HTMLParser
-from importlib import resources
 from urllib.parse import urlsplit
 
 import pytest
-from falcon import testing
 
+from conftest import in_process_app
 from owncastd import bus
-from owncastd.api.app import create_app
 from owncastd.chat import protocol as p
 from owncastd.chat.render import CHAT_TAGS, SYSTEM_TAGS, chat_html, system_html
-from owncastd.config import Config
-from owncastd.store import Store
 
 EMOJI = {"smile": "/img/emoji/smile.svg", "party_parrot": "/img/emoji/party_parrot.gif"}
 
@@ -172,30 +165,15 @@ KEY = "chat-test-key-123456"
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{KEY}".encode()).decode()}
 
 
-class RecordingPublisher:
-    def __init__(self):
-        self.sent = []
-
-    def publish(self, topic, payload):
-        self.sent.append((topic, json.loads(json.dumps(payload))))
-
-
 @pytest.fixture
 def env(tmp_path):
-    data_dir = str(tmp_path)
-    shutil.copytree(str(resources.files("owncastd") / "assets" / "emoji"),
-                    os.path.join(data_dir, "emoji"))
-    store = Store.in_data_dir(data_dir)
-    config = Config(store, {}, {"stream_key": KEY})
-    publisher = RecordingPublisher()
-    app = create_app(data_dir, config, publisher)
-    return testing.TestClient(app), store, publisher, app
+    client, config, publisher, app = in_process_app(str(tmp_path), {"stream_key": KEY})
+    return client, config.store, publisher, app
 
 
 def chat_service(app_env):
     # The worker's ChatService, reached through a route resource.
     client, store, publisher, app = app_env
-    from owncastd.api.chat_ws import ChatSocketResource
     for route in app._router._roots:
         if route.raw_segment == "entry":
             return route.resource.chat

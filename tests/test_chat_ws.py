@@ -1,34 +1,22 @@
 """Chat over the `/entry` websocket against the real daemon (2 API workers): fan-out across
 workers, limits and ERROR replies, moderation live, clients list, a killed worker."""
 import json
-import os
 import signal
-import tempfile
-import shutil
-import time
 
 import psutil
 import pytest
 
-from chat_helpers import (clients_on_every_worker, connect, db_rows, named_client, recv_json,
+from chat_helpers import (clients_on_every_worker, db_rows, named_client, recv_json,
                           recv_until, send)
-from conftest import Daemon, wait_until
+from conftest import temporary_daemon, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def chat_daemon():
-    tmp = tempfile.mkdtemp(prefix="oc-")
-    d = Daemon(os.path.join(tmp, "d"))
-    os.makedirs(d.data_dir)
-    d.start()
-    yield d
-    try:
-        d.stop()
-    finally:
-        d.kill_everything()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with temporary_daemon() as d:
+        yield d
 
 
 def is_chat(body_text):

@@ -4,11 +4,9 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 
 import psutil
 import pytest
-import requests
 
 from conftest import OWNCASTD, TEST_KEY, free_port, wait_until
 

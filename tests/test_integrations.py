@@ -2,15 +2,11 @@
 integration message showing up live in chat on the real daemon."""
 import base64
 import json
-import os
-import shutil
-import tempfile
 
 import pytest
 from falcon import testing
 
 from chat_helpers import clients_on_every_worker, recv_until
-from conftest import Daemon
 from owncastd.api.app import create_app
 from owncastd.config import Config
 from owncastd.store import Store

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
                                                 response_schema_conformance,
                                                 status_code_conformance)
 
-from conftest import Daemon, free_port
+from conftest import Daemon
 
 SPEC_PATH = os.path.join(os.path.dirname(__file__), "..", "owncastd", "assets", "openapi.yaml")
 EXCLUDED = {

@@ -1,28 +1,17 @@
 """Access token admin routes (D4), in-process against a real store."""
 import base64
-import os
 
 import pytest
-from falcon import testing
 
-from owncastd.api.app import create_app
-from owncastd.config import Config
-from owncastd.store import Store
+from conftest import in_process_app
 
 KEY = "tokens-test-key-123456"
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{KEY}".encode()).decode()}
 
 
-class NullPublisher:
-    def publish(self, topic, payload):
-        pass
-
-
 @pytest.fixture
 def client(tmp_path):
-    store = Store.in_data_dir(str(tmp_path))
-    config = Config(store, {}, {"stream_key": KEY})
-    return testing.TestClient(create_app(str(tmp_path), config, NullPublisher()))
+    return in_process_app(str(tmp_path), {"stream_key": KEY}, emoji=False)[0]
 
 
 def test_create_list_delete(client):

@@ -2,21 +2,17 @@
 real local HTTP receivers, for every event; hanging and failing receivers do not slow chat."""
 import base64
 import json
-import os
 import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from falcon import testing
 
 from chat_helpers import named_client, recv_until, send
-from conftest import wait_until
-from owncastd.api.app import create_app
+from conftest import in_process_app, wait_until
 from owncastd.config import Config
 from owncastd.services.webhooks import webhook_events
-from owncastd.store import Store
 
 KEY = "webhooks-test-key-123456"
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{KEY}".encode()).decode()}
@@ -24,16 +20,9 @@ ALL_EVENTS = ["CHAT", "USER_JOINED", "NAME_CHANGE", "VISIBILITY-UPDATE", "STREAM
               "STREAM_STOPPED", "STREAM_TITLE_UPDATED"]
 
 
-class NullPublisher:
-    def publish(self, topic, payload):
-        pass
-
-
 @pytest.fixture
 def client(tmp_path):
-    store = Store.in_data_dir(str(tmp_path))
-    config = Config(store, {}, {"stream_key": KEY})
-    return testing.TestClient(create_app(str(tmp_path), config, NullPublisher()))
+    return in_process_app(str(tmp_path), {"stream_key": KEY}, emoji=False)[0]
 
 
 def test_create_list_delete(client):
