@@ -10,6 +10,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -118,10 +119,23 @@ class Store:
         self._db.row_factory = sqlite3.Row
         # Connections may be shared by threads of one process (supervisor log collector).
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._use_wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self.migrate()
+
+    def _use_wal(self) -> None:
+        # WAL is a property of the file: set it once. Switching needs an exclusive lock that
+        # SQLite does not wait for, so processes opening a new database together retry.
+        for attempt in range(100):
+            try:
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05)
 
     @classmethod
     def in_data_dir(cls, data_dir: str) -> "Store":

@@ -542,8 +542,11 @@ def test_chat_styles_system_and_action_messages_apart(site, chat, open_page, art
     emoji = w.page.locator(".message-chat .body img").first
     assert emoji.get_attribute("src").startswith("/img/emoji/")
     # the image loads after the message appears: wait for it rather than race it
-    w.page.wait_for_function("(() => { const i = document.querySelector('.message-chat .body img');"
-                             " return i && i.complete && i.naturalWidth > 0; })()", timeout=10_000)
+    # (polled from here: wait_for_function with a string needs eval, which the page's CSP forbids)
+    wait_until(lambda: w.page.evaluate(
+        "(() => { const i = document.querySelector('.message-chat .body img');"
+        " return Boolean(i && i.complete && i.naturalWidth > 0); })()"), 10,
+        what="the emoji image to load")
     link = w.page.locator(".message-chat .body a").first
     assert link.get_attribute("href") == "https://example.org"
     w.page.screenshot(path=str(artefacts / "chat.png"))
