@@ -4,15 +4,34 @@ every one is overridden), with telemetry, WebDAV, the admin UI, Iceberg and Lanc
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 
-from conftest import free_port, wait_until
+from conftest import wait_until
 
 ACCESS_KEY = "owncastd-test"
 SECRET = "owncastd-test-secret"
+
+
+def quiet_port() -> int:
+    """A free port below the kernel's ephemeral range. weed refuses to start when a port it is
+    given is taken; one from the ephemeral range can be taken meanwhile as the local end of some
+    outgoing connection (the daemon's storage child keeps connecting while S3 is down)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def weed_binary() -> str | None:
@@ -23,7 +42,7 @@ def weed_binary() -> str | None:
 class SeaweedFS:
     def __init__(self, root: str):
         self.root = root
-        self.port = free_port()
+        self.port = quiet_port()
         self.proc: subprocess.Popen | None = None
         self._args: list[str] | None = None  # kept, so a restart reuses the same ports
 
@@ -32,7 +51,7 @@ class SeaweedFS:
         return f"http://127.0.0.1:{self.port}"
 
     def args(self) -> list[str]:
-        ports = {name: free_port() for name in (
+        ports = {name: quiet_port() for name in (
             "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
             "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc")}
         data = os.path.join(self.root, "data")
@@ -45,7 +64,19 @@ class SeaweedFS:
                 f"-s3.port={self.port}",
                 *[f"-{k}={v}" for k, v in ports.items()]]
 
-    def start(self, timeout: float = 60.0) -> "SeaweedFS":
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> "SeaweedFS":
+        """Start weed and wait for S3 to answer. Its internal ports are picked free but another
+        process may take one before weed binds it (seen on a busy machine): then they are picked
+        again; the S3 port, which the daemon under test is configured with, stays the same."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except AssertionError as exc:
+                if "Port allocation failed" not in str(exc) or attempt == attempts - 1:
+                    raise
+                self._args = self.args()
+
+    def _start_once(self, timeout: float) -> "SeaweedFS":
         env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET,
                    TMPDIR=self.root)
         self.log = open(os.path.join(self.root, "weed-output.log"), "ab")
@@ -55,12 +86,21 @@ class SeaweedFS:
                                      env=env, cwd=self.root, start_new_session=True)
         client = self.client()
 
-        def ready():
+        def ready_or_exited():
             if self.proc.poll() is not None:
-                raise AssertionError(f"weed exited: {self.output()[-2000:]}")
+                return "exited"  # ends the wait at once; wait_until would retry an exception
             client.list_buckets()
-            return True
-        wait_until(ready, timeout, interval=0.3, what="SeaweedFS S3 to answer")
+            return "ready"
+        try:
+            outcome = wait_until(ready_or_exited, timeout, interval=0.3,
+                                 what="SeaweedFS S3 to answer")
+        except AssertionError:
+            self.kill()
+            self.log.close()
+            raise
+        if outcome == "exited":
+            self.log.close()
+            raise AssertionError(f"weed exited: {self.output()[-2000:]}")
         return self
 
     def client(self):
