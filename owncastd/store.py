@@ -364,12 +364,18 @@ class Store:
                  1 if m.get("visible", True) else 0, m["timestamp"], m.get("clientId")))
 
     def chat_messages(self, *, limit: int, since: str | None = None,
-                      visible_only: bool = True) -> list[dict]:
-        """The newest `limit` messages (since `since`, an RFC 3339 UTC time), oldest first."""
+                      visible_only: bool = True,
+                      types: Iterable[str] | None = None) -> list[dict]:
+        """The newest `limit` messages (since `since`, an RFC 3339 UTC time; of `types` when
+        given), oldest first."""
         sql = "SELECT id, type, author, body, raw_body, visible, timestamp FROM messages"
         where, args = [], []
         if visible_only:
             where.append("visible = 1")
+        if types is not None:
+            types = list(types)
+            where.append(f"type IN ({','.join('?' * len(types))})")
+            args.extend(types)
         if since is not None:
             where.append("timestamp >= ?")
             args.append(since)
