@@ -386,6 +386,12 @@ class Store:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [_chat_message(r) for r in reversed(rows)]
 
+    def count_chat_messages(self) -> dict[str, int]:
+        """How many messages are stored, by type (for the metrics)."""
+        with self._lock:
+            rows = self._db.execute("SELECT type, COUNT(*) FROM messages GROUP BY type").fetchall()
+        return {r[0]: r[1] for r in rows}
+
     def set_chat_visibility(self, ids: list[str], visible: bool) -> list[dict]:
         """Show or hide messages by id; return the messages that exist, updated."""
         if not ids:
