@@ -1,8 +1,8 @@
 """Prometheus metrics, recorded where things happen and scraped at `GET /api/admin/prometheus`.
 
-Processes record into prometheus_client's multiprocess mode: the supervisor empties
-`RUN/prometheus` at start and exports PROMETHEUS_MULTIPROC_DIR to every child (the library
-reads it when imported), so each process (ingest, transcoder, every gunicorn worker) writes its
+Processes record into prometheus_client's multiprocess mode: the supervisor makes an empty
+folder for the run's metric files at start (`multiproc_dir`) and exports it as
+PROMETHEUS_MULTIPROC_DIR to every child (the library reads it when imported), so each process (ingest, transcoder, every gunicorn worker) writes its
 own memory-mapped files and any API worker's scrape sums them all. Gauges that a process sets
 are `livesum`: the supervisor deletes a dead child's gauge files (`process_exited`), so a
 crashed ingest's frame rate does not linger; counters of dead processes keep counting.
@@ -18,6 +18,7 @@ Recorded here:
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -28,19 +29,43 @@ NAMESPACE = "owncast"
 METER_INTERVAL = 1.0        # seconds over which the live rates are measured
 
 
+SHARED_MEMORY = "/dev/shm"
+
+
 def multiproc_dir(data_dir: str) -> str:
+    """Where this instance's metric files go: in memory (/dev/shm), one folder per data dir.
+    The files are mmapped, and writing to an mmapped page of a full file system kills the
+    process with SIGBUS: on the data dir's disk, a full disk would kill every API worker."""
+    digest = hashlib.sha1(os.path.abspath(data_dir).encode()).hexdigest()[:12]
+    return os.path.join(SHARED_MEMORY, f"owncastd-{digest}-prometheus")
+
+
+def fallback_dir(data_dir: str) -> str:
     from .bus import run_dir
     return os.path.join(run_dir(data_dir), "prometheus")
 
 
 def prepare(data_dir: str) -> str:
-    """Supervisor, before any child starts: an empty directory for this run's metric files,
-    exported to the children through the environment."""
+    """Supervisor, before any child starts: a new, empty folder of our own for this run's
+    metric files, exported to the children through the environment. When /dev/shm has no
+    folder we could create and own (no /dev/shm, or another user holds the name), the run dir."""
     path = multiproc_dir(data_dir)
     shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)     # fails if anything (a symlink, someone's folder) is left
+    except OSError:
+        path = fallback_dir(data_dir)
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, mode=0o700, exist_ok=True)
     os.environ[MULTIPROC_ENV] = path
     return path
+
+
+def remove() -> None:
+    """Supervisor, after every child is gone: the run's metric files go with it."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def process_exited(pid: int) -> None:
@@ -114,14 +139,16 @@ def http_metrics():
 
 
 class IngestMeter:
-    """Counts what the broadcaster sends; every METER_INTERVAL sets the live rates."""
+    """Counts what the broadcaster sends; every METER_INTERVAL sets the live rates. A window
+    starts at the first frame after a pause, so the idle time before a stream (or between
+    streams) never dilutes the first reading."""
 
     def __init__(self, clock=time.monotonic):
         self.frames, self.received, self.fps, self.bitrate = ingest_metrics()
         self.video_frames = self.frames.labels("video")
         self.audio_frames = self.frames.labels("audio")
         self.clock = clock
-        self._since = clock()
+        self._since = self._last = float("-inf")
         self._video = self._bytes = 0
 
     def video(self, size: int) -> None:
@@ -134,9 +161,12 @@ class IngestMeter:
 
     def _add(self, video: int, size: int) -> None:
         self.received.inc(size)
+        now = self.clock()
+        if now - self._last > METER_INTERVAL:
+            self._since, self._video, self._bytes = now, 0, 0
+        self._last = now
         self._video += video
         self._bytes += size
-        now = self.clock()
         elapsed = now - self._since
         if elapsed >= METER_INTERVAL:
             self.fps.set(self._video / elapsed)
@@ -146,7 +176,8 @@ class IngestMeter:
     def stopped(self) -> None:
         self.fps.set(0)
         self.bitrate.set(0)
-        self._since, self._video, self._bytes = self.clock(), 0, 0
+        self._since = self._last = float("-inf")
+        self._video = self._bytes = 0
 
 
 class TranscoderMeter:

@@ -418,6 +418,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 pass
         log.info("owncastd stopped")
+        metrics.remove()
         self._collector_stop.set()
         for thread in self._threads[1:]:
             thread.join(timeout=2)

@@ -2,6 +2,7 @@
 daemon (2 API workers, multiprocess mode) and read with prometheus_client's text-format parser:
 the values move with what happens (chat, a real ffmpeg publish, requests)."""
 import os
+import stat
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -154,3 +155,45 @@ def test_a_killed_ingest_leaves_no_stale_rate(site):
     wait_until(lambda: site.children_named("owncastd.ingest"), 20, what="ingest restarted")
     wait_until(lambda: site.get("/api/status").json()["online"] is False, 20, what="offline")
 
+
+
+@pytest.mark.slow
+def test_metric_files_are_in_memory_private_and_gone_after_a_stop(daemon):
+    """Not on the data dir's disk (mmapped files on a full disk kill with SIGBUS:
+    test_disk_full.py), only ours, and removed when the server stops."""
+    path = metrics.multiproc_dir(daemon.data_dir)
+    assert path.startswith("/dev/shm/")
+    info = os.lstat(path)
+    assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700
+    assert info.st_uid == os.getuid()
+    daemon.get("/api/status")
+    assert any(name.startswith("counter_") for name in os.listdir(path))
+    daemon.stop()
+    assert not os.path.exists(path)
+
+
+def test_ingest_rates_are_measured_from_the_first_frame_after_a_pause():
+    """An ingest idle for minutes then sent 25 fps never reads less: the idle time is not part
+    of the first window (a scrape right after the first frames would see it)."""
+    now = [1000.0]
+    meter = metrics.IngestMeter(clock=lambda: now[0])
+    readings = []
+
+    def stream(seconds):
+        for _ in range(int(seconds * 25)):
+            meter.video(1000)
+            readings.append((meter.fps._value.get(), meter.bitrate._value.get()))
+            now[0] += 0.04
+
+    now[0] += 300                       # idle since the process started
+    stream(3)
+    measured = [r for r in readings if r[0]]
+    assert len(measured) >= 2
+    for fps, bitrate in measured:
+        assert fps == pytest.approx(25, rel=0.05) and bitrate == pytest.approx(200_000, rel=0.05)
+    meter.stopped()
+    assert meter.fps._value.get() == 0 and meter.bitrate._value.get() == 0
+    readings.clear()
+    now[0] += 60                        # the next stream, a minute later
+    stream(2)
+    assert all(fps == pytest.approx(25, rel=0.05) for fps, _ in readings if fps)
