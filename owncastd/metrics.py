@@ -200,7 +200,10 @@ class TranscoderMeter:
             return
         if stream != self._stream:          # a new pipeline counts from zero
             self._stream, self._last = stream, {}
-        stats = stats_of()
+        try:
+            stats = stats_of()
+        except Exception:                   # metrics never get in the transcoder's way
+            return
         elapsed = max(now - self._at, 1e-3)
         self._at = now
         for i, rendition in enumerate(stats.get("renditions") or []):

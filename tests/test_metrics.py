@@ -197,3 +197,32 @@ def test_ingest_rates_are_measured_from_the_first_frame_after_a_pause():
     now[0] += 60                        # the next stream, a minute later
     stream(2)
     assert all(fps == pytest.approx(25, rel=0.05) for fps, _ in readings if fps)
+
+
+def test_transcoder_meter_turns_cumulative_stats_into_counters_and_rates():
+    now = [50.0]
+    meter = metrics.TranscoderMeter(clock=lambda: now[0])
+    encoded, dropped, segments, fps = metrics.transcoder_metrics()
+
+    def count(metric, rendition="0"):
+        return metric.labels(rendition)._value.get()
+
+    base = (count(encoded), count(dropped), count(segments))
+    meter.observe(7, lambda: {"renditions": [{"frames_out": 30, "frames_dropped": 2,
+                                              "segments": 0}]})
+    now[0] += 0.5
+    meter.observe(7, lambda: {"renditions": [{"frames_out": 99}]})   # too soon: not sampled
+    now[0] += 0.5
+    meter.observe(7, lambda: {"renditions": [{"frames_out": 55, "frames_dropped": 2,
+                                              "segments": 1}]})
+    assert (count(encoded) - base[0], count(dropped) - base[1], count(segments) - base[2]) \
+        == (55, 2, 1)
+    assert count(fps) == pytest.approx(25)
+    # A new stream's pipeline starts from zero: its first numbers are all new frames.
+    now[0] += 1
+    meter.observe(8, lambda: {"renditions": [{"frames_out": 10}]})
+    assert count(encoded) - base[0] == 65
+    meter.observe(8, lambda: {"renditions": [{"frames_out": 12}]}, force=True)
+    meter.idle()
+    assert count(fps) == 0 and count(encoded) - base[0] == 67
+    meter.observe(9, lambda: 1 / 0)                                   # never raises
