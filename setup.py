@@ -74,6 +74,7 @@ setup(
         "nh3>=0.2.14",
         "maxminddb>=2.4",
         "linkify-it-py>=2",
+        "prometheus-client>=0.17",
     ],
     entry_points={
         "console_scripts": [

@@ -363,7 +363,7 @@ def chat_list(ctx, limit):
     public history)."""
     client = client_of(ctx)
     if client.password:
-        data = client.admin("GET", "/api/admin/chat/messages")
+        data = client.admin("GET", "/api/admin/chat/messages?type=all")  # every type (D24)
     elif client.token:
         data = client.integration("GET", "/api/integrations/chat")
     else:

@@ -67,11 +67,30 @@ def public_status(config: Config, data_dir: str | None = None) -> dict[str, Any]
     }
 
 
+# `broadcaster.streamDetails` fields of Owncast 0.0.7's InboundStreamDetails with their zero
+# values. The frame rate goes out under both spellings (D23): `frameRate` (the spec) and
+# `framerate` (what 0.0.7 serialised and its clients read).
+STREAM_DETAILS_DEFAULTS = {"width": 0, "height": 0, "frameRate": 0, "videoBitrate": 0,
+                           "videoCodec": "", "audioBitrate": 0, "audioCodec": "", "encoder": ""}
+
+
+def broadcaster_view(broadcaster: dict | None) -> dict | None:
+    """The stored broadcaster in 0.0.7's shape: `{remoteAddr, time, streamDetails}` with every
+    InboundStreamDetails field present, whatever an older ingest stored."""
+    if not isinstance(broadcaster, dict):
+        return None
+    stored = broadcaster.get("streamDetails")
+    details = {**STREAM_DETAILS_DEFAULTS, **(stored if isinstance(stored, dict) else {})}
+    details["framerate"] = details["frameRate"]
+    return {**broadcaster, "remoteAddr": broadcaster.get("remoteAddr", ""),
+            "time": broadcaster.get("time"), "streamDetails": details}
+
+
 def admin_status(config: Config) -> dict[str, Any]:
     """`GET /api/admin/status` (peak names per D20)."""
     s = read_state(config)
     return {
-        "broadcaster": s["broadcaster"],
+        "broadcaster": broadcaster_view(s["broadcaster"]),
         "currentBroadcast": s["currentBroadcast"],
         "online": s["online"],
         "viewerCount": s["viewerCount"],

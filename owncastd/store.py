@@ -364,12 +364,18 @@ class Store:
                  1 if m.get("visible", True) else 0, m["timestamp"], m.get("clientId")))
 
     def chat_messages(self, *, limit: int, since: str | None = None,
-                      visible_only: bool = True) -> list[dict]:
-        """The newest `limit` messages (since `since`, an RFC 3339 UTC time), oldest first."""
+                      visible_only: bool = True,
+                      types: Iterable[str] | None = None) -> list[dict]:
+        """The newest `limit` messages (since `since`, an RFC 3339 UTC time; of `types` when
+        given), oldest first."""
         sql = "SELECT id, type, author, body, raw_body, visible, timestamp FROM messages"
         where, args = [], []
         if visible_only:
             where.append("visible = 1")
+        if types is not None:
+            types = list(types)
+            where.append(f"type IN ({','.join('?' * len(types))})")
+            args.extend(types)
         if since is not None:
             where.append("timestamp >= ?")
             args.append(since)
@@ -379,6 +385,12 @@ class Store:
         with self._lock:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [_chat_message(r) for r in reversed(rows)]
+
+    def count_chat_messages(self) -> dict[str, int]:
+        """How many messages are stored, by type (for the metrics)."""
+        with self._lock:
+            rows = self._db.execute("SELECT type, COUNT(*) FROM messages GROUP BY type").fetchall()
+        return {r[0]: r[1] for r in rows}
 
     def set_chat_visibility(self, ids: list[str], visible: bool) -> list[dict]:
         """Show or hide messages by id; return the messages that exist, updated."""

@@ -24,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from . import bus
+from . import bus, metrics
 from .config import Config, ConfigError, load_file
 from .runtime import PidLock, Runtime
 from .store import Store, utcnow
@@ -113,6 +113,7 @@ class Supervisor:
         self.sockets["web"] = listen(bind, web_port, "the web server")
         self.sockets["rtmp"] = listen(bind, rtmp_port, "RTMP")
         self._start_bus()
+        metrics.prepare(self.data_dir)   # before any child: they record into it
         store = self.config.store
         assert store is not None
         # Nothing can be live before ingest starts; a crash may have left `online` set.
@@ -328,6 +329,7 @@ class Supervisor:
                             child.spec.name, child.proc.pid, reason, ran, delay)
             # Its own children (gunicorn workers) would linger until they notice: end them now.
             _kill_group(child.proc.pid, signal.SIGTERM)
+            metrics.process_exited(child.proc.pid)
             child.proc = None
             self.on_child_exit(child)
 
@@ -416,6 +418,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 pass
         log.info("owncastd stopped")
+        metrics.remove()
         self._collector_stop.set()
         for thread in self._threads[1:]:
             thread.join(timeout=2)

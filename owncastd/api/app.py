@@ -17,6 +17,7 @@ from ..config import Config
 from ..runtime import child_config
 from .auth import AdminAuth, IntegrationAuth
 from .errors import handle_unexpected, serialize_error
+from .metrics import HTTPMetrics
 
 # Modules under owncastd.api with an `add_routes(app, services)` function, in order.
 ROUTE_MODULES = [
@@ -30,6 +31,7 @@ ROUTE_MODULES = [
     "tokens",
     "webhooks",
     "webui",
+    "metrics",
 ]
 
 
@@ -60,8 +62,8 @@ def create_app(data_dir: str, config=None, publisher=None) -> falcon.App:
     if publisher is None:
         publisher = bus.Publisher(data_dir, green=_in_gevent())
     services = Services(config, publisher, data_dir)
-    app = falcon.App(middleware=[AdminAuth(config), IntegrationAuth(config.store),
-                                 PublicCORS()])
+    app = falcon.App(middleware=[HTTPMetrics(), AdminAuth(config),
+                                 IntegrationAuth(config.store), PublicCORS()])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)

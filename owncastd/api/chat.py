@@ -2,6 +2,7 @@
 `POST /api/admin/chat/updatemessagevisibility` (the integrations twins are in integrations.py)."""
 from __future__ import annotations
 
+from ..chat import protocol as p
 from .body import read_object
 from .chat_ws import chat_parts
 from .errors import BadRequest
@@ -33,12 +34,31 @@ class HistoryResource:
         resp.media = self.chat.history()
 
 
+def listed_types(req) -> tuple[str, ...]:
+    """`?type=` of the admin list: user CHAT messages by default, as Owncast 0.0.7's moderation
+    history (D24); a comma-separated list of stored types, or `all`, for our own tools."""
+    value = req.get_param("type")
+    if value is None:
+        return (p.CHAT,)
+    if value == "all":
+        return p.STORED_TYPES
+    types = tuple(t.strip() for t in value.split(","))
+    unknown = [t for t in types if t not in p.STORED_TYPES]
+    if unknown:
+        raise BadRequest(f"type: {unknown[0]!r} is not a stored message type (one or more of "
+                         f"{', '.join(p.STORED_TYPES)}, comma-separated, or all)")
+    return types
+
+
 class AllMessagesResource:
+    """`GET /api/admin/chat/messages`: every stored message of the listed types, hidden ones
+    included (newest 5000, oldest first)."""
+
     def __init__(self, chat):
         self.chat = chat
 
     def on_get(self, req, resp):
-        resp.media = self.chat.all_messages()
+        resp.media = self.chat.all_messages(listed_types(req))
 
 
 class VisibilityResource:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .. import bus
 from ..config import ConfigError
-from .body import read_object, read_value
+from .body import read_object
 from .chat import HistoryResource, VisibilityResource
 from .chat_ws import chat_parts
 from .errors import BadRequest
@@ -14,15 +14,42 @@ from .errors import BadRequest
 MAX_TITLE = 255
 
 
-def _text(data: dict, field: str, max_len: int, required: bool = True) -> str | None:
-    value = data.get(field)
-    if value is None and not required:
+JSON_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer",
+                   float: "a number", list: "an array", dict: "an object", type(None): "null"}
+
+
+def json_type(value) -> str:
+    return JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def checked(data: dict, schema: dict[str, type], required: tuple[str, ...] = ()) -> dict:
+    """`data` checked against its OpenAPI request schema, as the admin setters are: every
+    required field present and every known field of its declared JSON type (null is not a
+    string: the schemas declare none nullable). Unknown fields are ignored, as in 0.0.7."""
+    for field in required:
+        if field not in data:
+            raise BadRequest(f"{field}: required")
+    for field, kind in schema.items():
+        if field not in data:
+            continue
+        value = data[field]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise BadRequest(f"{field}: expected {JSON_TYPE_NAMES[kind]}, "
+                             f"got {json_type(value)}")
+    return data
+
+
+def _text(data: dict, field: str, max_len: int) -> str | None:
+    """A checked string field, trimmed: non-empty and at most `max_len` characters (None when
+    absent)."""
+    if field not in data:
         return None
-    if not isinstance(value, str) or not value.strip():
-        raise BadRequest(f"{field}: expected a non-empty string")
-    if len(value.strip()) > max_len:
+    value = data[field].strip()
+    if not value:
+        raise BadRequest(f"{field}: must not be empty")
+    if len(value) > max_len:
         raise BadRequest(f"{field}: longer than {max_len} characters")
-    return value.strip()
+    return value
 
 
 def _sent(resp, event: dict) -> None:
@@ -37,9 +64,11 @@ class UserMessageResource:
         self.chat = chat
 
     def on_post(self, req, resp):
-        data = read_object(req)
-        field = "user" if data.get("user") is not None else "author"
-        author = _text(data, field, 100)
+        data = checked(read_object(req), {"user": str, "author": str, "body": str},
+                       required=("body",))
+        if "user" not in data and "author" not in data:
+            raise BadRequest("user: required (or author)")
+        author = _text(data, "user", 100) or _text(data, "author", 100)
         body = _text(data, "body", self.chat.max_length())
         try:
             _sent(resp, self.chat.user_message(author, body))
@@ -52,7 +81,8 @@ class SystemMessageResource:
         self.chat = chat
 
     def on_post(self, req, resp):
-        body = _text(read_object(req), "body", 10_000)
+        data = checked(read_object(req), {"body": str}, required=("body",))
+        body = _text(data, "body", 10_000)
         try:
             _sent(resp, self.chat.system_message(body))
         except ValueError as exc:
@@ -64,9 +94,9 @@ class ActionResource:
         self.chat = chat
 
     def on_post(self, req, resp):
-        data = read_object(req)
+        data = checked(read_object(req), {"body": str, "author": str}, required=("body",))
         body = _text(data, "body", self.chat.max_length())
-        author = _text(data, "author", 100, required=False)
+        author = _text(data, "author", 100)
         try:
             _sent(resp, self.chat.action(body, author))
         except ValueError as exc:
@@ -82,9 +112,7 @@ class StreamTitleResource:
         self.publisher = publisher
 
     def on_post(self, req, resp):
-        value = read_value(req)
-        if not isinstance(value, str):
-            raise BadRequest("value: expected a string")
+        value = checked(read_object(req), {"value": str}, required=("value",))["value"]
         if len(value) > MAX_TITLE:
             raise BadRequest(f"value: longer than {MAX_TITLE} characters")
         try:

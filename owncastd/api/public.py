@@ -18,6 +18,8 @@ def instance_details(config) -> dict:
     return {
         "name": c["instance.name"],
         "summary": c["instance.summary"],
+        # The summary as the web page shows it: the admin's Markdown, sanitised (D26).
+        "summaryHtml": page_html(c["instance.summary"]),
         "logo": "/logo",
         "tags": c["instance.tags"],
         "socialHandles": c["instance.social_handles"],

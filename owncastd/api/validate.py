@@ -152,21 +152,15 @@ VARIANT_FIELDS = ("name", "videoPassthrough", "audioPassthrough", "videoBitrate"
 
 
 def output_variants(value, codec: str) -> list[dict]:
-    """The ladder's own validation (types and ranges), plus: an encoded variant needs a
-    positive bitrate and frame rate when it gives them (0 would be a broken encoder setting)."""
+    """The ladder's own validation (types and ranges). 0 is accepted where Owncast 0.0.7 gave
+    it a meaning (D25): videoBitrate 0 = 1200 kbit/s, framerate 0 = 24, audioBitrate 0 =
+    audio passthrough; the ladder applies those defaults at stream start."""
     try:
         ladder.validate(value, codec=codec)
     except ValueError as exc:
         raise BadRequest(f"video/streamoutputvariants: {exc}") from None
-    out = []
-    for i, variant in enumerate(value):
-        if not variant.get("videoPassthrough"):
-            for key in ("videoBitrate", "framerate"):
-                if key in variant and variant[key] is not None and variant[key] < 1:
-                    raise BadRequest(f"video/streamoutputvariants: videoQualityVariants[{i}]."
-                                     f"{key}: must be positive")
-        out.append({k: variant[k] for k in VARIANT_FIELDS if variant.get(k) is not None})
-    return out
+    return [{k: variant[k] for k in VARIANT_FIELDS if variant.get(k) is not None}
+            for variant in value]
 
 
 def video_codec(value):

@@ -2,8 +2,9 @@
 
 Pages carry security headers: a Content-Security-Policy that allows only what the pages use
 (own scripts and styles, `blob:` media for hls.js's MediaSource, the chat websocket on this
-host, own or `data:` images), `nosniff`, a Referrer-Policy, and frame rules that deny framing
-of the main page but let other sites put `/embed/*` in an iframe. The operator's custom styles
+host, own, `data:` or https images, iframes of the players page content may embed), `nosniff`,
+a Referrer-Policy, and frame rules that deny framing of the main page but let other sites put
+`/embed/*` in an iframe. The operator's custom styles
 are served as a stylesheet of their own (`/customstyles.css`), so they can never become script.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from importlib import resources
 from urllib.parse import urlsplit
 
+from ..markup import EMBED_HOSTS
 from .files import DirectoryResource, FileResource, resolve_inside, send_file
 
 ASSETS = str(resources.files("owncastd") / "assets")
@@ -45,7 +47,9 @@ def content_security_policy(host: str, embeddable: bool, media_origins=()) -> st
         "script-src 'self'",
         "worker-src 'self'",          # hls.js transmuxes in /static/vendor/hls.js/hls.worker.js
         "style-src 'self'",
-        "img-src 'self' data:",
+        "img-src 'self' data: https:",   # page content may show the operator's images
+        # Page content may embed players from these hosts only (markup.EMBED_HOSTS).
+        "frame-src " + " ".join(f"https://{h}" for h in EMBED_HOSTS),
         f"media-src 'self' blob:{extra}",
         f"connect-src 'self'{sockets}{extra}",
         "base-uri 'none'",

@@ -108,9 +108,11 @@ class ChatService:
         return [public_view(m) for m in
                 self.store.chat_messages(limit=HISTORY_LIMIT, since=since)]
 
-    def all_messages(self) -> list[dict]:
+    def all_messages(self, types=None) -> list[dict]:
+        """Hidden ones included; only `types` (e.g. ("CHAT",)) when given."""
         return [public_view(m) for m in
-                self.store.chat_messages(limit=ADMIN_HISTORY_LIMIT, visible_only=False)]
+                self.store.chat_messages(limit=ADMIN_HISTORY_LIMIT, visible_only=False,
+                                         types=types)]
 
     def set_visibility(self, ids: list[str], visible: bool) -> int:
         """Hide or show messages, and re-send each to every client (0.0.7: one

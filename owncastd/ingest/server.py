@@ -20,7 +20,7 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 import zmq
 
-from .. import bus, media
+from .. import bus, media, metrics
 from ..runtime import start_child
 from ..store import utcnow
 from .rtmp.session import (AudioData, Connected, MetaData, ProtocolError, PublishRequested,
@@ -103,6 +103,7 @@ class Ingest:
         self.data_dir = data_dir
         self.events = bus.Publisher(data_dir, green=True)
         self.handoff = media.Handoff(MediaSender(data_dir))
+        self.meter = metrics.IngestMeter()
         self.live: Connection | None = None
         # Unique across ingest restarts, so the transcoder can tell a new stream from a late
         # record of a finished one.
@@ -165,6 +166,7 @@ class Ingest:
         self.live = None
         now = utcnow()
         self.handoff.stop({"stoppedAt": now, "reason": reason})
+        self.meter.stopped()
         self.store.set_states({"online": False, "lastDisconnectTime": now,
                                "broadcaster": None, "currentBroadcast": None})
         self.events.publish(bus.EVENT_STREAM_STOPPED, {"time": now, "reason": reason,
@@ -238,9 +240,11 @@ class Connection:
             if cls is VideoData:
                 if self.publishing:
                     handoff.video(event.timestamp_ms, event.payload)
+                    self.ingest.meter.video(len(event.payload))
             elif cls is AudioData:
                 if self.publishing:
                     handoff.audio(event.timestamp_ms, event.payload)
+                    self.ingest.meter.audio(len(event.payload))
             elif cls is MetaData:
                 if self.publishing:
                     self.ingest.update_details(event.metadata)

@@ -20,7 +20,7 @@ import time
 
 import zmq
 
-from .. import bus, media
+from .. import bus, media, metrics
 from ..runtime import start_child
 from . import ladder
 
@@ -94,6 +94,7 @@ class Worker:
         self.ended: set[int] = set()   # streams already finished: late records are ignored
         self.paused: tuple[int, float] | None = None   # (stream, until): its output hit a full disk
         self.stopping = False
+        self.meter = metrics.TranscoderMeter()
 
     def settings(self) -> dict:
         c = self.config.snapshot()
@@ -113,6 +114,8 @@ class Worker:
         poller.register(stopped.socket, zmq.POLLIN)
         while not self.stopping:
             ready = dict(poller.poll(500))
+            if self.current is not None:
+                self.meter.observe(self.current.stream, self.current.pipeline.stats)
             if stopped.socket in ready:
                 event = stopped.recv(timeout_ms=0)
                 if event and self.current is not None and \
@@ -195,6 +198,8 @@ class Worker:
         if len(self.ended) > 100:
             self.ended = set(sorted(self.ended)[-50:])
         stats = current.finish()
+        self.meter.observe(current.stream, lambda: stats, force=True)
+        self.meter.idle()
         log.info("stream %d output finished (%s): %d segments", current.stream, reason,
                  sum(r.get("segments", 0) for r in stats.get("renditions", [])))
         self.events.publish("event.transcoder_finished", {"stream": current.stream,

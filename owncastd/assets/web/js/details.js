@@ -8,10 +8,10 @@ export function showConfig(config) {
   document.title = config.name || "Owncast";
   $("instance-name").textContent = config.name || "";
   $("details-name").textContent = config.name || "";
-  $("summary").textContent = config.summary || "";
+  // Both rendered from the operator's Markdown and sanitised by the server; the CSP blocks script anyway.
+  $("summary").innerHTML = config.summaryHtml || "";
   $("tags").replaceChildren(...(config.tags || []).map((tag) => h("li", { class: "tag", text: `#${tag}` })));
   $("social").replaceChildren(...(config.socialHandles || []).map(socialLink).filter(Boolean));
-  // Rendered from the operator's Markdown and sanitised by the server; the CSP blocks script anyway.
   $("page-content").innerHTML = config.extraPageContent || "";
 }
 
