@@ -6,6 +6,7 @@ per-address limits and the failure throttle of one test do not touch the others.
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import threading
 import time
@@ -15,6 +16,7 @@ import pytest
 from conftest import temporary_daemon, wait_until
 from rtmp_publisher import RawPublisher, make_flv, read_flv, send_realtime
 from owncastd.ingest.rtmp.chunk import ChunkWriter, RawMessage
+from owncastd.store import DB_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -219,5 +221,36 @@ def test_aggregates_and_amf3_connect_make_a_stream_with_video_and_audio(daemon, 
                          capture_output=True, text=True, timeout=30, check=True).stdout
     kinds = {s["codec_type"] for s in json.loads(out)["streams"]}
     assert kinds == {"video", "audio"}
+    pub.close()
+    wait_offline(d)
+
+
+def test_a_locked_database_does_not_stall_rtmp(daemon, tags):
+    # Issue 13: store writes ran inside ingest's event loop, so a write waiting for the
+    # database lock (up to its 5 s busy timeout) stalled every RTMP connection.
+    d = daemon
+    assert status(d)["online"] is False
+    db = sqlite3.connect(os.path.join(d.data_dir, DB_FILE), timeout=1, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")  # hold the write lock, as a long transaction would
+    try:
+        began = time.monotonic()
+        pub = RawPublisher(rtmp(d), source="127.0.0.12").connect()
+        assert pub.publish(d.key) == START
+        assert time.monotonic() - began < 1.5
+        send_realtime(pub, [t for t in tags if t[1] < 2000])  # metadata too: another write
+        assert time.monotonic() - began < 4
+        # the record waits for the lock (read through the connection holding it)
+        (online,) = db.execute("SELECT value FROM state WHERE key = 'online'").fetchone() or \
+            ("false",)
+        assert online == "false"
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+
+    def online_with_details():
+        pub.read_messages(0.1)  # keep answering pings meanwhile
+        admin = d.get("/api/admin/status", auth=d.auth).json()
+        return admin["online"] and admin["broadcaster"]["streamDetails"]["width"] == 320
+    wait_until(online_with_details, 8, what="online with details once the lock is gone")
     pub.close()
     wait_offline(d)

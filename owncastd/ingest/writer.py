@@ -5,12 +5,15 @@ a slow disk); run inside the ingest's event loop it would stall every RTMP conne
 job runs in one worker thread on the writer's own connection (so the loop's reads never wait
 for the thread's lock), one after another in submission order; a job's `then` callback runs
 back in the loop once the write is done (e.g. announcing on the bus what was just recorded:
-the record first, then the announcement). Errors are logged in the loop, where logging is
-safe (the log handler's socket is gevent's).
+the record first, then the announcement). A job that finds the database locked is retried
+(order kept) for up to `RETRY_FOR` seconds, then given up with an error. Errors are logged in
+the loop, where logging is safe (the log handler's socket is gevent's).
 """
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from typing import Callable
 
 import gevent
@@ -21,6 +24,9 @@ from gevent.threadpool import ThreadPool
 from ..store import Store
 
 log = logging.getLogger("owncastd.ingest")
+
+RETRY_FOR = 60.0      # seconds a job is retried while the database is locked
+RETRY_DELAY = 0.5
 
 
 class BackgroundWriter:
@@ -46,13 +52,30 @@ class BackgroundWriter:
             if self._jobs.empty():
                 self._idle.set()
             job, then = self._jobs.get()
-            try:
-                self._pool.apply(job, (self.store,))
-            except Exception:
-                log.exception("could not write the stream state to the store")
+            if not self._write(job):
                 continue
             if then is not None:
                 try:
                     then()
                 except Exception:
                     log.exception("error after a store write")
+
+    def _write(self, job) -> bool:
+        began = time.monotonic()
+        warned = False
+        while True:
+            try:
+                self._pool.apply(job, (self.store,))
+                return True
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() - began > RETRY_FOR:
+                    log.error("could not write the stream state to the store: %s", exc)
+                    return False
+                if not warned:
+                    log.warning("the store is locked; retrying the stream state write")
+                    warned = True
+                gevent.sleep(RETRY_DELAY)
+            except Exception:
+                log.exception("could not write the stream state to the store")
+                return False
