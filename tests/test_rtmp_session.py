@@ -72,6 +72,20 @@ def test_ffmpeg_capture_replay(pieces):
     assert sess.bytes_received == len(data)
 
 
+@pytest.mark.parametrize("pieces", [[10 ** 9], [777], [3, 5000]])
+def test_raw_publisher_amf3_and_aggregate_capture_replay(pieces):
+    data = (CORPUS / "raw_publisher_amf3_aggregate.bin").read_bytes()
+    events, _ = run(data, pieces)
+    names = [type(e).__name__ for e in events]
+    assert names[:3] == ["HandshakeDone", "Connected", "PublishRequested"]
+    assert events[1].app == "live"  # read from the AMF3 connect object
+    assert (names.count("VideoData"), names.count("AudioData")) == (12, 46)
+    for kind in (s.VideoData, s.AudioData):
+        ts = [e.timestamp_ms for e in events if isinstance(e, kind)]
+        assert ts == sorted(ts) and ts[-1] > 800
+    assert names[-1] == "Unpublished"
+
+
 def test_ffmpeg_capture_same_events_for_any_split():
     data = (CORPUS / "ffmpeg_publish.bin").read_bytes()
     reference, _ = run(data, [len(data)])

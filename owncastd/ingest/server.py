@@ -347,7 +347,8 @@ class Connection:
             problem = reason
         except OSError as exc:
             reason = f"socket error: {exc}"
-            log.info("RTMP connection from %s ended: %s", peer, exc)
+            if not self.closed:  # else closed from here (takeover, eviction): said already
+                log.info("RTMP connection from %s ended: %s", peer, exc)
         except Exception:  # one connection's bug must not take the ingest down
             reason = "internal error"
             log.exception("unexpected error on RTMP connection from %s", peer)
