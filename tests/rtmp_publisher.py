@@ -12,7 +12,8 @@ vanishes without closing (stops reading and writing, socket left open).
     pub.close()
 
 Replies from the server are read as they come (`read_messages`); ping requests are answered
-unless `answer_pings` is False.
+unless `answer_pings` is False. `delayed`, `without` and `shifted` turn a tag list into what
+troubled encoders send (a late track, a loss, a jump or a 32-bit wrap); `send_realtime` paces it.
 """
 from __future__ import annotations
 
@@ -247,16 +248,44 @@ def read_flv(path: str) -> list[tuple[int, int, bytes]]:
     return tags
 
 
+def delayed(tags, kind: int, ms: int) -> list[tuple[int, int, bytes, int]]:
+    """The tags with a send time (4th item, ms): those of `kind` sent `ms` later than their
+    timestamps say (e.g. audio arriving 1.5 s late from an app's separate audio thread), in
+    the order they would arrive."""
+    timed = [(k, ts, body, ts + (ms if k == kind else 0)) for k, ts, body, *_ in tags]
+    return sorted(timed, key=lambda t: t[3])
+
+
+def without(tags, start_ms: int, end_ms: int, kinds=(AUDIO, VIDEO)) -> list:
+    """The tags minus those of `kinds` stamped within [start_ms, end_ms) (a network loss)."""
+    return [t for t in tags if not (t[0] in kinds and start_ms <= t[1] < end_ms)]
+
+
+def shifted(tags, ms: int, *, after_ms: int = 0) -> list:
+    """Timestamps from `after_ms` on moved by `ms`, modulo 2**32 like RTMP's clock: a jump back
+    (negative), forward, or across the 32-bit wrap (a base just under 2**32). A send time (4th
+    item) stays as it was, so pacing keeps following the original timing."""
+    out = []
+    for kind, ts, body, *rest in tags:
+        send = rest[0] if rest else ts
+        new = (ts + ms) & 0xFFFFFFFF if ts >= after_ms else ts
+        out.append((kind, new, body, send))
+    return out
+
+
 def send_realtime(pub: RawPublisher, tags, *, offset_ms: int = 0, speed: float = 1.0,
                   stop=None) -> None:
-    """Send tags paced by their timestamps (plus `offset_ms`), until `stop()` is true."""
+    """Send tags paced by their send time (4th item, see `delayed`/`shifted`) or else their
+    timestamp, stamped with timestamp + `offset_ms`, until `stop()` is true."""
+    if not tags:
+        return
     began = time.monotonic()
-    first = tags[0][1] if tags else 0
-    for kind, ts, body in tags:
+    first = tags[0][3] if len(tags[0]) > 3 else tags[0][1]
+    for kind, ts, body, *rest in tags:
         if stop is not None and stop():
             return
-        due = began + (ts - first) / 1000 / speed
+        due = began + ((rest[0] if rest else ts) - first) / 1000 / speed
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        pub.send_tag(kind, ts + offset_ms, body)
+        pub.send_tag(kind, (ts + offset_ms) & 0xFFFFFFFF, body)

@@ -486,3 +486,17 @@ def test_live_gstreamer_rtmpsink_publish():
         "aacparse", "!", "m."])
     assert not result["digest"]
     check_publish_events(result["events"], audio=True, min_frames=14, min_span_ms=800)
+
+
+def test_raw_publisher_tag_schedules():
+    # the test tool's own transformations (tests/rtmp_publisher.py), used by media tests
+    from rtmp_publisher import AUDIO, VIDEO, delayed, shifted, without
+    tags = [(VIDEO, 0, b"v0"), (AUDIO, 0, b"a0"), (VIDEO, 40, b"v1"), (AUDIO, 23, b"a1")]
+    assert [(k, t, s) for k, t, _, s in delayed(tags, AUDIO, 1500)] == [
+        (VIDEO, 0, 0), (VIDEO, 40, 40), (AUDIO, 0, 1500), (AUDIO, 23, 1523)]
+    assert without(tags, 20, 50) == tags[:2]
+    assert without(tags, 20, 50, kinds=(AUDIO,)) == tags[:3]
+    wrapped = shifted(tags, (1 << 32) - 30, after_ms=0)
+    assert [t for _, t, _, _ in wrapped] == [(1 << 32) - 30, (1 << 32) - 30, 10, (1 << 32) - 7]
+    assert [s for *_, s in wrapped] == [0, 0, 40, 23]
+    assert [t for _, t, _, _ in shifted(tags, -20, after_ms=40)] == [0, 0, 20, 23]
