@@ -131,7 +131,8 @@ _SETTING_LIST = [
             "oldest one that is not publishing makes way for a new one.",
             check=lambda v: None if v >= 2 else "must be at least 2"),
     Setting("limits.rtmp.max_connections_per_address", int, 4, "RTMP connections at once "
-            "from one IP address.", check=_positive),
+            "from one IP address; beyond it, that address's oldest connection that is not "
+            "publishing makes way.", check=_positive),
     Setting("limits.rtmp.unpublished_buffer_bytes", int, 262144, "Bytes of partial messages "
             "an RTMP connection may hold before it publishes.",
             check=lambda v: None if v >= 4096 else "must be at least 4096"),

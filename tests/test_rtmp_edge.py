@@ -105,6 +105,11 @@ def test_connections_that_never_publish_do_not_lock_out_the_broadcaster(default_
         one_address = [c for c in held if c.sock.getsockname()[0] == "127.0.0.1"]
         still_open = [c for c in one_address if not c.closed_by_server(0.05)]
         assert len(still_open) <= 4  # limits.rtmp.max_connections_per_address
+        # a broadcaster sharing the attackers' address (NAT) gets in too
+        pub.close()
+        wait_offline(d)
+        pub = RawPublisher(rtmp(d), source="127.0.0.1").connect()
+        assert pub.publish(d.key) == START
         # partial messages of connections that never published are bounded (256 KiB each)
         assert ingest_rss(d) - rss_before < 40 << 20
         pub.close()

@@ -189,30 +189,42 @@ class Ingest:
             conn.run()
         finally:
             self.connections.pop(conn, None)
-            self.per_address[peer] -= 1
-            if self.per_address[peer] <= 0:
-                del self.per_address[peer]
+            if conn.counted:
+                self.per_address[peer] -= 1
+            if self.per_address.get(peer, 0) <= 0:
+                self.per_address.pop(peer, None)
 
     def admit(self, peer: str) -> str | None:
         """Make room for a connection from `peer`, or say why it is refused. Connections that
-        never publish cannot lock the broadcaster out: an address gets only a few, and when
-        all are taken the oldest one that is not publishing is closed for the newcomer."""
+        never publish cannot lock the broadcaster out: when the address has its share, or all
+        connections are taken, the oldest connection that is not publishing (of that address,
+        or of all) is closed for the newcomer, which may be the broadcaster."""
         lim = self.limits()
         blocked = self.throttle.blocked_for(peer)
         if blocked:
             return f"too many failed publishes; refused for {blocked:.0f} s more"
-        if self.per_address[peer] >= lim.max_connections_per_address:
-            return f"{lim.max_connections_per_address} connections from this address already"
+        while self.per_address[peer] >= lim.max_connections_per_address:
+            if not self.evict(lambda c: c.address[0] == peer,
+                              f"{lim.max_connections_per_address} connections from this address"):
+                return f"{lim.max_connections_per_address} connections from this address already"
         while len(self.connections) >= lim.max_connections:
-            victim = next((c for c in self.connections if not c.publishing), None)
-            if victim is None:
+            if not self.evict(lambda c: True, f"the connection limit ({lim.max_connections})"):
                 return "connection limit reached"
-            del self.connections[victim]
-            self.refusals.warning(victim.address[0], "closing RTMP connection from %s: it has "
-                                  "not published and the connection limit (%d) is reached",
-                                  victim.address[0], lim.max_connections)
-            victim.terminate("closed to make room (connection limit)")
         return None
+
+    def evict(self, which, limit: str) -> bool:
+        """Close the oldest connection `which` selects that is not publishing; False if none."""
+        victim = next((c for c in self.connections if which(c) and not c.publishing), None)
+        if victim is None:
+            return False
+        del self.connections[victim]
+        # Its own greenlet ends soon; count it out now so the loops in admit() progress.
+        self.per_address[victim.address[0]] -= 1
+        victim.counted = False
+        self.refusals.warning(victim.address[0], "closing RTMP connection from %s: it has not "
+                              "published and %s is reached", victim.address[0], limit)
+        victim.terminate("closed to make room (connection limit)")
+        return True
 
     def listen_for_control(self) -> None:
         sub = bus.Subscriber(self.data_dir, [bus.CONTROL_DISCONNECT], green=True)
@@ -316,6 +328,7 @@ class Connection:
         self.closed = False
         self.publishing = False
         self.published = False  # ever: its problems are logged in full, not rate-limited
+        self.counted = True     # in Ingest.per_address (until evicted)
         # Set on a takeover: (media clock ms, monotonic s) of the stream this one continues;
         # turned into `ts_offset` at its first media message.
         self.resume_clock: tuple[int, float] | None = None
