@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import logging
+import threading
 import time
 import socket as pysocket
 from collections import Counter
@@ -137,6 +138,8 @@ class Ingest:
         # Where the live stream's media clock stood (ms) and when (monotonic s): a publisher
         # taking over continues from there.
         self.media_clock = (0, 0.0)
+        self._details: dict | None = None  # stream details waiting for their write
+        self._details_lock = threading.Lock()
         # Unique across ingest restarts, so the transcoder can tell a new stream from a late
         # record of a finished one.
         self.stream_numbers = itertools.count(int(time.time() * 1000) & 0x7FFFFFFF)
@@ -293,9 +296,17 @@ class Ingest:
         self.writer.submit(record)
 
     def update_details(self, metadata: dict) -> None:
+        # Coalesced: however often a publisher sends onMetaData, at most one write waits.
         details = stream_details(metadata)
+        with self._details_lock:  # shared with the writer thread; held for microseconds
+            queued = self._details is not None
+            self._details = details
+        if queued:
+            return
 
         def record(store):
+            with self._details_lock:
+                details, self._details = self._details, None
             broadcaster = store.get_state("broadcaster") or {}
             broadcaster["streamDetails"] = details
             store.set_state("broadcaster", broadcaster)

@@ -133,7 +133,7 @@ class _Decoder:
         return text, pos + n
 
     def value(self, pos: int, depth: int) -> tuple[Any, int]:
-        from .amf0 import UNDEFINED, AMF0Date, ECMAArray, TypedObject, XMLDocument
+        from .amf0 import UNDEFINED, AMF0Date, ECMAArray, XMLDocument
         if depth > MAX_DEPTH:
             raise AMF3Error(f"AMF3 nesting deeper than {MAX_DEPTH}")
         self.need(pos, 1, "type marker")
