@@ -307,6 +307,8 @@ class Ingest:
         def record(store):
             with self._details_lock:
                 details, self._details = self._details, None
+            if details is None:  # the stream stopped before this write's turn
+                return
             broadcaster = store.get_state("broadcaster") or {}
             broadcaster["streamDetails"] = details
             store.set_state("broadcaster", broadcaster)
@@ -316,6 +318,8 @@ class Ingest:
         if self.live is not conn:
             return
         self.live = None
+        with self._details_lock:  # details still waiting belong to the stream that ended
+            self._details = None
         now = utcnow()
         self.handoff.stop({"stoppedAt": now, "reason": reason})
         stopped = {"time": now, "reason": reason, "stream": conn.stream_number,
