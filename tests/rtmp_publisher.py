@@ -201,6 +201,11 @@ class RawPublisher:
         self.command("FCUnpublish", None, stream_name)
         self.command("deleteStream", None, float(self.stream_id))
 
+    def vanish(self) -> None:
+        """Go silent like a peer whose network dropped: no more data, pings unanswered, no
+        FIN (the socket stays open until `close`)."""
+        self.answer_pings = False
+
     def close(self) -> None:
         try:
             self.sock.close()
@@ -213,8 +218,9 @@ class RawPublisher:
 
 def make_flv(directory: str, seconds: float = 4, *, size: str = "320x240", rate: int = 25,
              audio: bool = True, video: bool = True, gop: int | None = None,
-             name: str = "source.flv") -> str:
-    """A small H.264/AAC FLV file made by ffmpeg (test pattern and sine)."""
+             audio_codec: str = "aac", name: str = "source.flv") -> str:
+    """A small FLV file made by ffmpeg (test pattern and sine): H.264 and `audio_codec`
+    (``aac``; ``libmp3lame`` for MP3, ffmpeg's FLV default)."""
     path = os.path.join(directory, name)
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
     if video:
@@ -226,7 +232,7 @@ def make_flv(directory: str, seconds: float = 4, *, size: str = "320x240", rate:
         cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop or rate),
                 "-pix_fmt", "yuv420p"]
     if audio:
-        cmd += ["-c:a", "aac", "-b:a", "64k"]
+        cmd += ["-c:a", audio_codec, "-b:a", "64k"]
     subprocess.run(cmd + ["-f", "flv", path], check=True, timeout=60)
     return path
 

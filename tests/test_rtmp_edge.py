@@ -165,6 +165,7 @@ def test_vanished_publisher_is_replaced_by_a_new_publish_within_2s(daemon, tags)
     wait_until(lambda: status(d)["online"], 5, what="online")
     since = status(d)["lastConnectTime"]
     # the first publisher vanishes: no FIN, no data, its socket stays open
+    first.vanish()
     time.sleep(0.3)
     began = time.monotonic()
     second = RawPublisher(rtmp(d), source="127.0.0.8").connect()
