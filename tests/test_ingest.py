@@ -156,8 +156,9 @@ def test_garbage_and_half_handshakes_leave_the_server_answering(daemon):
         assert time.monotonic() - began < 14
         s.close()
     junk.close()
-    logs = daemon.get("/api/admin/logs/warnings", auth=daemon.auth).text
-    assert "handshake" in logs
+    # the log line travels through the supervisor into the store: give it a moment
+    wait_until(lambda: "handshake" in daemon.get("/api/admin/logs/warnings", auth=daemon.auth).text,
+               5, what="the handshake timeout in the log")
 
 
 def test_killed_ingest_is_restarted_and_the_broadcaster_can_reconnect(daemon):

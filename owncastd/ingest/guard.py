@@ -84,13 +84,19 @@ class RefusalLog:
         self.per_address, self.total = per_address, total
 
     def warning(self, address: str, message: str, *args) -> None:
+        self.log_line(logging.WARNING, address, message, *args)
+
+    def info(self, address: str, message: str, *args) -> None:
+        self.log_line(logging.INFO, address, message, *args)
+
+    def log_line(self, level: int, address: str, message: str, *args) -> None:
         self.tick()
         logged = self._lines.get(address, 0)
         if logged < self.per_address and self._logged < self.total:
             self._lines[address] = logged + 1
             _trim(self._lines)
             self._logged += 1
-            self.log.warning(message, *args)
+            self.log.log(level, message, *args)
         else:
             self._suppressed[address] = self._suppressed.pop(address, 0) + 1
             _trim(self._suppressed)

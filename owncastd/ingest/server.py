@@ -375,8 +375,12 @@ class Connection:
             problem = reason
         except OSError as exc:
             reason = f"socket error: {exc}"
-            if not self.closed:  # else closed from here (takeover, eviction): said already
+            if self.closed:
+                pass  # closed from here (takeover, eviction): said already
+            elif self.published:
                 log.info("RTMP connection from %s ended: %s", peer, exc)
+            else:
+                self.ingest.refusals.info(peer, "RTMP connection from %s ended: %s", peer, exc)
         except Exception:  # one connection's bug must not take the ingest down
             reason = "internal error"
             log.exception("unexpected error on RTMP connection from %s", peer)
