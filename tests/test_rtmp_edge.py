@@ -100,7 +100,7 @@ def test_connections_that_never_publish_do_not_lock_out_the_broadcaster(default_
         began = time.monotonic()
         pub = RawPublisher(rtmp(d), source="127.0.0.2").connect()
         assert pub.publish(d.key) == START
-        assert time.monotonic() - began < 3
+        assert time.monotonic() - began < 5  # (before: never; it waited in the backlog)
         wait_until(lambda: status(d)["online"], 5, what="online")
         one_address = [c for c in held if c.sock.getsockname()[0] == "127.0.0.1"]
         still_open = [c for c in one_address if not c.closed_by_server(0.05)]
@@ -242,9 +242,9 @@ def test_a_locked_database_does_not_stall_rtmp(daemon, tags):
         began = time.monotonic()
         pub = RawPublisher(rtmp(d), source="127.0.0.12").connect()
         assert pub.publish(d.key) == START
-        assert time.monotonic() - began < 1.5
+        assert time.monotonic() - began < 3  # (before: 5 s busy timeout, then dropped)
         send_realtime(pub, [t for t in tags if t[1] < 2000])  # metadata too: another write
-        assert time.monotonic() - began < 4
+        assert time.monotonic() - began < 6
         # the record waits for the lock (read through the connection holding it)
         (online,) = db.execute("SELECT value FROM state WHERE key = 'online'").fetchone() or \
             ("false",)
