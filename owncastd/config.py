@@ -118,6 +118,35 @@ _SETTING_LIST = [
             "on average (0.0.7: 0.6/s).", check=_positive),
     Setting("chat.rate_limit_burst", int, 5, "Chat messages a client may send at once.",
             check=_positive),
+    # Edge limits, RTMP side (issue 19)
+    Setting("limits.rtmp.handshake_timeout", int, 10, "Seconds an RTMP connection has to "
+            "finish the handshake and send connect.", check=_positive),
+    Setting("limits.rtmp.publish_timeout", int, 10, "Seconds after connect an RTMP connection "
+            "has to publish with the right key.", check=_positive),
+    Setting("limits.rtmp.ping_interval", int, 2, "Seconds of silence from a publisher after "
+            "which ingest sends an RTMP ping.", check=_positive),
+    Setting("limits.rtmp.idle_timeout", int, 6, "Seconds of silence (pings unanswered) after "
+            "which a publisher is taken for dead and dropped.", check=_positive),
+    Setting("limits.rtmp.max_connections", int, 32, "RTMP connections at once; when full, the "
+            "oldest one that is not publishing makes way for a new one.",
+            check=lambda v: None if v >= 2 else "must be at least 2"),
+    Setting("limits.rtmp.max_connections_per_address", int, 4, "RTMP connections at once "
+            "from one IP address; beyond it, that address's oldest connection that is not "
+            "publishing makes way.", check=_positive),
+    Setting("limits.rtmp.unpublished_buffer_bytes", int, 262144, "Bytes of partial messages "
+            "an RTMP connection may hold before it publishes.",
+            check=lambda v: None if v >= 4096 else "must be at least 4096"),
+    Setting("limits.rtmp.auth_failure_budget", int, 10, "Failed publishes (wrong key or "
+            "application) from one address within the window before it is refused.",
+            check=_positive),
+    Setting("limits.rtmp.auth_failure_window", int, 60, "Seconds over which failed "
+            "publishes are counted.", check=_positive),
+    Setting("limits.rtmp.auth_cooldown", int, 300, "Seconds an address over its failure "
+            "budget is refused (closed at once, no key checked).", check=_positive),
+    Setting("limits.rtmp.log_refusals_per_address", int, 5, "Refusal log lines per address "
+            "per minute; the rest are summed up in one line a minute.", check=_positive),
+    Setting("limits.rtmp.log_refusals_total", int, 20, "Refusal log lines per minute in all.",
+            check=_positive),
 ]
 
 SETTINGS: dict[str, Setting] = {s.key: s for s in _SETTING_LIST}

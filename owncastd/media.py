@@ -16,7 +16,8 @@ Drop policy (the queue to the transcoder is bounded, and ingest never waits for 
   transcoder also learns of a stream's end from the bus event `event.stream_stopped`);
 * codec sequence headers are kept by ingest and sent again, flagged REPEAT, in front of every
   keyframe, so a transcoder that (re)starts mid-stream can begin at the next keyframe without
-  the broadcaster reconnecting.
+  the broadcaster reconnecting; a stream without video has no keyframes, so there the audio
+  header is repeated every AUDIO_REPEAT_MS of audio instead.
 Every audio/video frame is counted: handed on, or dropped.
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ FLAG_REPEAT = 4          # a cached sequence header sent again (see module doc)
 
 HEADER = struct.Struct("!BBHIII")
 MAX_RECORD = 64 * 1024 * 1024  # a record longer than this is corrupt, not media
+AUDIO_REPEAT_MS = 1000  # audio-only streams: the audio header again after this much audio
 
 
 def pack(kind: int, flags: int, stream: int, timestamp_ms: int, payload: bytes) -> bytes:
@@ -105,6 +107,7 @@ class Handoff:
     _video_header: bytes | None = None
     _audio_header: bytes | None = None
     _skip_to_keyframe: bool = False
+    _audio_repeat_due: int = 0
 
     def start(self, stream: int, info: dict) -> None:
         self.flush()
@@ -143,7 +146,15 @@ class Handoff:
         flags = audio_flags(payload)
         if flags & FLAG_SEQUENCE_HEADER:
             self._audio_header = payload
+            self._audio_repeat_due = timestamp_ms + AUDIO_REPEAT_MS
         else:
+            if self._video_header is None and self._audio_header is not None and not \
+                    0 <= self._audio_repeat_due - timestamp_ms <= AUDIO_REPEAT_MS:
+                # Audio only (so far): no keyframes to repeat the header at.
+                self._records.append(pack(AUDIO, FLAG_SEQUENCE_HEADER | FLAG_REPEAT,
+                                          self.stream, timestamp_ms, self._audio_header))
+                self.stats.repeats += 1
+                self._audio_repeat_due = timestamp_ms + AUDIO_REPEAT_MS
             self._audio += 1
         self._records.append(pack(AUDIO, flags, self.stream, timestamp_ms, payload))
 

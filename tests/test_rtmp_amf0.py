@@ -83,7 +83,13 @@ def test_invalid_utf8_round_trips_losslessly():
     (b"\x09", "object end"),
     (b"\x07\x00\x01", "unsupported"),
     (b"\x0d", "unsupported"),
-    (b"\x11", "unsupported"),
+    (b"\x11", "truncated AMF3"),
+    (b"\x11\x0a\x07\x01", "externalizable"),
+    (b"\x11\x06\x00", "string reference 0"),
+    (b"\x11\x09\x00", "object reference 0"),
+    (b"\x11\x09\xff\xff\xff\xff\x01", "array count"),
+    (b"\x11\x0d\x09\x00\x00\x00\x00\x01", "vector count"),
+    (b"\x11\x12", "unsupported AMF3"),
     (b"\xff", "unsupported"),
     (b"\x0a\xff\xff\xff\xff", "strict array count"),
     (b"\x0a\x00\x00\x00\x03\x05\x05", "strict array count"),
@@ -177,3 +183,47 @@ def test_mutated_encodings_raise_only_amf0error(value, data):
 
 def test_nan_survives():
     assert math.isnan(decode_value(encode_value(float("nan")))[0])
+
+
+# ---------------------------------------------------------------- AMF3 inside AMF0 (0x11)
+
+def test_amf3_values_round_trip_through_the_avmplus_marker():
+    value = {"app": "live", "n": 7, "neg": -5, "big": 1 << 30, "x": 2.5, "ok": True,
+             "none": None, "list": [1, "two", [3.0]], "raw": b"\x00\x01", "nested": {"k": "v"}}
+    wire = amf0.encode_values(["connect", 1.0, amf0.AMF3(value)])
+    assert wire[wire.index(b"\x11")] == 0x11
+    assert amf0.decode_values(wire) == ["connect", 1.0, value]
+
+
+def test_amf3_references_traits_and_typed_objects():
+    # An array holding: "ab" twice (second by string reference), a typed object with one
+    # sealed member, then a second object reusing its traits by reference, and a reference
+    # to the first object.
+    wire = bytes([0x11, 0x09, 0x0B, 0x01,          # array, 5 dense items, no assoc part
+                  0x06, 0x05]) + b"ab" + bytes([   # "ab" (string table 0)
+                  0x06, 0x00,                      # string reference 0 -> "ab"
+                  0x0A, 0x13, 0x03]) + b"C" + bytes([0x03]) + b"m" + bytes([  # traits C{m}
+                  0x04, 0x05,                      # m = 5
+                  0x0A, 0x01,                      # traits reference 0, m =
+                  0x04, 0x06,                      # 6
+                  0x0A, 0x02])                     # object reference 1 (the first C)
+    value, end = decode_value(wire)
+    assert end == len(wire)
+    first = amf0.TypedObject("C", {"m": 5})
+    assert value == ["ab", "ab", first, amf0.TypedObject("C", {"m": 6}), first]
+
+
+def test_amf3_object_cannot_contain_itself():
+    # anonymous dynamic object whose member "a" is a reference to the object being built
+    wire = bytes([0x11, 0x0A, 0x0B, 0x01, 0x03]) + b"a" + bytes([0x0A, 0x00, 0x01])
+    with pytest.raises(AMF0Error, match="object reference 0"):
+        decode_value(wire)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_amf3_random_bytes_raise_only_amf0error(data):
+    try:
+        decode_value(b"\x11" + data)
+    except AMF0Error as exc:
+        assert str(exc)

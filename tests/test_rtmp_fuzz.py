@@ -115,3 +115,14 @@ def test_mutated_commands_through_session(data):
         i = data.draw(st.integers(HANDSHAKE, len(buf) - 1))
         buf[i] = data.draw(st.integers(0, 255))
     drive(bytes(buf), [data.draw(st.integers(1, 2000))])
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_random_aggregate_payloads_raise_only_protocol_error(payload):
+    try:
+        msgs = decode_message(RawMessage(6, 0, 22, 1, payload)).messages
+    except ProtocolError as exc:
+        assert str(exc)
+    else:
+        assert sum(len(m.payload) + 15 for m in msgs) == len(payload)

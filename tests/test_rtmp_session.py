@@ -9,12 +9,12 @@ import threading
 import pytest
 
 from owncastd.ingest.rtmp import session as s
-from owncastd.ingest.rtmp.amf0 import ECMAArray, encode_values
+from owncastd.ingest.rtmp.amf0 import AMF3, ECMAArray, encode_values
 from owncastd.ingest.rtmp.chunk import ChunkReader, ChunkWriter, RawMessage
 from owncastd.ingest.rtmp.errors import ProtocolError
 from owncastd.ingest.rtmp.handshake import C1, HANDSHAKE_SIZE, make_digest_c1
 from owncastd.ingest.rtmp.messages import (
-    Acknowledgement, CommandAMF0, DataAMF0, SetChunkSize, SetPeerBandwidth,
+    Acknowledgement, Aggregate, CommandAMF0, DataAMF0, SetChunkSize, SetPeerBandwidth,
     UserControlPingRequest, UserControlPingResponse, UserControlStreamBegin,
     UserControlStreamEOF, WindowAckSize, decode_message,
 )
@@ -70,6 +70,20 @@ def test_ffmpeg_capture_replay(pieces):
     check_publish_events(events, audio=True)
     assert sess.handshake_digest  # ffmpeg signs C1; it validated our digest answer live
     assert sess.bytes_received == len(data)
+
+
+@pytest.mark.parametrize("pieces", [[10 ** 9], [777], [3, 5000]])
+def test_raw_publisher_amf3_and_aggregate_capture_replay(pieces):
+    data = (CORPUS / "raw_publisher_amf3_aggregate.bin").read_bytes()
+    events, _ = run(data, pieces)
+    names = [type(e).__name__ for e in events]
+    assert names[:3] == ["HandshakeDone", "Connected", "PublishRequested"]
+    assert events[1].app == "live"  # read from the AMF3 connect object
+    assert (names.count("VideoData"), names.count("AudioData")) == (12, 46)
+    for kind in (s.VideoData, s.AudioData):
+        ts = [e.timestamp_ms for e in events if isinstance(e, kind)]
+        assert ts == sorted(ts) and ts[-1] > 800
+    assert names[-1] == "Unpublished"
 
 
 def test_ffmpeg_capture_same_events_for_any_split():
@@ -232,6 +246,50 @@ def test_held_bytes_bounded():
     sess.feed(cl.cmd("createStream", 2) + cl.cmd("publish", 3, None, "k", stream=1))
     with pytest.raises(ProtocolError, match="pending"):
         sess.feed(cl.writer.write(RawMessage(6, 0, 9, 1, bytes(1001))))
+
+
+def test_partial_messages_of_an_unpublished_connection_are_bounded():
+    # Before a publish is accepted a connection may hold only a little in partial messages
+    # (issue 19: 32 idle connections each held ~25 MiB); once publishing, the full bound.
+    sess, cl, _ = connected(max_unpublished_bytes=10_000)
+    cl.receive(sess.data_to_send())
+    big = cl.writer.write(RawMessage(6, 0, 9, 1, bytes(50_000)))
+    with pytest.raises(ProtocolError, match="buffered"):
+        sess.feed(big[:20_000])
+    sess, cl = publishing()
+    big = cl.writer.write(RawMessage(6, 0, 9, 1, bytes(500_000)))
+    assert sess.feed(big[:300_000]) == []
+    assert [len(e.payload) for e in sess.feed(big[300_000:])] == [500_000]
+
+
+def test_aggregate_messages_are_unpacked_with_renormalised_timestamps():
+    sess, cl = publishing()
+    subs = [RawMessage(0, 1000, 9, 7, b"\x17\x01key"), RawMessage(0, 1010, 8, 7, b"\xaf\x01a"),
+            RawMessage(0, 1040, 9, 7, b"\x27\x01inter"),
+            RawMessage(0, 1040, 18, 7, encode_values(["onMetaData", {"width": 2.0}])),
+            RawMessage(0, 1050, 20, 7, encode_values(["publish", 0.0]))]  # ignored inside
+    events = sess.feed(cl.send(Aggregate(subs, 5000, message_stream_id=1)))
+    assert events == [s.VideoData(5000, b"\x17\x01key"), s.AudioData(5010, b"\xaf\x01a"),
+                      s.VideoData(5040, b"\x27\x01inter"), s.MetaData({"width": 2.0})]
+
+
+@pytest.mark.parametrize("cut", [5, 11, 20])
+def test_truncated_aggregate_is_a_protocol_error(cut):
+    sess, cl = publishing()
+    raw = Aggregate([RawMessage(0, 0, 9, 1, bytes(10))], 0, 1).marshal()
+    raw.payload = raw.payload[:cut]
+    with pytest.raises(ProtocolError, match="aggregate"):
+        sess.feed(cl.writer.write(raw))
+
+
+def test_amf3_values_in_connect_do_not_kill_the_connection():
+    sess = s.ServerSession(random=bytes)
+    cl = Client()
+    events = sess.feed(cl.handshake() + cl.cmd(
+        "connect", 1, AMF3({"app": "live", "objectEncoding": 3}), AMF3(["extra", 1])))
+    assert events[1].app == "live"
+    replies = cl.receive(sess.data_to_send())
+    assert replies[-1].arguments[0]["code"] == "NetConnection.Connect.Success"
 
 
 def test_media_before_publish_is_dropped():
@@ -428,3 +486,17 @@ def test_live_gstreamer_rtmpsink_publish():
         "aacparse", "!", "m."])
     assert not result["digest"]
     check_publish_events(result["events"], audio=True, min_frames=14, min_span_ms=800)
+
+
+def test_raw_publisher_tag_schedules():
+    # the test tool's own transformations (tests/rtmp_publisher.py), used by media tests
+    from rtmp_publisher import AUDIO, VIDEO, delayed, shifted, without
+    tags = [(VIDEO, 0, b"v0"), (AUDIO, 0, b"a0"), (VIDEO, 40, b"v1"), (AUDIO, 23, b"a1")]
+    assert [(k, t, s) for k, t, _, s in delayed(tags, AUDIO, 1500)] == [
+        (VIDEO, 0, 0), (VIDEO, 40, 40), (AUDIO, 0, 1500), (AUDIO, 23, 1523)]
+    assert without(tags, 20, 50) == tags[:2]
+    assert without(tags, 20, 50, kinds=(AUDIO,)) == tags[:3]
+    wrapped = shifted(tags, (1 << 32) - 30, after_ms=0)
+    assert [t for _, t, _, _ in wrapped] == [(1 << 32) - 30, (1 << 32) - 30, 10, (1 << 32) - 7]
+    assert [s for *_, s in wrapped] == [0, 0, 40, 23]
+    assert [t for _, t, _, _ in shifted(tags, -20, after_ms=40)] == [0, 0, 20, 23]

@@ -18,10 +18,12 @@ Date               0x0B         ``AMF0Date``
 Long String        0x0C         ``str`` (chosen when >= 65536 bytes)
 XML Document       0x0F         ``XMLDocument`` (a ``str`` subclass)
 Typed Object       0x10         ``TypedObject``
+AVM+ (AMF3)        0x11         decoded by ``amf3`` (see there); ``AMF3(value)``
+                                encodes one
 =================  ===========  ==========================================
 
-References (0x07), MovieClip, RecordSet, Unsupported and AVM+ markers are
-rejected: no RTMP publisher sends them in commands or metadata.
+References (0x07), MovieClip, RecordSet and Unsupported markers are rejected:
+no RTMP publisher sends them in commands or metadata.
 
 Strings are decoded with ``surrogateescape`` so bytes that are not valid UTF-8
 (seen in metadata written by odd encoders) neither fail the session nor get
@@ -37,10 +39,11 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import amf3
 from .errors import AMF0Error
 
 __all__ = [
-    "AMF0Date", "AMF0Error", "ECMAArray", "MAX_DEPTH", "MAX_ITEMS", "TypedObject",
+    "AMF0Date", "AMF0Error", "AMF3", "ECMAArray", "MAX_DEPTH", "MAX_ITEMS", "TypedObject",
     "UNDEFINED", "XMLDocument", "decode_value", "decode_values", "encode_value",
     "encode_values",
 ]
@@ -58,6 +61,7 @@ MARKER_DATE = 0x0B
 MARKER_LONG_STRING = 0x0C
 MARKER_XML_DOCUMENT = 0x0F
 MARKER_TYPED_OBJECT = 0x10
+MARKER_AVMPLUS = 0x11  # "switch to AMF3" for the next value
 
 #: Deepest container nesting accepted when decoding (the top-level value is depth 1).
 MAX_DEPTH = 32
@@ -124,6 +128,14 @@ class TypedObject:
     properties: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AMF3:
+    """Encode ``value`` as AMF3 inside AMF0 (marker 0x11), as Flash clients with
+    ``objectEncoding = 3`` do. Decoding never returns this wrapper, only the value."""
+
+    value: Any
+
+
 # --------------------------------------------------------------------------- encoding
 
 
@@ -186,6 +198,9 @@ def _encode(value: Any, out: bytearray) -> None:
     elif isinstance(value, AMF0Date):
         out.append(MARKER_DATE)
         out += _DATE.pack(value.milliseconds, value.timezone)
+    elif isinstance(value, AMF3):
+        out.append(MARKER_AVMPLUS)
+        out += amf3.encode_value(value.value)
     elif isinstance(value, TypedObject):
         out.append(MARKER_TYPED_OBJECT)
         _encode_utf8(value.class_name, out)
@@ -311,6 +326,8 @@ class _Decoder:
             name, pos = self.short_string(pos, "typed object class name")
             tobj = TypedObject(name, {})
             return tobj, self.properties(pos, depth + 1, tobj.properties)
+        if marker == MARKER_AVMPLUS:
+            return amf3.decode_value(data, pos, depth)
         if marker == MARKER_OBJECT_END:
             raise AMF0Error(f"unexpected AMF0 object end marker at offset {pos - 1}")
         raise AMF0Error(f"unsupported AMF0 type marker 0x{marker:02x} at offset {pos - 1}")

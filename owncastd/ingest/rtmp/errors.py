@@ -20,3 +20,7 @@ class ChunkError(ProtocolError):
 
 class AMF0Error(ProtocolError):
     """An AMF0 value could not be decoded (truncated, unknown marker, too deep...)."""
+
+
+class AMF3Error(AMF0Error):
+    """An AMF3 value (inside AMF0, after the avmplus marker 0x11) could not be decoded."""

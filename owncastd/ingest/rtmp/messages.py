@@ -20,7 +20,7 @@ from .chunk import RawMessage
 from .errors import ProtocolError
 
 __all__ = [
-    "Abort", "Acknowledgement", "Audio", "CommandAMF0", "DataAMF0", "Message",
+    "Abort", "Acknowledgement", "Aggregate", "Audio", "CommandAMF0", "DataAMF0", "Message",
     "SetChunkSize", "SetPeerBandwidth", "UnknownMessage", "UserControlPingRequest",
     "UserControlPingResponse", "UserControlSetBufferLength", "UserControlStreamBegin",
     "UserControlStreamDry", "UserControlStreamEOF", "UserControlStreamIsRecorded",
@@ -40,6 +40,7 @@ TYPE_DATA_AMF3 = 15
 TYPE_COMMAND_AMF3 = 17
 TYPE_DATA_AMF0 = 18
 TYPE_COMMAND_AMF0 = 20
+TYPE_AGGREGATE = 22
 
 # User Control event types (7.1.7).
 EVENT_STREAM_BEGIN = 0
@@ -59,6 +60,8 @@ _U32_U8 = struct.Struct(">IB")
 _EVENT = struct.Struct(">H")
 _EVENT_U32 = struct.Struct(">HI")
 _EVENT_U32_U32 = struct.Struct(">HII")
+_TAG_HEADER = struct.Struct(">B3s3sB3s")  # type, size, timestamp, timestamp high byte, stream id
+_BACK_POINTER = 4
 
 
 def _need(raw: RawMessage, n: int, what: str) -> None:
@@ -412,9 +415,69 @@ class Video(_Media):
 
 
 @dataclass
+class Aggregate(Message):
+    """Aggregate message (7.1.6, type 22): "a single message that contains a series of RTMP
+    sub-messages", each an FLV tag: "Header | Message Data | Back Pointer" (type 1 byte,
+    size 3, timestamp 3 + 1 extension byte, stream id 3; the back pointer is the size of
+    the sub-message including its header). "The message stream ID of the aggregate message
+    overrides the message stream IDs of the sub-messages inside the aggregate. The
+    difference between the timestamps of the aggregate message and the first sub-message
+    is the offset used to renormalize the timestamps of the sub-messages."
+
+    ``messages`` holds the sub-messages with those rules applied (timestamps modulo 2**32).
+    Every size is checked against the bytes present; back pointers are not compared (some
+    encoders get them wrong) but must be there."""
+
+    messages: list = field(default_factory=list)
+    timestamp: int = 0
+    message_stream_id: int = 1
+    chunk_stream_id: int = 6
+    TYPE_ID: ClassVar[int] = TYPE_AGGREGATE
+
+    @classmethod
+    def read(cls, raw):
+        payload = raw.payload
+        end = len(payload)
+        pos = 0
+        base = None
+        subs = []
+        while pos < end:
+            if end - pos < _TAG_HEADER.size:
+                raise ProtocolError(f"aggregate sub-message header truncated at offset {pos}")
+            type_id, size, ts, ts_high, _ = _TAG_HEADER.unpack_from(payload, pos)
+            size = int.from_bytes(size, "big")
+            ts = int.from_bytes(ts, "big") | ts_high << 24
+            pos += _TAG_HEADER.size
+            if size + _BACK_POINTER > end - pos:
+                raise ProtocolError(f"aggregate sub-message of {size} bytes overruns the "
+                                    f"aggregate ({end - pos} bytes left)")
+            if base is None:
+                base = ts
+            subs.append(RawMessage(raw.chunk_stream_id, (raw.timestamp + ts - base) & 0xFFFFFFFF,
+                                   type_id, raw.message_stream_id,
+                                   bytes(payload[pos:pos + size])))
+            pos += size + _BACK_POINTER
+        return cls(subs, raw.timestamp, raw.message_stream_id, raw.chunk_stream_id)
+
+    def marshal(self):
+        body = bytearray()
+        first = self.messages[0].timestamp if self.messages else 0
+        for msg in self.messages:
+            ts = (msg.timestamp - first + self.timestamp) & 0xFFFFFFFF
+            size = len(msg.payload)
+            body += _TAG_HEADER.pack(msg.type_id, size.to_bytes(3, "big"),
+                                     (ts & 0xFFFFFF).to_bytes(3, "big"), ts >> 24,
+                                     (msg.message_stream_id & 0xFFFFFF).to_bytes(3, "big"))
+            body += msg.payload
+            body += _U32.pack(_TAG_HEADER.size + size)
+        return RawMessage(self.chunk_stream_id, self.timestamp, self.TYPE_ID,
+                          self.message_stream_id, bytes(body))
+
+
+@dataclass
 class UnknownMessage(Message):
     """A message type (or User Control event) this layer does not model, e.g. shared
-    objects (19/16), aggregate (22) or SWF verification events."""
+    objects (19/16) or SWF verification events."""
 
     raw: RawMessage
 
@@ -438,6 +501,7 @@ _BY_TYPE: dict[int, type[Message]] = {
     TYPE_DATA_AMF3: DataAMF0,
     TYPE_COMMAND_AMF0: CommandAMF0,
     TYPE_COMMAND_AMF3: CommandAMF0,
+    TYPE_AGGREGATE: Aggregate,
 }
 
 

@@ -17,6 +17,7 @@ Flow (Adobe RTMP specification 1.0, 7.2.1 and 7.2.2, plus what real encoders sen
                                         (onStatus NetStream.Publish.BadName, closing)
     @setDataFrame/onMetaData         -> MetaData
     audio / video                    -> AudioData / VideoData
+    aggregate (22)                   -> its audio / video / data sub-messages, as above
     FCUnpublish/deleteStream/closeStream -> Unpublished
 
 Policy choices:
@@ -28,6 +29,9 @@ Policy choices:
 * Audio, video and metadata arriving outside a publish (before ``publish``,
   after unpublishing) are dropped silently: clients should not send them,
   and dropping is harmless.
+* Until a publish is accepted the bytes held in partially received messages
+  are bounded by ``max_unpublished_bytes`` (a connection that never publishes
+  must stay cheap); from then on by the chunk reader's own, larger bound.
 * Commands other than ``connect`` before ``connect`` are a ``ProtocolError``.
 * Unknown commands are ignored, answered with ``_error`` when they carry a
   transaction id > 0 (the caller waits for an answer).
@@ -50,8 +54,8 @@ from .chunk import ChunkReader, ChunkWriter
 from .errors import ProtocolError
 from .handshake import ServerHandshake
 from .messages import (
-    TYPE_AUDIO, TYPE_COMMAND_AMF0, TYPE_COMMAND_AMF3, TYPE_DATA_AMF0, TYPE_DATA_AMF3,
-    TYPE_USER_CONTROL, TYPE_VIDEO, Acknowledgement, CommandAMF0, DataAMF0, Message,
+    TYPE_AGGREGATE, TYPE_AUDIO, TYPE_COMMAND_AMF0, TYPE_COMMAND_AMF3, TYPE_DATA_AMF0, TYPE_DATA_AMF3,
+    TYPE_USER_CONTROL, TYPE_VIDEO, Acknowledgement, Aggregate, CommandAMF0, DataAMF0, Message,
     SetChunkSize, SetPeerBandwidth, UserControlPingRequest, UserControlPingResponse,
     UserControlStreamBegin, UserControlStreamEOF, WindowAckSize, decode_message,
 )
@@ -185,10 +189,14 @@ class ServerSession:
     def __init__(self, *, chunk_size: int = 4096, window_ack_size: int = 2_500_000,
                  peer_bandwidth: int = 2_500_000, handshake_mode: str = "auto",
                  max_chunk_size: int = 16 * _MiB, max_message_size: int = 8 * _MiB,
-                 max_held_bytes: int = 16 * _MiB, random: Callable[[int], bytes] = os.urandom):
+                 max_held_bytes: int = 16 * _MiB, max_unpublished_bytes: int = 256 * 1024,
+                 random: Callable[[int], bytes] = os.urandom):
         self._handshake = ServerHandshake(mode=handshake_mode, random=random)
         self._reader = ChunkReader(max_chunk_size=max_chunk_size,
                                    max_message_size=max_message_size)
+        # Lifted to the reader's own bound by accept_publish().
+        self._publishing_max_buffered = self._reader.max_buffered
+        self._reader.max_buffered = min(max_unpublished_bytes, self._publishing_max_buffered)
         self._writer = ChunkWriter()
         self._out = bytearray()
         self._state = _HANDSHAKE
@@ -278,6 +286,7 @@ class ServerSession:
         """
         pub = self._require_pending()
         self._state = _PUBLISHING
+        self._reader.max_buffered = self._publishing_max_buffered
         self._send(UserControlStreamBegin(pub.stream_id))
         self._on_status(pub, "status", "NetStream.Publish.Start",
                         f"{pub.stream_name} is now published.")
@@ -367,6 +376,14 @@ class ServerSession:
             metadata = DataAMF0.read(raw).metadata()
             if metadata is not None:
                 events.append(MetaData(metadata))
+        elif type_id == TYPE_AGGREGATE:
+            if self._state != _PUBLISHING:
+                return
+            for sub in Aggregate.read(raw).messages:
+                # Media and data only: a nested aggregate or a command inside one is not
+                # something any encoder sends, and recursion would need its own bound.
+                if sub.type_id in (TYPE_AUDIO, TYPE_VIDEO, TYPE_DATA_AMF0, TYPE_DATA_AMF3):
+                    self._handle(sub, events)
         elif type_id == TYPE_USER_CONTROL:
             msg = decode_message(raw)
             if isinstance(msg, UserControlPingRequest):
