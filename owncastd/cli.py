@@ -56,7 +56,11 @@ def _load(config_path: str | None, flags: dict) -> tuple[dict, dict, str]:
     overrides = configmod.load_env()
     for key, value in flags.items():
         if value is not None:
-            overrides[key] = configmod.coerce(key, value)
+            try:
+                overrides[key] = configmod.coerce(key, value)
+            except configmod.ConfigError as exc:
+                flag = "--" + key.replace("_", "-")
+                raise configmod.ConfigError(f"flag {flag}: {exc}", exc.key, exc.problem) from None
     return file_values, overrides, configmod.resolve_data_dir(file_values, overrides)
 
 
