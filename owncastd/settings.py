@@ -253,6 +253,8 @@ _SETTING_LIST = [
             setter="key", shown_at=("streamKey",)),
     Setting("log_level", str, "info", "debug, info, warning or error.", check=_log_level),
     Setting("web_workers", int, 2, "Number of API/web worker processes.", check=_positive),
+    Setting("child_timeout", int, 30, "Seconds a child may go without a heartbeat before the "
+            "supervisor kills and restarts it.", check=_positive),
     # What viewers see.
     Setting("instance.name", str, "Owncast", "Server name shown as the page header.",
             check=_text(255), setter="name", shown_at=("instanceDetails", "name")),
@@ -321,9 +323,12 @@ _SETTING_LIST = [
 SETTINGS: dict[str, Setting] = {s.key: s for s in _SETTING_LIST}
 
 # Settings that only the supervisor reads at start; changing them needs a restart.
-SERVER_KEYS = ("data_dir", "bind", "web_port", "rtmp_port", "log_level", "web_workers")
+SERVER_KEYS = ("data_dir", "bind", "web_port", "rtmp_port", "log_level", "web_workers",
+               "child_timeout")
 
-_TYPE_WORDS = {bool: "true or false", int: "int", str: "str", list: "list", dict: "dict"}
+# What a value of each type is called in messages (the API's users think in JSON).
+_TYPE_WORDS = {bool: "true or false", int: "int", str: "a string", list: "a list",
+               dict: "an object"}
 
 
 def by_cli_name() -> dict[str, Setting]:
@@ -361,7 +366,7 @@ def coerce(key: str, value: Any, *, from_text: bool = False) -> Any:
             raise refuse(f"cannot parse {value!r} as {_TYPE_WORDS.get(t, t.__name__)}") from None
     # bool is a subclass of int: refuse True as a port.
     if not isinstance(value, t) or (t is int and isinstance(value, bool)):
-        raise refuse(f"expected {t.__name__}, got {type(value).__name__}")
+        raise refuse(f"expected {_TYPE_WORDS.get(t, t.__name__)}, got {type(value).__name__}")
     if setting.check is not None:
         problem = setting.check(value)
         if problem:

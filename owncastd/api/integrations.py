@@ -8,7 +8,6 @@ from .. import bus
 from ..config import ConfigError
 from .body import read_object, read_value
 from .chat import HistoryResource, VisibilityResource
-from .chat_ws import chat_parts
 from .errors import BadRequest
 
 MAX_TITLE = 255
@@ -96,7 +95,7 @@ class StreamTitleResource:
 
 
 def add_routes(app, services) -> None:
-    chat, _ = chat_parts(services)
+    chat = services.chat
     app.add_route("/api/integrations/chat/user", UserMessageResource(chat))
     app.add_route("/api/integrations/chat/system", SystemMessageResource(chat))
     app.add_route("/api/integrations/chat/action", ActionResource(chat))

@@ -16,6 +16,7 @@ import re
 import socket
 from typing import Any, Callable
 
+from ..datadir import DataDir
 from ..settings import S3_FLAGS, S3_TEXT_FIELDS, SETTINGS, ConfigError, coerce, field_problem
 from ..transcode import ladder
 from .errors import BadRequest
@@ -162,7 +163,7 @@ def _save_uploaded_logo(data_dir: str, mime: str, data: str) -> str:
         raise BadRequest("logo: the uploaded image is empty")
     name = "logo" + ext
     # Write then rename: a viewer fetching /logo meanwhile gets the old file or the new one.
-    path = os.path.join(data_dir, name)
+    path = DataDir(data_dir).file(name)
     tmp = path + ".upload"
     with open(tmp, "wb") as f:
         f.write(raw)

@@ -20,7 +20,7 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 import zmq
 
-from .. import bus, media
+from .. import bus, media, stream_state
 from ..runtime import start_child
 from ..store import utcnow
 from .rtmp.session import (AudioData, Connected, MetaData, ProtocolError, PublishRequested,
@@ -139,15 +139,7 @@ class Ingest:
         if self.live is not None:
             return "a stream is already live; cannot take it over"
         self.live = conn
-        now = utcnow()
-        broadcaster = {"remoteAddr": conn.address[0], "time": now,
-                       "streamDetails": stream_details({})}
-        self.store.set_states({
-            "online": True, "lastConnectTime": now, "broadcaster": broadcaster,
-            "sessionPeakViewerCount": 0, "viewerCount": 0,
-            "currentBroadcast": {"outputSettings": self.config.get("video.variants"),
-                                 "latencyLevel": {"level": self.config.get("video.latency_level")}},
-        })
+        now = stream_state.go_online(self.store, self.config, conn.address[0], stream_details({}))
         conn.stream_number = next(self.stream_numbers)
         self.handoff.start(conn.stream_number, {"startedAt": now})
         self.events.publish(bus.EVENT_STREAM_STARTED, {"time": now, "remoteAddr": conn.address[0]})
@@ -155,9 +147,7 @@ class Ingest:
         return None
 
     def update_details(self, metadata: dict) -> None:
-        broadcaster = self.store.get_state("broadcaster") or {}
-        broadcaster["streamDetails"] = stream_details(metadata)
-        self.store.set_state("broadcaster", broadcaster)
+        stream_state.set_stream_details(self.store, stream_details(metadata))
 
     def stop(self, conn: "Connection", reason: str) -> None:
         if self.live is not conn:
@@ -165,8 +155,7 @@ class Ingest:
         self.live = None
         now = utcnow()
         self.handoff.stop({"stoppedAt": now, "reason": reason})
-        self.store.set_states({"online": False, "lastDisconnectTime": now,
-                               "broadcaster": None, "currentBroadcast": None})
+        stream_state.go_offline(self.store, now)
         self.events.publish(bus.EVENT_STREAM_STOPPED, {"time": now, "reason": reason,
                                                        "stream": conn.stream_number,
                                                        **self.handoff.stats.as_dict()})
