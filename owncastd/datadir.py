@@ -33,6 +33,13 @@ class DataDir:
 
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
+        self.db = self.file(self.DB)
+        self.pidfile = self.file(self.PIDFILE)
+        self.runtime_file = self.file(self.RUNTIME_FILE)
+        self.hls = self.file(self.HLS)
+        self.hls_s3 = self.file(self.HLS_S3)
+        self.emoji = self.file(self.EMOJI)
+        self.master_playlist = os.path.join(self.hls, self.MASTER_PLAYLIST)
 
     def __fspath__(self) -> str:
         return self.root
@@ -44,36 +51,8 @@ class DataDir:
         """An operator's file named relative to the data dir (e.g. the GeoIP database)."""
         return os.path.join(self.root, relative)
 
-    @property
-    def db(self) -> str:
-        return self.file(self.DB)
-
-    @property
-    def pidfile(self) -> str:
-        return self.file(self.PIDFILE)
-
-    @property
-    def runtime_file(self) -> str:
-        return self.file(self.RUNTIME_FILE)
-
-    @property
-    def hls(self) -> str:
-        return self.file(self.HLS)
-
-    @property
-    def hls_s3(self) -> str:
-        return self.file(self.HLS_S3)
-
-    @property
-    def emoji(self) -> str:
-        return self.file(self.EMOJI)
-
-    @property
-    def master_playlist(self) -> str:
-        return os.path.join(self.hls, self.MASTER_PLAYLIST)
-
     def media_playlist(self, rendition: int) -> str:
-        return os.path.join(self.hls, str(rendition), "stream.m3u8")
+        return os.path.join(self.hls, str(rendition), self.MASTER_PLAYLIST)
 
     @property
     def run(self) -> str:

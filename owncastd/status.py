@@ -1,8 +1,8 @@
 """The server's live status, read from the store's `state` table, in the API's shapes.
 
-State keys (written by ingest and the viewer counter, read by every API worker):
-`online`, `broadcaster`, `lastConnectTime`, `lastDisconnectTime`, `viewerCount`,
-`sessionPeakViewerCount`, `overallPeakViewerCount`. The peaks and times persist across restarts.
+State keys (written by `stream_state.py` and the viewer counter, read by every API worker):
+`online`, `broadcaster`, `currentBroadcast`, `lastConnectTime`, `lastDisconnectTime`,
+`viewerCount`, `sessionPeakViewerCount`, `overallPeakViewerCount`. The peaks and times persist across restarts.
 """
 from __future__ import annotations
 

@@ -4,13 +4,11 @@ corresponding websocket message would. `/api/integrations/clients` belongs to th
 (issue 5) and is registered there."""
 from __future__ import annotations
 
-from .. import bus
-from ..config import ConfigError
+from .admin import save_and_announce
 from .body import read_object, read_value
 from .chat import HistoryResource, VisibilityResource
 from .errors import BadRequest
-
-MAX_TITLE = 255
+from .validate import checked_value
 
 
 def _text(data: dict, field: str, max_len: int, required: bool = True) -> str | None:
@@ -81,16 +79,8 @@ class StreamTitleResource:
         self.publisher = publisher
 
     def on_post(self, req, resp):
-        value = read_value(req)
-        if not isinstance(value, str):
-            raise BadRequest("value: expected a string")
-        if len(value) > MAX_TITLE:
-            raise BadRequest(f"value: longer than {MAX_TITLE} characters")
-        try:
-            self.config.save({"instance.stream_title": value})
-        except ConfigError as exc:
-            raise BadRequest(str(exc)) from None
-        self.publisher.publish(bus.EVENT_CONFIG_CHANGED, {"key": "instance.stream_title"})
+        value = checked_value("value", "instance.stream_title", read_value(req))
+        save_and_announce(self.config, self.publisher, {"instance.stream_title": value}, "value")
         resp.media = {"success": True, "message": "changed"}
 
 
