@@ -4,10 +4,11 @@ Like gunicorn's arbiter it is one loop of four verbs: handle queued signals, kil
 (no heartbeat for `child_timeout` seconds: `heartbeat.py`), reap the dead, respawn what is
 missing (with backoff). Signal handlers only enqueue the signal; `signal.set_wakeup_fd` wakes
 the loop. What else runs here has its own module: the log collector (`log_collector.py`) and
-what a dead child means for the stream (`stream_state.py`). Children are started with fork+exec (`python -m ...`),
-each in its own session, and inherit only the listening sockets they need: the supervisor binds
-the web and RTMP ports once, so a restarted child never races for its port and connections that
-arrive while it restarts wait in the kernel's backlog instead of being refused.
+what a dead ingest means for the stream (`stream_state.py`). Children are started with
+fork+exec (`python -m ...`), each in its own session, and inherit only the listening sockets
+they need: the supervisor binds the web and RTMP ports once, so a restarted child never races
+for its port and connections that arrive while it restarts wait in the kernel's backlog
+instead of being refused.
 """
 from __future__ import annotations
 
@@ -96,7 +97,6 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe()
         self._proxy: bus.Proxy | None = None
         self._events: bus.Publisher | None = None
-        self._proxy_thread: threading.Thread | None = None
         self._collector: LogCollector | None = None
         self.timeout = float(config.get("child_timeout"))
         self.runtime: Runtime | None = None
@@ -151,9 +151,7 @@ class Supervisor:
     def _start_bus(self) -> None:
         self._proxy = bus.Proxy(self.data_dir)
         self._collector = LogCollector(self.data_dir)
-        self._proxy_thread = threading.Thread(target=self._proxy.run, name="bus-proxy",
-                                              daemon=True)
-        self._proxy_thread.start()
+        threading.Thread(target=self._proxy.run, name="bus-proxy", daemon=True).start()
         self._collector.start()
         self._events = bus.Publisher(self.data_dir)
 
@@ -205,6 +203,7 @@ class Supervisor:
                 self.config.file_values = load_file(self.config_path)
             except ConfigError as exc:
                 log.error("reload: %s; keeping the values read before", exc)
+        self.timeout = float(self.config.get("child_timeout"))
         port_change, moved = self.rebind()
         if not port_change:
             log.info("received SIGHUP: restarting children")
