@@ -2,7 +2,8 @@
 
 The supervisor gives each child a file (`RUN/heartbeat-<name>`, path in `OWNCASTD_HEARTBEAT`)
 and touches it at spawn; the child touches it every `OWNCASTD_HEARTBEAT_INTERVAL` seconds, and
-the supervisor kills a child whose file is older than `child_timeout`. A gevent child beats
+the supervisor kills a child whose file is older than `child_timeout` (a child that has not
+beaten yet is still starting and gets `BOOT_TIMEOUT` if that is longer). A gevent child beats
 from a greenlet, so a blocked hub counts as hung; any other child from a thread, so a stopped
 or wedged process does (its native work releases the GIL and keeps beating).
 """
@@ -13,6 +14,7 @@ import time
 
 ENV_PATH = "OWNCASTD_HEARTBEAT"
 ENV_INTERVAL = "OWNCASTD_HEARTBEAT_INTERVAL"
+BOOT_TIMEOUT = 30.0  # seconds from spawn to the first beat (a loaded machine starts slowly)
 
 
 def interval_for(timeout: float) -> float:
@@ -20,19 +22,20 @@ def interval_for(timeout: float) -> float:
     return max(0.05, min(1.0, timeout / 4))
 
 
-def touch(path: str) -> None:
+def touch(path: str) -> float:
+    """Create or touch the file; its new time (the supervisor's mark at a spawn)."""
     with open(path, "a"):
         pass
     os.utime(path)
+    return last_beat(path)
 
 
-def age(path: str, now: float | None = None) -> float:
-    """Seconds since the last beat (infinite when the file is gone)."""
+def last_beat(path: str) -> float:
+    """When the file was last touched (0 when it is gone)."""
     try:
-        mtime = os.stat(path).st_mtime
+        return os.stat(path).st_mtime
     except FileNotFoundError:
-        return float("inf")
-    return (time.time() if now is None else now) - mtime
+        return 0.0
 
 
 def start_beating(green: bool) -> None:

@@ -62,6 +62,7 @@ class Child:
     next_start: float = 0.0
     restart_requested: bool = False  # stopped on purpose (reload): respawn at once, no backoff
     heartbeat: str = ""              # the file it touches while it is alive (heartbeat.py)
+    spawn_mark: float = 0.0          # the file's time at spawn: unchanged = not beating yet
 
 
 def listen(bind: str, port: int, what: str) -> socket.socket:
@@ -276,10 +277,14 @@ class Supervisor:
         for child in self.children:
             if child.proc is None or child.proc.poll() is not None or not child.heartbeat:
                 continue
-            silent = heartbeat.age(child.heartbeat, now)
-            if silent > self.timeout:
-                log.error("child %s (pid %d) sent no heartbeat for %.1f s (timeout %g s): "
-                          "killing it", child.spec.name, child.proc.pid, silent, self.timeout)
+            last = heartbeat.last_beat(child.heartbeat)
+            booting = last == child.spawn_mark
+            limit = max(self.timeout, heartbeat.BOOT_TIMEOUT) if booting else self.timeout
+            silent = now - last
+            if silent > limit:
+                log.error("child %s (pid %d) sent no heartbeat for %.1f s (%s %g s): "
+                          "killing it", child.spec.name, child.proc.pid, silent,
+                          "timeout to start" if booting else "timeout", limit)
                 _kill_group(child.proc.pid, signal.SIGKILL)
 
     def reap(self) -> None:
@@ -341,7 +346,7 @@ class Supervisor:
         env[heartbeat.ENV_PATH] = child.heartbeat
         env[heartbeat.ENV_INTERVAL] = str(heartbeat.interval_for(self.timeout))
         try:
-            heartbeat.touch(child.heartbeat)  # the child has a full timeout to start beating
+            child.spawn_mark = heartbeat.touch(child.heartbeat)
             child.proc = subprocess.Popen(child.spec.argv(), pass_fds=child.spec.pass_fds,
                                           env=env, start_new_session=True, cwd=self.data_dir)
         except OSError as exc:
