@@ -10,13 +10,13 @@ after fork, never inherited.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from typing import Any, Iterable
 
 import zmq
+
+from .datadir import DataDir
 
 # Topics. Subscriptions are prefix matches, so "event." receives every event.
 LOG = "log"
@@ -26,18 +26,10 @@ EVENT_CONFIG_CHANGED = "event.config_changed"
 CHAT = "chat"
 CONTROL_DISCONNECT = "control.disconnect"
 
-# A unix socket path must fit in sockaddr_un.sun_path (108 bytes with the terminator).
-_MAX_IPC_PATH = 100
-
 
 def run_dir(data_dir: str) -> str:
-    """Where the bus sockets live: DATA/run, or a short per-data-dir folder under the temp dir
-    when DATA/run would make socket paths too long for the kernel."""
-    preferred = os.path.join(os.path.abspath(data_dir), "run")
-    if len(preferred) + len("/bus-sub.sock") <= _MAX_IPC_PATH:
-        return preferred
-    digest = hashlib.sha1(os.path.abspath(data_dir).encode()).hexdigest()[:12]
-    return os.path.join(tempfile.gettempdir(), f"owncastd-{digest}")
+    """Where the bus sockets live (`DataDir.run`)."""
+    return DataDir(data_dir).run
 
 
 def ipc(data_dir: str, name: str) -> str:

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sys
 import time
-from importlib import resources
 
 import click
 
 from . import config as configmod
+from . import emoji
+from .datadir import DataDir
 from .version import __version__
 
 EXIT_NOT_RUNNING = 3  # LSB: "program is not running"
@@ -56,7 +56,11 @@ def _load(config_path: str | None, flags: dict) -> tuple[dict, dict, str]:
     overrides = configmod.load_env()
     for key, value in flags.items():
         if value is not None:
-            overrides[key] = configmod.coerce(key, value)
+            try:
+                overrides[key] = configmod.coerce(key, value)
+            except configmod.ConfigError as exc:
+                flag = "--" + key.replace("_", "-")
+                raise configmod.ConfigError(f"flag {flag}: {exc}", exc.key, exc.problem) from None
     return file_values, overrides, configmod.resolve_data_dir(file_values, overrides)
 
 
@@ -102,7 +106,7 @@ def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_leve
     except Exception as exc:
         _fail(f"cannot open the database in {data_dir}: {exc}")
     config = configmod.Config(store, file_values, overrides)
-    _seed_data_dir(data_dir)
+    emoji.seed(DataDir(data_dir))
     generated = config.ensure_stream_key()
     if generated:
         # Printed once, to the terminal/journal of the first start only, never logged.
@@ -117,14 +121,6 @@ def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_leve
         supervisor.shutdown()
         _fail(str(exc))
     sys.exit(supervisor.run())
-
-
-def _seed_data_dir(data_dir: str) -> None:
-    """First start: a few emoji to pick from (the operator adds or removes files there)."""
-    emoji_dir = os.path.join(data_dir, "emoji")
-    if not os.path.isdir(emoji_dir):
-        src = resources.files("owncastd") / "assets" / "emoji"
-        shutil.copytree(str(src), emoji_dir)
 
 
 def _target(config_path, data_dir) -> str:
@@ -186,7 +182,7 @@ def reload(config_path, data_dir):
 def status(config_path, data_dir, as_json):
     """Say whether the server runs, its pid, ports and whether a stream is live."""
     from .runtime import Runtime, running_pid
-    from .store import DB_FILE, Store
+    from .store import Store
     data_dir = _target(config_path, data_dir)
     pid = running_pid(data_dir)
     info: dict = {"running": pid is not None, "pid": pid, "dataDir": data_dir}
@@ -195,7 +191,7 @@ def status(config_path, data_dir, as_json):
         if rt is not None:
             info.update(bind=rt.bind, webPort=rt.web_port, rtmpPort=rt.rtmp_port,
                         startedAt=rt.started_at)
-    if os.path.exists(os.path.join(data_dir, DB_FILE)):
+    if os.path.exists(DataDir(data_dir).db):
         store = Store.in_data_dir(data_dir)
         info["online"] = bool(store.get_state("online")) and pid is not None
         info["lastConnectTime"] = store.get_state("lastConnectTime")

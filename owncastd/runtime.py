@@ -18,10 +18,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import config as configmod
+from .datadir import DataDir
 from .store import Store
 
-PIDFILE = "owncastd.pid"
-RUNTIME_FILE = "owncastd.runtime.json"
 
 
 @dataclass
@@ -37,7 +36,7 @@ class Runtime:
     children: dict[str, int] = field(default_factory=dict)
 
     def write(self) -> None:
-        path = os.path.join(self.data_dir, RUNTIME_FILE)
+        path = DataDir(self.data_dir).runtime_file
         tmp = path + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -47,7 +46,7 @@ class Runtime:
     @classmethod
     def read(cls, data_dir: str) -> "Runtime | None":
         try:
-            with open(os.path.join(data_dir, RUNTIME_FILE)) as f:
+            with open(DataDir(data_dir).runtime_file) as f:
                 return cls(**json.load(f))
         except (FileNotFoundError, json.JSONDecodeError, TypeError):
             return None
@@ -57,7 +56,7 @@ class PidLock:
     """The data dir's ownership lock (see module doc)."""
 
     def __init__(self, data_dir: str):
-        self.path = os.path.join(data_dir, PIDFILE)
+        self.path = DataDir(data_dir).pidfile
         self._fd: int | None = None
 
     def acquire(self) -> bool:
@@ -84,7 +83,7 @@ class PidLock:
 
 def running_pid(data_dir: str) -> int | None:
     """The pid of the live instance owning `data_dir`, or None (no pidfile, or a stale one)."""
-    path = os.path.join(data_dir, PIDFILE)
+    path = DataDir(data_dir).pidfile
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -139,10 +138,10 @@ def start_child(name: str, argv: list[str] | None = None, *, with_fd: bool = Fal
                 green: bool = False) -> ChildStart:
     """The common start of every child process: parse `--data-dir` (and `--fd`, the inherited
     listening socket), die with the supervisor, rebuild the config from the runtime file and
-    log to stderr and the supervisor as `owncastd-<name>`."""
+    log to stderr and the supervisor as `owncastd-<name>`, and start its heartbeat."""
     import argparse
 
-    from . import logs
+    from . import heartbeat, logs
     parser = argparse.ArgumentParser(prog=f"owncastd-{name}")
     parser.add_argument("--data-dir", required=True)
     if with_fd:
@@ -151,6 +150,7 @@ def start_child(name: str, argv: list[str] | None = None, *, with_fd: bool = Fal
     die_with_parent()
     config, rt = child_config(args.data_dir)
     logs.setup(f"owncastd-{name}", config.get("log_level"), args.data_dir, green=green)
+    heartbeat.start_beating(green)
     return ChildStart(args.data_dir, getattr(args, "fd", None), config, rt)
 
 

@@ -1,8 +1,8 @@
 """The server's live status, read from the store's `state` table, in the API's shapes.
 
-State keys (written by ingest and the viewer counter, read by every API worker):
-`online`, `broadcaster`, `lastConnectTime`, `lastDisconnectTime`, `viewerCount`,
-`sessionPeakViewerCount`, `overallPeakViewerCount`. The peaks and times persist across restarts.
+State keys (written by `stream_state.py` and the viewer counter, read by every API worker):
+`online`, `broadcaster`, `currentBroadcast`, `lastConnectTime`, `lastDisconnectTime`,
+`viewerCount`, `sessionPeakViewerCount`, `overallPeakViewerCount`. The peaks and times persist across restarts.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from .config import Config
+from .datadir import DataDir
 from .stats.viewers import viewer_count
 from .version import __version__
 
@@ -41,12 +42,13 @@ def hls_ready(data_dir: str, online: bool, connected_at: str | None) -> bool:
     since the broadcaster connected (a playlist left by an earlier stream does not count)."""
     if not online or not connected_at:
         return False
+    paths = DataDir(data_dir)
     try:
-        written = os.stat(os.path.join(data_dir, "hls", "0", "stream.m3u8")).st_mtime
+        written = os.stat(paths.media_playlist(0)).st_mtime
     except OSError:
         return False
     return written >= datetime.fromisoformat(connected_at).timestamp() and \
-        os.path.exists(os.path.join(data_dir, "hls", "stream.m3u8"))
+        os.path.exists(paths.master_playlist)
 
 
 def public_status(config: Config, data_dir: str | None = None) -> dict[str, Any]:

@@ -14,7 +14,9 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-DB_FILE = "owncast.db"
+from .datadir import DataDir
+
+DB_FILE = DataDir.DB
 
 # Each entry upgrades the schema by one version (PRAGMA user_version). Never edit a released
 # entry: append a new one. The list index + 1 is the version the entry leads to.
@@ -139,7 +141,7 @@ class Store:
 
     @classmethod
     def in_data_dir(cls, data_dir: str) -> "Store":
-        return cls(os.path.join(data_dir, DB_FILE))
+        return cls(DataDir(data_dir).db)
 
     def close(self) -> None:
         with self._lock:

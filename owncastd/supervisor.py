@@ -1,11 +1,14 @@
 """The supervisor: owns the listening sockets and the bus, starts every child and keeps it alive.
 
-Like gunicorn's arbiter it is one loop of four verbs: handle queued signals, kill hung children,
-reap the dead, respawn what is missing (with backoff). Signal handlers only enqueue the signal;
-`signal.set_wakeup_fd` wakes the loop. Children are started with fork+exec (`python -m ...`),
-each in its own session, and inherit only the listening sockets they need: the supervisor binds
-the web and RTMP ports once, so a restarted child never races for its port and connections that
-arrive while it restarts wait in the kernel's backlog instead of being refused.
+Like gunicorn's arbiter it is one loop of four verbs: handle queued signals, kill hung children
+(no heartbeat for `child_timeout` seconds: `heartbeat.py`), reap the dead, respawn what is
+missing (with backoff). Signal handlers only enqueue the signal; `signal.set_wakeup_fd` wakes
+the loop. What else runs here has its own module: the log collector (`log_collector.py`) and
+what a dead ingest means for the stream (`stream_state.py`). Children are started with
+fork+exec (`python -m ...`), each in its own session, and inherit only the listening sockets
+they need: the supervisor binds the web and RTMP ports once, so a restarted child never races
+for its port and connections that arrive while it restarts wait in the kernel's backlog
+instead of being refused.
 """
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ import os
 import select
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,10 +26,12 @@ from typing import Callable
 
 import psutil
 
-from . import bus, metrics
+from . import bus, heartbeat, metrics, stream_state
 from .config import Config, ConfigError, load_file
+from .datadir import DataDir
+from .log_collector import LogCollector
 from .runtime import PidLock, Runtime
-from .store import Store, utcnow
+from .store import utcnow
 
 log = logging.getLogger("owncastd.supervisor")
 
@@ -35,7 +39,6 @@ SHUTDOWN_GRACE = 7.0        # seconds children get after SIGTERM before SIGKILL 
 BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 30.0         # a child that ran this long resets its backoff
-LOG_BACKLOG = 2000          # log records kept while the store cannot take them (a full disk)
 
 
 class StartupError(RuntimeError):
@@ -58,6 +61,8 @@ class Child:
     failures: int = 0
     next_start: float = 0.0
     restart_requested: bool = False  # stopped on purpose (reload): respawn at once, no backoff
+    heartbeat: str = ""              # the file it touches while it is alive (heartbeat.py)
+    spawn_mark: float = 0.0          # the file's time at spawn: unchanged = not beating yet
 
 
 def listen(bind: str, port: int, what: str) -> socket.socket:
@@ -93,8 +98,8 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe()
         self._proxy: bus.Proxy | None = None
         self._events: bus.Publisher | None = None
-        self._threads: list[threading.Thread] = []
-        self._collector_stop = threading.Event()
+        self._collector: LogCollector | None = None
+        self.timeout = float(config.get("child_timeout"))
         self.runtime: Runtime | None = None
 
     # -- start ------------------------------------------------------------------------------
@@ -117,8 +122,7 @@ class Supervisor:
         store = self.config.store
         assert store is not None
         # Nothing can be live before ingest starts; a crash may have left `online` set.
-        if store.get_state("online"):
-            store.set_states({"online": False, "lastDisconnectTime": utcnow(), "broadcaster": None})
+        stream_state.end_if_online(store)
         self.runtime = Runtime(pid=os.getpid(), data_dir=self.data_dir,
                                config_path=self.config_path, overrides=self.config.overrides,
                                bind=bind, web_port=web_port, rtmp_port=rtmp_port,
@@ -148,53 +152,10 @@ class Supervisor:
 
     def _start_bus(self) -> None:
         self._proxy = bus.Proxy(self.data_dir)
-        self._log_sink = bus.Subscriber.log_sink(self.data_dir)
-        proxy_thread = threading.Thread(target=self._proxy.run, name="bus-proxy", daemon=True)
-        proxy_thread.start()
-        collector = threading.Thread(target=self._collect_logs, name="log-collector", daemon=True)
-        collector.start()
-        self._threads = [proxy_thread, collector]
+        self._collector = LogCollector(self.data_dir)
+        threading.Thread(target=self._proxy.run, name="bus-proxy", daemon=True).start()
+        self._collector.start()
         self._events = bus.Publisher(self.data_dir)
-
-    def _collect_logs(self) -> None:
-        """Write every process's log records from the bus into the store, in batches."""
-        store = Store.in_data_dir(self.data_dir)
-        sub = self._log_sink
-        batch: list[dict] = []
-        last_flush = time.monotonic()
-        failing: str | None = None
-        try:
-            while not self._collector_stop.is_set():
-                msg = sub.recv(timeout_ms=200)
-                if msg is not None:
-                    batch.append(msg[1])
-                due = (time.monotonic() - last_flush > 2.0) if failing else \
-                    (len(batch) >= 200 or time.monotonic() - last_flush > 0.3)
-                if batch and due:
-                    try:
-                        store.add_log_entries(batch)
-                        failing, batch = None, []
-                    except Exception as exc:  # a full disk must not kill log collection
-                        if str(exc) != failing:   # once per outage, not every retry
-                            print(f"owncastd: cannot store log entries in the database "
-                                  f"(keeping the newest {LOG_BACKLOG} to retry every 2 s): "
-                                  f"{exc}", file=sys.stderr)
-                        failing = str(exc)
-                        # Kept (full disk, locked), the records that say what went wrong show
-                        # up once it works again; a batch the store refuses is dropped.
-                        batch = batch[-LOG_BACKLOG:] \
-                            if isinstance(exc, sqlite3.OperationalError) else []
-                    last_flush = time.monotonic()
-            # drain what is still queued so shutdown messages are kept
-            while (msg := sub.recv(timeout_ms=50)) is not None:
-                batch.append(msg[1])
-            try:
-                store.add_log_entries(batch)
-            except Exception as exc:
-                print(f"owncastd: cannot store log entries: {exc}", file=sys.stderr)
-        finally:
-            sub.close()
-            store.close()
 
     def _end_orphans(self) -> None:
         """Children of a previous supervisor that was SIGKILLed may still run: end them."""
@@ -244,6 +205,7 @@ class Supervisor:
                 self.config.file_values = load_file(self.config_path)
             except ConfigError as exc:
                 log.error("reload: %s; keeping the values read before", exc)
+        self.timeout = float(self.config.get("child_timeout"))
         port_change, moved = self.rebind()
         if not port_change:
             log.info("received SIGHUP: restarting children")
@@ -301,12 +263,30 @@ class Supervisor:
                 self.handle_signals()
                 if self.stopping:
                     break
+                self.kill_hung()
                 self.reap()
                 self.spawn_missing()
                 self.sleep()
         finally:
             self.shutdown()
         return 0
+
+    def kill_hung(self) -> None:
+        """SIGKILL (the whole process group of) a child whose heartbeat is older than the
+        timeout; reap() then restarts it with backoff, as after any crash."""
+        now = time.time()
+        for child in self.children:
+            if child.proc is None or child.proc.poll() is not None or not child.heartbeat:
+                continue
+            last = heartbeat.last_beat(child.heartbeat)
+            booting = last == child.spawn_mark
+            limit = max(self.timeout, heartbeat.BOOT_TIMEOUT) if booting else self.timeout
+            silent = now - last
+            if silent > limit:
+                log.error("child %s (pid %d) sent no heartbeat for %.1f s (%s %g s): "
+                          "killing it", child.spec.name, child.proc.pid, silent,
+                          "timeout to start" if booting else "timeout", limit)
+                _kill_group(child.proc.pid, signal.SIGKILL)
 
     def reap(self) -> None:
         for child in self.children:
@@ -335,16 +315,13 @@ class Supervisor:
 
     def on_child_exit(self, child: Child) -> None:
         """Policies tied to one kind of child: a dead ingest means the stream went offline."""
-        if child.spec.name != "ingest":
-            return
         store = self.config.store
-        if store is not None and store.get_state("online"):
-            now = utcnow()
-            store.set_states({"online": False, "lastDisconnectTime": now,
-                              "broadcaster": None, "currentBroadcast": None})
-            if self._events is not None:
-                self._events.publish(bus.EVENT_STREAM_STOPPED,
-                                     {"time": now, "reason": "ingest process died"})
+        if child.spec.name != "ingest" or store is None:
+            return
+        now = stream_state.end_if_online(store)
+        if now is not None and self._events is not None:
+            self._events.publish(bus.EVENT_STREAM_STOPPED,
+                                 {"time": now, "reason": "ingest process died"})
 
     def spawn_missing(self) -> None:
         now = time.monotonic()
@@ -366,8 +343,12 @@ class Supervisor:
             log.error("cannot update the runtime file in %s: %s", self.data_dir, exc)
 
     def _spawn(self, child: Child) -> None:
+        child.heartbeat = DataDir(self.data_dir).heartbeat(child.spec.name)
         env = dict(os.environ, OWNCASTD_SUPERVISOR_PID=str(os.getpid()), **child.spec.env)
+        env[heartbeat.ENV_PATH] = child.heartbeat
+        env[heartbeat.ENV_INTERVAL] = str(heartbeat.interval_for(self.timeout))
         try:
+            child.spawn_mark = heartbeat.touch(child.heartbeat)
             child.proc = subprocess.Popen(child.spec.argv(), pass_fds=child.spec.pass_fds,
                                           env=env, start_new_session=True, cwd=self.data_dir)
         except OSError as exc:
@@ -419,9 +400,8 @@ class Supervisor:
                 pass
         log.info("owncastd stopped")
         metrics.remove()
-        self._collector_stop.set()
-        for thread in self._threads[1:]:
-            thread.join(timeout=2)
+        if self._collector is not None:
+            self._collector.stop()
         if self._events is not None:
             self._events.close()
         if self._proxy is not None:

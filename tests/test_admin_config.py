@@ -196,7 +196,7 @@ BAD = [
     ("video/streamlatencylevel", -1, "streamlatencylevel"),
     ("video/streamlatencylevel", "2", "streamlatencylevel"),
     ("video/streamoutputvariants", [], "videoQualityVariants"),
-    ("video/streamoutputvariants", "x", "videoQualityVariants"),
+    ("video/streamoutputvariants", "x", "streamoutputvariants"),
     ("video/streamoutputvariants", [{"videoBitrate": -5}], "videoQualityVariants[0].videoBitrate"),
     ("video/streamoutputvariants", [{"videoBitrate": 10**7}], "videoQualityVariants[0].videoBitrate"),
     ("video/streamoutputvariants", [{"framerate": 1000}], "videoQualityVariants[0].framerate"),
@@ -204,7 +204,7 @@ BAD = [
     ("video/streamoutputvariants", [{"cpuUsageLevel": 9}], "videoQualityVariants[0].cpuUsageLevel"),
     ("video/streamoutputvariants", [{}] * 11, "videoQualityVariants"),
     ("video/codec", "h265", "videoCodec"),
-    ("video/codec", 264, "videoCodec"),
+    ("video/codec", 264, "video/codec"),
     ("s3", "on", "s3"),
     ("s3", {}, "s3.enabled"),
     ("s3", {"enabled": True}, "s3.endpoint"),
@@ -534,3 +534,20 @@ def test_reload_applies_a_port_from_the_config_file_and_keeps_the_old_one_when_b
     d.web_port = new_web
     wait_until(lambda: d.get("/api/status").status_code == 200, 30, what="the API on the new port")
     wait_until(lambda: refused(old_web), 15, what="the old port to close")
+
+
+def test_every_settable_setting_has_a_route_and_is_where_it_says(api):
+    """settings.py is the one list: a setting with `setter` gets its admin route, and its
+    `shown_at` path finds its current value (what owncastctl config get reads)."""
+    from owncastd.settings import SETTINGS
+    sc = serverconfig(api)
+    public = api.simulate_get("/api/config").json
+    for setting in SETTINGS.values():
+        if setting.setter is None:
+            continue
+        r = api.simulate_post(f"/api/admin/config/{setting.setter}", json={}, headers=api.auth)
+        assert r.status_code == 400 and "value" in r.json["message"], setting.key
+        node = public if setting.shown_at[0] == "config." else sc
+        for part in setting.shown_at[1:] if setting.shown_at[0] == "config." else setting.shown_at:
+            assert part in node, (setting.key, setting.shown_at)
+            node = node[part]

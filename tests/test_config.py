@@ -1,4 +1,5 @@
 import os
+import subprocess
 
 import pytest
 
@@ -111,3 +112,47 @@ def test_stream_key_generated_once_and_strong(store):
     assert c.get("stream_key") == key
     assert c.ensure_stream_key() is None  # already there
     assert Config(store, {}, {"stream_key": "flag-key"}).ensure_stream_key() is None
+
+
+# -- the rules bite from every source (issue 14): a bad key or latency level never starts -----
+
+BAD_SETTINGS = [("stream_key", "ab", "at least 8"), ("video.latency_level", 99, "latency level")]
+
+
+@pytest.mark.parametrize("key,value,problem", BAD_SETTINGS)
+def test_file_and_env_refuse_values_the_api_refuses(tmp_path, key, value, problem):
+    section, _, leaf = key.rpartition(".")
+    toml = (f"[{section}]\n" if section else "") + f"{leaf} = {value!r}\n".replace("'", '"')
+    with pytest.raises(ConfigError, match=rf"owncast.toml: {key}: .*{problem}"):
+        load_file(write(tmp_path, toml))
+    env = configmod.SETTINGS[key].env
+    with pytest.raises(ConfigError, match=rf"{env}: {key}: .*{problem}"):
+        load_env({env: str(value)})
+
+
+def _start(tmp_path, *args, env=None):
+    from conftest import OWNCASTD
+    e = {k: v for k, v in os.environ.items() if not k.startswith("OWNCAST")}
+    e.update(env or {})
+    return subprocess.run([OWNCASTD, "start", "--data-dir", str(tmp_path / "data"),
+                           "--bind", "127.0.0.1", "--web-port", "1", "--rtmp-port", "2", *args],
+                          capture_output=True, text=True, env=e, timeout=30)
+
+
+def test_owncastd_start_refuses_a_bad_setting_from_flag_env_and_file(tmp_path):
+    r = _start(tmp_path, "--stream-key", "ab")
+    assert r.returncode == 2, r
+    assert "--stream-key" in r.stderr and "stream_key" in r.stderr and "at least 8" in r.stderr
+    r = _start(tmp_path, env={"OWNCAST_VIDEO_LATENCY_LEVEL": "99"})
+    assert r.returncode == 2, r
+    assert "OWNCAST_VIDEO_LATENCY_LEVEL" in r.stderr and "video.latency_level" in r.stderr
+    conf = write(tmp_path, '[video]\nlatency_level = 99\n')
+    r = _start(tmp_path, "--config", conf)
+    assert r.returncode == 2, r
+    assert "owncast.toml" in r.stderr and "video.latency_level" in r.stderr
+    assert not os.path.exists(tmp_path / "data" / "owncast.db"), "refused before anything started"
+
+
+def test_every_setting_default_obeys_its_own_rules():
+    for key, setting in configmod.SETTINGS.items():
+        assert coerce(key, setting.default) == setting.default, key

@@ -106,7 +106,7 @@ def test_usage_errors_exit_2_before_anything_is_sent(server, home):
     assert r.returncode == 2 and "streamtitle" in r.stderr  # lists the valid names
     r = ctl(home, "config", "set", "streamoutputvariants", '[{"framerate":"fast"}]',
             server=server)
-    assert r.returncode == 2 and "framerate must be int" in r.stderr
+    assert r.returncode == 2 and "framerate: must be an integer" in r.stderr
     r = ctl(home, "--server", "ftp://x", "status")
     assert r.returncode == 2 and "http" in r.stderr
     # Admin commands without a password say how to give one.
@@ -209,8 +209,8 @@ CASES = [  # setting, text given, value `config get --json` should show (None: n
 
 @pytest.mark.parametrize("setting,text,expected", CASES, ids=[c[0] for c in CASES])
 def test_config_set_then_get(server, home, setting, text, expected):
-    from owncastd.ctlsettings import SETTINGS
-    need(server, "/api/admin/config/" + SETTINGS[setting].endpoint)
+    from owncastd.settings import by_cli_name
+    need(server, "/api/admin/config/" + by_cli_name()[setting].setter)
     out = ok(ctl(home, "config", "set", setting, text, server=server))
     assert out.strip(), "says what happened"
     got = json.loads(ok(ctl(home, "--json", "config", "get", setting, server=server)))

@@ -4,6 +4,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import time
 
 import psutil
 import pytest
@@ -65,6 +66,31 @@ def test_killed_api_worker_is_replaced(daemon):
     wait_until(lambda: len(web_workers(daemon)) == 2 and victim.pid not in
                [w.pid for w in web_workers(daemon)], 15, what="a replacement worker")
     assert daemon.get("/api/config").status_code == 200
+
+
+@pytest.mark.parametrize("child", ["owncastd.services.sampler", "owncastd.ingest.server"])
+def test_hung_child_is_killed_and_respawned(daemon_factory, child):
+    """A child that stops beating (SIGSTOP: a thread child and a gevent child) is SIGKILLed
+    after child_timeout and started again; the others keep running."""
+    d = daemon_factory(env={"OWNCAST_CHILD_TIMEOUT": "2"}).start()
+    [victim] = [p for p in d.children_named(child) if p.ppid() == d.proc.pid]
+    [bystander] = [p for p in d.children_named("owncastd.services.directory")]
+    os.kill(victim.pid, signal.SIGSTOP)
+    began = time.monotonic()
+
+    def replaced():
+        now = [p for p in d.children_named(child) if p.ppid() == d.proc.pid]
+        return now and now[0].pid != victim.pid and now[0]
+    fresh = wait_until(replaced, 20, what=f"a new {child} after the hung one")
+    assert time.monotonic() - began >= 1.5, "not killed before the timeout"
+    assert not psutil.pid_exists(victim.pid) or victim.status() == psutil.STATUS_ZOMBIE
+    assert bystander.is_running() and bystander.status() != psutil.STATUS_STOPPED
+    assert "sent no heartbeat" in d.output()
+    # The new one beats: it is still the same process well after the timeout.
+    time.sleep(4)
+    assert fresh.is_running() and [p.pid for p in d.children_named(child)
+                                   if p.ppid() == d.proc.pid] == [fresh.pid]
+    assert d.get("/api/status").status_code == 200
 
 
 def test_killed_gunicorn_master_gets_a_new_pool(daemon):

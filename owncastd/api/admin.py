@@ -8,8 +8,9 @@ import signal
 import falcon
 
 from .. import bus, status
-from ..config import SETTINGS, ConfigError
+from ..config import ConfigError
 from ..runtime import Runtime, running_pid
+from ..settings import APPLIES_NEXT_STREAM, SETTINGS, Setting, field_problem
 from . import validate
 from .body import read_value
 from .errors import BadRequest
@@ -112,26 +113,31 @@ def override_note(config, key: str) -> str:
 
 
 class ConfigSetterResource:
-    """`POST /api/admin/config/<name>` with `{"value": ...}` → check, save, announce."""
+    """`POST /api/admin/config/<setter>` with `{"value": ...}` → the setting's rules, the API's
+    own check (if any), save, announce."""
 
-    def __init__(self, config, publisher, key: str, check: Check, done: str):
+    def __init__(self, config, publisher, setting: Setting, check: Check | None, done: str):
         self.config = config
         self.publisher = publisher
-        self.key = key
+        self.setting = setting
         self.check = check
         self.done = done
 
     def on_post(self, req, resp):
-        value = self.check(read_value(req))
-        save_and_announce(self.config, self.publisher, {self.key: value})
-        resp.media = {"success": True, "message": self.done + override_note(self.config, self.key)}
+        key = self.setting.key
+        value = validate.checked_value(self.setting.setter, key, read_value(req))
+        if self.check is not None:
+            value = self.check(value)
+        save_and_announce(self.config, self.publisher, {key: value}, self.setting.setter)
+        resp.media = {"success": True, "message": self.done + override_note(self.config, key)}
 
 
-def save_and_announce(config, publisher, values: dict) -> None:
+def save_and_announce(config, publisher, values: dict, name: str | None = None) -> None:
     try:
         config.save(values)
     except ConfigError as exc:
-        raise BadRequest(str(exc)) from None
+        raise BadRequest(field_problem(name, exc.problem) if name and exc.problem
+                         else str(exc)) from None
     for key in values:
         if publisher is not None:
             publisher.publish(bus.EVENT_CONFIG_CHANGED, {"key": key})
@@ -162,7 +168,7 @@ class PortSetterResource:
         self.what = LISTENER_NAMES[self.key]
 
     def on_post(self, req, resp):
-        value = validate.port(self.name)(read_value(req))
+        value = validate.checked_value(self.name, self.key, read_value(req))
         running = Runtime.read(self.data_dir)
         pid = running_pid(self.data_dir)
         current = getattr(running, self.key) if running and pid else None
@@ -217,44 +223,23 @@ class YPResetResource:
         resp.media = {"success": True, "message": "directory registration key reset"}
 
 
-def setters(config, data_dir: str) -> dict[str, tuple[str, Check, str]]:
-    """Path under /api/admin/config/ -> (setting key, check, success message)."""
-    def variants(value):
-        return validate.output_variants(value, codec=config.get("video.codec"))
-
-    next_stream = "changed; applies from the next stream start"
-    return {
-        "name": ("instance.name", validate.text("name", 255), "changed"),
-        "serversummary": ("instance.summary", validate.text("serversummary", 5000), "changed"),
-        "streamtitle": ("instance.stream_title", validate.text("streamtitle", 255), "changed"),
-        "pagecontent": ("instance.page_content", validate.text("pagecontent", 100_000),
-                        "changed"),
-        "customstyles": ("instance.custom_styles", validate.text("customstyles", 100_000),
-                         "changed"),
-        "logo": ("instance.logo", validate.logo(data_dir), "changed"),
-        "tags": ("instance.tags", validate.string_list("tags", 50, 64), "changed"),
-        "nsfw": ("instance.nsfw", validate.flag("nsfw"), "changed"),
-        "socialhandles": ("instance.social_handles", validate.social_handles, "changed"),
-        "directoryenabled": ("instance.directory_enabled", validate.flag("directoryenabled"),
-                             "changed"),
-        "serverurl": ("instance.server_url", validate.server_url, "changed"),
-        "key": ("stream_key", validate.stream_key,
-                "changed; use the new key as the admin password and to publish"),
-        "ffmpegpath": ("video.ffmpeg_path", validate.ffmpeg_path, next_stream),
-        "video/streamlatencylevel": ("video.latency_level", validate.latency_level, next_stream),
-        "video/streamoutputvariants": ("video.variants", variants, next_stream),
-        "video/codec": ("video.codec", validate.video_codec, next_stream),
-        "s3": ("s3", validate.s3, next_stream),
-    }
+DONE = {"stream_key": "changed; use the new key as the admin password and to publish"}
 
 
 def add_setter_routes(app: falcon.App, config, publisher, data_dir: str) -> None:
-    for name, (key, check, done) in setters(config, data_dir).items():
-        app.add_route(f"/api/admin/config/{name}",
-                      ConfigSetterResource(config, publisher, key, check, done))
-    for name in LISTENERS:
-        app.add_route(f"/api/admin/config/{name}",
-                      PortSetterResource(config, publisher, data_dir, name))
+    """A route per setting with a `setter` (settings.py); the ports have their own resource."""
+    checks = validate.http_checks(data_dir)
+    for setting in SETTINGS.values():
+        if setting.setter is None:
+            continue
+        path = f"/api/admin/config/{setting.setter}"
+        if setting.setter in LISTENERS:
+            app.add_route(path, PortSetterResource(config, publisher, data_dir, setting.setter))
+            continue
+        done = DONE.get(setting.key) or ("changed; applies from the next stream start"
+                                         if setting.applies == APPLIES_NEXT_STREAM else "changed")
+        app.add_route(path, ConfigSetterResource(config, publisher, setting,
+                                                 checks.get(setting.key), done))
     app.add_route("/api/admin/yp/reset", YPResetResource(config, publisher))
 
 

@@ -2,45 +2,48 @@
 
 Every area of the API has a module with `add_routes(app, services)`; `ROUTE_MODULES` lists them.
 `Services` is what one worker shares between its resources: the config (and through it the
-store), the bus publisher and the data dir.
+store), the bus publisher, the data dir's paths, the viewer counter and the chat service and hub.
 """
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import falcon
 
 from .. import bus
+from ..chat.hub import Hub
+from ..chat.service import ChatService
 from ..config import Config
+from ..datadir import DataDir
+from ..green import gevent_patched
 from ..runtime import child_config
+from ..stats.viewers import ViewerTracker
+from . import (admin, chat, chat_ws, hls, integrations, metrics, public, stats, tokens,
+               webhooks, webui)
 from .auth import AdminAuth, IntegrationAuth
 from .errors import handle_unexpected, serialize_error
 from .metrics import HTTPMetrics
 
-# Modules under owncastd.api with an `add_routes(app, services)` function, in order.
-ROUTE_MODULES = [
-    "public",
-    "admin",
-    "hls",
-    "stats",
-    "chat_ws",
-    "chat",
-    "integrations",
-    "tokens",
-    "webhooks",
-    "webui",
-    "metrics",
-]
+# Modules with an `add_routes(app, services)` function, in order.
+ROUTE_MODULES = [public, admin, hls, stats, chat_ws, chat, integrations, tokens, webhooks, webui,
+                 metrics]
 
 
 @dataclass
 class Services:
+    """One worker's shared parts, built once per worker (after the fork)."""
     config: Config
     publisher: Any            # bus.Publisher (or a test double with .publish(topic, payload))
-    data_dir: str
-    extra: dict = field(default_factory=dict)  # per-area singletons (e.g. the chat hub)
+    paths: DataDir
+    viewers: ViewerTracker
+    chat: ChatService
+    chat_hub: Hub
+    green: bool = False       # under gevent (a real worker): background greenlets run
+
+    @property
+    def data_dir(self) -> str:
+        return self.paths.root
 
     @property
     def store(self):
@@ -57,24 +60,21 @@ class PublicCORS:
 
 def create_app(data_dir: str, config=None, publisher=None) -> falcon.App:
     """Build the app for one worker. `config`/`publisher` may be given by tests."""
+    green = gevent_patched()
     if config is None:
         config, _ = child_config(data_dir)
     if publisher is None:
-        publisher = bus.Publisher(data_dir, green=_in_gevent())
-    services = Services(config, publisher, data_dir)
+        publisher = bus.Publisher(data_dir, green=green)
+    paths = DataDir(data_dir)
+    services = Services(config, publisher, paths,
+                        viewers=ViewerTracker(config.store, background=green),
+                        chat=ChatService(config, publisher, paths),
+                        chat_hub=Hub(data_dir, config.store, publisher), green=green)
     app = falcon.App(middleware=[HTTPMetrics(), AdminAuth(config),
                                  IntegrationAuth(config.store), PublicCORS()])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)
-    for name in ROUTE_MODULES:
-        importlib.import_module(f"{__package__}.{name}").add_routes(app, services)
+    for module in ROUTE_MODULES:
+        module.add_routes(app, services)
     return app
-
-
-def _in_gevent() -> bool:
-    try:
-        from gevent import monkey
-        return monkey.is_module_patched("socket")
-    except ImportError:
-        return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ..chat import protocol as p
 from .body import read_object
-from .chat_ws import chat_parts
 from .errors import BadRequest
 
 MAX_IDS = 1000
@@ -72,7 +71,7 @@ class VisibilityResource:
 
 
 def add_routes(app, services) -> None:
-    chat, _ = chat_parts(services)
+    chat = services.chat
     app.add_route("/api/chat", HistoryResource(chat))
     app.add_route("/api/admin/chat/messages", AllMessagesResource(chat))
     app.add_route("/api/admin/chat/updatemessagevisibility", VisibilityResource(chat))

@@ -87,25 +87,7 @@ class ChatSocketResource:
         self.hub.client_changed(conn)
 
 
-def chat_parts(services) -> tuple[ChatService, Hub]:
-    """The worker's chat service and hub, shared by every chat-related route module."""
-    if "chat" not in services.extra:
-        services.extra["chat"] = ChatService(services.config, services.publisher,
-                                             services.data_dir)
-        services.extra["chat_hub"] = Hub(services.data_dir, services.store, services.publisher)
-    return services.extra["chat"], services.extra["chat_hub"]
-
-
 def add_routes(app, services) -> None:
-    chat, hub = chat_parts(services)
-    app.add_route("/entry", ChatSocketResource(chat, hub))
-    if _in_gevent_worker():
-        hub.start()   # subscribe now, so the bus is live before the first client arrives
-
-
-def _in_gevent_worker() -> bool:
-    try:
-        from gevent import monkey
-        return monkey.is_module_patched("socket")
-    except ImportError:
-        return False
+    app.add_route("/entry", ChatSocketResource(services.chat, services.chat_hub))
+    if services.green:
+        services.chat_hub.start()  # subscribe now: the bus is live before the first client

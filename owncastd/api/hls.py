@@ -3,17 +3,10 @@ With S3 on, fresh rewritten playlists from DATA/hls-s3 (written by the storage c
 served in place of the originals (owncastd/services/storage.py)."""
 from __future__ import annotations
 
-import os
-
-from ..stats.viewers import tracker_for
 from .files import HLSResource
-
-HLS_DIR = "hls"
-OVERLAY_DIR = "hls-s3"
 
 
 def add_routes(app, services) -> None:
-    tracker = tracker_for(services)
     app.add_route("/hls/{path:path}",
-                  HLSResource(os.path.join(services.data_dir, HLS_DIR), on_playlist=tracker.seen,
-                              overlay_root=os.path.join(services.data_dir, OVERLAY_DIR)))
+                  HLSResource(services.paths.hls, on_playlist=services.viewers.seen,
+                              overlay_root=services.paths.hls_s3))

@@ -4,14 +4,11 @@ corresponding websocket message would. `/api/integrations/clients` belongs to th
 (issue 5) and is registered there."""
 from __future__ import annotations
 
-from .. import bus
-from ..config import ConfigError
-from .body import read_object
+from .admin import save_and_announce
+from .body import read_object, read_value
 from .chat import HistoryResource, VisibilityResource
-from .chat_ws import chat_parts
 from .errors import BadRequest
-
-MAX_TITLE = 255
+from .validate import checked_value
 
 
 JSON_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer",
@@ -112,19 +109,13 @@ class StreamTitleResource:
         self.publisher = publisher
 
     def on_post(self, req, resp):
-        value = checked(read_object(req), {"value": str}, required=("value",))["value"]
-        if len(value) > MAX_TITLE:
-            raise BadRequest(f"value: longer than {MAX_TITLE} characters")
-        try:
-            self.config.save({"instance.stream_title": value})
-        except ConfigError as exc:
-            raise BadRequest(str(exc)) from None
-        self.publisher.publish(bus.EVENT_CONFIG_CHANGED, {"key": "instance.stream_title"})
+        value = checked_value("value", "instance.stream_title", read_value(req))
+        save_and_announce(self.config, self.publisher, {"instance.stream_title": value}, "value")
         resp.media = {"success": True, "message": "changed"}
 
 
 def add_routes(app, services) -> None:
-    chat, _ = chat_parts(services)
+    chat = services.chat
     app.add_route("/api/integrations/chat/user", UserMessageResource(chat))
     app.add_route("/api/integrations/chat/system", SystemMessageResource(chat))
     app.add_route("/api/integrations/chat/action", ActionResource(chat))

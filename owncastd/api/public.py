@@ -1,13 +1,14 @@
 """Public endpoints (no auth): what the web page and the directory read."""
 from __future__ import annotations
 
-import os
-
 import falcon
 
 from .. import status
+from ..datadir import DataDir
+from ..emoji import list_emoji
 from ..markup import page_html
 from ..version import __version__
+from .files import DirectoryResource
 
 VERSION_STRING = f"owncastd v{__version__}"
 
@@ -76,26 +77,12 @@ class YPResource:
         }
 
 
-EMOJI_URL = "/img/emoji/"
-EMOJI_EXTENSIONS = (".svg", ".png", ".gif", ".jpg", ".jpeg", ".webp")
-
-
-def list_emoji(emoji_dir: str) -> list[dict]:
-    """One `{name, emoji}` per image file in the emoji folder (D6: a plain array)."""
-    try:
-        names = sorted(os.listdir(emoji_dir))
-    except FileNotFoundError:
-        return []
-    return [{"name": os.path.splitext(n)[0], "emoji": EMOJI_URL + n}
-            for n in names if n.lower().endswith(EMOJI_EXTENSIONS) and not n.startswith(".")]
-
-
 class EmojiResource:
-    def __init__(self, emoji_dir: str):
-        self.emoji_dir = emoji_dir
+    def __init__(self, paths: DataDir):
+        self.paths = paths
 
     def on_get(self, req, resp):
-        resp.media = list_emoji(self.emoji_dir)
+        resp.media = list_emoji(self.paths)
 
 
 class PingResource:
@@ -113,14 +100,11 @@ class PingResource:
 
 
 def add_routes(app, services) -> None:
-    import os
-    from .files import DirectoryResource
     config = services.config
-    emoji_dir = os.path.join(services.data_dir, "emoji")
     app.add_route("/api/config", ConfigResource(config))
     app.add_route("/api/status", StatusResource(config, services.data_dir))
     app.add_route("/api/yp", YPResource(config))
-    app.add_route("/api/emoji", EmojiResource(emoji_dir))
-    from ..stats.viewers import tracker_for
-    app.add_route("/api/ping", PingResource(tracker_for(services).seen))
-    app.add_route("/img/emoji/{path}", DirectoryResource(emoji_dir, "public, max-age=3600"))
+    app.add_route("/api/emoji", EmojiResource(services.paths))
+    app.add_route("/api/ping", PingResource(services.viewers.seen))
+    app.add_route("/img/emoji/{path}", DirectoryResource(services.paths.emoji,
+                                                         "public, max-age=3600"))

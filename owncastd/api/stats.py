@@ -6,10 +6,10 @@ module only registers the route. Samples are written by the sampler child
 """
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 
 
+from ..datadir import DataDir
 from ..stats.clients import list_clients
 from ..stats.geo import GeoLookup
 from .errors import BadRequest
@@ -20,7 +20,7 @@ VIEWERS_SERIES = "viewers"
 
 def geo_database_path(config, data_dir: str) -> str:
     path = config.get("geoip_database")
-    return os.path.join(data_dir, path) if path else ""
+    return DataDir(data_dir).file(path) if path else ""
 
 
 class ClientsResource:

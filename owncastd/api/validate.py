@@ -1,10 +1,11 @@
-"""Checks for values posted to the admin config setters.
+"""The admin API's part of checking a posted setting: what only HTTP needs.
 
-A check takes the posted `value` and returns what to store, or raises `BadRequest` with a
-message that starts with the setter's name and says what is wrong. Checks never save
-anything: a rejected request changes nothing. Most are pure; `logo` and `ffmpeg_path` look at
-the file system (and run the binary under a short timeout through gevent, so the worker is
-not blocked).
+The rules of every setting (type, range, shape) are `settings.py`'s, applied by
+`checked_value()` with the setter's name in the message. Here: shaping the posted JSON into
+what is stored (unknown fields dropped, text trimmed, as Owncast did) and the checks that look
+outside the value (the logo file or an uploaded image, running the ffmpeg binary, a free port,
+the codecs of this FFmpeg build). They return what to store or raise `BadRequest`; none saves
+anything, so a rejected request changes nothing.
 """
 from __future__ import annotations
 
@@ -14,115 +15,75 @@ import os
 import re
 import socket
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
-from ..config import SETTINGS
+from ..datadir import DataDir
+from ..settings import S3_FLAGS, S3_TEXT_FIELDS, SETTINGS, ConfigError, coerce, field_problem
 from ..transcode import ladder
 from .errors import BadRequest
 
 Check = Callable[[Any], Any]  # returns the value to store, or raises BadRequest
 
-
-def text(field: str, max_len: int) -> Check:
-    def check(value):
-        if not isinstance(value, str):
-            raise BadRequest(f"{field}: expected a string")
-        if len(value) > max_len:
-            raise BadRequest(f"{field}: longer than {max_len} characters")
-        return value
-    return check
+__all__ = ["S3_TEXT_FIELDS", "checked_value", "http_checks", "port_is_free", "shape",
+           "supported_codecs"]
 
 
-def flag(field: str) -> Check:
-    def check(value):
-        if not isinstance(value, bool):
-            raise BadRequest(f"{field}: expected true or false")
-        return value
-    return check
+def checked_value(name: str, key: str, value: Any) -> Any:
+    """`value` shaped and checked against the rules of setting `key`; BadRequest naming the
+    setter `name` when it breaks one."""
+    try:
+        return coerce(key, shape(key, value))
+    except ConfigError as exc:
+        raise BadRequest(field_problem(name, exc.problem or str(exc))) from None
 
 
-def string_list(field: str, max_items: int, max_len: int) -> Check:
-    def check(value):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise BadRequest(f"{field}: expected a list of strings")
-        if len(value) > max_items:
-            raise BadRequest(f"{field}: more than {max_items} entries")
-        cleaned = [v.strip() for v in value if v.strip()]
-        if any(len(v) > max_len for v in cleaned):
-            raise BadRequest(f"{field}: an entry is longer than {max_len} characters")
-        return cleaned
-    return check
-
-
-def stream_key(value):
-    if not isinstance(value, str) or not value.strip():
-        raise BadRequest("key: expected a non-empty string")
-    if len(value) < 8:
-        raise BadRequest("key: must be at least 8 characters (it is also the admin password)")
-    if len(value) > 256 or any(c.isspace() or c == "/" for c in value):
-        raise BadRequest("key: at most 256 characters, without spaces or '/'")
+def shape(key: str, value: Any) -> Any:
+    """The posted value as it is stored: unknown object fields dropped, text trimmed. A value
+    of the wrong type passes through unchanged, for the rules to refuse."""
+    if key == "instance.tags" and isinstance(value, list) \
+            and all(isinstance(t, str) for t in value):
+        return [t.strip() for t in value if t.strip()]
+    if key == "instance.server_url" and isinstance(value, str):
+        return value.rstrip("/")
+    if key == "instance.social_handles" and isinstance(value, list):
+        return [{"platform": h["platform"].strip() if isinstance(h.get("platform"), str)
+                 else h.get("platform"), "url": h.get("url")} if isinstance(h, dict) else h
+                for h in value]
+    if key == "video.variants" and isinstance(value, list):
+        return [{k: v[k] for k in VARIANT_FIELDS if v.get(k) is not None}
+                if isinstance(v, dict) else v for v in value]
+    if key == "s3" and isinstance(value, dict):
+        out = {k: value[k] for k in S3_FLAGS if value.get(k) is not None}
+        for k in S3_TEXT_FIELDS:
+            v = value.get(k)
+            if v is not None:
+                out[k] = v.strip() if isinstance(v, str) else v
+        for k in ("endpoint", "servingEndpoint"):
+            if isinstance(out.get(k), str):
+                out[k] = out[k].rstrip("/")
+        return out
     return value
 
 
-def http_url_problem(value: Any) -> str | None:
-    """None if `value` is an absolute http(s) URL with a host, else what is wrong with it."""
-    if not isinstance(value, str):
-        return "expected a string"
-    if len(value) > 2048:
-        return "longer than 2048 characters"
-    try:
-        parts = urlsplit(value)
-        parts.port  # raises ValueError for a port out of range
-    except ValueError:
-        return f"{value!r} is not a valid URL"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{value!r} is not an absolute http:// or https:// URL"
-    if any(c.isspace() for c in value):
-        return f"{value!r} contains whitespace"
-    return None
+# Fields of a StreamQuality object we keep; anything else a client sends is dropped.
+VARIANT_FIELDS = ("name", "videoPassthrough", "audioPassthrough", "videoBitrate", "audioBitrate",
+                  "scaledWidth", "scaledHeight", "framerate", "cpuUsageLevel")
 
 
-def server_url(value):
-    """Empty (unset) or an absolute http(s) URL, stored without a trailing slash."""
-    if value == "":
-        return ""
-    problem = http_url_problem(value)
-    if problem:
-        raise BadRequest(f"serverurl: {problem}")
-    return value.rstrip("/")
+def http_checks(data_dir: str) -> dict[str, Check]:
+    """Setting key -> the check beyond the rules that the API applies (after the rules)."""
+    return {
+        "stream_key": non_empty_key,
+        "instance.logo": logo(data_dir),
+        "video.ffmpeg_path": ffmpeg_path,
+        "video.codec": codec_available,
+    }
 
 
-MAX_SOCIAL_HANDLES = 50
-
-
-def social_handles(value):
-    if not isinstance(value, list):
-        raise BadRequest("socialhandles: expected a list of {platform, url} objects")
-    if len(value) > MAX_SOCIAL_HANDLES:
-        raise BadRequest(f"socialhandles: more than {MAX_SOCIAL_HANDLES} entries")
-    out = []
-    for i, handle in enumerate(value):
-        if not isinstance(handle, dict):
-            raise BadRequest(f"socialhandles[{i}]: expected an object with platform and url")
-        platform = handle.get("platform")
-        if not isinstance(platform, str) or not platform.strip() or len(platform) > 64:
-            raise BadRequest(f"socialhandles[{i}].platform: expected a non-empty string of "
-                             "at most 64 characters")
-        problem = http_url_problem(handle.get("url"))
-        if problem:
-            raise BadRequest(f"socialhandles[{i}].url: {problem}")
-        out.append({"platform": platform.strip(), "url": handle["url"]})
-    return out
-
-
-def port(field: str) -> Check:
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise BadRequest(f"{field}: expected an integer port number")
-        if not 1 <= value <= 65535:
-            raise BadRequest(f"{field}: {value} is not a port number from 1 to 65535")
-        return value
-    return check
+def non_empty_key(value: str) -> str:
+    # Empty is valid in a config file (= generate one) but would lock the admin out here.
+    if not value.strip():
+        raise BadRequest("key: expected a non-empty string")
+    return value
 
 
 def port_is_free(field: str, bind: str, value: int) -> None:
@@ -138,32 +99,7 @@ def port_is_free(field: str, bind: str, value: int) -> None:
                              f"{exc.strerror or exc}") from None
 
 
-def latency_level(value):
-    if isinstance(value, bool) or not isinstance(value, int) or value not in ladder.LATENCY_LEVELS:
-        levels = sorted(ladder.LATENCY_LEVELS)
-        raise BadRequest(f"video/streamlatencylevel: {value!r} is not a latency level "
-                         f"({levels[0]} to {levels[-1]})")
-    return value
-
-
-# Fields of a StreamQuality object we keep; anything else a client sends is dropped.
-VARIANT_FIELDS = ("name", "videoPassthrough", "audioPassthrough", "videoBitrate", "audioBitrate",
-                  "scaledWidth", "scaledHeight", "framerate", "cpuUsageLevel")
-
-
-def output_variants(value, codec: str) -> list[dict]:
-    """The ladder's own validation (types and ranges). 0 is accepted where Owncast 0.0.7 gave
-    it a meaning (D25): videoBitrate 0 = 1200 kbit/s, framerate 0 = 24, audioBitrate 0 =
-    audio passthrough; the ladder applies those defaults at stream start."""
-    try:
-        ladder.validate(value, codec=codec)
-    except ValueError as exc:
-        raise BadRequest(f"video/streamoutputvariants: {exc}") from None
-    return [{k: variant[k] for k in VARIANT_FIELDS if variant.get(k) is not None}
-            for variant in value]
-
-
-def video_codec(value):
+def codec_available(value: str) -> str:
     try:
         ladder.validate([dict(ladder.DEFAULT_VARIANT)], codec=value)
     except ValueError as exc:
@@ -181,39 +117,6 @@ def supported_codecs() -> list[str]:
     return [c for c in ladder.KNOWN_CODECS if c == ladder.DEFAULT_CODEC or c in available]
 
 
-S3_TEXT_FIELDS = ("endpoint", "servingEndpoint", "accessKey", "secret", "bucket", "region", "acl")
-
-
-def s3(value):
-    if not isinstance(value, dict):
-        raise BadRequest("s3: expected an object")
-    if not isinstance(value.get("enabled"), bool):
-        raise BadRequest("s3.enabled: expected true or false")
-    out: dict[str, Any] = {"enabled": value["enabled"]}
-    for key in S3_TEXT_FIELDS:
-        v = value.get(key)
-        if v is None:
-            continue
-        if not isinstance(v, str) or len(v) > 1024:
-            raise BadRequest(f"s3.{key}: expected a string of at most 1024 characters")
-        out[key] = v.strip()
-    if "forcePathStyle" in value and value["forcePathStyle"] is not None:
-        if not isinstance(value["forcePathStyle"], bool):
-            raise BadRequest("s3.forcePathStyle: expected true or false")
-        out["forcePathStyle"] = value["forcePathStyle"]
-    for key in ("endpoint", "servingEndpoint"):
-        if out.get(key):
-            problem = http_url_problem(out[key])
-            if problem:
-                raise BadRequest(f"s3.{key}: {problem}")
-            out[key] = out[key].rstrip("/")
-    if out["enabled"]:
-        for key in ("endpoint", "bucket", "accessKey", "secret"):
-            if not out.get(key):
-                raise BadRequest(f"s3.{key}: required when s3 is enabled")
-    return out
-
-
 # -- the logo ------------------------------------------------------------------------------
 
 LOGO_TYPES = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif",
@@ -227,11 +130,7 @@ def logo(data_dir: str) -> Check:
     `data:` URI (what Owncast's admin sends), which is written to DATA/logo.<ext>."""
     from .files import resolve_inside
 
-    def check(value):
-        if not isinstance(value, str) or not value.strip():
-            raise BadRequest("logo: expected a file name under the data dir or a data: URI")
-        if "\0" in value:
-            raise BadRequest("logo: a file name cannot contain a NUL character")
+    def check(value: str):
         match = _DATA_URI.fullmatch(value.strip())
         if match:
             return _save_uploaded_logo(data_dir, match["type"], match["data"])
@@ -264,7 +163,7 @@ def _save_uploaded_logo(data_dir: str, mime: str, data: str) -> str:
         raise BadRequest("logo: the uploaded image is empty")
     name = "logo" + ext
     # Write then rename: a viewer fetching /logo meanwhile gets the old file or the new one.
-    path = os.path.join(data_dir, name)
+    path = DataDir(data_dir).file(name)
     tmp = path + ".upload"
     with open(tmp, "wb") as f:
         f.write(raw)
@@ -277,14 +176,10 @@ def _save_uploaded_logo(data_dir: str, mime: str, data: str) -> str:
 FFMPEG_TIMEOUT = 5.0
 
 
-def ffmpeg_path(value):
+def ffmpeg_path(value: str):
     """Empty (use PATH) or an executable that answers `-version` as ffmpeg."""
-    if not isinstance(value, str):
-        raise BadRequest("ffmpegpath: expected a string")
     if value == "":
         return ""
-    if not os.path.isabs(value):
-        raise BadRequest(f"ffmpegpath: {value!r} is not an absolute path")
     if not os.path.isfile(value) or not os.access(value, os.X_OK):
         raise BadRequest(f"ffmpegpath: {value!r} is not an executable file")
     from gevent import subprocess as gsubprocess  # waits in the hub, not the worker

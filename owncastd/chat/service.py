@@ -12,12 +12,12 @@ for webhooks) which the hubs strip before sending.
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .. import bus
-from ..api.public import list_emoji
+from ..datadir import DataDir
+from ..emoji import list_emoji
 from . import protocol as p
 from .render import chat_html, emoji_map, system_html
 
@@ -34,11 +34,11 @@ def public_view(event: dict[str, Any]) -> dict[str, Any]:
 
 
 class ChatService:
-    def __init__(self, config, publisher, data_dir: str):
+    def __init__(self, config, publisher, paths: DataDir):
         self.config = config
         self.store = config.store
         self.publisher = publisher
-        self.emoji_dir = os.path.join(data_dir, "emoji")
+        self.paths = paths
 
     # -- limits (read on each use, so a saved change applies at once) ------------------------
 
@@ -50,7 +50,7 @@ class ChatService:
                 self.config.get("chat.rate_limit_burst"))
 
     def emoji(self) -> dict[str, str]:
-        return emoji_map(list_emoji(self.emoji_dir))
+        return emoji_map(list_emoji(self.paths))
 
     # -- sending ---------------------------------------------------------------------------
 

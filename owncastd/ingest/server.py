@@ -23,7 +23,7 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 import zmq
 
-from .. import bus, media, metrics
+from .. import bus, media, metrics, stream_state
 from ..runtime import start_child
 from ..store import Store, utcnow
 from .guard import FailureThrottle, RefusalLog
@@ -261,18 +261,14 @@ class Ingest:
             self.take_over(conn)
             return None
         self.live = conn
-        now = utcnow()
-        broadcaster = {"remoteAddr": peer, "time": now, "streamDetails": stream_details({})}
-        states = {
-            "online": True, "lastConnectTime": now, "broadcaster": broadcaster,
-            "sessionPeakViewerCount": 0, "viewerCount": 0,
-            "currentBroadcast": {"outputSettings": self.config.get("video.variants"),
-                                 "latencyLevel": {"level": self.config.get("video.latency_level")}},
-        }
+        record = stream_state.online_record(self.config, peer, stream_details({}))
+        now = record["lastConnectTime"]
         conn.stream_number = next(self.stream_numbers)
         self.handoff.start(conn.stream_number, {"startedAt": now})
-        self.writer.submit(lambda store: store.set_states(states), then=lambda: self.events.publish(
-            bus.EVENT_STREAM_STARTED, {"time": now, "remoteAddr": peer}))
+        self.writer.submit(
+            lambda store: stream_state.write_online(store, record),
+            then=lambda: self.events.publish(bus.EVENT_STREAM_STARTED,
+                                             {"time": now, "remoteAddr": peer}))
         log.info("stream started by %s", peer)
         return None
 
@@ -310,9 +306,7 @@ class Ingest:
                 details, self._details = self._details, None
             if details is None:  # the stream stopped before this write's turn
                 return
-            broadcaster = store.get_state("broadcaster") or {}
-            broadcaster["streamDetails"] = details
-            store.set_state("broadcaster", broadcaster)
+            stream_state.set_stream_details(store, details)
         self.writer.submit(record)
 
     def stop(self, conn: "Connection", reason: str) -> None:
@@ -327,8 +321,7 @@ class Ingest:
         stopped = {"time": now, "reason": reason, "stream": conn.stream_number,
                    **self.handoff.stats.as_dict()}
         self.writer.submit(
-            lambda store: store.set_states({"online": False, "lastDisconnectTime": now,
-                                            "broadcaster": None, "currentBroadcast": None}),
+            lambda store: stream_state.go_offline(store, now),
             then=lambda: self.events.publish(bus.EVENT_STREAM_STOPPED, stopped))
         log.info("stream stopped (%s): %s", reason, self.handoff.stats.as_dict())
 

@@ -35,6 +35,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from ..datadir import DataDir
 from ..runtime import start_child, stop_on_signals
 
 log = logging.getLogger("owncastd.storage")
@@ -43,7 +44,6 @@ POLL_INTERVAL = 0.25
 MAX_BACKLOG = 200                 # segments waiting for upload
 MAX_ATTEMPTS = 5                  # per segment, then it is given up
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
-OVERLAY_DIR = "hls-s3"
 SEGMENT_CACHE = "public, max-age=31536000, immutable"
 PLAYLIST_CACHE = "no-cache"
 CONTENT_TYPES = {".ts": "video/mp2t", ".m3u8": "application/vnd.apple.mpegurl"}
@@ -156,8 +156,8 @@ class StorageSync:
 
     def __init__(self, data_dir: str, settings: S3Settings, bucket=None):
         self.data_dir = data_dir
-        self.hls_dir = os.path.join(data_dir, "hls")
-        self.overlay_dir = os.path.join(data_dir, OVERLAY_DIR)
+        self.hls_dir = DataDir(data_dir).hls
+        self.overlay_dir = DataDir(data_dir).hls_s3
         self.settings = settings
         self.bucket = bucket if bucket is not None else Bucket(settings)
         self.uploaded: set[str] = set()       # segment keys in the bucket
@@ -309,7 +309,7 @@ class StorageSync:
 
 
 def clear_overlay(data_dir: str) -> None:
-    shutil.rmtree(os.path.join(data_dir, OVERLAY_DIR), ignore_errors=True)
+    shutil.rmtree(DataDir(data_dir).hls_s3, ignore_errors=True)
 
 
 def run(config, data_dir: str, stop: threading.Event) -> None:

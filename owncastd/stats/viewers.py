@@ -98,11 +98,3 @@ class ViewerTracker:
             except Exception:  # a bug must not end counting for good
                 log.exception("could not record viewers")
 
-
-def tracker_for(services) -> ViewerTracker:
-    """The worker's tracker, made on first use (the ping and HLS routes share it)."""
-    tracker = services.extra.get("viewers")
-    if tracker is None:
-        from ..api.app import _in_gevent
-        tracker = services.extra["viewers"] = ViewerTracker(services.store, _in_gevent())
-    return tracker

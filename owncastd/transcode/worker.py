@@ -21,6 +21,7 @@ import time
 import zmq
 
 from .. import bus, media, metrics
+from ..datadir import DataDir
 from ..runtime import start_child
 from . import ladder
 
@@ -33,7 +34,7 @@ DISK_FULL_RETRY = 5.0       # seconds before a stream whose output hit a full di
 
 
 def hls_dir(data_dir: str) -> str:
-    return os.path.join(data_dir, "hls")
+    return DataDir(data_dir).hls
 
 
 class StreamTranscoder:

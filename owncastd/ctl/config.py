@@ -1,0 +1,118 @@
+"""`owncastctl config get|set`: the server's settings, by the names of their API setters.
+
+Which settings exist, their help and their rules are `owncastd.settings`'s; a value is checked
+here by those rules before it is sent. Two settings also take a shorter text form:
+tags as `a,b,c` and social handles as `platform=url,platform=url`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from ..settings import ConfigError, Setting, by_cli_name, coerce, field_problem
+from .main import client_of, main
+from .output import cell, emit, emit_result, table
+
+SETTINGS = by_cli_name()
+
+
+def parse_value(setting: Setting, text: str) -> Any:
+    """The operator's text as the JSON value the setter takes; ConfigError if a rule breaks."""
+    if not text.strip().startswith("["):
+        if setting.key == "instance.tags":
+            return coerce(setting.key, [t.strip() for t in text.split(",") if t.strip()])
+        if setting.key == "instance.social_handles":
+            return coerce(setting.key, _handles(text))
+    return coerce(setting.key, text, from_text=True)
+
+
+def _handles(text: str) -> list[dict]:
+    items = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        platform, sep, url = part.partition("=")
+        if not sep:
+            problem = f"{part!r} is not platform=url, e.g. mastodon=https://x.social/@me"
+            raise ConfigError(problem, "instance.social_handles", problem)
+        items.append({"platform": platform.strip(), "url": url.strip()})
+    return items
+
+
+def read_value(setting: Setting, serverconfig: dict, public_config: dict | None) -> Any:
+    """The current value of `setting` from the two config documents (None when absent)."""
+    path = setting.shown_at
+    node: Any = serverconfig
+    if path[0] == "config.":
+        node, path = public_config or {}, path[1:]
+    for part in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+@main.group()
+def config():
+    """Read and change the server's settings."""
+
+
+def _flatten(prefix: str, value: Any, out: list) -> None:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
+    else:
+        out.append((prefix, value))
+
+
+@config.command("get")
+@click.argument("setting", required=False, type=click.Choice(sorted(SETTINGS)), metavar="[SETTING]")
+@click.pass_context
+def config_get(ctx, setting):
+    """Show every setting (GET /api/admin/serverconfig), or one SETTING's value."""
+    client = client_of(ctx)
+    serverconfig = client.admin("GET", "/api/admin/serverconfig")
+    if setting is None:
+        def human(d):
+            rows: list = []
+            _flatten("", d, rows)
+            return table(rows, ["SETTING", "VALUE"])
+        emit(ctx, serverconfig, human)
+        return
+    s = SETTINGS[setting]
+    public = client.request("GET", "/api/config") if s.shown_at[0] == "config." else None
+    value = read_value(s, serverconfig, public)
+
+    def human(v):
+        if isinstance(v, (dict, list)):
+            return json.dumps(v, indent=2)
+        if v == "":
+            return "(empty)"
+        return cell(v) if not isinstance(v, str) else v
+    emit(ctx, value, human)
+
+
+def _settings_help() -> str:
+    width = max(len(n) for n in SETTINGS)
+    return "\n".join(f"  {n:<{width}}  {s.help}" for n, s in sorted(SETTINGS.items()))
+
+
+@config.command("set", epilog="\b\nSettings:\n" + _settings_help())
+@click.argument("setting", type=click.Choice(sorted(SETTINGS)), metavar="SETTING")
+@click.argument("value")
+@click.pass_context
+def config_set(ctx, setting, value):
+    """Change SETTING to VALUE (checked here before it is sent; `-` reads VALUE from stdin)."""
+    if value == "-":
+        value = click.get_text_stream("stdin").read().rstrip("\n")
+    s = SETTINGS[setting]
+    try:
+        parsed = parse_value(s, value)
+    except ConfigError as exc:
+        raise click.BadParameter(field_problem(setting, exc.problem or str(exc)),
+                                 param_hint="VALUE") from None
+    data = client_of(ctx).admin("POST", f"/api/admin/config/{s.setter}", {"value": parsed})
+    emit_result(ctx, data, "changed")
+    if setting == "key" and not ctx.obj["json"]:
+        click.echo("The admin password is now the new key: update --password / OWNCAST_PASSWORD.",
+                   err=True)
