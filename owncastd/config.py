@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from . import passwords, stream_keys
 from .store import Store
 
 ENV_PREFIX = "OWNCAST_"
@@ -118,6 +119,13 @@ _SETTING_LIST = [
             "on average (0.0.7: 0.6/s).", check=_positive),
     Setting("chat.rate_limit_burst", int, 5, "Chat messages a client may send at once.",
             check=_positive),
+    # Moderation and access (issue 16).
+    Setting("admin_password", str, "", "Admin password (user admin): an scrypt hash as the API "
+            "saves it, or plaintext here (hashed on use). Empty: the stream key, as before.",
+            secret=True, check=passwords.setting_problem),
+    Setting("stream_keys", list, [], "Stream keys [{key, comment}] that may publish. Empty: "
+            "only stream_key.", secret=True, check=stream_keys.problem),
+    Setting("chat.disabled", bool, False, "Chat switched off: no connections, no messages."),
 ]
 
 SETTINGS: dict[str, Setting] = {s.key: s for s in _SETTING_LIST}

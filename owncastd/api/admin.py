@@ -7,7 +7,7 @@ import signal
 
 import falcon
 
-from .. import bus, status
+from .. import bus, passwords, status, stream_keys
 from ..config import SETTINGS, ConfigError
 from ..runtime import Runtime, running_pid
 from . import validate
@@ -57,6 +57,8 @@ class ServerConfigResource:
         resp.media = {
             "instanceDetails": details,
             "streamKey": c["stream_key"],
+            "streamKeys": stream_keys.effective(self.config),
+            "chatDisabled": c["chat.disabled"],
             "ffmpegPath": c["video.ffmpeg_path"],
             "webServerPort": c["web_port"],
             "rtmpServerPort": c["rtmp_port"],
@@ -217,6 +219,24 @@ class YPResetResource:
         resp.media = {"success": True, "message": "directory registration key reset"}
 
 
+def admin_password(value):
+    """`adminpass`: saved as an scrypt hash, never as the text."""
+    problem = passwords.problem(value)
+    if problem:
+        raise BadRequest(f"adminpass: {problem}")
+    return passwords.hash_password(value)
+
+
+def stream_key_list(value):
+    """`streamkeys`: a non-empty list of {key, comment}."""
+    problem = stream_keys.problem(value)
+    if problem:
+        raise BadRequest(f"streamkeys: value{problem if problem.startswith('[') else ': ' + problem}")
+    if not value:
+        raise BadRequest("streamkeys: value: at least one key is needed to publish")
+    return stream_keys.normalized(value)
+
+
 def setters(config, data_dir: str) -> dict[str, tuple[str, Check, str]]:
     """Path under /api/admin/config/ -> (setting key, check, success message)."""
     def variants(value):
@@ -240,6 +260,10 @@ def setters(config, data_dir: str) -> dict[str, tuple[str, Check, str]]:
         "serverurl": ("instance.server_url", validate.server_url, "changed"),
         "key": ("stream_key", validate.stream_key,
                 "changed; use the new key as the admin password and to publish"),
+        "adminpass": ("admin_password", admin_password,
+                      "changed; use the new password (user admin) for the admin API"),
+        "streamkeys": ("stream_keys", stream_key_list,
+                       "changed; a stream using a removed key is disconnected"),
         "ffmpegpath": ("video.ffmpeg_path", validate.ffmpeg_path, next_stream),
         "video/streamlatencylevel": ("video.latency_level", validate.latency_level, next_stream),
         "video/streamoutputvariants": ("video.variants", variants, next_stream),

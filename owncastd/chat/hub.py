@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import struct
 
 import gevent
 import gevent.event
@@ -21,6 +22,7 @@ import gevent.queue
 
 from .. import bus
 from . import protocol as p
+from .moderation import CLOSE_POLICY, should_close
 from .render import chat_html
 from .service import public_view
 
@@ -41,6 +43,7 @@ class Connection:
         self.ip = ip
         self.user_agent = user_agent
         self.username: str | None = None
+        self.user_id = self.client_id      # a registered chat user's id (chat/moderation.py)
         self.message_count = 0
         self.connected_at = p.timestamp()
         self.outbox: gevent.queue.Queue = gevent.queue.Queue(OUTBOX)
@@ -91,7 +94,7 @@ class Connection:
             self.closed = True
             return False
 
-    def close(self) -> None:
+    def close(self, code: int = 1000, reason: str = "") -> None:
         """Stop the writer (after what is queued) and the socket."""
         self.closed = True
         try:
@@ -99,7 +102,8 @@ class Connection:
         except gevent.queue.Full:
             self.writer.kill(block=False)
         try:
-            self.ws.close()
+            # gevent-websocket sends `message` as the whole close payload: code first (RFC 6455).
+            self.ws.close(code, struct.pack("!H", code) + reason.encode())
         except Exception:
             pass
 
@@ -166,6 +170,8 @@ class Hub:
         if topic == bus.CHAT:
             if isinstance(payload, dict) and isinstance(payload.get("type"), str):
                 self.broadcast(public_view(payload))
+        elif topic == bus.CHAT_MODERATION:
+            self.expel(payload)
         elif topic == self._probe:
             self.ready.set()
         elif topic == bus.EVENT_STREAM_STARTED:
@@ -192,10 +198,10 @@ class Hub:
             log.exception("cannot record chat client")
         return conn
 
-    def detach(self, conn: Connection) -> None:
+    def detach(self, conn: Connection, code: int = 1000, reason: str = "") -> None:
         if self.connections.pop(conn.client_id, None) is None:
             return
-        conn.close()
+        conn.close(code, reason)
         try:
             self.store.remove_chat_client(conn.client_id)
         except Exception:
@@ -204,6 +210,14 @@ class Hub:
     def drop(self, conn: Connection, why: str) -> None:
         log.info("dropping chat client %s (%s): %s", conn.client_id, conn.ip, why)
         self.detach(conn)
+
+    def expel(self, order: dict) -> None:
+        """Close the connections a ban (or chat switched off) covers: chat/moderation.py."""
+        reason = str(order.get("reason", ""))[:100]
+        for conn in list(self.connections.values()):
+            if should_close(order, conn.ip, conn.user_id):
+                log.info("closing chat client %s (%s): %s", conn.client_id, conn.ip, reason)
+                self.detach(conn, CLOSE_POLICY, reason)
 
     def client_changed(self, conn: Connection) -> None:
         try:

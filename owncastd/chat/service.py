@@ -19,6 +19,7 @@ from typing import Any
 from .. import bus
 from ..api.public import list_emoji
 from . import protocol as p
+from .moderation import Moderation
 from .render import chat_html, emoji_map, system_html
 
 log = logging.getLogger("owncastd.chat")
@@ -39,6 +40,7 @@ class ChatService:
         self.store = config.store
         self.publisher = publisher
         self.emoji_dir = os.path.join(data_dir, "emoji")
+        self.moderation = Moderation(config, publisher)
 
     # -- limits (read on each use, so a saved change applies at once) ------------------------
 
