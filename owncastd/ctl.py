@@ -344,8 +344,8 @@ def config_set(ctx, setting, value):
     data = client_of(ctx).admin("POST", f"/api/admin/config/{s.endpoint}", {"value": parsed})
     emit_result(ctx, data, "changed")
     if setting == "key" and not ctx.obj["json"]:
-        click.echo("The admin password is now the new key: update --password / OWNCAST_PASSWORD.",
-                   err=True)
+        click.echo("Unless an admin password is set (config set adminpass), the admin password "
+                   "is now the new key: update --password / OWNCAST_PASSWORD.", err=True)
 
 
 # -- chat ---

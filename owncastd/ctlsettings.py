@@ -60,6 +60,33 @@ def stream_key(value: str) -> str:
     return value
 
 
+def admin_password(value: str) -> str:
+    if len(value) < 8:
+        raise ValueError("must be at least 8 characters")
+    if len(value) > 1024:
+        raise ValueError("must be at most 1024 characters")
+    return value
+
+
+def stream_keys(value: str) -> list[dict]:
+    """`key=comment,key2=comment2` or a JSON array of {key, comment}."""
+    if value.strip().startswith("["):
+        items = _json(value, list, '[{"key":"key-0123456789","comment":"studio"}]')
+    else:
+        items = []
+        for part in value.split(","):
+            key, _, comment = part.strip().partition("=")
+            if key:
+                items.append({"key": key.strip(), "comment": comment.strip()})
+    if not items:
+        raise ValueError("needs at least one key, e.g. key-0123456789=studio")
+    for i, item in enumerate(items):
+        key = item.get("key") if isinstance(item, dict) else None
+        if not isinstance(key, str) or len(key) < 8:
+            raise ValueError(f"entry {i + 1}: the key must be at least 8 characters")
+    return items
+
+
 def tags(value: str) -> list[str]:
     """`a,b,c` or a JSON array of strings; empty entries are dropped."""
     if value.strip().startswith("["):
@@ -193,7 +220,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("serverurl", "serverurl", http_url, ("yp", "instanceUrl"),
             "Public http(s) URL of this server."),
     Setting("key", "key", stream_key, ("streamKey",),
-            "Stream key, also the admin password (8+ characters)."),
+            "Stream key (8+ characters); the admin password until adminpass is set."),
+    Setting("adminpass", "adminpass", admin_password, ("adminPassword",),
+            "Admin password (8+ characters; until set, the stream key). Never shown."),
+    Setting("streamkeys", "streamkeys", stream_keys, ("streamKeys",),
+            "Stream keys that may publish: key=comment,... (or a JSON array of {key, comment})."),
+    Setting("chatdisabled", "chat/disable", boolean, ("chatDisabled",),
+            "Switch chat off (true closes every chat connection) or on."),
     Setting("ffmpegpath", "ffmpegpath", text(4096), ("ffmpegPath",),
             "ffmpeg binary for the ffmpeg backend (empty: PATH)."),
     Setting("webserverport", "webserverport", integer(1, 65535), ("webServerPort",),
