@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import struct
 
 import gevent
 import gevent.event
@@ -22,7 +21,7 @@ import gevent.queue
 
 from .. import bus
 from . import protocol as p
-from .moderation import CLOSE_POLICY, should_close
+from .moderation import CLOSE_POLICY, close_with_reason, should_close
 from .render import chat_html
 from .service import public_view
 
@@ -101,9 +100,11 @@ class Connection:
             self.outbox.put_nowait(None)
         except gevent.queue.Full:
             self.writer.kill(block=False)
+        if reason:
+            close_with_reason(self.ws, code, reason)
+            return
         try:
-            # gevent-websocket sends `message` as the whole close payload: code first (RFC 6455).
-            self.ws.close(code, struct.pack("!H", code) + reason.encode())
+            self.ws.close()
         except Exception:
             pass
 

@@ -149,6 +149,19 @@ def refuse(ws, reason: str) -> None:
     """Turn a just-opened websocket away: an ERROR event saying why, then a close frame."""
     try:
         ws.send(p.encode(p.error_event(reason)).decode("utf-8"))
-        ws.close(CLOSE_POLICY, struct.pack("!H", CLOSE_POLICY) + reason.encode())
     except Exception:       # the client is already gone
         pass
+    close_with_reason(ws, CLOSE_POLICY, reason)
+
+
+def close_with_reason(ws, code: int, reason: str) -> None:
+    """Close a gevent-websocket socket with a status code and reason. Its own close() cannot
+    send them (it writes its message argument, as text, as the whole close payload), so the
+    frame is written here and the socket then marked closed the way close() does."""
+    try:
+        ws.send_frame(struct.pack("!H", code) + reason.encode()[:120], ws.OPCODE_CLOSE)
+    except Exception:       # the peer is gone; closing is all that is left
+        pass
+    finally:
+        ws.closed = True
+        ws.stream = ws.raw_write = ws.raw_read = ws.environ = None
