@@ -5,7 +5,7 @@ Exit codes: 0 success, 1 API error, 2 usage error, 3 cannot connect.
 Connection settings come from flags, else `OWNCAST_*` environment variables, else
 `~/.config/owncastctl/config.toml` (`$XDG_CONFIG_HOME` honoured; keys server, username,
 password, token), else the defaults. Admin commands send basic auth (`--username` and the
-stream key as `--password`); integration commands (chat send/system/action) send `--token`.
+admin password as `--password`: the stream key until one is set); integration commands (chat send/system/action) send `--token`.
 """
 from __future__ import annotations
 
@@ -98,7 +98,8 @@ class Client:
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         if not self.password:
             raise click.UsageError(
-                "this command needs the admin password (the stream key): pass --password, "
+                "this command needs the admin password (the stream key until one is set): "
+                "pass --password, "
                 "set OWNCAST_PASSWORD or add password = \"...\" to " + config_file_path())
         basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         return self.request(method, path, body, f"Basic {basic}")
@@ -142,7 +143,7 @@ class Client:
             message = exc.reason
         hint = ""
         if exc.code == 401 and authorization and authorization.startswith("Basic"):
-            hint = "; check --username and --password (the password is the stream key)"
+            hint = "; check --username and --password (the password is the admin password, or the stream key until one is set)"
         elif exc.code == 401:
             hint = "; check --token (list tokens with `owncastctl tokens list`)"
         elif exc.code == 403:
