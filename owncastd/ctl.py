@@ -5,7 +5,8 @@ Exit codes: 0 success, 1 API error, 2 usage error, 3 cannot connect.
 Connection settings come from flags, else `OWNCAST_*` environment variables, else
 `~/.config/owncastctl/config.toml` (`$XDG_CONFIG_HOME` honoured; keys server, username,
 password, token), else the defaults. Admin commands send basic auth (`--username` and the
-admin password as `--password`: the stream key until one is set); integration commands (chat send/system/action) send `--token`.
+admin password as `--password`: the stream key until one is set); integration commands (chat
+send/system/action) send `--token`.
 """
 from __future__ import annotations
 
@@ -143,7 +144,8 @@ class Client:
             message = exc.reason
         hint = ""
         if exc.code == 401 and authorization and authorization.startswith("Basic"):
-            hint = "; check --username and --password (the password is the admin password, or the stream key until one is set)"
+            hint = ("; check --username and --password (the admin password, or the stream key "
+                    "until one is set)")
         elif exc.code == 401:
             hint = "; check --token (list tokens with `owncastctl tokens list`)"
         elif exc.code == 403:

@@ -6,9 +6,10 @@ is not in that form is a plaintext password from the config file or `OWNCAST_ADM
 it is hashed on use (once per process) and checked the same way. While `admin_password` is
 empty the admin password is the stream key, as before the upgrade.
 
-scrypt costs ~45 ms per check here, too much for every admin request, so a successful check is
-remembered briefly, keyed by the stored hash and a digest of the password: a changed password
-(another hash) is never answered from the cache.
+scrypt costs ~45 ms of CPU per check (more on a loaded machine), too much for every admin
+request, so a successful check is remembered briefly, keyed by the stored hash and a digest of
+the password: a changed password (another hash) is never answered from the cache. In a gevent
+worker the hash runs on a thread of the hub's pool, outside the event loop.
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ class AdminPasswordCheck:
         expiry = self._recent.get(entry)
         if expiry is not None and expiry > now:
             return True
-        if not verify(password, stored):
+        if not _off_the_event_loop(verify, password, stored):
             return False
         if len(self._recent) >= CACHE_SIZE:
             self._recent = {k: t for k, t in self._recent.items() if t > now}
@@ -101,6 +102,20 @@ class AdminPasswordCheck:
                 self._recent.clear()
         self._recent[entry] = now + CACHE_SECONDS
         return True
+
+
+def _off_the_event_loop(fn, *args):
+    """scrypt takes tens of milliseconds of CPU without the GIL (CPython releases it): in a
+    gevent worker it runs on the hub's thread pool, so the worker's other greenlets (chat,
+    HLS) are not held up by a login, nor by a flood of wrong ones."""
+    try:
+        from gevent import monkey
+        if monkey.is_module_patched("socket"):
+            import gevent
+            return gevent.get_hub().threadpool.apply(fn, args)
+    except ImportError:
+        pass
+    return fn(*args)
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:

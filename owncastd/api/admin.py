@@ -231,7 +231,8 @@ def stream_key_list(value):
     """`streamkeys`: a non-empty list of {key, comment}."""
     problem = stream_keys.problem(value)
     if problem:
-        raise BadRequest(f"streamkeys: value{problem if problem.startswith('[') else ': ' + problem}")
+        where = "value" if problem.startswith("[") else "value: "   # value[0].key: ...
+        raise BadRequest(f"streamkeys: {where}{problem}")
     if not value:
         raise BadRequest("streamkeys: value: at least one key is needed to publish")
     return stream_keys.normalized(value)

@@ -133,7 +133,8 @@ class Moderation:
     def set_moderator(self, user_id: str, moderator: bool) -> bool:
         found = self.store.set_chat_user_moderator(user_id, moderator)
         if found:
-            log.info("chat: user %s is %s a moderator", user_id, "now" if moderator else "no longer")
+            log.info("chat: user %s is %s a moderator", user_id,
+                     "now" if moderator else "no longer")
         return found
 
     def chat_switched(self, disabled: bool) -> None:
