@@ -254,12 +254,14 @@ def test_chat_switch_closes_every_socket_and_refuses_new_ones(d):
     admin_post(d, "/api/admin/config/chat/disable", {"value": True})
     try:
         assert d.get("/api/admin/serverconfig", auth=d.auth).json()["chatDisabled"] is True
+        assert d.get("/api/config").json()["chatDisabled"] is True
         for ws, _, _ in clients:
             assert wait_closed(ws) == moderation.CHAT_DISABLED
         for _ in range(4):
             assert_refused(d, why=moderation.CHAT_DISABLED)
     finally:
         admin_post(d, "/api/admin/config/chat/disable", {"value": False})
+    assert d.get("/api/config").json()["chatDisabled"] is False
     ws, _, _ = clients_on_every_worker(d, per_worker=1)[0]
     ws.close()
 
