@@ -123,3 +123,14 @@ def test_change_applies_on_every_worker_and_through_owncastctl():
         finally:
             db.close()
         assert "third-password-42" not in text and NEW_PASSWORD not in text
+
+
+def test_bad_values_in_the_environment_and_file_name_the_setting(tmp_path):
+    from owncastd.config import ConfigError, load_env, load_file
+    with pytest.raises(ConfigError, match="OWNCAST_ADMIN_PASSWORD.*at least 8"):
+        load_env({"OWNCAST_ADMIN_PASSWORD": "short"})
+    assert load_env({"OWNCAST_ADMIN_PASSWORD": NEW_PASSWORD}) == {"admin_password": NEW_PASSWORD}
+    path = tmp_path / "owncast.toml"
+    path.write_text('stream_keys = [{key = "good-key-0123", comment = "a"}, {key = "bad"}]\n')
+    with pytest.raises(ConfigError, match=r"stream_keys: \[1\]\.key"):
+        load_file(str(path))
