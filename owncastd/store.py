@@ -402,6 +402,13 @@ class Store:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [_chat_message(r) for r in reversed(rows)]
 
+    def chat_message_ids_of(self, client_id: str, visible_only: bool = True) -> list[str]:
+        """Ids of the messages one sender (chat user id) wrote."""
+        sql = "SELECT id FROM messages WHERE client_id = ?" + \
+            (" AND visible = 1" if visible_only else "") + " ORDER BY rowid"
+        with self._lock:
+            return [r[0] for r in self._db.execute(sql, (client_id,)).fetchall()]
+
     def count_chat_messages(self) -> dict[str, int]:
         """How many messages are stored, by type (for the metrics)."""
         with self._lock:

@@ -220,6 +220,9 @@ def test_moderator_hides_a_message_and_bans_a_chatter_from_the_chat(d):
         update = recv_until(viewer_ws, lambda e: e.get("type") == "VISIBILITY-UPDATE")
         assert update["id"] == message["id"] and update["visible"] is False
         assert message["id"] not in {m["id"] for m in d.get("/api/chat").json()}
+        send(troll_ws, type="CHAT", body="and again")
+        second = recv_until(viewer_ws, lambda e: e.get("type") == "CHAT"
+                            and e.get("author") == "troll")
 
         # The moderator bans the troll: its socket closes, its token is refused, and the
         # admin lists it; another moderator cannot be banned by a moderator.
@@ -227,6 +230,10 @@ def test_moderator_hides_a_message_and_bans_a_chatter_from_the_chat(d):
                    json={"userId": troll["id"], "enabled": False})
         assert r.status_code == 200, r.text
         assert wait_closed(troll_ws) == moderation.USER_BANNED
+        # The ban hides what the troll wrote, live and in the history.
+        hidden = recv_until(viewer_ws, lambda e: e.get("type") == "VISIBILITY-UPDATE")
+        assert hidden["id"] == second["id"] and hidden["visible"] is False
+        assert second["id"] not in {m["id"] for m in d.get("/api/chat").json()}
         assert_refused(d, troll["accessToken"], moderation.USER_BANNED)
         banned = d.get("/api/admin/chat/users/disabled", auth=d.auth).json()
         assert [u["id"] for u in banned] == [troll["id"]] and banned[0]["disabledAt"]

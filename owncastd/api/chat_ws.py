@@ -83,7 +83,7 @@ class ChatSocketResource:
             if not author:
                 raise p.Refused("CHAT: field 'author' is required until the client has a name")
             try:
-                self.chat.user_message(author, f["body"], conn.client_id)
+                self.chat.user_message(author, f["body"], conn.user_id)
             except ValueError as exc:
                 raise p.Refused(f"CHAT: {exc}") from None
             conn.username = author

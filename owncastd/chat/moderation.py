@@ -62,10 +62,11 @@ def should_close(order: dict, ip: str, user_id: str | None) -> bool:
 class Moderation:
     """One API worker's view of bans, moderators and chat users (reads the store each time)."""
 
-    def __init__(self, config, publisher):
+    def __init__(self, config, publisher, hide=None):
         self.config = config
         self.store = config.store
         self.publisher = publisher
+        self.hide = hide      # ChatService.set_visibility(ids, visible): hides live as well
 
     # -- who may chat --------------------------------------------------------------------------
 
@@ -127,6 +128,9 @@ class Moderation:
         self.store.set_chat_user_disabled(user_id, not enabled)
         if not enabled:
             self._close({"userIds": [user_id]}, USER_BANNED)
+            written = self.store.chat_message_ids_of(user_id)
+            if written and self.hide is not None:   # as Owncast 0.1: a ban hides their messages
+                self.hide(written, False)
         log.info("chat: user %s %s by %s", user_id, "unbanned" if enabled else "banned", by)
         return True
 

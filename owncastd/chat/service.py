@@ -40,7 +40,7 @@ class ChatService:
         self.store = config.store
         self.publisher = publisher
         self.emoji_dir = os.path.join(data_dir, "emoji")
-        self.moderation = Moderation(config, publisher)
+        self.moderation = Moderation(config, publisher, hide=self.set_visibility)
 
     # -- limits (read on each use, so a saved change applies at once) ------------------------
 
@@ -64,7 +64,8 @@ class ChatService:
 
     def user_message(self, author: str, text: str, client_id: str | None = None) -> dict:
         """A chatter's CHAT message (sanitised Markdown subset). Empty after sanitising:
-        ValueError."""
+        ValueError. `client_id` is the sender's chat user id (a registered user's, or the
+        connection's clientID), stored so a ban can hide what they wrote."""
         body = chat_html(text, self.emoji())
         if not body:
             raise ValueError("message is empty after formatting")
