@@ -24,6 +24,7 @@ EVENT_STREAM_STARTED = "event.stream_started"
 EVENT_STREAM_STOPPED = "event.stream_stopped"
 EVENT_CONFIG_CHANGED = "event.config_changed"
 CHAT = "chat"
+CHAT_MODERATION = "chat.moderation"   # close matching chat connections (bans, chat switched off)
 CONTROL_DISCONNECT = "control.disconnect"
 
 

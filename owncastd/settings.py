@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from . import passwords, stream_keys  # pure rules of the admin password and the key list
 from .transcode import ladder  # pure video rules (no I/O, no native code at import)
 
 ENV_PREFIX = "OWNCAST_"
@@ -315,6 +316,15 @@ _SETTING_LIST = [
             "on average (0.0.7: 0.6/s).", check=_positive),
     Setting("chat.rate_limit_burst", int, 5, "Chat messages a client may send at once.",
             check=_positive),
+    # Moderation and access (issue 16).
+    Setting("admin_password", str, "", "Admin password (user admin): an scrypt hash as the API "
+            "saves it, or plaintext here (hashed on use). Empty: the stream key, as before.",
+            secret=True, check=passwords.setting_problem, setter="adminpass"),
+    Setting("stream_keys", list, [], "Stream keys [{key, comment}] that may publish. Empty: "
+            "only stream_key (owncastctl: key=comment,... or a JSON array).", secret=True,
+            check=stream_keys.problem, setter="streamkeys", shown_at=("streamKeys",)),
+    Setting("chat.disabled", bool, False, "Chat switched off: no connections, no messages.",
+            setter="chat/disable", shown_at=("chatDisabled",)),
     # Edge limits, RTMP side (issue 19)
     Setting("limits.rtmp.handshake_timeout", int, 10, "Seconds an RTMP connection has to "
             "finish the handshake and send connect.", check=_positive),

@@ -99,6 +99,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX chat_clients_pid ON chat_clients(pid);
     """,
+    # 5: chat users with access tokens (bans, moderators) and banned IP addresses (issue 16).
+    """
+    CREATE TABLE chat_users (
+        id TEXT PRIMARY KEY,
+        access_token TEXT UNIQUE,
+        display_name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        disabled_at TEXT,
+        moderator INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE ip_bans (
+        ip_address TEXT PRIMARY KEY,
+        notes TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
 ]
 
 LOG_LEVELS_WARNING_UP = ("warning", "error", "critical")
@@ -388,6 +404,13 @@ class Store:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [_chat_message(r) for r in reversed(rows)]
 
+    def chat_message_ids_of(self, client_id: str, visible_only: bool = True) -> list[str]:
+        """Ids of the messages one sender (chat user id) wrote."""
+        sql = "SELECT id FROM messages WHERE client_id = ?" + \
+            (" AND visible = 1" if visible_only else "") + " ORDER BY rowid"
+        with self._lock:
+            return [r[0] for r in self._db.execute(sql, (client_id,)).fetchall()]
+
     def count_chat_messages(self) -> dict[str, int]:
         """How many messages are stored, by type (for the metrics)."""
         with self._lock:
@@ -508,6 +531,90 @@ class Store:
         with self._lock:
             self._db.execute("UPDATE webhooks SET last_used = ? WHERE id = ?",
                              (utcnow(), webhook_id))
+
+
+    # -- chat users, bans and moderators (issue 16: chat/moderation.py) ---------------------
+
+    def add_chat_user(self, user_id: str, access_token: str | None, display_name: str) -> dict:
+        now = utcnow()
+        with self._lock:
+            self._db.execute("INSERT INTO chat_users(id, access_token, display_name, created_at) "
+                             "VALUES (?, ?, ?, ?)", (user_id, access_token, display_name, now))
+        return self.chat_user(user_id)
+
+    def chat_user(self, user_id: str) -> dict | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_USER_COLUMNS} FROM chat_users WHERE id = ?",
+                                   (user_id,)).fetchone()
+        return None if row is None else _chat_user(row)
+
+    def chat_user_by_token(self, access_token: str) -> dict | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_USER_COLUMNS} FROM chat_users "
+                                   "WHERE access_token = ?", (access_token,)).fetchone()
+        return None if row is None else _chat_user(row)
+
+    def chat_users(self, *, disabled: bool | None = None,
+                   moderators: bool | None = None) -> list[dict]:
+        sql = f"SELECT {_USER_COLUMNS} FROM chat_users"
+        where = []
+        if disabled is not None:
+            where.append("disabled_at IS NOT NULL" if disabled else "disabled_at IS NULL")
+        if moderators is not None:
+            where.append(f"moderator = {1 if moderators else 0}")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY created_at, id").fetchall()
+        return [_chat_user(r) for r in rows]
+
+    def set_chat_user_disabled(self, user_id: str, disabled: bool) -> bool:
+        """Ban (disabled) or unban a chat user; False if there is no such user."""
+        with self._lock:
+            return self._db.execute(
+                "UPDATE chat_users SET disabled_at = CASE WHEN ? THEN "
+                "COALESCE(disabled_at, ?) ELSE NULL END WHERE id = ?",
+                (1 if disabled else 0, utcnow(), user_id)).rowcount > 0
+
+    def set_chat_user_moderator(self, user_id: str, moderator: bool) -> bool:
+        with self._lock:
+            return self._db.execute("UPDATE chat_users SET moderator = ? WHERE id = ?",
+                                    (1 if moderator else 0, user_id)).rowcount > 0
+
+    def add_ip_ban(self, ip_address: str, notes: str = "") -> bool:
+        """Ban an address; False if it was banned already."""
+        with self._lock:
+            return self._db.execute(
+                "INSERT OR IGNORE INTO ip_bans(ip_address, notes, created_at) VALUES (?, ?, ?)",
+                (ip_address, notes, utcnow())).rowcount > 0
+
+    def remove_ip_ban(self, ip_address: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM ip_bans WHERE ip_address = ?",
+                                    (ip_address,)).rowcount > 0
+
+    def ip_bans(self) -> list[dict]:
+        """Owncast 0.1's IPAddress shape: {ipAddress, notes, createdAt}."""
+        with self._lock:
+            rows = self._db.execute("SELECT ip_address, notes, created_at FROM ip_bans "
+                                    "ORDER BY created_at, ip_address").fetchall()
+        return [{"ipAddress": r["ip_address"], "notes": r["notes"], "createdAt": r["created_at"]}
+                for r in rows]
+
+    def ip_banned(self, ip_address: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM ip_bans WHERE ip_address = ?",
+                                    (ip_address,)).fetchone() is not None
+
+
+_USER_COLUMNS = "id, display_name, created_at, disabled_at, moderator"
+
+
+def _chat_user(r) -> dict:
+    """Owncast 0.1's User shape (the access token is never part of it)."""
+    return {"id": r["id"], "displayName": r["display_name"], "createdAt": r["created_at"],
+            "disabledAt": r["disabled_at"],
+            "scopes": ["MODERATOR"] if r["moderator"] else []}
 
 
 def _split_list(text: str) -> list[str]:

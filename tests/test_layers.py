@@ -9,6 +9,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "owncastd"
 # from its own layer and the layers below.
 LAYERS = [
     ("ground", ["version", "datadir", "green", "markup", "media", "settings", "native",
+                "passwords", "stream_keys",
                 "transcode.ladder", "transcode.flv", "ingest.rtmp", "chat.protocol",
                 "chat.render"]),
     ("infrastructure", ["store", "bus", "config", "logs", "heartbeat", "emoji", "runtime",

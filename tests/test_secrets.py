@@ -1,5 +1,6 @@
-"""No secret leaks: with a stream key (given with --stream-key, then changed through the API), an
-S3 access key and secret, and integration access tokens configured and used, none of them
+"""No secret leaks: with a stream key (given with --stream-key, then changed through the API), a
+list of stream keys, an admin password, an S3 access key and secret, and integration access
+tokens configured and used, none of them
 appears in any public response (every public GET of both specs, the pages, the embeds, the
 assets they load), in `/api/admin/logs` or `/api/admin/logs/warnings`, or anywhere in the
 daemon's stderr (the Daemon helper writes it to a log file in the data dir). The key is given on
@@ -21,6 +22,8 @@ import yaml
 
 FIRST_KEY = "Key-First-5f3a9c1d7e42"  # given with --stream-key
 SECOND_KEY = "Key-Second-0b7d2e9a61c3"
+LISTED_KEYS = ["Key-Listed-8c1e4b7a0d95", "Key-Guest-3f6a9d2c8b17"]   # streamkeys
+ADMIN_PASSWORD = "Admin-Pass-e4c7a1b9f203"                            # adminpass
 S3_ACCESS = "S3Access-Q7m2Xc9Lp4"
 S3_SECRET = "S3Secret-h8FH8eSxM2K-S42CUg5K"
 EXTRA_PAGES = ["/", "/embed/video", "/embed/chat", "/embed/chat/readwrite",
@@ -86,11 +89,20 @@ def configured(daemon_factory):
                   json={"token": tokens[1]}).status_code == 200
     r = d.post("/api/admin/config/key", auth=auth, json={"value": SECOND_KEY})
     assert r.status_code == 200 and "override" in r.json()["message"]
+    # Several stream keys, then an admin password of its own (issue 16), and a near miss of it.
+    r = d.post("/api/admin/config/streamkeys", auth=auth,
+               json={"value": [{"key": k, "comment": "c"} for k in LISTED_KEYS]})
+    assert r.status_code == 200, r.text
+    r = d.post("/api/admin/config/adminpass", auth=auth, json={"value": ADMIN_PASSWORD})
+    assert r.status_code == 200, r.text
+    d.key = ADMIN_PASSWORD      # d.auth is ("admin", d.key)
+    assert d.get("/api/admin/status", auth=("admin", ADMIN_PASSWORD + "x")).status_code == 401
     # The storage child noticed S3 and failed to reach it.
     wait_until(lambda: any("S3 storage" in e["message"] for e in
                            d.get("/api/admin/logs/warnings", auth=d.auth).json()),
                timeout=30, what="the S3 failure warning")
-    d.secrets = [FIRST_KEY, SECOND_KEY, S3_ACCESS, S3_SECRET, *tokens]
+    d.secrets = [FIRST_KEY, SECOND_KEY, *LISTED_KEYS, ADMIN_PASSWORD, S3_ACCESS, S3_SECRET,
+                 *tokens]
     return d
 
 
@@ -103,7 +115,7 @@ def test_no_secret_in_public_responses_logs_or_stderr(configured):
     d = configured
     # The admin does see them (so the check below would find them if they leaked).
     admin_view = d.get("/api/admin/serverconfig", auth=d.auth).text
-    assert FIRST_KEY in admin_view and S3_SECRET in admin_view
+    assert FIRST_KEY in admin_view and S3_SECRET in admin_view and LISTED_KEYS[1] in admin_view
 
     paths = public_gets() + EXTRA_PAGES
     assert "/api/config" in paths and "/api/status" in paths and "/api/emoji" in paths

@@ -7,7 +7,7 @@ import signal
 
 import falcon
 
-from .. import bus, status
+from .. import bus, status, stream_keys
 from ..config import ConfigError
 from ..runtime import Runtime, running_pid
 from ..settings import APPLIES_NEXT_STREAM, SETTINGS, Setting, field_problem
@@ -58,6 +58,8 @@ class ServerConfigResource:
         resp.media = {
             "instanceDetails": details,
             "streamKey": c["stream_key"],
+            "streamKeys": stream_keys.effective(self.config),
+            "chatDisabled": c["chat.disabled"],
             "ffmpegPath": c["video.ffmpeg_path"],
             "webServerPort": c["web_port"],
             "rtmpServerPort": c["rtmp_port"],
@@ -223,14 +225,19 @@ class YPResetResource:
         resp.media = {"success": True, "message": "directory registration key reset"}
 
 
-DONE = {"stream_key": "changed; use the new key as the admin password and to publish"}
+DONE = {"stream_key": "changed; use the new key as the admin password (until one is set) and "
+                     "to publish",
+        "admin_password": "changed; use the new password (user admin) for the admin API",
+        "stream_keys": "changed; a stream using a removed key is disconnected"}
+# Setters with a resource of their own elsewhere: switching chat off closes connections.
+DEDICATED_SETTERS = {"chat/disable"}  # api/chat.py
 
 
 def add_setter_routes(app: falcon.App, config, publisher, data_dir: str) -> None:
     """A route per setting with a `setter` (settings.py); the ports have their own resource."""
     checks = validate.http_checks(data_dir)
     for setting in SETTINGS.values():
-        if setting.setter is None:
+        if setting.setter is None or setting.setter in DEDICATED_SETTERS:
             continue
         path = f"/api/admin/config/{setting.setter}"
         if setting.setter in LISTENERS:

@@ -1,4 +1,5 @@
-"""Authentication middleware: HTTP basic for `/api/admin/*` (user `admin`, password = stream key).
+"""Authentication middleware: HTTP basic for `/api/admin/*` (user `admin`, password = the admin
+password, or the stream key until one is set: passwords.py).
 
 The check runs before routing, so every path under `/api/admin/` needs credentials, including
 ones the spec forgot to mark (customstyles, D1) and ones that do not exist (no route probing).
@@ -32,22 +33,25 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-def admin_credentials_ok(header: str | None, stream_key: str) -> bool:
+def admin_credentials_ok(header: str | None, password_ok) -> bool:
+    """`password_ok(password) -> bool` is the admin password check (passwords.py: the hashed
+    admin password, or the stream key until one is set)."""
     creds = basic_credentials(header)
-    if creds is None or not stream_key:
+    if creds is None:
         return False
     user, password = creds
-    # Compare both in constant time, and always both, so timing says nothing about which failed.
+    # Check both, always both, so timing says nothing about which failed.
     user_ok = hmac.compare_digest(user.encode(), ADMIN_USER.encode())
-    password_ok = hmac.compare_digest(password.encode(), stream_key.encode())
-    return user_ok and password_ok
+    return password_ok(password) and user_ok
 
 
 class AdminAuth:
     def __init__(self, config, throttle=None):
         from .throttle import FailureThrottle
+        from ..passwords import AdminPasswordCheck
         self.config = config
         self.throttle = throttle or FailureThrottle()
+        self.password_ok = AdminPasswordCheck(config)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not (req.path.startswith(ADMIN_PREFIX) or req.path == ADMIN_PREFIX.rstrip("/")):
@@ -56,7 +60,7 @@ class AdminAuth:
             return  # CORS preflight carries no credentials
         address = req.remote_addr or ""
         header = req.get_header("Authorization")
-        if admin_credentials_ok(header, self.config.get("stream_key")):
+        if admin_credentials_ok(header, self.password_ok):
             self.throttle.succeeded(address)
         else:
             # Only wrong credentials count as a guess; a request without any is not one.

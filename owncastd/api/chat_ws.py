@@ -11,6 +11,7 @@ import logging
 
 from ..chat import protocol as p
 from ..chat.hub import Hub
+from ..chat.moderation import refuse
 from ..chat.service import ChatService
 from .errors import DISK_FULL_MESSAGE, BadRequest, is_disk_full
 
@@ -28,7 +29,16 @@ class ChatSocketResource:
             raise BadRequest("/entry is the chat websocket: connect with a websocket upgrade")
         if not self.hub.wait_ready():
             log.warning("chat bus subscription not confirmed; serving the client anyway")
+        # Bans and the chat switch (chat/moderation.py); no yield between this check and
+        # attach, so a ban's bus message either finds the connection or the store refuses it.
+        user, refusal = self.chat.moderation.admit(req.remote_addr or "",
+                                                   req.get_param("accessToken"))
+        if refusal:
+            refuse(ws, refusal)
+            return
         conn = self.hub.attach(ws, req.remote_addr or "", req.user_agent or "")
+        if user is not None:
+            conn.user_id = user["id"]
         try:
             self.serve(ws, conn)
         finally:
@@ -73,7 +83,7 @@ class ChatSocketResource:
             if not author:
                 raise p.Refused("CHAT: field 'author' is required until the client has a name")
             try:
-                self.chat.user_message(author, f["body"], conn.client_id)
+                self.chat.user_message(author, f["body"], conn.user_id)
             except ValueError as exc:
                 raise p.Refused(f"CHAT: {exc}") from None
             conn.username = author

@@ -29,7 +29,7 @@ def instance_details(config) -> dict:
         "streamTitle": c["instance.stream_title"],
         "nsfw": c["instance.nsfw"],
         "customStyles": c["instance.custom_styles"],
-        "chatDisabled": False,
+        "chatDisabled": c["chat.disabled"],
         "externalActions": [],
     }
 

@@ -16,6 +16,7 @@ import re
 import socket
 from typing import Any, Callable
 
+from .. import passwords, stream_keys
 from ..datadir import DataDir
 from ..settings import S3_FLAGS, S3_TEXT_FIELDS, SETTINGS, ConfigError, coerce, field_problem
 from ..transcode import ladder
@@ -73,10 +74,27 @@ def http_checks(data_dir: str) -> dict[str, Check]:
     """Setting key -> the check beyond the rules that the API applies (after the rules)."""
     return {
         "stream_key": non_empty_key,
+        "admin_password": admin_password,
+        "stream_keys": stream_key_list,
         "instance.logo": logo(data_dir),
         "video.ffmpeg_path": ffmpeg_path,
         "video.codec": codec_available,
     }
+
+
+def admin_password(value: str) -> str:
+    """`adminpass`: the API takes the password itself (not a hash) and saves its scrypt hash."""
+    problem = passwords.problem(value)
+    if problem:
+        raise BadRequest(f"adminpass: {problem}")
+    return passwords.hash_password(value)
+
+
+def stream_key_list(value: list) -> list:
+    """`streamkeys`: at least one key (an empty list would leave nothing to publish with)."""
+    if not value:
+        raise BadRequest("streamkeys: value: at least one key is needed to publish")
+    return stream_keys.normalized(value)
 
 
 def non_empty_key(value: str) -> str:

@@ -21,6 +21,7 @@ import gevent.queue
 
 from .. import bus
 from . import protocol as p
+from .moderation import CLOSE_POLICY, close_with_reason, should_close
 from .render import chat_html
 from .service import public_view
 
@@ -41,6 +42,7 @@ class Connection:
         self.ip = ip
         self.user_agent = user_agent
         self.username: str | None = None
+        self.user_id = self.client_id      # a registered chat user's id (chat/moderation.py)
         self.message_count = 0
         self.connected_at = p.timestamp()
         self.outbox: gevent.queue.Queue = gevent.queue.Queue(OUTBOX)
@@ -91,13 +93,16 @@ class Connection:
             self.closed = True
             return False
 
-    def close(self) -> None:
+    def close(self, code: int = 1000, reason: str = "") -> None:
         """Stop the writer (after what is queued) and the socket."""
         self.closed = True
         try:
             self.outbox.put_nowait(None)
         except gevent.queue.Full:
             self.writer.kill(block=False)
+        if reason:
+            close_with_reason(self.ws, code, reason)
+            return
         try:
             self.ws.close()
         except Exception:
@@ -166,6 +171,8 @@ class Hub:
         if topic == bus.CHAT:
             if isinstance(payload, dict) and isinstance(payload.get("type"), str):
                 self.broadcast(public_view(payload))
+        elif topic == bus.CHAT_MODERATION:
+            self.expel(payload)
         elif topic == self._probe:
             self.ready.set()
         elif topic == bus.EVENT_STREAM_STARTED:
@@ -192,10 +199,10 @@ class Hub:
             log.exception("cannot record chat client")
         return conn
 
-    def detach(self, conn: Connection) -> None:
+    def detach(self, conn: Connection, code: int = 1000, reason: str = "") -> None:
         if self.connections.pop(conn.client_id, None) is None:
             return
-        conn.close()
+        conn.close(code, reason)
         try:
             self.store.remove_chat_client(conn.client_id)
         except Exception:
@@ -204,6 +211,14 @@ class Hub:
     def drop(self, conn: Connection, why: str) -> None:
         log.info("dropping chat client %s (%s): %s", conn.client_id, conn.ip, why)
         self.detach(conn)
+
+    def expel(self, order: dict) -> None:
+        """Close the connections a ban (or chat switched off) covers: chat/moderation.py."""
+        reason = str(order.get("reason", ""))[:100]
+        for conn in list(self.connections.values()):
+            if should_close(order, conn.ip, conn.user_id):
+                log.info("closing chat client %s (%s): %s", conn.client_id, conn.ip, reason)
+                self.detach(conn, CLOSE_POLICY, reason)
 
     def client_changed(self, conn: Connection) -> None:
         try:

@@ -19,6 +19,7 @@ from .. import bus
 from ..datadir import DataDir
 from ..emoji import list_emoji
 from . import protocol as p
+from .moderation import Moderation
 from .render import chat_html, emoji_map, system_html
 
 log = logging.getLogger("owncastd.chat")
@@ -39,6 +40,7 @@ class ChatService:
         self.store = config.store
         self.publisher = publisher
         self.paths = paths
+        self.moderation = Moderation(config, publisher, hide=self.set_visibility)
 
     # -- limits (read on each use, so a saved change applies at once) ------------------------
 
@@ -62,7 +64,8 @@ class ChatService:
 
     def user_message(self, author: str, text: str, client_id: str | None = None) -> dict:
         """A chatter's CHAT message (sanitised Markdown subset). Empty after sanitising:
-        ValueError."""
+        ValueError. `client_id` is the sender's chat user id (a registered user's, or the
+        connection's clientID), stored so a ban can hide what they wrote."""
         body = chat_html(text, self.emoji())
         if not body:
             raise ValueError("message is empty after formatting")

@@ -5,7 +5,8 @@ Exit codes: 0 success, 1 API error, 2 usage error, 3 cannot connect.
 Connection settings come from flags, else `OWNCAST_*` environment variables, else
 `~/.config/owncastctl/config.toml` (`$XDG_CONFIG_HOME` honoured; keys server, username,
 password, token), else the defaults. Admin commands send basic auth (`--username` and the
-stream key as `--password`); integration commands (chat send/system/action) send `--token`.
+admin password as `--password`: the stream key until one is set); integration commands (chat
+send/system/action) send `--token`.
 
 Rooms: `client` (connection settings and HTTP), `output` (tables, --json), `main` (the
 top-level group and `run`), one module per command group (`stream`, `config`, `chat`,

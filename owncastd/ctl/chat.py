@@ -102,3 +102,93 @@ def chat_hide(ctx, ids):
 def chat_show(ctx, ids):
     """Make hidden messages with these IDs visible again."""
     _visibility(ctx, ids, True)
+
+
+# Bans and moderators (issue 16 point 7; docs/CHAT.md "Moderation").
+
+def _ip(value: str) -> str:
+    import ipaddress
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an IP address", param_hint="IP") from None
+
+
+def _users(ctx, path: str) -> None:
+    data = client_of(ctx).admin("GET", path) or []
+    emit(ctx, data, lambda d: table([(u["id"], u["displayName"], u.get("disabledAt"))
+                                     for u in d], ["ID", "NAME", "BANNED AT"]))
+
+
+@chat.command("ban-ip")
+@click.argument("ip")
+@click.pass_context
+def chat_ban_ip(ctx, ip):
+    """Ban IP from the chat (its websockets are closed on every worker)."""
+    data = client_of(ctx).admin("POST", "/api/admin/chat/users/ipbans/create",
+                                {"value": _ip(ip)})
+    emit_result(ctx, data, "banned")
+
+
+@chat.command("unban-ip")
+@click.argument("ip")
+@click.pass_context
+def chat_unban_ip(ctx, ip):
+    """Lift the chat ban of IP."""
+    data = client_of(ctx).admin("POST", "/api/admin/chat/users/ipbans/remove",
+                                {"value": _ip(ip)})
+    emit_result(ctx, data, "unbanned")
+
+
+@chat.command("ip-bans")
+@click.pass_context
+def chat_ip_bans(ctx):
+    """List the banned IP addresses."""
+    data = client_of(ctx).admin("GET", "/api/admin/chat/users/ipbans") or []
+    emit(ctx, data, lambda d: table([(b["ipAddress"], b["createdAt"]) for b in d],
+                                    ["IP", "SINCE"]))
+
+
+@chat.command("ban")
+@click.argument("user_id", metavar="USER_ID")
+@click.pass_context
+def chat_ban(ctx, user_id):
+    """Ban a chat user (a registered user's id, or a connected client's id from `clients`)."""
+    data = client_of(ctx).admin("POST", "/api/admin/chat/users/setenabled",
+                                {"userId": user_id, "enabled": False})
+    emit_result(ctx, data, "banned")
+
+
+@chat.command("unban")
+@click.argument("user_id", metavar="USER_ID")
+@click.pass_context
+def chat_unban(ctx, user_id):
+    """Lift the ban of a chat user."""
+    data = client_of(ctx).admin("POST", "/api/admin/chat/users/setenabled",
+                                {"userId": user_id, "enabled": True})
+    emit_result(ctx, data, "unbanned")
+
+
+@chat.command("banned")
+@click.pass_context
+def chat_banned(ctx):
+    """List the banned chat users."""
+    _users(ctx, "/api/admin/chat/users/disabled")
+
+
+@chat.command("moderator")
+@click.argument("user_id", metavar="USER_ID")
+@click.option("--remove", is_flag=True, help="Take the moderator role away instead.")
+@click.pass_context
+def chat_moderator(ctx, user_id, remove):
+    """Make a registered chat user a moderator (hides messages, bans chatters)."""
+    data = client_of(ctx).admin("POST", "/api/admin/chat/users/setmoderator",
+                                {"userId": user_id, "isModerator": not remove})
+    emit_result(ctx, data, "changed")
+
+
+@chat.command("moderators")
+@click.pass_context
+def chat_moderators(ctx):
+    """List the chat moderators."""
+    _users(ctx, "/api/admin/chat/users/moderators")

@@ -79,7 +79,8 @@ class Client:
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         if not self.password:
             raise click.UsageError(
-                "this command needs the admin password (the stream key): pass --password, "
+                "this command needs the admin password (the stream key until one is set): "
+                "pass --password, "
                 "set OWNCAST_PASSWORD or add password = \"...\" to " + config_file_path())
         basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         return self.request(method, path, body, f"Basic {basic}")
@@ -123,7 +124,8 @@ class Client:
             message = exc.reason
         hint = ""
         if exc.code == 401 and authorization and authorization.startswith("Basic"):
-            hint = "; check --username and --password (the password is the stream key)"
+            hint = ("; check --username and --password (the admin password, or the stream key "
+                    "until one is set)")
         elif exc.code == 401:
             hint = "; check --token (list tokens with `owncastctl tokens list`)"
         elif exc.code == 403:

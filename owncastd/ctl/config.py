@@ -2,7 +2,8 @@
 
 Which settings exist, their help and their rules are `owncastd.settings`'s; a value is checked
 here by those rules before it is sent. Two settings also take a shorter text form:
-tags as `a,b,c` and social handles as `platform=url,platform=url`.
+tags as `a,b,c`, social handles as `platform=url,platform=url` and stream keys as
+`key=comment,key=comment`.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def parse_value(setting: Setting, text: str) -> Any:
             return coerce(setting.key, [t.strip() for t in text.split(",") if t.strip()])
         if setting.key == "instance.social_handles":
             return coerce(setting.key, _handles(text))
+        if setting.key == "stream_keys":
+            return coerce(setting.key, _key_list(text))
     return coerce(setting.key, text, from_text=True)
 
 
@@ -39,9 +42,23 @@ def _handles(text: str) -> list[dict]:
     return items
 
 
+def _key_list(text: str) -> list[dict]:
+    """`key=comment,key2=comment2` (the comment may be empty)."""
+    items = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, _, comment = part.partition("=")
+        items.append({"key": key.strip(), "comment": comment.strip()})
+    if not items:
+        problem = "needs at least one key, e.g. key-0123456789=studio"
+        raise ConfigError(problem, "stream_keys", problem)
+    return items
+
+
 def read_value(setting: Setting, serverconfig: dict, public_config: dict | None) -> Any:
     """The current value of `setting` from the two config documents (None when absent)."""
     path = setting.shown_at
+    if not path:  # never shown (the admin password)
+        return None
     node: Any = serverconfig
     if path[0] == "config.":
         node, path = public_config or {}, path[1:]
@@ -114,5 +131,6 @@ def config_set(ctx, setting, value):
     data = client_of(ctx).admin("POST", f"/api/admin/config/{s.setter}", {"value": parsed})
     emit_result(ctx, data, "changed")
     if setting == "key" and not ctx.obj["json"]:
-        click.echo("The admin password is now the new key: update --password / OWNCAST_PASSWORD.",
+        click.echo("Unless an admin password is set (config set adminpass), the admin password "
+                   "is now the new key: update --password / OWNCAST_PASSWORD.",
                    err=True)

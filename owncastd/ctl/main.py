@@ -20,7 +20,7 @@ def client_of(ctx: click.Context) -> Client:
 @click.option("--username", envvar="OWNCAST_USERNAME",
               help=f"Admin user name [env OWNCAST_USERNAME; default {DEFAULT_USERNAME}].")
 @click.option("--password", envvar="OWNCAST_PASSWORD",
-              help="Admin password, i.e. the stream key [env OWNCAST_PASSWORD].")
+              help="Admin password (the stream key until one is set) [env OWNCAST_PASSWORD].")
 @click.option("--token", envvar="OWNCAST_TOKEN",
               help="Access token for the integration commands [env OWNCAST_TOKEN].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

@@ -23,7 +23,7 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 import zmq
 
-from .. import bus, media, metrics, stream_state
+from .. import bus, media, metrics, stream_keys, stream_state
 from ..runtime import start_child
 from ..store import Store, utcnow
 from .guard import FailureThrottle, RefusalLog
@@ -231,15 +231,28 @@ class Ingest:
         return True
 
     def listen_for_control(self) -> None:
-        sub = bus.Subscriber(self.data_dir, [bus.CONTROL_DISCONNECT], green=True)
+        sub = bus.Subscriber(self.data_dir, [bus.CONTROL_DISCONNECT, bus.EVENT_CONFIG_CHANGED],
+                             green=True)
         while True:
             msg = sub.recv()
-            if msg and self.live is not None:
+            if msg and msg[0] == bus.EVENT_CONFIG_CHANGED:
+                self.recheck_key(msg[1].get("key"))
+            elif msg and self.live is not None:
                 log.info("disconnecting the broadcaster at %s (admin request)",
                          self.live.address[0])
                 self.live.terminate("disconnected by the admin")
 
     # -- stream lifecycle -------------------------------------------------------------------
+
+    def recheck_key(self, setting: str | None) -> None:
+        """The stream keys changed: a stream whose key was removed ends (issue 16 point 6)."""
+        live = self.live
+        if live is None or setting not in ("stream_keys", "stream_key"):
+            return
+        if not stream_keys.name_matches(live.stream_name, stream_keys.effective(self.config)):
+            log.info("disconnecting the broadcaster at %s: its stream key was removed",
+                     live.address[0])
+            live.terminate("stream key removed")
 
     def try_start(self, conn: "Connection", stream_name: str) -> str | None:
         """Accept a publish or return why not."""
@@ -248,7 +261,7 @@ class Ingest:
         if blocked:  # refused without looking at the key
             return f"too many failed publishes; refused for {blocked:.0f} s more"
         problem = None
-        if not key_matches(stream_name, self.config.get("stream_key")):
+        if not stream_keys.name_matches(stream_name, stream_keys.effective(self.config)):
             problem = "invalid stream key"
         elif conn.app.strip("/") != APP_NAME:
             problem = f"unknown application {conn.app!r}; publish to /{APP_NAME}/<stream key>"
@@ -257,6 +270,7 @@ class Ingest:
                 problem += (f"; {self.throttle.budget} failures: this address is refused for "
                             f"{self.throttle.cooldown:g} s")
             return problem
+        conn.stream_name = stream_name
         if self.live is not None:
             self.take_over(conn)
             return None

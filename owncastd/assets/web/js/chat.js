@@ -10,6 +10,7 @@ const MAX_SHOWN = 300;               // older messages are dropped from the page
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 const ERROR_SHOWN_MS = 8000;
+const CLOSE_POLICY = 1008;           // banned, or chat switched off: retry only slowly
 const STORED_TYPES = new Set(["CHAT", "SYSTEM", "CHAT_ACTION"]);
 
 /** A websocket to /entry that reconnects with exponential backoff (and jitter) after a drop. */
@@ -39,8 +40,11 @@ export class ChatSocket {
       else this.handlers.onMessage(data);
     });
     // "error" is always followed by "close"; reconnect from there only.
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
       if (this.ws !== ws) return;
+      // A refusal (ban, chat off) is answered by "open" then a 1008 close: do not let that
+      // reset the backoff into a reconnect every second.
+      if (event.code === CLOSE_POLICY) this.delay = BACKOFF_MAX_MS;
       const wait = this.delay * (0.75 + Math.random() / 2);
       this.delay = Math.min(this.delay * 2, BACKOFF_MAX_MS);
       this.handlers.onState("reconnecting", wait);
