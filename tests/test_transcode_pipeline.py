@@ -14,7 +14,8 @@ import pytest
 
 from owncastd.native.transcode import (MediaPlaylist, Pipeline, available_h264_encoders,
                                        next_media_sequence, read_media_playlist)
-from owncastd.transcode import flv, ladder
+from owncastd.media import flv
+from owncastd.transcode import ladder
 
 pytestmark = [
     pytest.mark.slow,

@@ -20,7 +20,9 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 import zmq
 
-from .. import bus, media
+from .. import bus
+from ..media.flv import AUDIO_CODEC_NAMES as AUDIO_CODECS, VIDEO_CODEC_NAMES as VIDEO_CODECS
+from ..media.handoff import Handoff
 from ..runtime import start_child
 from ..store import utcnow
 from .rtmp.session import (AudioData, Connected, MetaData, ProtocolError, PublishRequested,
@@ -34,9 +36,6 @@ MAX_CONNECTIONS = 32         # concurrent TCP connections (one publisher; the re
 RECV_SIZE = 256 * 1024
 APP_NAME = "live"
 MEDIA_QUEUE = 64             # batches (one per socket read; several seconds of realtime media)
-
-VIDEO_CODECS = {7: "H.264", 12: "H.265", "avc1": "H.264", "hvc1": "H.265", "hev1": "H.265"}
-AUDIO_CODECS = {2: "MP3", 10: "AAC", 11: "Speex", "mp4a": "AAC", ".mp3": "MP3"}
 
 
 media_address = bus.media_address
@@ -102,7 +101,7 @@ class Ingest:
         self.store = config.store
         self.data_dir = data_dir
         self.events = bus.Publisher(data_dir, green=True)
-        self.handoff = media.Handoff(MediaSender(data_dir))
+        self.handoff = Handoff(MediaSender(data_dir))
         self.live: Connection | None = None
         # Unique across ingest restarts, so the transcoder can tell a new stream from a late
         # record of a finished one.

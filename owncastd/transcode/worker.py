@@ -7,7 +7,7 @@ changes apply from the next stream.
 
 A worker that (re)starts mid-stream has missed the stream's START: it begins at the next
 keyframe, which ingest always precedes with the codec sequence headers (flagged REPEAT, see
-`owncastd.media`), and continues the existing playlists after an EXT-X-DISCONTINUITY.
+`owncastd.media.handoff`), and continues the existing playlists after an EXT-X-DISCONTINUITY.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import time
 
 import zmq
 
-from .. import bus, media
+from .. import bus
+from ..media import handoff
 from ..runtime import start_child
 from . import ladder
 
@@ -58,15 +59,15 @@ class StreamTranscoder:
 
     def push(self, kind: int, flags: int, timestamp_ms: int, payload: bytes) -> None:
         self.last_media = time.monotonic()
-        if kind not in (media.AUDIO, media.VIDEO):
+        if kind not in (handoff.AUDIO, handoff.VIDEO):
             return
         if self.waiting_for_headers:
             # Start on sequence headers (a fresh stream sends them first; a resumed one gets
             # them, flagged REPEAT, right before a keyframe).
-            if not flags & media.FLAG_SEQUENCE_HEADER:
+            if not flags & handoff.FLAG_SEQUENCE_HEADER:
                 return
             self.waiting_for_headers = False
-        elif flags & media.FLAG_REPEAT:
+        elif flags & handoff.FLAG_REPEAT:
             return  # the pipeline already has them
         self.pipeline.push(kind, timestamp_ms, payload)
 
@@ -123,7 +124,7 @@ class Worker:
                 self.check_idle()
                 continue
             try:
-                for kind, flags, stream, ts, payload in media.unpack(self.sock.recv()):
+                for kind, flags, stream, ts, payload in handoff.unpack(self.sock.recv()):
                     self.handle(kind, flags, stream, ts, payload)
             except ValueError as exc:
                 log.warning("malformed media batch: %s", exc)
@@ -134,12 +135,12 @@ class Worker:
         self.ctx.term()
 
     def handle(self, kind, flags, stream, ts, payload) -> None:
-        if kind == media.START:
+        if kind == handoff.START:
             if self.current is not None:
                 self.end("a new stream started")
             self.begin(stream, resumed=False)
             return
-        if kind == media.STOP:
+        if kind == handoff.STOP:
             if self.current is not None and self.current.stream == stream:
                 self.end(json.loads(bytes(payload) or b"{}").get("reason", "stream stopped"))
             return

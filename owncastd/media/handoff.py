@@ -26,7 +26,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-AUDIO, VIDEO, SCRIPT = 8, 9, 18
+from . import flv
+
+AUDIO, VIDEO, SCRIPT = flv.TAG_AUDIO, flv.TAG_VIDEO, flv.TAG_SCRIPT
 START, STOP = 100, 101
 
 FLAG_KEYFRAME = 1
@@ -60,21 +62,16 @@ def unpack(batch: bytes) -> Iterator[tuple[int, int, int, int, memoryview]]:
 
 
 def video_flags(payload: bytes) -> int:
-    """FLV VIDEODATA: frame type in the high nibble (1 = keyframe); AVC packet type 0 = sequence
-    header (the AVCDecoderConfigurationRecord)."""
-    if not payload:
-        return 0
-    flags = FLAG_KEYFRAME if payload[0] >> 4 == 1 else 0
-    if payload[0] & 0x0F == 7 and len(payload) > 1 and payload[1] == 0:
+    """Record flags of an FLV VIDEODATA body: keyframe, AVC sequence header."""
+    flags = FLAG_KEYFRAME if flv.is_keyframe(payload) else 0
+    if flv.is_avc_sequence_header(payload):
         flags |= FLAG_SEQUENCE_HEADER
     return flags
 
 
 def audio_flags(payload: bytes) -> int:
-    """FLV AUDIODATA: sound format 10 (AAC) with AAC packet type 0 = AudioSpecificConfig."""
-    if len(payload) > 1 and payload[0] >> 4 == 10 and payload[1] == 0:
-        return FLAG_SEQUENCE_HEADER
-    return 0
+    """Record flags of an FLV AUDIODATA body: AAC sequence header (AudioSpecificConfig)."""
+    return FLAG_SEQUENCE_HEADER if flv.is_aac_sequence_header(payload) else 0
 
 
 @dataclass
