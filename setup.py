@@ -1,7 +1,8 @@
 """Build owncastd and its Cython extensions over FFmpeg's libraries.
 
-Every ``native/*.pyx`` becomes ``owncastd.native.<name>``, compiled against the
-libav* libraries that pkg-config reports (Debian 12: FFmpeg 5.1).
+Every ``owncastd/native/*.pyx`` becomes ``owncastd.native.<name>`` (PyAV's layout: each source
+beside its ``.pxd``, cimports absolute from the package), compiled against the libav* libraries
+that pkg-config reports (Debian 12: FFmpeg 5.1).
 """
 import glob
 import os
@@ -31,17 +32,17 @@ def extensions():
     cflags = pkg_config("--cflags")
     libs = pkg_config("--libs")
     exts = []
-    for pyx in sorted(glob.glob("native/*.pyx")):
+    for pyx in sorted(glob.glob("owncastd/native/*.pyx")):
         name = os.path.splitext(os.path.basename(pyx))[0]
         exts.append(Extension(
             f"owncastd.native.{name}",
             [pyx],
-            include_dirs=[f[2:] for f in cflags if f.startswith("-I")] + ["native"],
+            include_dirs=[f[2:] for f in cflags if f.startswith("-I")],
             extra_compile_args=[f for f in cflags if not f.startswith("-I")] + ["-O2"],
             library_dirs=[f[2:] for f in libs if f.startswith("-L")],
             libraries=[f[2:] for f in libs if f.startswith("-l")],
         ))
-    return cythonize(exts, language_level=3, include_path=["native"],
+    return cythonize(exts, language_level=3, include_path=["."],
                      compiler_directives={"boundscheck": False, "wraparound": False})
 
 
@@ -57,7 +58,7 @@ setup(
     version=version(),
     description="Self-hosted live video and web chat server speaking the Owncast API",
     packages=find_packages(include=["owncastd", "owncastd.*"]),
-    package_data={"owncastd": ["assets/*", "assets/*/*", "assets/*/*/*", "assets/*/*/*/*", "openapi.yaml", "native/*.pyi"]},
+    package_data={"owncastd": ["assets/*", "assets/*/*", "assets/*/*/*", "assets/*/*/*/*", "openapi.yaml", "native/*.pyi", "native/*.pxd"]},
     include_package_data=True,
     ext_modules=extensions(),
     python_requires=">=3.11",

@@ -12,9 +12,9 @@ import threading
 
 import pytest
 
-from owncastd.native.transcode import (MediaPlaylist, Pipeline, available_h264_encoders,
-                                       next_media_sequence, read_media_playlist)
 from owncastd.media import flv
+from owncastd.media.playlist import MediaPlaylist, next_media_sequence, read_media_playlist
+from owncastd.native.transcode import Pipeline, available_h264_encoders
 from owncastd.transcode import ladder
 
 pytestmark = [
@@ -445,3 +445,22 @@ def test_unusable_encoder_is_a_rendition_error(source, tmp_path, codec):
             p.push(*tag)
         p.finish()
     assert p.stats()["renditions"][0]["error"].startswith("encoding")
+
+
+def test_errors_are_typed_and_keep_errno():
+    """FFmpeg's codes arrive as typed exceptions: an errno stays an OSError with .errno (a full
+    disk is told by errno.ENOSPC, not by its text), and every one is a RuntimeError."""
+    import errno
+
+    from owncastd.native import error
+    full = error.make_error(-errno.ENOSPC, "rendition 0: muxing")
+    assert isinstance(full, OSError) and isinstance(full, RuntimeError)
+    assert full.errno == errno.ENOSPC and full.code == -errno.ENOSPC
+    assert "rendition 0: muxing: No space left on device" in str(full)
+    bad = error.make_error(-0x41444E49, "demuxing")   # AVERROR_INVALIDDATA, -MKTAG('I','N','D','A')
+    assert isinstance(bad, error.InvalidDataError) and isinstance(bad, ValueError)
+    assert not isinstance(bad, OSError)
+    lost = error.error_from_exception(FileNotFoundError(errno.ENOENT, "gone"), "playlist")
+    assert lost.errno == errno.ENOENT and str(lost).endswith("playlist: gone")
+    both = error.retitled(full, "rendition 0: x; rendition 1: y")
+    assert type(both) is type(full) and both.errno == errno.ENOSPC

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 from dataclasses import dataclass
 
 _SEGMENT_RE = re.compile(r"^stream-(\d+)\.ts$")
@@ -183,3 +184,54 @@ def render_master(variants: list[VariantEntry]) -> str:
 
 def write_master(out_dir: str, variants: list[VariantEntry]) -> None:
     write_atomic(os.path.join(out_dir, "stream.m3u8"), render_master(variants))
+
+
+class StreamPlaylists:
+    """One stream's HLS output: a media playlist per rendition (``out_dir/N/stream.m3u8``) and
+    the master playlist, updated as the renditions' threads cut segments (under a lock)."""
+
+    def __init__(self, out_dir: str, count: int, segment_seconds: int, list_size: int,
+                 keep_segments: int, continue_from: int | None = None):
+        """``continue_from``: continue the playlists a previous pipeline left, numbering new
+        segments from that sequence number after an EXT-X-DISCONTINUITY."""
+        self.out_dir = out_dir
+        self.lock = threading.Lock()
+        self.master_written = False
+        self.media: list[MediaPlaylist] = []
+        os.makedirs(out_dir, exist_ok=True)
+        for i in range(count):
+            directory = self.directory(i)
+            os.makedirs(directory, exist_ok=True)
+            if continue_from is not None:
+                pl = MediaPlaylist.continue_existing(directory, segment_seconds, list_size,
+                                                     continue_from, keep_segments)
+            else:
+                pl = MediaPlaylist(directory, segment_seconds, list_size, keep_segments)
+            self.media.append(pl)
+
+    def directory(self, index: int) -> str:
+        return os.path.join(self.out_dir, str(index))
+
+    def segment_done(self, index: int, seq: int, duration: float, path: str | None, final: bool,
+                     variants) -> None:
+        """Rendition ``index`` closed segment ``seq`` at ``path`` (None: no segment, only the
+        end of the playlist). ``variants()`` gives the master playlist's entries, written once
+        every rendition has a segment."""
+        with self.lock:
+            pl = self.media[index]
+            if path is not None:
+                pl.add(seq, duration, os.path.basename(path), os.path.getsize(path))
+            if final:
+                pl.ended = True
+            pl.write()
+            pl.delete_old()
+            if not self.master_written and all(p.entries for p in self.media):
+                self._write_master(variants())
+
+    def write_master(self, variants: list[VariantEntry]) -> None:
+        with self.lock:
+            self._write_master(variants)
+
+    def _write_master(self, variants: list[VariantEntry]) -> None:
+        write_master(self.out_dir, variants)
+        self.master_written = True

@@ -11,6 +11,7 @@ under a temporary name and rename them, as the native backend does; `append_list
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -121,7 +122,7 @@ class FFmpegPipeline:
         try:
             self._proc.stdin.write(flv.encode_tag(tag_type, timestamp_ms, bytes(payload)))
         except (BrokenPipeError, ValueError):
-            raise RuntimeError(f"ffmpeg exited: {' | '.join(self._errors[-3:]) or 'no message'}")
+            raise self._exit_error(f"ffmpeg exited: {' | '.join(self._errors[-3:]) or 'no message'}")
 
     def finish(self) -> None:
         if self._finished:
@@ -139,7 +140,14 @@ class FFmpegPipeline:
             self._proc.kill()
             code = self._proc.wait()
         if code != 0:
-            raise RuntimeError(f"ffmpeg exited with {code}: {' | '.join(self._errors[-3:])}")
+            raise self._exit_error(f"ffmpeg exited with {code}: {' | '.join(self._errors[-3:])}")
+
+    def _exit_error(self, message: str) -> Exception:
+        # The ffmpeg CLI reports errors only as text: a full disk becomes the same OSError
+        # (errno ENOSPC) the native pipeline raises, so the worker retries it the same way.
+        if any(os.strerror(errno.ENOSPC) in line for line in self._errors):
+            return OSError(errno.ENOSPC, message)
+        return RuntimeError(message)
 
     def stats(self) -> dict:
         return {"backend": "ffmpeg", "started": self._started, "finished": self._finished,

@@ -157,10 +157,10 @@ class Worker:
                 return
         try:
             self.current.push(kind, flags, ts, payload)
-        except RuntimeError as exc:
+        except (RuntimeError, OSError) as exc:   # native: FFmpegError, an OSError when errno-based
             log.error("stream %d: %s; ending this stream's output", stream, exc)
             self.end(str(exc))
-            if os.strerror(errno.ENOSPC) in str(exc):
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 # Not the stream's fault: try again later, so freed space brings video back
                 # without the broadcaster reconnecting (resumed at a keyframe, after a
                 # discontinuity).
