@@ -1,50 +1,37 @@
 # cython: language_level=3
 """Native transcoder pipeline: one stream's FLV audio/video tags in, multi-rendition HLS out.
 
-This module does the stream-level work on the caller's thread: it waits for the sequence headers
-(probe), maps input timestamps onto one continuous timeline, decodes H.264 once and AAC once,
-encodes AAC once per distinct bitrate, routes frames and packets to the renditions' queues, and
-keeps the playlists and stats. Each Rendition (rendition.pyx) scales, encodes and segments on its
-own thread. See transcode.pyi for the public face.
+The stream-level work on the caller's thread: wait for the sequence headers (probe), check each
+tag (bitstream), map input timestamps onto one continuous timeline, hand the media to the Router
+(decode once, fan out to the renditions' queues), keep the playlists and the stats. Each
+Rendition scales, encodes and segments on its own thread. See transcode.pyi for the public face.
 """
 import os
-import threading
 import weakref
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.errno cimport ENOMEM
 from libc.stdint cimport int64_t, uint8_t
-from libc.stdlib cimport free, malloc
 
 from owncastd.native.bitstream cimport (CONFIG_CHANGED, CONFIG_MALFORMED, FLV_AAC_HEADER,
                                         FLV_AVC_HEADER, FLV_TAG_AUDIO, FLV_TAG_VIDEO,
                                         NALU_FORBIDDEN_BIT, NALU_TRUNCATED, TAG_CONFIG, TAG_END,
-                                        TAG_MALFORMED, TAG_UNSUPPORTED, StreamConfig,
+                                        TAG_MALFORMED, TAG_MEDIA, TAG_UNSUPPORTED, StreamConfig,
                                         check_nal_units, classify_audio, classify_video,
-                                        composition_time, dup_padded, is_keyframe, packet_from)
-from owncastd.native.decode cimport AudioDecoder, VideoDecoder
-from owncastd.native.encode cimport AudioEncoder
-from owncastd.native.itemqueue cimport (ITEM_ABORT, ITEM_AUDIO, ITEM_END, ITEM_FRAME, ITEM_VIDEO,
-                                        Route, queue_put)
-from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_CODEC_ID_H264, AV_PKT_FLAG_KEY,
-                                         AVPacket, av_packet_clone, av_packet_copy_props,
-                                         av_packet_free, avcodec_parameters_alloc,
-                                         avcodec_parameters_from_context)
-from owncastd.native.libavutil cimport (AVMEDIA_TYPE_AUDIO, AVMEDIA_TYPE_VIDEO, AVERROR, AVFrame,
-                                        AVRational, av_channel_layout_default, av_frame_clone,
-                                        av_frame_unref)
+                                        composition_time, is_keyframe, packet_from)
+from owncastd.native.itemqueue cimport ITEM_ABORT, ITEM_END
+from owncastd.native.libavcodec cimport AV_PKT_FLAG_KEY, AVPacket, av_packet_free
+from owncastd.native.libavutil cimport AVERROR, AVRational
 from owncastd.native.rendition cimport Rendition
-from owncastd.native.segmenter cimport Segmenter
+from owncastd.native.router cimport Router
 
-from owncastd.media import flv
-from owncastd.media.playlist import MediaPlaylist, VariantEntry, next_media_sequence, write_master
-from owncastd.native.error import FFmpegError, retitled
+from owncastd.media.playlist import StreamPlaylists, VariantEntry, next_media_sequence
+from owncastd.native.error import retitled
 
 cdef AVRational MS = AVRational(1, 1000)
 cdef int PROBE_MS = 1000            # wait this long for the second sequence header
 cdef int PROBE_TAGS = 600
 
-
-# --------------------------------------------------------------------------- the timeline
 
 cdef struct Timeline:
     # Input ms -> output ms: the first tag maps to 0; jumps are folded away.
@@ -70,31 +57,19 @@ cdef int64_t timeline_map(Timeline *t, int64_t ts) noexcept nogil:
     return m
 
 
-# ------------------------------------------------------------------------------ pipeline
-
 cdef class Pipeline:
     """Transcode one stream's FLV tags into HLS under out_dir. See transcode.pyi."""
 
-    cdef object out_dir, renditions, playlists, lock, probe, master_written
+    cdef object renditions, probe, hls
     cdef object __weakref__
     cdef readonly int segment_seconds, list_size
     cdef readonly int64_t media_sequence_start
-    cdef bint started, finished
-    cdef Route *routes                  # one per rendition, readable without the GIL
-    cdef int nroutes
-    cdef bint has_video, has_audio, decode_video
+    cdef bint started, finished, has_video, has_audio
     cdef Timeline timeline
     cdef StreamConfig config
-    cdef VideoDecoder vdec
-    cdef AudioDecoder adec
-    cdef AudioEncoder aenc              # None when every rendition passes audio through
-    cdef readonly int source_width, source_height
-    cdef int sample_rate, channels
-
-    # stats
-    cdef int64_t video_in, audio_in, script_in, frames_decoded
+    cdef Router router
+    cdef int64_t video_in, audio_in, script_in
     cdef int64_t drop_garbage, drop_no_header, drop_truncated, drop_unsupported, drop_unexpected
-    cdef int64_t video_decode_errors, audio_decode_errors
 
     def __init__(self, str out_dir, list variants, *, int segment_seconds, int list_size,
                  str codec="libx264", int64_t media_sequence_start=0, bint discontinuity=False,
@@ -105,7 +80,6 @@ cdef class Pipeline:
             raise ValueError("segment_seconds: must be at least 1")
         if list_size < 1:
             raise ValueError("list_size: must be at least 1")
-        self.out_dir = out_dir
         self.segment_seconds = segment_seconds
         self.list_size = list_size
         ncpu = os.cpu_count() or 1
@@ -119,36 +93,21 @@ cdef class Pipeline:
         if discontinuity:
             media_sequence_start = max(media_sequence_start, next_media_sequence(out_dir))
         self.media_sequence_start = media_sequence_start
-        self.lock = threading.Lock()
         self.probe = []
-        self.master_written = False
         self.config = StreamConfig()
-        self.vdec = VideoDecoder(decoder_threads)
-        self.adec = AudioDecoder()
-        self.renditions = []
-        self.playlists = []
-        os.makedirs(out_dir, exist_ok=True)
-        for i, v in enumerate(variants):
-            directory = os.path.join(out_dir, str(i))
-            os.makedirs(directory, exist_ok=True)
-            if discontinuity:
-                pl = MediaPlaylist.continue_existing(directory, segment_seconds, list_size,
-                                                     media_sequence_start, keep_segments)
-            else:
-                pl = MediaPlaylist(directory, segment_seconds, list_size, keep_segments)
-            self.playlists.append(pl)
-            self.renditions.append(Rendition(i, v, directory, segment_seconds, media_sequence_start,
-                                             threads, queue_frames, codec,
-                                             weakref.WeakMethod(self._on_segment)))
-        self.nroutes = len(self.renditions)
-        self.routes = <Route *>malloc(self.nroutes * sizeof(Route))
-        if self.routes == NULL:
-            raise MemoryError()
+        self.hls = StreamPlaylists(out_dir, len(variants), segment_seconds, list_size,
+                                   keep_segments, media_sequence_start if discontinuity else None)
+        # The renditions hold this pipeline weakly: one dropped without finish() is freed at
+        # once, and its __dealloc__ stops their threads.
+        on_segment = weakref.WeakMethod(self._on_segment)
+        self.renditions = [Rendition(i, v, self.hls.directory(i), segment_seconds,
+                                     media_sequence_start, threads, queue_frames, codec, on_segment)
+                           for i, v in enumerate(variants)]
+        self.router = Router(self.renditions, decoder_threads)
 
     def __dealloc__(self):
-        if self.started and not self.finished:
-            self._broadcast(ITEM_ABORT)   # let worker threads exit; they own their state
-        free(self.routes)
+        if self.started and not self.finished and self.router is not None:
+            self.router.broadcast(ITEM_ABORT)   # let worker threads exit; they own their state
 
     # ---- public API
 
@@ -181,13 +140,12 @@ cdef class Pipeline:
                 return
             self._start()
         with nogil:
-            self._flush()
-            self._broadcast(ITEM_END)
+            self.router.flush()
+            self.router.broadcast(ITEM_END)
         for r in self.renditions:
             (<Rendition>r).thread.join()
         self.finished = True
-        with self.lock:
-            self._write_master()
+        self.hls.write_master(self._master_variants())
         failed = [r for r in self.renditions if (<Rendition>r).exception is not None]
         if len(failed) == 1:
             raise (<Rendition>failed[0]).exception
@@ -197,6 +155,7 @@ cdef class Pipeline:
 
     def stats(self):
         """Counters: input packets, drops by reason, and per-rendition frames and segments."""
+        router = self.router
         dropped = {
             "garbage": self.drop_garbage,
             "no_sequence_header": self.drop_no_header,
@@ -208,24 +167,32 @@ cdef class Pipeline:
             "started": bool(self.started),
             "finished": bool(self.finished),
             "media_sequence_start": self.media_sequence_start,
-            "source": {"width": self.source_width, "height": self.source_height,
+            "source": {"width": router.source_width, "height": router.source_height,
                        "has_video": bool(self.has_video), "has_audio": bool(self.has_audio),
-                       "sample_rate": self.sample_rate, "channels": self.channels},
+                       "sample_rate": router.sample_rate, "channels": router.channels},
             "packets_in": {"video": self.video_in, "audio": self.audio_in, "script": self.script_in},
             "dropped": sum(dropped.values()),
             "dropped_by_reason": dropped,
-            "decode_errors": {"video": self.video_decode_errors,
-                              "audio": self.audio_decode_errors + self.adec.errors},
-            "audio_encode_errors": self.aenc.errors if self.aenc is not None else 0,
-            "frames_decoded": self.frames_decoded,
+            "decode_errors": {"video": router.video_decode_errors,
+                              "audio": router.audio_decode_error_count},
+            "audio_encode_errors": router.aenc.errors if router.aenc is not None else 0,
+            "frames_decoded": router.frames_decoded,
             "timestamp_jumps": self.timeline.jumps,
             "renditions": [self._rendition_stats(r) for r in self.renditions],
         }
 
+    @property
+    def source_width(self):
+        return self.router.source_width
+
+    @property
+    def source_height(self):
+        return self.router.source_height
+
     def _rendition_stats(self, Rendition r):
         st = r.stats()
         if r.video_passthrough:
-            st["width"], st["height"] = self.source_width, self.source_height
+            st["width"], st["height"] = self.router.source_width, self.router.source_height
         return st
 
     # ---- start: wait for both sequence headers, then configure and start the workers
@@ -250,89 +217,11 @@ cdef class Pipeline:
             self.probe = []
 
     def _start(self):
-        cdef Rendition r
-        cdef Segmenter seg
-        cdef int i
-        cdef bint any_encoded = False
-        self.has_video = self.config.has_avc
-        self.has_audio = self.config.has_aac
-        bitrates = []
-        for i, r in enumerate(self.renditions):
-            r.segmenter.has_video = self.has_video
-            r.segmenter.has_audio = self.has_audio
-            self.routes[i].queue = &r.queue
-            self.routes[i].video_passthrough = r.video_passthrough
-            self.routes[i].audio_encoder = -1
-            if not r.video_passthrough:
-                any_encoded = True
-            if self.has_audio and not r.audio_passthrough:
-                if r.audio_bitrate not in bitrates:
-                    bitrates.append(r.audio_bitrate)
-                self.routes[i].audio_encoder = bitrates.index(r.audio_bitrate)
-        self.decode_video = self.has_video and any_encoded
-        # Passthrough-only still decodes the first frames to learn the source size.
-        if self.has_video and self.vdec.open(self.config.avcc, self.config.avcc_size) < 0:
-            self.decode_video = False
-        if self.has_audio and not self._setup_audio(bitrates):
-            self.has_audio = False   # unusable AAC config: the stream goes on without audio
-            for i, r in enumerate(self.renditions):
-                r.segmenter.has_audio = False
-                self.routes[i].audio_encoder = -1
-        for i, r in enumerate(self.renditions):
-            seg = r.segmenter
-            if self.has_video and r.video_passthrough:
-                seg.video_par = avcodec_parameters_alloc()
-                if seg.video_par == NULL:
-                    raise MemoryError()
-                seg.video_par.codec_type = AVMEDIA_TYPE_VIDEO
-                seg.video_par.codec_id = AV_CODEC_ID_H264
-                # Annex B param sets as extradata: packets are Annex B too (see annexb_packet).
-                seg.video_par.extradata = dup_padded(self.config.param_sets, self.config.param_sets_size)
-                seg.video_par.extradata_size = self.config.param_sets_size
-                r.video_codecs = flv.parse_avc_config(self.config.avc_config).codecs
-            if self.has_audio:
-                seg.audio_par = avcodec_parameters_alloc()
-                if seg.audio_par == NULL:
-                    raise MemoryError()
-                if self.routes[i].audio_encoder >= 0:
-                    avcodec_parameters_from_context(seg.audio_par, self.aenc.context(self.routes[i].audio_encoder))
-                    r.audio_codecs = "mp4a.40.2"
-                else:
-                    seg.audio_par.codec_type = AVMEDIA_TYPE_AUDIO
-                    seg.audio_par.codec_id = AV_CODEC_ID_AAC
-                    seg.audio_par.extradata = dup_padded(self.config.asc, self.config.asc_size)
-                    seg.audio_par.extradata_size = self.config.asc_size
-                    seg.audio_par.sample_rate = self.sample_rate
-                    av_channel_layout_default(&seg.audio_par.ch_layout, self.channels)
-                    r.audio_codecs = flv.parse_aac_config(self.config.aac_config).codecs
+        self.has_video, self.has_audio = self.router.start(self.config)
         self.started = True
-        for r in self.renditions:
-            r.thread = threading.Thread(target=r._thread_main, name=f"transcode-{r.index}", daemon=True)
-            r.thread.start()
         probe, self.probe = self.probe, []
         for tag_type, ts, payload in probe:
             self.push(tag_type, ts, payload)
-
-    def _setup_audio(self, list bitrates):
-        """Open the AAC decoder and one encoder per bitrate; False if the config is unusable."""
-        try:
-            cfg = flv.parse_aac_config(self.config.aac_config)
-        except ValueError:
-            return False
-        if not 8000 <= cfg.sample_rate <= 96000:
-            return False
-        self.sample_rate = cfg.sample_rate
-        self.channels = min(cfg.channels, 2) or 2
-        if not bitrates:
-            return True
-        if self.adec.open(self.config.asc, self.config.asc_size, self.sample_rate, self.channels) < 0:
-            return False
-        try:
-            self.aenc = AudioEncoder(self.sample_rate, self.channels, bitrates)
-        except FFmpegError:
-            self.adec.close()
-            return False
-        return True
 
     # ---- per-tag work, without the GIL
 
@@ -349,16 +238,9 @@ cdef class Pipeline:
         if ret == CONFIG_MALFORMED:
             self.drop_garbage += 1
             return -1
-        if ret != CONFIG_CHANGED:
-            return ret
-        if self.started and self.has_video and self.vdec.is_open():
-            # New SPS/PPS (the encoder restarted, maybe at another size): drain the old decoder
-            # into the renditions, then reopen. Passthrough keyframes carry the new param sets.
-            self.vdec.send(NULL)
-            self._decode_video()
-            if self.decode_video:
-                self.vdec.open(self.config.avcc, self.config.avcc_size)
-        return 0
+        if ret == CONFIG_CHANGED and self.started and self.has_video:
+            self.router.video_config_changed(self.config)
+        return ret if ret < 0 else 0
 
     cdef int _audio_config(self, const uint8_t *data, Py_ssize_t size) noexcept nogil:
         if size < 2:
@@ -373,30 +255,32 @@ cdef class Pipeline:
             return -1
         return self.config.set_aac(data, size)
 
-    cdef int _push_video(self, int64_t ts, const uint8_t *data, Py_ssize_t size) noexcept nogil:
-        cdef int kind = classify_video(data, size)
-        cdef int i, checked
-        cdef int64_t dts, pts
-        cdef AVPacket *pkt
-        cdef AVPacket *copy
-        cdef AVPacket *annexb = NULL
+    cdef int _drop_media(self, int kind, bint has_config) noexcept nogil:
+        """Count a tag that is not media this stream can use; returns -1."""
         if kind == TAG_UNSUPPORTED:
             self.drop_unsupported += 1
-            return -1
-        if kind == TAG_MALFORMED:
+        elif kind == TAG_MALFORMED:
             self.drop_garbage += 1
-            return -1
+        elif not has_config:
+            self.drop_no_header += 1
+        else:
+            self.drop_unexpected += 1   # its track was not part of the stream at start
+        return -1
+
+    cdef int _push_video(self, int64_t ts, const uint8_t *data, Py_ssize_t size) noexcept nogil:
+        cdef int kind = classify_video(data, size)
+        cdef int checked
+        cdef int64_t dts, pts
+        cdef AVPacket *pkt
+        cdef const uint8_t *nalus = data + FLV_AVC_HEADER
+        cdef Py_ssize_t nalus_size = size - FLV_AVC_HEADER
         if kind == TAG_CONFIG:
-            return self._video_config(data + FLV_AVC_HEADER, size - FLV_AVC_HEADER)
+            return self._video_config(nalus, nalus_size)
         if kind == TAG_END:
             return 0
-        if not self.has_video:
-            if self.config.avcc == NULL:
-                self.drop_no_header += 1
-            else:
-                self.drop_unexpected += 1
-            return -1
-        checked = check_nal_units(data + FLV_AVC_HEADER, size - FLV_AVC_HEADER, self.config.nal_length_size)
+        if kind != TAG_MEDIA or not self.has_video:
+            return self._drop_media(kind, self.config.avcc != NULL)
+        checked = check_nal_units(nalus, nalus_size, self.config.nal_length_size)
         if checked == NALU_TRUNCATED:
             self.drop_truncated += 1
             return -1
@@ -405,155 +289,50 @@ cdef class Pipeline:
             return -1
         dts = timeline_map(&self.timeline, ts)
         pts = dts + composition_time(data)
-        if pts < dts:
-            pts = dts
-        pkt = packet_from(data + FLV_AVC_HEADER, size - FLV_AVC_HEADER)
+        pkt = packet_from(nalus, nalus_size)
         if pkt == NULL:
-            return AVERROR(12)   # ENOMEM
+            return AVERROR(ENOMEM)
         pkt.dts = dts
-        pkt.pts = pts
+        pkt.pts = pts if pts > dts else dts
         pkt.time_base = MS
         if is_keyframe(data):
             pkt.flags |= AV_PKT_FLAG_KEY
         self.video_in += 1
-        for i in range(self.nroutes):
-            if self.routes[i].video_passthrough:
-                if annexb == NULL:
-                    annexb = self.config.annexb_packet(data + FLV_AVC_HEADER, size - FLV_AVC_HEADER,
-                                                       (pkt.flags & AV_PKT_FLAG_KEY) != 0)
-                    if annexb == NULL:
-                        av_packet_free(&pkt)
-                        return AVERROR(12)
-                    av_packet_copy_props(annexb, pkt)
-                copy = av_packet_clone(annexb)
-                if copy != NULL:
-                    queue_put(self.routes[i].queue, ITEM_VIDEO, NULL, copy)
-        av_packet_free(&annexb)
-        if self.vdec.is_open():
-            if self.vdec.send(pkt) < 0:
-                self.video_decode_errors += 1
-            else:
-                self._decode_video()
+        self.router.video(pkt, self.config, nalus, nalus_size)
         av_packet_free(&pkt)
         return 0
-
-    cdef int _decode_video(self) noexcept nogil:
-        cdef int ret, i
-        cdef AVFrame *frame
-        cdef AVFrame *copy
-        while True:
-            ret = self.vdec.receive()
-            if ret == 0:
-                return 0
-            if ret < 0:
-                self.video_decode_errors += 1
-                return ret
-            frame = self.vdec.frame
-            self.frames_decoded += 1
-            if self.source_width == 0:
-                self.source_width = frame.width
-                self.source_height = frame.height
-            if self.decode_video:
-                for i in range(self.nroutes):
-                    if not self.routes[i].video_passthrough:
-                        copy = av_frame_clone(frame)
-                        if copy != NULL:
-                            queue_put(self.routes[i].queue, ITEM_FRAME, copy, NULL)
-            av_frame_unref(frame)
-            if not self.decode_video and self.source_width:
-                self.vdec.close()   # passthrough only: the size was all we needed
-                return 0
 
     cdef int _push_audio(self, int64_t ts, const uint8_t *data, Py_ssize_t size) noexcept nogil:
         cdef int kind = classify_audio(data, size)
         cdef AVPacket *pkt
-        cdef AVPacket *copy
-        cdef int i
-        if kind == TAG_UNSUPPORTED:
-            self.drop_unsupported += 1
-            return -1
-        if kind == TAG_MALFORMED:
-            self.drop_garbage += 1
-            return -1
+        cdef int sample_rate = self.router.sample_rate
         if kind == TAG_CONFIG:
             return self._audio_config(data + FLV_AAC_HEADER, size - FLV_AAC_HEADER)
-        if not self.has_audio:
-            if self.config.asc == NULL:
-                self.drop_no_header += 1
-            else:
-                self.drop_unexpected += 1
-            return -1
+        if kind != TAG_MEDIA or not self.has_audio:
+            return self._drop_media(kind, self.config.asc != NULL)
         pkt = packet_from(data + FLV_AAC_HEADER, size - FLV_AAC_HEADER)
         if pkt == NULL:
-            return AVERROR(12)   # ENOMEM
+            return AVERROR(ENOMEM)
         pkt.pts = pkt.dts = timeline_map(&self.timeline, ts)
-        pkt.duration = 1024 * 1000 // self.sample_rate if self.sample_rate else 0
+        pkt.duration = 1024 * 1000 // sample_rate if sample_rate else 0
         pkt.time_base = MS
         self.audio_in += 1
-        for i in range(self.nroutes):
-            if self.routes[i].audio_encoder < 0:
-                copy = av_packet_clone(pkt)
-                if copy != NULL:
-                    queue_put(self.routes[i].queue, ITEM_AUDIO, NULL, copy)
-        if self.adec.is_open():
-            if self.adec.send(pkt) < 0:
-                self.audio_decode_errors += 1
-            else:
-                self._decode_audio(pkt.pts)
+        self.router.audio(pkt)
         av_packet_free(&pkt)
         return 0
-
-    cdef int _decode_audio(self, int64_t fallback_ms) noexcept nogil:
-        cdef int ret, samples
-        cdef int64_t at
-        while True:
-            ret = self.adec.receive(fallback_ms, &at, &samples)
-            if ret == 0:
-                return 0
-            if ret < 0:
-                self.audio_decode_errors += 1
-                return ret
-            ret = self.aenc.write(self.adec.converted.extended_data, samples, at,
-                                  self.routes, self.nroutes)
-            if ret < 0:
-                return ret
-
-    cdef void _flush(self) noexcept nogil:
-        if self.vdec.is_open():
-            self.vdec.send(NULL)
-            self._decode_video()
-        if self.adec.is_open():
-            self.adec.send(NULL)
-            self._decode_audio(0)
-            self.aenc.flush(self.routes, self.nroutes)
-
-    cdef void _broadcast(self, int kind) noexcept nogil:
-        cdef int i
-        for i in range(self.nroutes):
-            if self.routes[i].queue != NULL:
-                queue_put(self.routes[i].queue, kind, NULL, NULL)
 
     # ---- playlists (called by the worker threads, with the GIL)
 
     def _on_segment(self, int index, int64_t seq, double duration, path, bint final):
-        with self.lock:
-            pl = self.playlists[index]
-            if path is not None:
-                pl.add(seq, duration, os.path.basename(path), os.path.getsize(path))
-            if final:
-                pl.ended = True
-            pl.write()
-            pl.delete_old()
-            if not self.master_written and all(p.entries for p in self.playlists):
-                self._write_master()
+        self.hls.segment_done(index, seq, duration, path, final, self._master_variants)
 
-    def _write_master(self):
+    def _master_variants(self):
         entries = []
-        for r, pl in zip(self.renditions, self.playlists):
+        for r, pl in zip(self.renditions, self.hls.media):
             rend = <Rendition>r
             enc = rend.encoder
             if rend.video_passthrough:
-                width, height, frame_rate = self.source_width, self.source_height, 0
+                width, height, frame_rate = self.router.source_width, self.router.source_height, 0
                 bandwidth = int(pl.peak_bps * 1.1) or 0
                 video_codecs = rend.video_codecs
             else:
@@ -567,5 +346,4 @@ cdef class Pipeline:
                                        rend.audio_codecs if audio else None) if c)
             entries.append(VariantEntry(f"{rend.index}/stream.m3u8", bandwidth, width, height,
                                         codecs, frame_rate))
-        write_master(self.out_dir, entries)
-        self.master_written = True
+        return entries

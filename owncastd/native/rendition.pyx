@@ -3,14 +3,19 @@
 video, hands audio and video to its Segmenter, and records the first error, which stops it."""
 from libc.stdint cimport int64_t
 
-from owncastd.native.encode cimport VideoEncoder
+from owncastd.native.bitstream cimport StreamConfig, dup_padded
+from owncastd.native.encode cimport AudioEncoder, VideoEncoder
 from owncastd.native.error cimport av_error_string, make_error
 from owncastd.native.itemqueue cimport (ITEM_ABORT, ITEM_AUDIO, ITEM_END, ITEM_FRAME, ITEM_VIDEO,
                                         Item, item_free, queue_destroy, queue_get, queue_init)
-from owncastd.native.libavcodec cimport AV_PKT_FLAG_KEY, AVPacket, av_packet_rescale_ts
-from owncastd.native.libavutil cimport AVFrame, AVRational
+from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_CODEC_ID_H264, AV_PKT_FLAG_KEY,
+                                         AVPacket, av_packet_rescale_ts, avcodec_parameters_alloc,
+                                         avcodec_parameters_from_context)
+from owncastd.native.libavutil cimport (AVMEDIA_TYPE_AUDIO, AVMEDIA_TYPE_VIDEO, AVFrame, AVRational,
+                                        av_channel_layout_default)
 from owncastd.native.segmenter cimport Segmenter
 
+from owncastd.media import flv
 from owncastd.native.error import error_from_exception
 
 cdef AVRational TS90K = AVRational(1, 90000)
@@ -34,6 +39,41 @@ cdef class Rendition:
 
     def __dealloc__(self):
         queue_destroy(&self.queue)
+
+    def configure(self, StreamConfig config, bint has_video, bint has_audio, AudioEncoder aenc,
+                  int audio_encoder, int sample_rate, int channels):
+        """Give the segmenter the stream's tracks (before the thread starts): video from the AVC
+        config (passthrough) or, later, the encoder; audio from its AAC encoder (index
+        audio_encoder of aenc) or, passed through, from the AudioSpecificConfig."""
+        cdef Segmenter seg = self.segmenter
+        seg.has_video = has_video
+        seg.has_audio = has_audio
+        if has_video and self.video_passthrough:
+            seg.video_par = avcodec_parameters_alloc()
+            if seg.video_par == NULL:
+                raise MemoryError()
+            seg.video_par.codec_type = AVMEDIA_TYPE_VIDEO
+            seg.video_par.codec_id = AV_CODEC_ID_H264
+            # Annex B param sets as extradata: packets are Annex B too (see annexb_packet).
+            seg.video_par.extradata = dup_padded(config.param_sets, config.param_sets_size)
+            seg.video_par.extradata_size = config.param_sets_size
+            self.video_codecs = flv.parse_avc_config(config.avc_config).codecs
+        if not has_audio:
+            return
+        seg.audio_par = avcodec_parameters_alloc()
+        if seg.audio_par == NULL:
+            raise MemoryError()
+        if audio_encoder >= 0:
+            avcodec_parameters_from_context(seg.audio_par, aenc.context(audio_encoder))
+            self.audio_codecs = "mp4a.40.2"
+        else:
+            seg.audio_par.codec_type = AVMEDIA_TYPE_AUDIO
+            seg.audio_par.codec_id = AV_CODEC_ID_AAC
+            seg.audio_par.extradata = dup_padded(config.asc, config.asc_size)
+            seg.audio_par.extradata_size = config.asc_size
+            seg.audio_par.sample_rate = sample_rate
+            av_channel_layout_default(&seg.audio_par.ch_layout, channels)
+            self.audio_codecs = flv.parse_aac_config(config.aac_config).codecs
 
     def _thread_main(self):
         with nogil:
