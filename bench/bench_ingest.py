@@ -107,7 +107,8 @@ class MediaConsumer:
                 continue
             while True:
                 try:
-                    batch = sock.recv(flags=zmq.NOBLOCK)
+                    # copy=False: read the batch in ZeroMQ's buffer, as the transcoder does
+                    batch = sock.recv(flags=zmq.NOBLOCK, copy=False).buffer
                 except zmq.Again:
                     break
                 with self.lock:

@@ -39,10 +39,14 @@ HEADER = struct.Struct("!BBHIII")
 MAX_RECORD = 64 * 1024 * 1024  # a record longer than this is corrupt, not media
 
 
+def header(kind: int, flags: int, stream: int, timestamp_ms: int, length: int) -> bytes:
+    """A record's header; its payload follows it."""
+    return HEADER.pack(kind, flags, 0, stream & 0xFFFFFFFF, timestamp_ms & 0xFFFFFFFF, length)
+
+
 def pack(kind: int, flags: int, stream: int, timestamp_ms: int, payload: bytes) -> bytes:
     """One record (header + payload)."""
-    return HEADER.pack(kind, flags, 0, stream & 0xFFFFFFFF, timestamp_ms & 0xFFFFFFFF,
-                       len(payload)) + payload
+    return header(kind, flags, stream, timestamp_ms, len(payload)) + payload
 
 
 def unpack(batch: bytes) -> Iterator[tuple[int, int, int, int, memoryview]]:
@@ -95,7 +99,7 @@ class Handoff:
     send: Callable[[bytes], bool]
     stream: int = 0
     stats: HandoffStats = field(default_factory=HandoffStats)
-    _records: list = field(default_factory=list)
+    _records: list = field(default_factory=list)    # header, payload, header, payload...
     _control: list = field(default_factory=list)   # START/STOP that must not be lost
     _video: int = 0
     _audio: int = 0
@@ -117,23 +121,27 @@ class Handoff:
         self._control.append(pack(STOP, 0, self.stream, 0, json.dumps(info).encode()))
         self.flush()
 
+    def _add(self, kind: int, flags: int, timestamp_ms: int, payload: bytes) -> None:
+        # Header and payload go in as two parts, joined once by flush(): a payload is copied
+        # once on its way into the batch, not twice.
+        self._records += (header(kind, flags, self.stream, timestamp_ms, len(payload)), payload)
+
     def video(self, timestamp_ms: int, payload: bytes) -> None:
         flags = video_flags(payload)
         if flags & FLAG_SEQUENCE_HEADER:
             self._video_header = payload
-            self._records.append(pack(VIDEO, flags, self.stream, timestamp_ms, payload))
+            self._add(VIDEO, flags, timestamp_ms, payload)
             return
         if flags & FLAG_KEYFRAME:
             self._skip_to_keyframe = False
-            for kind, header in ((VIDEO, self._video_header), (AUDIO, self._audio_header)):
-                if header is not None:
-                    self._records.append(pack(kind, FLAG_SEQUENCE_HEADER | FLAG_REPEAT,
-                                              self.stream, timestamp_ms, header))
+            for kind, config in ((VIDEO, self._video_header), (AUDIO, self._audio_header)):
+                if config is not None:
+                    self._add(kind, FLAG_SEQUENCE_HEADER | FLAG_REPEAT, timestamp_ms, config)
                     self.stats.repeats += 1
         elif self._skip_to_keyframe:
             self.stats.dropped_video += 1
             return
-        self._records.append(pack(VIDEO, flags, self.stream, timestamp_ms, payload))
+        self._add(VIDEO, flags, timestamp_ms, payload)
         self._video += 1
 
     def audio(self, timestamp_ms: int, payload: bytes) -> None:
@@ -142,7 +150,7 @@ class Handoff:
             self._audio_header = payload
         else:
             self._audio += 1
-        self._records.append(pack(AUDIO, flags, self.stream, timestamp_ms, payload))
+        self._add(AUDIO, flags, timestamp_ms, payload)
 
     def flush(self) -> None:
         if not self._records and not self._control:

@@ -124,7 +124,10 @@ class Worker:
                 self.check_idle()
                 continue
             try:
-                for kind, flags, stream, ts, payload in handoff.unpack(self.sock.recv()):
+                # copy=False: the records are read in ZeroMQ's buffer (the pipeline copies
+                # what it keeps), not first copied into a bytes object.
+                batch = self.sock.recv(copy=False).buffer
+                for kind, flags, stream, ts, payload in handoff.unpack(batch):
                     self.handle(kind, flags, stream, ts, payload)
             except ValueError as exc:
                 log.warning("malformed media batch: %s", exc)
