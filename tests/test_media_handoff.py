@@ -75,6 +75,22 @@ def test_everything_passes_when_there_is_room():
     assert len(repeats) == 4 and h.stats.repeats == 4
 
 
+def test_audio_only_stream_repeats_its_header_on_a_clock():
+    """No video means no keyframes to repeat headers before: the AAC header is repeated every
+    AUDIO_ONLY_REPEAT_MS of media, so a restarted transcoder can start an audio-only stream."""
+    q = Queue(1000)
+    h = handoff.Handoff(q)
+    h.start(1, {})
+    h.audio(0, AAC_SEQ)
+    for ts in range(0, 7000, 23):
+        h.audio(ts, AAC)
+    h.flush()
+    repeats = [i for i in q.items if i[1] & handoff.FLAG_REPEAT]
+    assert [i[3] for i in repeats] == [2001, 4002, 6003]   # the first frame 2 s after the last
+    assert all(i[0] == handoff.AUDIO and i[4] == AAC_SEQ for i in repeats)
+    assert h.stats.repeats == 3 and h.stats.handed_audio == len(range(0, 7000, 23))
+
+
 def test_one_send_per_flush():
     q = Queue(1000)
     h = handoff.Handoff(q)

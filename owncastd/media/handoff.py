@@ -15,8 +15,9 @@ Drop policy (the queue to the transcoder is bounded, and ingest never waits for 
 * START/STOP records of a lost batch are kept and go out in front of the next batch (the
   transcoder also learns of a stream's end from the bus event `event.stream_stopped`);
 * codec sequence headers are kept by ingest and sent again, flagged REPEAT, in front of every
-  keyframe, so a transcoder that (re)starts mid-stream can begin at the next keyframe without
-  the broadcaster reconnecting.
+  keyframe (video first, then audio), so a transcoder that (re)starts mid-stream can begin at
+  the next keyframe without the broadcaster reconnecting; a stream without video has no
+  keyframes, so there the audio header is repeated every AUDIO_ONLY_REPEAT_MS of media.
 Every audio/video frame is counted: handed on, or dropped.
 """
 from __future__ import annotations
@@ -34,6 +35,8 @@ START, STOP = 100, 101
 FLAG_KEYFRAME = 1
 FLAG_SEQUENCE_HEADER = 2
 FLAG_REPEAT = 4          # a cached sequence header sent again (see module doc)
+
+AUDIO_ONLY_REPEAT_MS = 2000   # how often an audio-only stream repeats its sequence header
 
 HEADER = struct.Struct("!BBHIII")
 MAX_RECORD = 64 * 1024 * 1024  # a record longer than this is corrupt, not media
@@ -106,6 +109,7 @@ class Handoff:
     _video_header: bytes | None = None
     _audio_header: bytes | None = None
     _skip_to_keyframe: bool = False
+    _audio_repeated_at: int | None = None   # media time of the last audio-only repeat
 
     def start(self, stream: int, info: dict) -> None:
         self.flush()
@@ -113,6 +117,7 @@ class Handoff:
         self.stats = HandoffStats()
         self._video_header = self._audio_header = None
         self._skip_to_keyframe = False
+        self._audio_repeated_at = None
         self._control.append(pack(START, 0, stream, 0, json.dumps(info).encode()))
         self.flush()
 
@@ -148,9 +153,22 @@ class Handoff:
         flags = audio_flags(payload)
         if flags & FLAG_SEQUENCE_HEADER:
             self._audio_header = payload
+            self._audio_repeated_at = timestamp_ms
         else:
+            if self._video_header is None and self._audio_header is not None:
+                self._repeat_audio_header(timestamp_ms)
             self._audio += 1
         self._add(AUDIO, flags, timestamp_ms, payload)
+
+    def _repeat_audio_header(self, timestamp_ms: int) -> None:
+        # No video, so no keyframes to repeat headers before: repeat on a clock instead (a
+        # timestamp that went back counts as due).
+        last = self._audio_repeated_at
+        if last is not None and 0 <= timestamp_ms - last < AUDIO_ONLY_REPEAT_MS:
+            return
+        self._add(AUDIO, FLAG_SEQUENCE_HEADER | FLAG_REPEAT, timestamp_ms, self._audio_header)
+        self._audio_repeated_at = timestamp_ms
+        self.stats.repeats += 1
 
     def flush(self) -> None:
         if not self._records and not self._control:

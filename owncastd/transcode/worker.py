@@ -53,6 +53,7 @@ class StreamTranscoder:
         self.stream = stream
         self.resumed = resumed
         self.waiting_for_headers = True
+        self.headers: dict[int, bytes] = {}   # kind -> the sequence header the pipeline has
         self.pipeline = Pipeline(out_dir, settings["variants"], **options)
         self.last_media = time.monotonic()
         self.stop_deadline: float | None = None
@@ -61,14 +62,18 @@ class StreamTranscoder:
         self.last_media = time.monotonic()
         if kind not in (handoff.AUDIO, handoff.VIDEO):
             return
-        if self.waiting_for_headers:
+        if flags & handoff.FLAG_SEQUENCE_HEADER:
             # Start on sequence headers (a fresh stream sends them first; a resumed one gets
-            # them, flagged REPEAT, right before a keyframe).
-            if not flags & handoff.FLAG_SEQUENCE_HEADER:
+            # them, flagged REPEAT: video then audio before a keyframe, audio every few seconds
+            # in an audio-only stream). A repeat is skipped only when the pipeline has that
+            # very header: a resumed worker needs the audio one that follows the video one.
+            header = bytes(payload)
+            if flags & handoff.FLAG_REPEAT and self.headers.get(kind) == header:
                 return
+            self.headers[kind] = header
             self.waiting_for_headers = False
-        elif flags & handoff.FLAG_REPEAT:
-            return  # the pipeline already has them
+        elif self.waiting_for_headers:
+            return
         self.pipeline.push(kind, timestamp_ms, payload)
 
     def finish(self) -> dict:
