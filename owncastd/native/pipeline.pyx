@@ -2,9 +2,9 @@
 """Native transcoder pipeline: one stream's FLV audio/video tags in, multi-rendition HLS out.
 
 The stream-level work on the caller's thread: wait for the sequence headers (probe), check each
-tag (bitstream), map input timestamps onto one continuous timeline, hand the media to the Router
-(decode once, fan out to the renditions' queues), keep the playlists and the stats. Each
-Rendition scales, encodes and segments on its own thread. See transcode.pyi for the public face.
+tag (bitstream), map input timestamps onto one continuous timeline per track (Timeline), hand
+the media to the Router (decode once, fan out to the renditions' queues), keep the playlists and
+the stats. Each Rendition scales, encodes and segments on its own thread. See transcode.pyi for the public face.
 """
 import os
 import weakref
@@ -24,6 +24,7 @@ from owncastd.native.libavcodec cimport AV_PKT_FLAG_KEY, AVPacket, av_packet_fre
 from owncastd.native.libavutil cimport AVERROR, AVRational
 from owncastd.native.rendition cimport Rendition
 from owncastd.native.router cimport Router
+from owncastd.native.timeline cimport TRACK_AUDIO, TRACK_VIDEO, Timeline
 
 from owncastd.media.playlist import StreamPlaylists, VariantEntry, next_media_sequence
 from owncastd.native.error import retitled
@@ -31,30 +32,6 @@ from owncastd.native.error import retitled
 cdef AVRational MS = AVRational(1, 1000)
 cdef int PROBE_MS = 1000            # wait this long for the second sequence header
 cdef int PROBE_TAGS = 600
-
-
-cdef struct Timeline:
-    # Input ms -> output ms: the first tag maps to 0; jumps are folded away.
-    bint have_base
-    int64_t base, offset, last, jumps
-
-
-cdef int64_t timeline_map(Timeline *t, int64_t ts) noexcept nogil:
-    """A jump (back > 1 s, forward > 5 s from the newest output time) is folded away so the
-    output timeline stays continuous."""
-    cdef int64_t m
-    if not t.have_base:
-        t.have_base = True
-        t.base = ts
-        t.last = 0
-    m = ts - t.base + t.offset
-    if m < t.last - 1000 or m > t.last + 5000:
-        t.offset += t.last - m
-        m = t.last
-        t.jumps += 1
-    if m > t.last:
-        t.last = m
-    return m
 
 
 cdef class Pipeline:
@@ -94,6 +71,7 @@ cdef class Pipeline:
             media_sequence_start = max(media_sequence_start, next_media_sequence(out_dir))
         self.media_sequence_start = media_sequence_start
         self.probe = []
+        self.timeline = Timeline()
         self.config = StreamConfig()
         self.hls = StreamPlaylists(out_dir, len(variants), segment_seconds, list_size,
                                    keep_segments, media_sequence_start if discontinuity else None)
@@ -287,7 +265,7 @@ cdef class Pipeline:
         if checked == NALU_FORBIDDEN_BIT:
             self.drop_garbage += 1
             return -1
-        dts = timeline_map(&self.timeline, ts)
+        dts = self.timeline.map(TRACK_VIDEO, ts)
         pts = dts + composition_time(data)
         pkt = packet_from(nalus, nalus_size)
         if pkt == NULL:
@@ -313,7 +291,7 @@ cdef class Pipeline:
         pkt = packet_from(data + FLV_AAC_HEADER, size - FLV_AAC_HEADER)
         if pkt == NULL:
             return AVERROR(ENOMEM)
-        pkt.pts = pkt.dts = timeline_map(&self.timeline, ts)
+        pkt.pts = pkt.dts = self.timeline.map(TRACK_AUDIO, ts)
         pkt.duration = 1024 * 1000 // sample_rate if sample_rate else 0
         pkt.time_base = MS
         self.audio_in += 1

@@ -63,8 +63,9 @@ class Pipeline:
 
         payload is the FLV tag body (= the RTMP message payload). Malformed, truncated or
         unsupported packets, and packets before their sequence header, are dropped and counted
-        in stats(); timestamp jumps (back > 1 s, forward > 5 s) are folded into a continuous
-        output timeline that starts at 0. Raises RuntimeError after finish(), and once a
+        in stats(); timestamp jumps (back > 1 s, forward > 5 s, judged per track: a track far
+        from its own clock but near the other's has a gap, not a jump) are folded into a
+        continuous output timeline that starts at 0; the 32-bit RTMP clock may wrap. Raises RuntimeError after finish(), and once a
         rendition failed its FFmpegError (an FFmpegOSError with ``errno`` when the cause is an
         errno, e.g. ENOSPC for a full disk; stats()["renditions"][n]["error"] says why).
         """
