@@ -56,6 +56,8 @@ cdef class Rendition:
             seg.video_par.codec_id = AV_CODEC_ID_H264
             # Annex B param sets as extradata: packets are Annex B too (see annexb_packet).
             seg.video_par.extradata = dup_padded(config.param_sets, config.param_sets_size)
+            if seg.video_par.extradata == NULL:
+                raise MemoryError()
             seg.video_par.extradata_size = config.param_sets_size
             self.video_codecs = flv.parse_avc_config(config.avc_config).codecs
         if not has_audio:
@@ -70,6 +72,8 @@ cdef class Rendition:
             seg.audio_par.codec_type = AVMEDIA_TYPE_AUDIO
             seg.audio_par.codec_id = AV_CODEC_ID_AAC
             seg.audio_par.extradata = dup_padded(config.asc, config.asc_size)
+            if seg.audio_par.extradata == NULL:
+                raise MemoryError()
             seg.audio_par.extradata_size = config.asc_size
             seg.audio_par.sample_rate = sample_rate
             av_channel_layout_default(&seg.audio_par.ch_layout, channels)
