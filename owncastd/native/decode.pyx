@@ -10,8 +10,9 @@ from libc.stdint cimport int64_t, uint8_t
 
 from owncastd.native.bitstream cimport dup_padded
 from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_CODEC_ID_H264, AVCodec,
-                                         AVCodecContext, AVPacket, avcodec_alloc_context3,
-                                         avcodec_find_decoder, avcodec_free_context, avcodec_open2,
+                                         AVCodecContext, AVCodecID, AVPacket,
+                                         avcodec_alloc_context3, avcodec_find_decoder,
+                                         avcodec_free_context, avcodec_open2,
                                          avcodec_receive_frame, avcodec_send_packet)
 from owncastd.native.libavutil cimport (AV_NOPTS_VALUE, AV_SAMPLE_FMT_FLTP, AVChannelLayout,
                                         AVERROR, AVERROR_DECODER_NOT_FOUND, AVERROR_EOF,
@@ -22,6 +23,30 @@ from owncastd.native.libswresample cimport (swr_alloc_set_opts2, swr_convert, sw
                                             swr_get_out_samples, swr_init)
 
 cdef AVRational MS = AVRational(1, 1000)
+
+
+cdef int open_decoder(AVCodecContext **ctx, AVCodecID codec_id, const uint8_t *config,
+                      int config_size, int threads) noexcept nogil:
+    """Open a decoder for codec_id with its sequence header as extradata and 1/1000 packet
+    timestamps; *ctx stays NULL when it fails."""
+    cdef const AVCodec *codec = avcodec_find_decoder(codec_id)
+    cdef int ret
+    if codec == NULL:
+        return AVERROR_DECODER_NOT_FOUND
+    ctx[0] = avcodec_alloc_context3(codec)
+    if ctx[0] == NULL:
+        return AVERROR(ENOMEM)
+    ctx[0].extradata = dup_padded(config, config_size)
+    if ctx[0].extradata == NULL:
+        avcodec_free_context(ctx)
+        return AVERROR(ENOMEM)
+    ctx[0].extradata_size = config_size
+    ctx[0].pkt_timebase = MS
+    ctx[0].thread_count = threads
+    ret = avcodec_open2(ctx[0], codec, NULL)
+    if ret < 0:
+        avcodec_free_context(ctx)
+    return ret
 
 
 cdef class VideoDecoder:
@@ -42,25 +67,8 @@ cdef class VideoDecoder:
 
     cdef int open(self, const uint8_t *avcc, int avcc_size) noexcept nogil:
         """(Re)open for this AVC config; a decoder already open is dropped first."""
-        cdef const AVCodec *codec = avcodec_find_decoder(AV_CODEC_ID_H264)
-        cdef int ret
-        if codec == NULL:
-            return AVERROR_DECODER_NOT_FOUND
         avcodec_free_context(&self.ctx)
-        self.ctx = avcodec_alloc_context3(codec)
-        if self.ctx == NULL:
-            return AVERROR(ENOMEM)
-        self.ctx.extradata = dup_padded(avcc, avcc_size)
-        if self.ctx.extradata == NULL:
-            avcodec_free_context(&self.ctx)
-            return AVERROR(ENOMEM)
-        self.ctx.extradata_size = avcc_size
-        self.ctx.pkt_timebase = MS
-        self.ctx.thread_count = self.threads
-        ret = avcodec_open2(self.ctx, codec, NULL)
-        if ret < 0:
-            avcodec_free_context(&self.ctx)
-        return ret
+        return open_decoder(&self.ctx, AV_CODEC_ID_H264, avcc, avcc_size, self.threads)
 
     cdef void close(self) noexcept nogil:
         avcodec_free_context(&self.ctx)
@@ -92,25 +100,9 @@ cdef class AudioDecoder:
         swr_free(&self.swr)
 
     cdef int open(self, const uint8_t *asc, int asc_size, int sample_rate, int channels) noexcept nogil:
-        cdef const AVCodec *codec = avcodec_find_decoder(AV_CODEC_ID_AAC)
-        cdef int ret
-        if codec == NULL:
-            return AVERROR_DECODER_NOT_FOUND
         self.sample_rate = sample_rate
         self.channels = channels
-        self.ctx = avcodec_alloc_context3(codec)
-        if self.ctx == NULL:
-            return AVERROR(ENOMEM)
-        self.ctx.extradata = dup_padded(asc, asc_size)
-        if self.ctx.extradata == NULL:
-            avcodec_free_context(&self.ctx)
-            return AVERROR(ENOMEM)
-        self.ctx.extradata_size = asc_size
-        self.ctx.pkt_timebase = MS
-        ret = avcodec_open2(self.ctx, codec, NULL)
-        if ret < 0:
-            avcodec_free_context(&self.ctx)
-        return ret
+        return open_decoder(&self.ctx, AV_CODEC_ID_AAC, asc, asc_size, 1)
 
     cdef void close(self) noexcept nogil:
         avcodec_free_context(&self.ctx)

@@ -4,7 +4,8 @@
 The stream-level work on the caller's thread: wait for the sequence headers (probe), check each
 tag (bitstream), map input timestamps onto one continuous timeline per track (Timeline), hand
 the media to the Router (decode once, fan out to the renditions' queues), keep the playlists and
-the stats. Each Rendition scales, encodes and segments on its own thread. See transcode.pyi for the public face.
+the stats. Each Rendition scales, encodes and segments on its own thread. See transcode.pyi for
+the public face.
 """
 import os
 import weakref
