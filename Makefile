@@ -13,7 +13,7 @@ DEB_TEST := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-go
 	nginx libnginx-mod-rtmp sqlite3 procps chromium wrk strace \
 	debhelper dpkg-dev fakeroot lintian devscripts
 
-SOURCES := setup.py pyproject.toml $(shell find owncastd native -type f \
+SOURCES := setup.py pyproject.toml $(shell find owncastd -type f \
 	-not -name '*.c' -not -name '*.so' -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: install run test bench deb-deps deb-test-deps clean vendor deb

@@ -31,7 +31,8 @@ import pytest
 import zmq
 
 from conftest import Daemon, cached_media, free_port, wait_until
-from owncastd import bus, media
+from owncastd import bus
+from owncastd.media import handoff
 from owncastd.ingest.server import media_address
 
 NGINX_RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
@@ -75,7 +76,7 @@ class MediaConsumer:
         self.sock = self.ctx.socket(zmq.PULL)
         self.sock.setsockopt(zmq.LINGER, 0)
         # Queue without bound on this side: the benchmark measures ingest, so frames should
-        # leave ingest's bounded queue (media.MEDIA_QUEUE) as fast as the ipc socket allows,
+        # leave ingest's bounded queue (ingest.server.MEDIA_QUEUE) as fast as the ipc socket allows,
         # whenever this Python thread gets the CPU.
         self.sock.setsockopt(zmq.RCVHWM, 0)
         # libzmq binds an ipc path over an existing socket file without EADDRINUSE; whoever
@@ -106,24 +107,25 @@ class MediaConsumer:
                 continue
             while True:
                 try:
-                    batch = sock.recv(flags=zmq.NOBLOCK)
+                    # copy=False: read the batch in ZeroMQ's buffer, as the transcoder does
+                    batch = sock.recv(flags=zmq.NOBLOCK, copy=False).buffer
                 except zmq.Again:
                     break
                 with self.lock:
-                    for kind, flags, _, _, payload in media.unpack(batch):
-                        if kind in (media.VIDEO, media.AUDIO):
+                    for kind, flags, _, _, payload in handoff.unpack(batch):
+                        if kind in (handoff.VIDEO, handoff.AUDIO):
                             self.bytes += len(payload)
-                            if flags & media.FLAG_REPEAT:
+                            if flags & handoff.FLAG_REPEAT:
                                 self.repeats += 1
-                            elif flags & media.FLAG_SEQUENCE_HEADER:
+                            elif flags & handoff.FLAG_SEQUENCE_HEADER:
                                 self.headers += 1
-                            elif kind == media.VIDEO:
+                            elif kind == handoff.VIDEO:
                                 self.video += 1
                             else:
                                 self.audio += 1
-                        elif kind == media.START:
+                        elif kind == handoff.START:
                             self.starts += 1
-                        elif kind == media.STOP:
+                        elif kind == handoff.STOP:
                             self.stops += 1
                         else:
                             self.other += 1

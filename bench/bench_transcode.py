@@ -6,7 +6,7 @@ measurements and targets are printed as tables by bench/conftest.py at the end.
 Job (Owncast-like): 60 s of 720p30 H.264 + AAC FLV in; 720p@2500k, 480p@1200k, 360p@800k,
 x264 veryfast + zerolatency, profile high, GOP 60 without scene cuts; AAC 128k; 2 s HLS
 segments. The ffmpeg CLI does it in one process with its hls muxer; the native pipeline
-reads the FLV through owncastd.transcode.flv. Both run as child processes, alternated
+reads the FLV through owncastd.media.flv. Both run as child processes, alternated
 (ROUNDS each, best kept) since the machine is shared; wall time, peak RSS from wait4().
 
 Targets (each asserted, and listed beside its measurement in the targets table):
@@ -92,7 +92,8 @@ def run_child(cmd: list[str]) -> tuple[float, int, str]:
 def native_main(src: str, out: str, passthrough: bool) -> None:
     """Child process: run the native pipeline on src, print its stats as JSON."""
     from owncastd.native.transcode import Pipeline
-    from owncastd.transcode import flv, ladder
+    from owncastd.media import flv
+    from owncastd.transcode import ladder
 
     shutil.rmtree(out, ignore_errors=True)
     lad = ladder.build_ladder(native_variants(passthrough), latency_level=1)  # level 1 = 2 s segments
@@ -186,7 +187,8 @@ def test_native_vs_ffmpeg_cli(benchmark, tmp_path, bench_report):
 
 def test_passthrough_throughput(benchmark, tmp_path, bench_report):
     from owncastd.native.transcode import Pipeline
-    from owncastd.transcode import flv, ladder
+    from owncastd.media import flv
+    from owncastd.transcode import ladder
 
     tags = list(flv.read_tags(source_path()))   # the ingest hands over tags from memory
     lad = ladder.build_ladder(native_variants(passthrough=True), latency_level=1)

@@ -185,3 +185,29 @@ def test_full_disk_gives_clear_errors_and_recovers(daemon_factory, small_disk):
             ws.close()
         stop_proc(pub)
         d.stop()
+
+
+def test_native_pipeline_reports_a_full_disk_by_errno(small_disk, tmp_path):
+    """The transcoder tells a full disk by errno: the native pipeline raises an OSError with
+    errno ENOSPC (still a RuntimeError), which the worker retries later."""
+    from owncastd.media import flv
+    from owncastd.native.transcode import Pipeline
+    from owncastd.transcode import ladder
+    from test_transcode_pipeline import make_flv
+
+    source = make_flv(tmp_path / "in.flv", seconds=4)
+    out = os.path.join(small_disk, "hls")
+    p = Pipeline(out, [ladder.normalize_variant({"scaledHeight": 240})], segment_seconds=1,
+                 list_size=3)
+    filler = Filler(small_disk)
+    filler.start()
+    assert filler.full.wait(10)
+    try:
+        with pytest.raises(OSError) as raised:
+            for tag in flv.read_tags(str(source)):
+                p.push(*tag)
+            p.finish()
+        assert raised.value.errno == errno.ENOSPC and isinstance(raised.value, RuntimeError)
+        assert "rendition 0" in str(raised.value)
+    finally:
+        filler.free()

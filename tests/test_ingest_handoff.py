@@ -1,5 +1,5 @@
-"""Ingest's handoff policy for streams without video (owncastd.media; issue 13)."""
-from owncastd import media
+"""Ingest's handoff policy for streams without video (owncastd.media.handoff; issue 13)."""
+from owncastd.media import handoff as media
 from test_media_handoff import AAC, AAC_SEQ, AVC_SEQ, KEY, Queue
 
 
@@ -17,10 +17,12 @@ def test_audio_only_stream_repeats_its_header_so_a_restarted_transcoder_resumes(
     audio_stream(h, 10)
     repeats = [(f, t, p) for k, f, s, t, p in q.items if k == media.AUDIO and f & media.FLAG_REPEAT]
     assert all(f & media.FLAG_SEQUENCE_HEADER and p == AAC_SEQ for f, t, p in repeats)
-    # about one a second, each in front of an audio frame of that instant
-    assert 9 <= len(repeats) <= 10 and h.stats.repeats == len(repeats)
+    # one every AUDIO_ONLY_REPEAT_MS, each in front of an audio frame of that instant
+    period = media.AUDIO_ONLY_REPEAT_MS
+    assert 10_000 // period - 1 <= len(repeats) <= 10_000 // period \
+        and h.stats.repeats == len(repeats)
     times = [t for _, t, _ in repeats]
-    assert all(1000 <= b - a <= 1100 for a, b in zip(times, times[1:]))
+    assert all(period <= b - a <= period + 100 for a, b in zip(times, times[1:]))
     assert h.stats.handed_audio == len(range(0, 10_000, 23))
 
 

@@ -1,6 +1,7 @@
 """Owncast video settings -> native transcoder parameters (owncastd.transcode.ladder)."""
 import pytest
 
+from owncastd.media.scaling import scaled_size
 from owncastd.transcode import ladder
 
 
@@ -77,7 +78,7 @@ def test_display_names():
     ((1280, 720), (0, 101), (180, 102)),       # odd request -> even
 ])
 def test_scaled_size(src, want, expected):
-    assert ladder.scaled_size(*src, *want) == expected
+    assert scaled_size(*src, *want) == expected
 
 
 def test_validate_accepts_owncast_settings():

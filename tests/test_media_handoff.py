@@ -1,7 +1,7 @@
-"""The ingest -> transcoder drop policy and wire format (owncastd.media)."""
+"""The ingest -> transcoder drop policy and wire format (owncastd.media.handoff)."""
 import json
 
-from owncastd import media
+from owncastd.media import handoff
 from owncastd.ingest.server import key_matches, stream_details
 
 AVC_SEQ = bytes([0x17, 0, 0, 0, 0]) + b"\x01config"
@@ -21,7 +21,7 @@ class Queue:
     def __call__(self, batch):
         if len(self.batches) >= self.room:
             return False
-        self.batches.append(list(media.unpack(batch)))
+        self.batches.append(list(handoff.unpack(batch)))
         return True
 
     @property
@@ -30,14 +30,14 @@ class Queue:
 
 
 def test_wire_roundtrip_and_bounds():
-    batch = media.pack(media.VIDEO, media.FLAG_KEYFRAME, 7, 123456, b"abc") + \
-        media.pack(media.AUDIO, 0, 7, 5, b"")
-    records = [(k, f, s, t, bytes(p)) for k, f, s, t, p in media.unpack(batch)]
-    assert records == [(media.VIDEO, media.FLAG_KEYFRAME, 7, 123456, b"abc"),
-                       (media.AUDIO, 0, 7, 5, b"")]
-    for bad in (b"short", media.pack(media.VIDEO, 0, 1, 1, b"abcdef")[:-2]):
+    batch = handoff.pack(handoff.VIDEO, handoff.FLAG_KEYFRAME, 7, 123456, b"abc") + \
+        handoff.pack(handoff.AUDIO, 0, 7, 5, b"")
+    records = [(k, f, s, t, bytes(p)) for k, f, s, t, p in handoff.unpack(batch)]
+    assert records == [(handoff.VIDEO, handoff.FLAG_KEYFRAME, 7, 123456, b"abc"),
+                       (handoff.AUDIO, 0, 7, 5, b"")]
+    for bad in (b"short", handoff.pack(handoff.VIDEO, 0, 1, 1, b"abcdef")[:-2]):
         try:
-            list(media.unpack(bad))
+            list(handoff.unpack(bad))
         except ValueError:
             pass
         else:
@@ -45,17 +45,17 @@ def test_wire_roundtrip_and_bounds():
 
 
 def test_flags_from_flv_bodies():
-    assert media.video_flags(AVC_SEQ) == media.FLAG_KEYFRAME | media.FLAG_SEQUENCE_HEADER
-    assert media.video_flags(KEY) == media.FLAG_KEYFRAME
-    assert media.video_flags(INTER) == 0
-    assert media.video_flags(b"") == 0
-    assert media.audio_flags(AAC_SEQ) == media.FLAG_SEQUENCE_HEADER
-    assert media.audio_flags(AAC) == 0
+    assert handoff.video_flags(AVC_SEQ) == handoff.FLAG_KEYFRAME | handoff.FLAG_SEQUENCE_HEADER
+    assert handoff.video_flags(KEY) == handoff.FLAG_KEYFRAME
+    assert handoff.video_flags(INTER) == 0
+    assert handoff.video_flags(b"") == 0
+    assert handoff.audio_flags(AAC_SEQ) == handoff.FLAG_SEQUENCE_HEADER
+    assert handoff.audio_flags(AAC) == 0
 
 
 def test_everything_passes_when_there_is_room():
     q = Queue(1000)
-    h = media.Handoff(q)
+    h = handoff.Handoff(q)
     h.start(1, {"x": 1})
     h.video(0, AVC_SEQ)
     h.audio(0, AAC_SEQ)
@@ -68,16 +68,32 @@ def test_everything_passes_when_there_is_room():
     assert h.stats.handed_video == 10 and h.stats.handed_audio == 10
     assert h.stats.dropped_video == 0 and h.stats.dropped_audio == 0
     kinds = [item[0] for item in q.items]
-    assert kinds[0] == media.START and kinds[-1] == media.STOP
+    assert kinds[0] == handoff.START and kinds[-1] == handoff.STOP
     assert json.loads(q.items[0][4]) == {"x": 1}
     # each keyframe is preceded by both cached headers, flagged REPEAT
-    repeats = [item for item in q.items if item[1] & media.FLAG_REPEAT]
+    repeats = [item for item in q.items if item[1] & handoff.FLAG_REPEAT]
     assert len(repeats) == 4 and h.stats.repeats == 4
+
+
+def test_audio_only_stream_repeats_its_header_on_a_clock():
+    """No video means no keyframes to repeat headers before: the AAC header is repeated every
+    AUDIO_ONLY_REPEAT_MS of media, so a restarted transcoder can start an audio-only stream."""
+    q = Queue(1000)
+    h = handoff.Handoff(q)
+    h.start(1, {})
+    h.audio(0, AAC_SEQ)
+    for ts in range(0, 7000, 23):
+        h.audio(ts, AAC)
+    h.flush()
+    repeats = [i for i in q.items if i[1] & handoff.FLAG_REPEAT]
+    assert [i[3] for i in repeats] == [2001, 4002, 6003]   # the first frame 2 s after the last
+    assert all(i[0] == handoff.AUDIO and i[4] == AAC_SEQ for i in repeats)
+    assert h.stats.repeats == 3 and h.stats.handed_audio == len(range(0, 7000, 23))
 
 
 def test_one_send_per_flush():
     q = Queue(1000)
-    h = media.Handoff(q)
+    h = handoff.Handoff(q)
     for i in range(30):
         h.audio(i, AAC)
     h.flush()
@@ -87,7 +103,7 @@ def test_one_send_per_flush():
 
 def test_after_a_dropped_batch_video_waits_for_a_keyframe():
     q = Queue(1000)
-    h = media.Handoff(q)
+    h = handoff.Handoff(q)
     h.start(1, {})
     h.video(0, AVC_SEQ)
     h.video(0, KEY)
@@ -106,21 +122,21 @@ def test_after_a_dropped_batch_video_waits_for_a_keyframe():
     assert h.stats.dropped_video == 3 and h.stats.dropped_audio == 1
     assert h.stats.handed_video == 3 and h.stats.handed_audio == 1
     assert h.stats.batches_dropped == 1
-    sent_video = [i for i in q.items if i[0] == media.VIDEO and not i[1] & media.FLAG_SEQUENCE_HEADER]
+    sent_video = [i for i in q.items if i[0] == handoff.VIDEO and not i[1] & handoff.FLAG_SEQUENCE_HEADER]
     assert [i[3] for i in sent_video] == [0, 132, 165]
     assert h.stats.handed_video + h.stats.dropped_video == 6  # every frame accounted for
 
 
 def test_control_records_survive_a_dropped_batch():
     q = Queue(0)
-    h = media.Handoff(q)
+    h = handoff.Handoff(q)
     h.start(5, {})
     h.audio(1, AAC)
     h.flush()
     q.room = 10
     h.stop({"reason": "done"})
     kinds = [item[0] for item in q.items]
-    assert kinds == [media.START, media.STOP]  # the START of the lost batch went out later
+    assert kinds == [handoff.START, handoff.STOP]  # the START of the lost batch went out later
     assert h.stats.dropped_audio == 1
 
 

@@ -91,22 +91,57 @@ def test_renditions_playlists_and_endlist(ladder_daemon):
     assert [dur for dur, _ in a[:-1]] == [dur for dur, _ in b[:-1]]
 
 
-def test_killed_worker_resumes_with_a_discontinuity(ladder_daemon):
+def segments_after_restart(d, n):
+    text = playlist(d, n)
+    return segments(text[text.index("#EXT-X-DISCONTINUITY"):]) if "#EXT-X-DISCONTINUITY" in text else []
+
+
+def codec_types(d, n, uri):
+    return sorted(s["codec_type"] for s in ffprobe_streams(os.path.join(d.data_dir, "hls", str(n), uri)))
+
+
+def kill_worker_and_wait_for_new_segments(d, pub, renditions, count=2):
+    wait_until(lambda: all(len(segments(playlist(d, n))) >= 2 for n in renditions), 20,
+               what="segments before the kill")
+    [worker] = d.children_named("owncastd.transcode.worker")
+    worker.kill()   # SIGKILL: no STOP, no flush; the new worker starts mid-stream
+    wait_until(lambda: all(len(segments_after_restart(d, n)) >= count for n in renditions), 30,
+               what=f"{count} segments after the restarted worker's discontinuity")
+    assert pub.poll() is None  # the broadcaster did not have to reconnect
+    assert status(d)["online"] is True
+
+
+def test_killed_worker_resumes_with_a_discontinuity_and_audio(ladder_daemon):
+    """Issue 13, item 1: after a worker restart the renditions resume with video *and* audio
+    (the audio sequence header repeated after the video one must reach the new pipeline)."""
     d = ladder_daemon
     pub = ffmpeg_publish(d, seconds=40, size="640x360", rate=30)
     try:
-        wait_until(lambda: len(segments(playlist(d, 0))) >= 2, 20, what="segments before the kill")
-        [worker] = d.children_named("owncastd.transcode.worker")
-        worker.kill()
-        wait_until(lambda: "#EXT-X-DISCONTINUITY" in playlist(d, 0), 25,
-                   what="the restarted worker to continue the playlist")
-        assert pub.poll() is None  # the broadcaster did not have to reconnect
-        assert status(d)["online"] is True
-        wait_until(lambda: segments(playlist(d, 0)[playlist(d, 0).index("#EXT-X-DISCONTINUITY"):]),
-                   20, what="new segments after the discontinuity")
+        kill_worker_and_wait_for_new_segments(d, pub, renditions=(0, 1))
+        for n in (0, 1):   # audio passed through, and audio encoded to AAC
+            for _, uri in segments_after_restart(d, n)[:2]:
+                assert codec_types(d, n, uri) == ["audio", "video"], (n, uri)
         text = playlist(d, 0)
         seqs = [int(re.search(r"stream-(\d+)\.ts", uri).group(1)) for _, uri in segments(text)]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    finally:
+        stop_proc(pub)
+
+
+def test_killed_worker_resumes_an_audio_only_stream(ladder_daemon):
+    """An audio-only stream has no keyframes to repeat headers before: ingest repeats the AAC
+    header every few seconds so a restarted worker can start again."""
+    d = ladder_daemon
+    # (ffmpeg_publish's video input would set the pace; with -vn the audio would rush through)
+    pub = subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+         "sine=frequency=440:sample_rate=44100", "-t", "40", "-c:a", "aac", "-b:a", "96k",
+         "-f", "flv", f"rtmp://127.0.0.1:{d.rtmp_port}/live/{d.key}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        kill_worker_and_wait_for_new_segments(d, pub, renditions=(0,))
+        for _, uri in segments_after_restart(d, 0)[:2]:
+            assert codec_types(d, 0, uri) == ["audio"], uri
     finally:
         stop_proc(pub)
 

@@ -1,4 +1,4 @@
-"""FLV reading and sequence-header parsing (owncastd.transcode.flv)."""
+"""FLV reading and sequence-header parsing (owncastd.media.flv)."""
 import io
 import shutil
 import struct
@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from owncastd.transcode import flv
+from owncastd.media import flv
 
 
 def tag(tag_type, ts, payload):

@@ -12,9 +12,10 @@ import threading
 
 import pytest
 
-from owncastd.native.transcode import (MediaPlaylist, Pipeline, available_h264_encoders,
-                                       next_media_sequence, read_media_playlist)
-from owncastd.transcode import flv, ladder
+from owncastd.media import flv
+from owncastd.media.playlist import MediaPlaylist, next_media_sequence, read_media_playlist
+from owncastd.native.transcode import Pipeline, available_h264_encoders
+from owncastd.transcode import ladder
 
 pytestmark = [
     pytest.mark.slow,
@@ -271,6 +272,62 @@ def test_timestamp_jumps_are_folded(source, tmp_path):
         assert flat[0] < 0.1 and flat == sorted(flat)
 
 
+def test_audio_arriving_late_is_no_timestamp_jump(source, tmp_path):
+    """Issue 13, item 2: a phone app sends audio 1.5 s behind video. Jumps are judged per
+    track, so nothing is folded: the output lasts as long as the input (the old shared mapper
+    moved its offset at every audio tag)."""
+    tags = list(flv.read_tags(source))
+    late = sorted(tags, key=lambda t: t[1] + (1500 if t[0] == 8 and t[2][1] == 1 else 0))
+    p = run(None, tmp_path / "out", VARIANTS[:1], tags=late)
+    assert p.stats()["timestamp_jumps"] == 0
+    info = read_media_playlist(str(tmp_path / "out" / "0" / "stream.m3u8"))
+    total = sum(s["duration"] for s in info["segments"])
+    assert abs(total - 6.0) <= 0.02 * 6.0, total
+    assert p.stats()["renditions"][0]["audio_packets"] > 250   # ~6 s of AAC frames, not lost
+
+
+def test_timeline_judges_jumps_per_track():
+    """The input clock -> output timeline mapping (owncastd/native/timeline.pyx)."""
+    from owncastd.native.timeline import Timeline
+    V, A = 0, 1
+
+    def stream(t, start, end, audio_lag=0, step_v=33, step_a=23):
+        """Video and audio tags from start to end (ms, input clock) in arrival order, audio
+        arriving audio_lag late; returns [(track, input, output)]."""
+        tags = [(ts, V, ts) for ts in range(start, end, step_v)]
+        tags += [(ts + audio_lag, A, ts) for ts in range(start, end, step_a)]
+        return [(k, ts, t.map_ms(k, ts & 0xFFFFFFFF)) for _, k, ts in sorted(tags)]
+
+    # skewed tracks (audio 1.5 s late) are no jump: each maps by its own clock
+    t = Timeline()
+    out = stream(t, 0, 20_000, audio_lag=1500)
+    assert t.jumps == 0 and all(o == ts for _, ts, o in out)
+    # an audio gap of 6 s (> the 5 s forward window) is a gap, not a jump: video vouches for it
+    t = Timeline()
+    out = stream(t, 0, 10_000) + [(V, ts, t.map_ms(V, ts)) for ts in range(10_000, 16_000, 33)]
+    out += stream(t, 16_000, 20_000)
+    assert t.jumps == 0 and all(o == ts for _, ts, o in out)
+    # the encoder restarts its clock: both tracks jump back to 0 -> one discontinuity, the
+    # output goes on from where it was and the tracks stay aligned
+    t = Timeline()
+    before = stream(t, 0, 10_000)
+    after = stream(t, 0, 5_000)
+    assert t.jumps == 1
+    last_v = max(o for k, _, o in before if k == V)
+    first_v = min(o for k, _, o in after if k == V)
+    first_a = min(o for k, _, o in after if k == A)
+    assert 0 < first_v - last_v <= 33 and abs(first_a - first_v) <= 50
+    # the 32-bit RTMP clock wraps (every 49.7 days): no jump, the output just goes on
+    t = Timeline()
+    out = stream(t, 2**32 - 3000, 2**32 + 3000)
+    assert t.jumps == 0 and [o for _, _, o in out] == [ts - (2**32 - 3000) for _, ts, _ in out]
+    # one track alone jumps (a glitch in its clock): re-based onto its own line, no A/V drift
+    t = Timeline()
+    stream(t, 0, 5000)
+    glitch = [t.map_ms(V, ts) for ts in range(100_000, 101_000, 33)]
+    assert t.jumps == 1 and 0 < glitch[0] - 4983 <= 33 and glitch == sorted(glitch)
+
+
 def _tag_kinds(tags):
     video = [t for t in tags if t[0] == 9 and t[2][1] == 1]
     audio = [t for t in tags if t[0] == 8 and t[2][1] == 1]
@@ -444,3 +501,22 @@ def test_unusable_encoder_is_a_rendition_error(source, tmp_path, codec):
             p.push(*tag)
         p.finish()
     assert p.stats()["renditions"][0]["error"].startswith("encoding")
+
+
+def test_errors_are_typed_and_keep_errno():
+    """FFmpeg's codes arrive as typed exceptions: an errno stays an OSError with .errno (a full
+    disk is told by errno.ENOSPC, not by its text), and every one is a RuntimeError."""
+    import errno
+
+    from owncastd.native import error
+    full = error.make_error(-errno.ENOSPC, "rendition 0: muxing")
+    assert isinstance(full, OSError) and isinstance(full, RuntimeError)
+    assert full.errno == errno.ENOSPC and full.code == -errno.ENOSPC
+    assert "rendition 0: muxing: No space left on device" in str(full)
+    bad = error.make_error(-0x41444E49, "demuxing")   # AVERROR_INVALIDDATA, -MKTAG('I','N','D','A')
+    assert isinstance(bad, error.InvalidDataError) and isinstance(bad, ValueError)
+    assert not isinstance(bad, OSError)
+    lost = error.error_from_exception(FileNotFoundError(errno.ENOENT, "gone"), "playlist")
+    assert lost.errno == errno.ENOENT and str(lost).endswith("playlist: gone")
+    both = error.retitled(full, "rendition 0: x; rendition 1: y")
+    assert type(both) is type(full) and both.errno == errno.ENOSPC

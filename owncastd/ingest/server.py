@@ -23,7 +23,9 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 import zmq
 
-from .. import bus, media, metrics, stream_keys, stream_state
+from .. import bus, metrics, stream_keys, stream_state
+from ..media.flv import AUDIO_CODEC_NAMES as AUDIO_CODECS, VIDEO_CODEC_NAMES as VIDEO_CODECS
+from ..media.handoff import Handoff
 from ..runtime import start_child
 from ..store import Store, utcnow
 from .guard import FailureThrottle, RefusalLog
@@ -38,9 +40,6 @@ LIMITS_MAX_AGE = 5.0         # seconds the limits read from the settings are reu
 RECV_SIZE = 256 * 1024
 APP_NAME = "live"
 MEDIA_QUEUE = 64             # batches (one per socket read; several seconds of realtime media)
-
-VIDEO_CODECS = {7: "H.264", 12: "H.265", "avc1": "H.264", "hvc1": "H.265", "hev1": "H.265"}
-AUDIO_CODECS = {2: "MP3", 10: "AAC", 11: "Speex", "mp4a": "AAC", ".mp3": "MP3"}
 
 
 media_address = bus.media_address
@@ -132,7 +131,7 @@ class Ingest:
         self.config = config
         self.data_dir = data_dir
         self.events = bus.Publisher(data_dir, green=True)
-        self.handoff = media.Handoff(MediaSender(data_dir))
+        self.handoff = Handoff(MediaSender(data_dir))
         self.meter = metrics.IngestMeter()
         self.writer = BackgroundWriter(Store.in_data_dir(data_dir))
         self.live: Connection | None = None

@@ -1,4 +1,5 @@
-"""Native transcoder (native/transcode.pyx): FLV audio/video tags in, multi-rendition HLS out.
+"""Native transcoder (owncastd/native/pipeline.pyx and the modules beside it): FLV audio/video
+tags in, multi-rendition HLS out.
 
 Output layout under ``out_dir`` (Owncast's): ``stream.m3u8`` (master), ``N/stream.m3u8`` and
 ``N/stream-<seq>.ts`` for rendition N (the index in ``variants``). Every file is written to a
@@ -62,14 +63,16 @@ class Pipeline:
 
         payload is the FLV tag body (= the RTMP message payload). Malformed, truncated or
         unsupported packets, and packets before their sequence header, are dropped and counted
-        in stats(); timestamp jumps (back > 1 s, forward > 5 s) are folded into a continuous
-        output timeline that starts at 0. Raises RuntimeError after finish() or once a
-        rendition failed (e.g. disk full: stats()["renditions"][n]["error"] says why).
+        in stats(); timestamp jumps (back > 1 s, forward > 5 s, judged per track: a track far
+        from its own clock but near the other's has a gap, not a jump) are folded into a
+        continuous output timeline that starts at 0; the 32-bit RTMP clock may wrap. Raises RuntimeError after finish(), and once a
+        rendition failed its FFmpegError (an FFmpegOSError with ``errno`` when the cause is an
+        errno, e.g. ENOSPC for a full disk; stats()["renditions"][n]["error"] says why).
         """
     def finish(self) -> None:
         """Flush decoders and encoders, close the last segments, append EXT-X-ENDLIST to every
         media playlist and (re)write the master playlist; waits for the worker threads.
-        Idempotent. Raises RuntimeError naming the renditions that failed."""
+        Idempotent. Raises FFmpegError (see push) naming the renditions that failed."""
     def stats(self) -> dict[str, Any]:
         """``{"started", "finished", "media_sequence_start",
         "source": {"width", "height", "has_video", "has_audio", "sample_rate", "channels"},
@@ -82,32 +85,13 @@ class Pipeline:
         "audio_packets", "audio_dropped", "mux_rejected", "segments", "next_sequence", "error"}]}``.
         Counters of running renditions may be a moment stale."""
 
-class MediaPlaylist:
-    """A rendition's sliding-window media playlist (used by Pipeline; exposed for tools)."""
-    directory: str
-    path: str
-    list_size: int
-    keep_extra: int
-    target: int
-    entries: list[list[Any]]  # [seq, duration, uri, discontinuity_before]
-    discontinuity_sequence: int
-    ended: bool
-    peak_bps: int
-    def __init__(self, directory: str, segment_seconds: int, list_size: int, keep_extra: int = 10) -> None: ...
-    @classmethod
-    def continue_existing(cls, directory: str, segment_seconds: int, list_size: int, next_seq: int,
-                          keep_extra: int = 10) -> "MediaPlaylist": ...
-    def add(self, seq: int, duration: float, uri: str, nbytes: int = 0) -> None: ...
-    def render(self) -> str: ...
-    def write(self) -> None: ...
-    def delete_old(self) -> None: ...
+class FFmpegError(RuntimeError):
+    """An error from FFmpeg's libraries; ``code`` is the AVERROR value (owncastd.native.error)."""
+    code: int
 
-def read_media_playlist(path: str) -> dict[str, Any] | None:
-    """``{"media_sequence", "discontinuity_sequence", "target_duration", "ended",
-    "segments": [{"duration", "uri", "discontinuity"}]}``, or None if the file is missing."""
-def next_media_sequence(out_dir: str) -> int:
-    """One past the newest segment number in any ``out_dir/N/stream.m3u8`` (0 if none): the
-    media_sequence_start for a restarted pipeline continuing with discontinuity=True."""
+class FFmpegOSError(FFmpegError, OSError):
+    """An FFmpegError that is an errno: ``.errno`` (e.g. errno.ENOSPC for a full disk)."""
+
 def available_h264_encoders() -> list[str]:
     """Which of H264_ENCODERS this libavcodec has (compiled in; the hardware may still be absent)."""
 def set_log_level(level: int) -> None:

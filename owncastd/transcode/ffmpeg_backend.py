@@ -11,24 +11,16 @@ under a temporary name and rename them, as the native backend does; `append_list
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
-import struct
 import subprocess
 import threading
 
+from ..media import flv
+
 log = logging.getLogger("owncastd.transcoder.ffmpeg")
-
-FLV_HEADER = b"FLV\x01\x05\x00\x00\x00\x09" + b"\x00\x00\x00\x00"
-
-
-def flv_tag(tag_type: int, timestamp_ms: int, payload: bytes) -> bytes:
-    """One FLV tag followed by its PreviousTagSize (FLV spec, E.4.1)."""
-    ts = timestamp_ms & 0xFFFFFFFF
-    header = struct.pack(">B", tag_type) + len(payload).to_bytes(3, "big") + \
-        (ts & 0xFFFFFF).to_bytes(3, "big") + bytes([ts >> 24]) + b"\x00\x00\x00"
-    return header + payload + struct.pack(">I", 11 + len(payload))
 
 
 def resolve_ffmpeg(path: str) -> str:
@@ -106,7 +98,7 @@ class FFmpegPipeline:
     def _start(self) -> None:
         self._proc = subprocess.Popen(self.command, stdin=subprocess.PIPE,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._proc.stdin.write(FLV_HEADER)
+        self._proc.stdin.write(flv.FILE_HEADER)
         threading.Thread(target=self._read_errors, daemon=True).start()
         self._started = True
 
@@ -128,9 +120,9 @@ class FFmpegPipeline:
             self._start()
         self._packets["video" if tag_type == 9 else "audio"] += 1
         try:
-            self._proc.stdin.write(flv_tag(tag_type, timestamp_ms, bytes(payload)))
+            self._proc.stdin.write(flv.encode_tag(tag_type, timestamp_ms, bytes(payload)))
         except (BrokenPipeError, ValueError):
-            raise RuntimeError(f"ffmpeg exited: {' | '.join(self._errors[-3:]) or 'no message'}")
+            raise self._exit_error(f"ffmpeg exited: {' | '.join(self._errors[-3:]) or 'no message'}")
 
     def finish(self) -> None:
         if self._finished:
@@ -148,7 +140,14 @@ class FFmpegPipeline:
             self._proc.kill()
             code = self._proc.wait()
         if code != 0:
-            raise RuntimeError(f"ffmpeg exited with {code}: {' | '.join(self._errors[-3:])}")
+            raise self._exit_error(f"ffmpeg exited with {code}: {' | '.join(self._errors[-3:])}")
+
+    def _exit_error(self, message: str) -> Exception:
+        # The ffmpeg CLI reports errors only as text: a full disk becomes the same OSError
+        # (errno ENOSPC) the native pipeline raises, so the worker retries it the same way.
+        if any(os.strerror(errno.ENOSPC) in line for line in self._errors):
+            return OSError(errno.ENOSPC, message)
+        return RuntimeError(message)
 
     def stats(self) -> dict:
         return {"backend": "ffmpeg", "started": self._started, "finished": self._finished,

@@ -7,7 +7,7 @@ changes apply from the next stream.
 
 A worker that (re)starts mid-stream has missed the stream's START: it begins at the next
 keyframe, which ingest always precedes with the codec sequence headers (flagged REPEAT, see
-`owncastd.media`), and continues the existing playlists after an EXT-X-DISCONTINUITY.
+`owncastd.media.handoff`), and continues the existing playlists after an EXT-X-DISCONTINUITY.
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ import time
 
 import zmq
 
-from .. import bus, media, metrics
+from .. import bus, metrics
 from ..datadir import DataDir
+from ..media import handoff
 from ..runtime import start_child
 from . import ladder
 
@@ -53,22 +54,27 @@ class StreamTranscoder:
         self.stream = stream
         self.resumed = resumed
         self.waiting_for_headers = True
+        self.headers: dict[int, bytes] = {}   # kind -> the sequence header the pipeline has
         self.pipeline = Pipeline(out_dir, settings["variants"], **options)
         self.last_media = time.monotonic()
         self.stop_deadline: float | None = None
 
     def push(self, kind: int, flags: int, timestamp_ms: int, payload: bytes) -> None:
         self.last_media = time.monotonic()
-        if kind not in (media.AUDIO, media.VIDEO):
+        if kind not in (handoff.AUDIO, handoff.VIDEO):
             return
-        if self.waiting_for_headers:
+        if flags & handoff.FLAG_SEQUENCE_HEADER:
             # Start on sequence headers (a fresh stream sends them first; a resumed one gets
-            # them, flagged REPEAT, right before a keyframe).
-            if not flags & media.FLAG_SEQUENCE_HEADER:
+            # them, flagged REPEAT: video then audio before a keyframe, audio every few seconds
+            # in an audio-only stream). A repeat is skipped only when the pipeline has that
+            # very header: a resumed worker needs the audio one that follows the video one.
+            header = bytes(payload)
+            if flags & handoff.FLAG_REPEAT and self.headers.get(kind) == header:
                 return
+            self.headers[kind] = header
             self.waiting_for_headers = False
-        elif flags & media.FLAG_REPEAT:
-            return  # the pipeline already has them
+        elif self.waiting_for_headers:
+            return
         self.pipeline.push(kind, timestamp_ms, payload)
 
     def finish(self) -> dict:
@@ -127,7 +133,10 @@ class Worker:
                 self.check_idle()
                 continue
             try:
-                for kind, flags, stream, ts, payload in media.unpack(self.sock.recv()):
+                # copy=False: the records are read in ZeroMQ's buffer (the pipeline copies
+                # what it keeps), not first copied into a bytes object.
+                batch = self.sock.recv(copy=False).buffer
+                for kind, flags, stream, ts, payload in handoff.unpack(batch):
                     self.handle(kind, flags, stream, ts, payload)
             except ValueError as exc:
                 log.warning("malformed media batch: %s", exc)
@@ -138,12 +147,12 @@ class Worker:
         self.ctx.term()
 
     def handle(self, kind, flags, stream, ts, payload) -> None:
-        if kind == media.START:
+        if kind == handoff.START:
             if self.current is not None:
                 self.end("a new stream started")
             self.begin(stream, resumed=False)
             return
-        if kind == media.STOP:
+        if kind == handoff.STOP:
             if self.current is not None and self.current.stream == stream:
                 self.end(json.loads(bytes(payload) or b"{}").get("reason", "stream stopped"))
             return
@@ -160,10 +169,10 @@ class Worker:
                 return
         try:
             self.current.push(kind, flags, ts, payload)
-        except RuntimeError as exc:
+        except (RuntimeError, OSError) as exc:   # native: FFmpegError, an OSError when errno-based
             log.error("stream %d: %s; ending this stream's output", stream, exc)
             self.end(str(exc))
-            if os.strerror(errno.ENOSPC) in str(exc):
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 # Not the stream's fault: try again later, so freed space brings video back
                 # without the broadcaster reconnecting (resumed at a keyframe, after a
                 # discontinuity).

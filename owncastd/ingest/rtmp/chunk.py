@@ -247,18 +247,19 @@ class ChunkReader:
                     # payload slices, instead of going round this loop once per chunk.
                     k = (remaining + cs - 1) // cs
                     stop = pos + remaining + k
-                    if k > 1 and stop <= n and \
+                    if stop <= n and \
                             mv[pos:stop:cs + 1].tobytes() == bytes((fb,)) * k:
                         last = pos + (k - 1) * (cs + 1)  # the final, possibly short, chunk
-                        buf += b"".join([mv[q + 1:q + 1 + cs] for q in range(pos, last, cs + 1)])
-                        buf += mv[last + 1:stop]
+                        parts = [mv[q + 1:q + 1 + cs] for q in range(pos, last, cs + 1)]
+                        parts.append(mv[last + 1:stop])
                         st.buf = None
                         st.remaining = 0
                         self._inflight -= 1
-                        self._buffered -= len(buf) - remaining
+                        self._buffered -= len(buf)
                         self._chunk_left = 0
                         pos = stop
-                        self._complete(st, bytes(buf), out)
+                        # One copy: what was buffered and the chunks' data, joined at once.
+                        self._complete(st, b"".join([buf, *parts]), out)
                         continue
                     pos += 1
                     self._chunk_left = cs if remaining > cs else remaining

@@ -1,7 +1,10 @@
 # cython: language_level=3
 """Versions of the FFmpeg libraries this build is linked against (``owncastd --version``)."""
-from libav cimport (avutil_version, av_version_info, avcodec_version, avformat_version,
-                    swscale_version, swresample_version)
+from owncastd.native.libavcodec cimport avcodec_version
+from owncastd.native.libavformat cimport avformat_version
+from owncastd.native.libavutil cimport av_version_info, avutil_version
+from owncastd.native.libswresample cimport swresample_version
+from owncastd.native.libswscale cimport swscale_version
 
 
 cdef str _fmt(unsigned v):

@@ -15,9 +15,9 @@ Drop policy (the queue to the transcoder is bounded, and ingest never waits for 
 * START/STOP records of a lost batch are kept and go out in front of the next batch (the
   transcoder also learns of a stream's end from the bus event `event.stream_stopped`);
 * codec sequence headers are kept by ingest and sent again, flagged REPEAT, in front of every
-  keyframe, so a transcoder that (re)starts mid-stream can begin at the next keyframe without
-  the broadcaster reconnecting; a stream without video has no keyframes, so there the audio
-  header is repeated every AUDIO_REPEAT_MS of audio instead.
+  keyframe (video first, then audio), so a transcoder that (re)starts mid-stream can begin at
+  the next keyframe without the broadcaster reconnecting; a stream without video has no
+  keyframes, so there the audio header is repeated every AUDIO_ONLY_REPEAT_MS of media.
 Every audio/video frame is counted: handed on, or dropped.
 """
 from __future__ import annotations
@@ -27,22 +27,29 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-AUDIO, VIDEO, SCRIPT = 8, 9, 18
+from . import flv
+
+AUDIO, VIDEO, SCRIPT = flv.TAG_AUDIO, flv.TAG_VIDEO, flv.TAG_SCRIPT
 START, STOP = 100, 101
 
 FLAG_KEYFRAME = 1
 FLAG_SEQUENCE_HEADER = 2
 FLAG_REPEAT = 4          # a cached sequence header sent again (see module doc)
 
+AUDIO_ONLY_REPEAT_MS = 2000   # how often an audio-only stream repeats its sequence header
+
 HEADER = struct.Struct("!BBHIII")
 MAX_RECORD = 64 * 1024 * 1024  # a record longer than this is corrupt, not media
-AUDIO_REPEAT_MS = 1000  # audio-only streams: the audio header again after this much audio
+
+
+def header(kind: int, flags: int, stream: int, timestamp_ms: int, length: int) -> bytes:
+    """A record's header; its payload follows it."""
+    return HEADER.pack(kind, flags, 0, stream & 0xFFFFFFFF, timestamp_ms & 0xFFFFFFFF, length)
 
 
 def pack(kind: int, flags: int, stream: int, timestamp_ms: int, payload: bytes) -> bytes:
     """One record (header + payload)."""
-    return HEADER.pack(kind, flags, 0, stream & 0xFFFFFFFF, timestamp_ms & 0xFFFFFFFF,
-                       len(payload)) + payload
+    return header(kind, flags, stream, timestamp_ms, len(payload)) + payload
 
 
 def unpack(batch: bytes) -> Iterator[tuple[int, int, int, int, memoryview]]:
@@ -62,21 +69,16 @@ def unpack(batch: bytes) -> Iterator[tuple[int, int, int, int, memoryview]]:
 
 
 def video_flags(payload: bytes) -> int:
-    """FLV VIDEODATA: frame type in the high nibble (1 = keyframe); AVC packet type 0 = sequence
-    header (the AVCDecoderConfigurationRecord)."""
-    if not payload:
-        return 0
-    flags = FLAG_KEYFRAME if payload[0] >> 4 == 1 else 0
-    if payload[0] & 0x0F == 7 and len(payload) > 1 and payload[1] == 0:
+    """Record flags of an FLV VIDEODATA body: keyframe, AVC sequence header."""
+    flags = FLAG_KEYFRAME if flv.is_keyframe(payload) else 0
+    if flv.is_avc_sequence_header(payload):
         flags |= FLAG_SEQUENCE_HEADER
     return flags
 
 
 def audio_flags(payload: bytes) -> int:
-    """FLV AUDIODATA: sound format 10 (AAC) with AAC packet type 0 = AudioSpecificConfig."""
-    if len(payload) > 1 and payload[0] >> 4 == 10 and payload[1] == 0:
-        return FLAG_SEQUENCE_HEADER
-    return 0
+    """Record flags of an FLV AUDIODATA body: AAC sequence header (AudioSpecificConfig)."""
+    return FLAG_SEQUENCE_HEADER if flv.is_aac_sequence_header(payload) else 0
 
 
 @dataclass
@@ -100,14 +102,14 @@ class Handoff:
     send: Callable[[bytes], bool]
     stream: int = 0
     stats: HandoffStats = field(default_factory=HandoffStats)
-    _records: list = field(default_factory=list)
+    _records: list = field(default_factory=list)    # header, payload, header, payload...
     _control: list = field(default_factory=list)   # START/STOP that must not be lost
     _video: int = 0
     _audio: int = 0
     _video_header: bytes | None = None
     _audio_header: bytes | None = None
     _skip_to_keyframe: bool = False
-    _audio_repeat_due: int = 0
+    _audio_repeated_at: int | None = None   # media time of the last audio-only repeat
 
     def start(self, stream: int, info: dict) -> None:
         self.flush()
@@ -115,6 +117,7 @@ class Handoff:
         self.stats = HandoffStats()
         self._video_header = self._audio_header = None
         self._skip_to_keyframe = False
+        self._audio_repeated_at = None
         self._control.append(pack(START, 0, stream, 0, json.dumps(info).encode()))
         self.flush()
 
@@ -123,40 +126,49 @@ class Handoff:
         self._control.append(pack(STOP, 0, self.stream, 0, json.dumps(info).encode()))
         self.flush()
 
+    def _add(self, kind: int, flags: int, timestamp_ms: int, payload: bytes) -> None:
+        # Header and payload go in as two parts, joined once by flush(): a payload is copied
+        # once on its way into the batch, not twice.
+        self._records += (header(kind, flags, self.stream, timestamp_ms, len(payload)), payload)
+
     def video(self, timestamp_ms: int, payload: bytes) -> None:
         flags = video_flags(payload)
         if flags & FLAG_SEQUENCE_HEADER:
             self._video_header = payload
-            self._records.append(pack(VIDEO, flags, self.stream, timestamp_ms, payload))
+            self._add(VIDEO, flags, timestamp_ms, payload)
             return
         if flags & FLAG_KEYFRAME:
             self._skip_to_keyframe = False
-            for kind, header in ((VIDEO, self._video_header), (AUDIO, self._audio_header)):
-                if header is not None:
-                    self._records.append(pack(kind, FLAG_SEQUENCE_HEADER | FLAG_REPEAT,
-                                              self.stream, timestamp_ms, header))
+            for kind, config in ((VIDEO, self._video_header), (AUDIO, self._audio_header)):
+                if config is not None:
+                    self._add(kind, FLAG_SEQUENCE_HEADER | FLAG_REPEAT, timestamp_ms, config)
                     self.stats.repeats += 1
         elif self._skip_to_keyframe:
             self.stats.dropped_video += 1
             return
-        self._records.append(pack(VIDEO, flags, self.stream, timestamp_ms, payload))
+        self._add(VIDEO, flags, timestamp_ms, payload)
         self._video += 1
 
     def audio(self, timestamp_ms: int, payload: bytes) -> None:
         flags = audio_flags(payload)
         if flags & FLAG_SEQUENCE_HEADER:
             self._audio_header = payload
-            self._audio_repeat_due = timestamp_ms + AUDIO_REPEAT_MS
+            self._audio_repeated_at = timestamp_ms
         else:
-            if self._video_header is None and self._audio_header is not None and not \
-                    0 <= self._audio_repeat_due - timestamp_ms <= AUDIO_REPEAT_MS:
-                # Audio only (so far): no keyframes to repeat the header at.
-                self._records.append(pack(AUDIO, FLAG_SEQUENCE_HEADER | FLAG_REPEAT,
-                                          self.stream, timestamp_ms, self._audio_header))
-                self.stats.repeats += 1
-                self._audio_repeat_due = timestamp_ms + AUDIO_REPEAT_MS
+            if self._video_header is None and self._audio_header is not None:
+                self._repeat_audio_header(timestamp_ms)
             self._audio += 1
-        self._records.append(pack(AUDIO, flags, self.stream, timestamp_ms, payload))
+        self._add(AUDIO, flags, timestamp_ms, payload)
+
+    def _repeat_audio_header(self, timestamp_ms: int) -> None:
+        # No video, so no keyframes to repeat headers before: repeat on a clock instead (a
+        # timestamp that went back counts as due).
+        last = self._audio_repeated_at
+        if last is not None and 0 <= timestamp_ms - last < AUDIO_ONLY_REPEAT_MS:
+            return
+        self._add(AUDIO, FLAG_SEQUENCE_HEADER | FLAG_REPEAT, timestamp_ms, self._audio_header)
+        self._audio_repeated_at = timestamp_ms
+        self.stats.repeats += 1
 
     def flush(self) -> None:
         if not self._records and not self._control:

@@ -1,4 +1,8 @@
-"""FLV reading and the AVC/AAC sequence-header parsing the transcoder needs (pure Python).
+"""FLV: tag constants, tag-header checks, AVC/AAC sequence-header parsing, file reading (pure).
+
+The one place that knows FLV (Adobe FLV spec 10.1, E.4). RTMP audio/video messages carry FLV
+tag bodies, so ingest (flags for the handoff, onMetaData codec names), the transcoder worker and
+the native extension all read them through this module.
 
 The RTMP ingest hands the transcoder ``(tag_type, timestamp_ms, payload)`` where payload is an
 FLV tag body; :func:`read_tags` yields the same tuples from an FLV file so tests, the
@@ -14,16 +18,43 @@ TAG_AUDIO = 8
 TAG_VIDEO = 9
 TAG_SCRIPT = 18
 
-VIDEO_CODEC_AVC = 7
+FRAME_TYPE_KEY = 1           # VIDEODATA FrameType (high nibble of the first byte)
+VIDEO_CODEC_AVC = 7          # VIDEODATA CodecID (low nibble)
 AVC_SEQUENCE_HEADER, AVC_NALU, AVC_END_OF_SEQUENCE = 0, 1, 2
-SOUND_FORMAT_AAC = 10
+SOUND_FORMAT_AAC = 10        # AUDIODATA SoundFormat (high nibble)
 AAC_SEQUENCE_HEADER, AAC_RAW = 0, 1
+AVC_HEADER_SIZE = 5          # frame type/codec, AVCPacketType, CompositionTime (24 bits)
+AAC_HEADER_SIZE = 2          # sound format/rate/size/type, AACPacketType
+
+# onMetaData videocodecid / audiocodecid -> the names Owncast shows (numbers from the FLV spec,
+# strings as some encoders send FourCCs instead).
+VIDEO_CODEC_NAMES = {7: "H.264", 12: "H.265", "avc1": "H.264", "hvc1": "H.265", "hev1": "H.265"}
+AUDIO_CODEC_NAMES = {2: "MP3", 10: "AAC", 11: "Speex", "mp4a": "AAC", ".mp3": "MP3"}
 
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 
+# FLV file header: version 1, audio and video present, header size 9; then PreviousTagSize0.
+FILE_HEADER = b"FLV\x01\x05\x00\x00\x00\x09" + b"\x00\x00\x00\x00"
+
+
 class FLVError(ValueError):
     """The data is not FLV."""
+
+
+def is_keyframe(payload) -> bool:
+    """VIDEODATA whose frame type is 1 (a keyframe; also set on AVC sequence headers)."""
+    return len(payload) > 0 and payload[0] >> 4 == FRAME_TYPE_KEY
+
+
+def is_avc_sequence_header(payload) -> bool:
+    """VIDEODATA carrying an AVCDecoderConfigurationRecord (AVC, AVCPacketType 0)."""
+    return len(payload) > 1 and payload[0] & 0x0F == VIDEO_CODEC_AVC and payload[1] == AVC_SEQUENCE_HEADER
+
+
+def is_aac_sequence_header(payload) -> bool:
+    """AUDIODATA carrying an AudioSpecificConfig (AAC, AACPacketType 0)."""
+    return len(payload) > 1 and payload[0] >> 4 == SOUND_FORMAT_AAC and payload[1] == AAC_SEQUENCE_HEADER
 
 
 def iter_tags(stream: BinaryIO) -> Iterator[tuple[int, int, bytes]]:
@@ -45,6 +76,14 @@ def iter_tags(stream: BinaryIO) -> Iterator[tuple[int, int, bytes]]:
             return
         stream.read(4)  # PreviousTagSize
         yield tag_type, timestamp, payload
+
+
+def encode_tag(tag_type: int, timestamp_ms: int, payload: bytes) -> bytes:
+    """One FLV tag followed by its PreviousTagSize (FLV spec, E.4.1)."""
+    ts = timestamp_ms & 0xFFFFFFFF
+    header = bytes((tag_type,)) + len(payload).to_bytes(3, "big") + \
+        (ts & 0xFFFFFF).to_bytes(3, "big") + bytes((ts >> 24,)) + b"\x00\x00\x00"
+    return header + payload + struct.pack(">I", 11 + len(payload))
 
 
 def read_tags(path: str) -> Iterator[tuple[int, int, bytes]]:

@@ -1,0 +1,228 @@
+# cython: language_level=3
+"""FLV tag headers and the H.264 bitstream (C, no GIL): classify a tag body, check AVCC NAL
+units, keep the sequence headers, and rewrite AVCC access units as Annex B for passthrough.
+
+The Python side of FLV (flags, config parsing for codecs strings) is owncastd.media.flv.
+"""
+from libc.errno cimport ENOMEM
+from libc.stdint cimport uint8_t
+from libc.string cimport memcmp, memcpy
+
+from owncastd.native.libavcodec cimport (AV_INPUT_BUFFER_PADDING_SIZE, AVPacket, av_new_packet,
+                                         av_packet_alloc, av_packet_free)
+from owncastd.native.libavutil cimport AVERROR, av_free, av_mallocz
+
+
+cdef int classify_video(const uint8_t *data, Py_ssize_t size) noexcept nogil:
+    """VIDEODATA: frame type/codec id, AVCPacketType, CompositionTime, then the data."""
+    if size < 1:
+        return TAG_MALFORMED
+    if (data[0] & 0x0F) != FLV_VIDEO_AVC:
+        return TAG_UNSUPPORTED
+    if size < FLV_AVC_HEADER:
+        return TAG_MALFORMED
+    if data[1] == 0:
+        return TAG_CONFIG
+    if data[1] == 1:
+        return TAG_MEDIA
+    if data[1] == 2:
+        return TAG_END
+    return TAG_MALFORMED
+
+
+cdef int classify_audio(const uint8_t *data, Py_ssize_t size) noexcept nogil:
+    """AUDIODATA: sound format/rate/size/type, AACPacketType, then at least one byte."""
+    if size < 1:
+        return TAG_MALFORMED
+    if (data[0] >> 4) != FLV_SOUND_AAC:
+        return TAG_UNSUPPORTED
+    if size < FLV_AAC_HEADER + 1:
+        return TAG_MALFORMED
+    if data[1] == 0:
+        return TAG_CONFIG
+    if data[1] == 1:
+        return TAG_MEDIA
+    return TAG_MALFORMED
+
+
+cdef bint is_keyframe(const uint8_t *data) noexcept nogil:
+    return (data[0] >> 4) == 1
+
+
+cdef int composition_time(const uint8_t *data) noexcept nogil:
+    """The signed 24-bit CompositionTime (pts - dts, ms) of an AVC VIDEODATA."""
+    cdef int cts = (data[2] << 16) | (data[3] << 8) | data[4]
+    if cts & 0x800000:
+        cts -= 0x1000000
+    return cts
+
+
+cdef int check_nal_units(const uint8_t *data, Py_ssize_t size, int nls) noexcept nogil:
+    """Every length-prefixed NAL unit lies inside the data and has forbidden_zero_bit clear."""
+    cdef Py_ssize_t pos = 0, n
+    cdef int i
+    if size <= 0:
+        return NALU_TRUNCATED
+    while pos < size:
+        if pos + nls > size:
+            return NALU_TRUNCATED
+        n = 0
+        for i in range(nls):
+            n = (n << 8) | data[pos + i]
+        pos += nls
+        if n == 0 or pos + n > size:
+            return NALU_TRUNCATED
+        if data[pos] & 0x80:
+            return NALU_FORBIDDEN_BIT
+        pos += n
+    return NALU_OK
+
+
+cdef AVPacket *packet_from(const uint8_t *data, Py_ssize_t size) noexcept nogil:
+    cdef AVPacket *pkt = av_packet_alloc()
+    if pkt == NULL:
+        return NULL
+    if av_new_packet(pkt, <int>size) < 0:
+        av_packet_free(&pkt)
+        return NULL
+    memcpy(pkt.data, data, size)
+    return pkt
+
+
+cdef uint8_t *dup_padded(const uint8_t *data, int size) noexcept nogil:
+    # libav reads extradata with SIMD past the end: always pad.
+    cdef uint8_t *p = <uint8_t *>av_mallocz(size + AV_INPUT_BUFFER_PADDING_SIZE)
+    if p != NULL:
+        memcpy(p, data, size)
+    return p
+
+
+cdef class StreamConfig:
+
+    def __dealloc__(self):
+        av_free(self.avcc)
+        av_free(self.param_sets)
+        av_free(self.asc)
+
+    @property
+    def has_avc(self):
+        return self.avcc != NULL
+
+    @property
+    def has_aac(self):
+        return self.asc != NULL
+
+    @property
+    def avc_config(self):
+        """The AVCDecoderConfigurationRecord as bytes (None before one arrived)."""
+        return self.avcc[:self.avcc_size] if self.avcc != NULL else None
+
+    @property
+    def aac_config(self):
+        """The AudioSpecificConfig as bytes (None before one arrived)."""
+        return self.asc[:self.asc_size] if self.asc != NULL else None
+
+    cdef int set_avc(self, const uint8_t *data, Py_ssize_t size) noexcept nogil:
+        # AVCDecoderConfigurationRecord: version 1, profile, compat, level, 0xFC | length size - 1,
+        # 0xE0 | SPS count, (u16 length, SPS)*, PPS count, (u16 length, PPS)*
+        cdef Py_ssize_t pos = 6, n, total = 0
+        cdef int i, count, lists
+        cdef uint8_t *ps
+        if size < 8 or data[0] != 1 or (data[5] & 0x1F) == 0:
+            return CONFIG_MALFORMED
+        if self.avcc != NULL and self.avcc_size == size and memcmp(self.avcc, data, size) == 0:
+            return CONFIG_UNCHANGED   # repeated (every keyframe with some encoders)
+        count = data[5] & 0x1F
+        for lists in range(2):
+            for i in range(count):
+                if pos + 2 > size:
+                    return CONFIG_MALFORMED
+                n = (data[pos] << 8) | data[pos + 1]
+                if n == 0 or pos + 2 + n > size:
+                    return CONFIG_MALFORMED
+                total += 4 + n
+                pos += 2 + n
+            if lists == 0:
+                if pos >= size:
+                    return CONFIG_MALFORMED
+                count = data[pos]
+                pos += 1
+        ps = <uint8_t *>av_mallocz(total + AV_INPUT_BUFFER_PADDING_SIZE)
+        if ps == NULL:
+            return AVERROR(ENOMEM)
+        pos, total, count = 6, 0, data[5] & 0x1F
+        for lists in range(2):
+            for i in range(count):
+                n = (data[pos] << 8) | data[pos + 1]
+                ps[total + 3] = 1   # start code 00 00 00 01
+                memcpy(ps + total + 4, data + pos + 2, n)
+                total += 4 + n
+                pos += 2 + n
+            if lists == 0:
+                count = data[pos]
+                pos += 1
+        av_free(self.param_sets)
+        self.param_sets = ps
+        self.param_sets_size = <int>total
+        av_free(self.avcc)
+        self.avcc = dup_padded(data, <int>size)
+        if self.avcc == NULL:
+            return AVERROR(ENOMEM)
+        self.avcc_size = <int>size
+        self.nal_length_size = (data[4] & 3) + 1
+        return CONFIG_CHANGED
+
+    cdef bint same_aac(self, const uint8_t *data, Py_ssize_t size) noexcept nogil:
+        return self.asc != NULL and self.asc_size == size and memcmp(self.asc, data, size) == 0
+
+    cdef int set_aac(self, const uint8_t *data, Py_ssize_t size) noexcept nogil:
+        if size < 2:
+            return CONFIG_MALFORMED
+        if self.same_aac(data, size):
+            return CONFIG_UNCHANGED
+        av_free(self.asc)
+        self.asc = dup_padded(data, <int>size)
+        if self.asc == NULL:
+            return AVERROR(ENOMEM)
+        self.asc_size = <int>size
+        return CONFIG_CHANGED
+
+    cdef AVPacket *annexb_packet(self, const uint8_t *data, Py_ssize_t size, bint key) noexcept nogil:
+        """AVCC NAL units (already checked) -> Annex B, with the current SPS/PPS before a
+        keyframe that lacks them, so every passthrough segment decodes on its own and a new
+        sequence header takes effect at once (FFmpeg 5.1's mpegts auto-bsf would keep the
+        first extradata)."""
+        cdef Py_ssize_t pos = 0, n, out_size = 0, o = 0
+        cdef int i, nls = self.nal_length_size
+        cdef bint has_sps = False
+        cdef AVPacket *pkt
+        while pos < size:
+            n = 0
+            for i in range(nls):
+                n = (n << 8) | data[pos + i]
+            if (data[pos + nls] & 0x1F) == 7:
+                has_sps = True
+            out_size += 4 + n
+            pos += nls + n
+        if key and not has_sps:
+            out_size += self.param_sets_size
+        pkt = av_packet_alloc()
+        if pkt == NULL or av_new_packet(pkt, <int>out_size) < 0:
+            av_packet_free(&pkt)
+            return NULL
+        if key and not has_sps:
+            memcpy(pkt.data, self.param_sets, self.param_sets_size)
+            o = self.param_sets_size
+        pos = 0
+        while pos < size:
+            n = 0
+            for i in range(nls):
+                n = (n << 8) | data[pos + i]
+            pkt.data[o] = 0
+            pkt.data[o + 1] = 0
+            pkt.data[o + 2] = 0
+            pkt.data[o + 3] = 1
+            memcpy(pkt.data + o + 4, data + pos + nls, n)
+            o += 4 + n
+            pos += nls + n
+        return pkt

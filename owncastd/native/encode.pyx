@@ -1,0 +1,356 @@
+# cython: language_level=3
+"""Encoders (C, no GIL): video scaled (libswscale) and encoded to H.264 (libx264 or another
+libavcodec encoder) per rendition, and AAC encoded once per distinct bitrate for all renditions.
+
+Video runs at a constant output rate (ffmpeg's -r) with IDR frames forced on a grid from the
+first frame, so every encoded rendition starts segments at the same instants. Audio output is
+stamped by counting samples, resynced when the input clock moves more than 0.5 s away.
+"""
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.errno cimport EAGAIN, EINVAL, ENOMEM
+from libc.stdint cimport int64_t, uint8_t
+from libc.stdlib cimport free, malloc
+
+from owncastd.native.error cimport make_error
+from owncastd.native.itemqueue cimport ITEM_AUDIO, Route, queue_put
+from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_PKT_FLAG_KEY, AVCodec,
+                                         AVCodecContext, AVPacket, av_packet_alloc,
+                                         av_packet_clone, av_packet_free, av_packet_rescale_ts,
+                                         av_packet_unref, avcodec_alloc_context3,
+                                         avcodec_find_encoder, avcodec_find_encoder_by_name,
+                                         avcodec_free_context, avcodec_open2,
+                                         avcodec_parameters_alloc, avcodec_parameters_from_context,
+                                         avcodec_receive_packet, avcodec_send_frame)
+from owncastd.native.libavutil cimport (AV_PICTURE_TYPE_I, AV_PICTURE_TYPE_NONE, AV_PIX_FMT_NV12,
+                                        AV_PIX_FMT_YUV420P, AV_NOPTS_VALUE, AV_SAMPLE_FMT_FLTP,
+                                        AVDictionary, AVERROR, AVERROR_ENCODER_NOT_FOUND,
+                                        AVERROR_EOF, AVFrame, AVPixelFormat, AVRational,
+                                        av_audio_fifo_alloc, av_audio_fifo_free,
+                                        av_audio_fifo_read, av_audio_fifo_size,
+                                        av_audio_fifo_write, av_channel_layout_default,
+                                        av_dict_free, av_dict_set, av_frame_alloc, av_frame_clone,
+                                        av_frame_free, av_frame_get_buffer, av_frame_make_writable)
+from owncastd.native.libswscale cimport (SWS_BICUBIC, sws_freeContext, sws_getCachedContext,
+                                         sws_scale)
+from owncastd.native.segmenter cimport Segmenter
+
+from owncastd.media.flv import h264_codecs_from_annexb
+from owncastd.media.scaling import scaled_size
+
+H264_ENCODERS = ("libx264", "h264_vaapi", "h264_nvenc", "h264_qsv", "h264_omx")
+
+cdef AVRational TS90K = AVRational(1, 90000)
+
+
+def available_h264_encoders():
+    """The H.264 encoders Owncast knows that this libavcodec was built with."""
+    return [name for name in H264_ENCODERS if avcodec_find_encoder_by_name(name.encode()) != NULL]
+
+
+cdef class VideoEncoder:
+    """Scale + encode one rendition's video; packets go to its Segmenter (1/90000 stamps)."""
+
+    def __cinit__(self):
+        self.last_slot = -1
+        self.first_slot = -1
+        self.pix_fmt = AV_PIX_FMT_YUV420P
+
+    def __init__(self, dict v, int segment_seconds, int threads, str default_codec):
+        self.want_width = int(v.get("width") or 0)
+        self.want_height = int(v.get("height") or 0)
+        self.fps = int(v.get("framerate") or 24)
+        kbps = int(v.get("video_bitrate") or 1200)
+        self.bitrate = kbps * 1000
+        self.maxrate = int(v.get("maxrate") or int(kbps * 1.06)) * 1000
+        self.bufsize = int(v.get("bufsize") or int(kbps * 1.2)) * 1000
+        self.gop = int(v.get("gop") or segment_seconds * self.fps)
+        self.codec_name = str(v.get("codec") or default_codec).encode()
+        self.preset = str(v.get("preset") or "").encode()
+        self.tune = str(v.get("tune") or "").encode()
+        self.profile = str(v.get("profile") or "").encode()
+        self.threads = threads
+        self.out_pkt = av_packet_alloc()
+        if self.out_pkt == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        avcodec_free_context(&self.enc)
+        sws_freeContext(self.sws)
+        av_frame_free(&self.scaled)
+        av_frame_free(&self.prev)
+        av_packet_free(&self.out_pkt)
+
+    cdef bint is_open(self) noexcept nogil:
+        return self.enc != NULL
+
+    cdef int open(self, int src_w, int src_h) noexcept nogil:
+        """Open the encoder for a source of src_w x src_h (the output size follows from it)."""
+        cdef const AVCodec *codec
+        cdef AVDictionary *opts = NULL
+        cdef int ret
+        with gil:
+            try:
+                self.width, self.height = scaled_size(src_w, src_h, self.want_width, self.want_height)
+            except Exception:
+                return AVERROR(EINVAL)
+            codec = avcodec_find_encoder_by_name(self.codec_name)
+            if self.codec_name == b"h264_qsv":
+                self.pix_fmt = AV_PIX_FMT_NV12
+            if self.preset:
+                av_dict_set(&opts, b"preset", self.preset, 0)
+            if self.tune:
+                av_dict_set(&opts, b"tune", self.tune, 0)
+            if self.profile:
+                av_dict_set(&opts, b"profile", self.profile, 0)
+        if codec == NULL:
+            av_dict_free(&opts)
+            return AVERROR_ENCODER_NOT_FOUND
+        av_dict_set(&opts, b"sc_threshold", b"0", 0)     # no scene-cut keyframes off the grid
+        av_dict_set(&opts, b"forced-idr", b"1", 0)       # forced I frames are IDR (closed GOP)
+        self.enc = avcodec_alloc_context3(codec)
+        if self.enc == NULL:
+            av_dict_free(&opts)
+            return AVERROR(ENOMEM)
+        self.enc.width = self.width
+        self.enc.height = self.height
+        self.enc.pix_fmt = self.pix_fmt
+        self.enc.time_base = AVRational(1, self.fps)
+        self.enc.framerate = AVRational(self.fps, 1)
+        self.enc.bit_rate = self.bitrate
+        self.enc.rc_max_rate = self.maxrate
+        self.enc.rc_buffer_size = <int>self.bufsize
+        self.enc.gop_size = self.gop
+        self.enc.thread_count = self.threads
+        ret = avcodec_open2(self.enc, codec, &opts)
+        av_dict_free(&opts)   # options the encoder does not know are left over: ignored
+        if ret < 0:
+            return ret
+        self.scaled = av_frame_alloc()
+        if self.scaled == NULL:
+            return AVERROR(ENOMEM)
+        self.scaled.width = self.width
+        self.scaled.height = self.height
+        self.scaled.format = self.pix_fmt
+        return av_frame_get_buffer(self.scaled, 0)
+
+    def codec_parameters_into(self, Segmenter out):
+        """Give the segmenter this encoder's stream parameters (after open)."""
+        out.video_par = avcodec_parameters_alloc()
+        if out.video_par == NULL:
+            raise MemoryError()
+        avcodec_parameters_from_context(out.video_par, self.enc)
+
+    cdef int encode(self, AVFrame *frame, Segmenter out) noexcept nogil:
+        cdef int64_t t, slot
+        cdef int ret
+        self.frames_in += 1
+        t = frame.best_effort_timestamp
+        if t == AV_NOPTS_VALUE:
+            t = frame.pts
+        if t == AV_NOPTS_VALUE or t < 0:
+            t = 0
+        # Constant output rate (ffmpeg's -r): each frame takes the nearest slot of 1/fps; a
+        # frame whose slot is taken already is dropped (faster source), and slots a slower
+        # source skips get the previous frame again (gaps over a second are left as gaps).
+        slot = (t * self.fps + 500) // 1000
+        if slot <= self.last_slot:
+            self.frames_dropped += 1
+            return 0
+        if self.prev != NULL and slot - self.last_slot <= self.fps:
+            while self.last_slot + 1 < slot:
+                ret = self._encode_slot(self.prev, self.last_slot + 1, out)
+                if ret < 0:
+                    return ret
+                self.frames_duplicated += 1
+        ret = self._encode_slot(frame, slot, out)
+        av_frame_free(&self.prev)
+        self.prev = av_frame_clone(frame)
+        return ret
+
+    cdef int _encode_slot(self, AVFrame *frame, int64_t slot, Segmenter out) noexcept nogil:
+        cdef int ret
+        cdef AVFrame *src = frame
+        if frame.width != self.width or frame.height != self.height or frame.format != self.pix_fmt:
+            self.sws = sws_getCachedContext(self.sws, frame.width, frame.height, <AVPixelFormat>frame.format,
+                                            self.width, self.height, self.pix_fmt, SWS_BICUBIC,
+                                            NULL, NULL, NULL)
+            if self.sws == NULL:
+                return AVERROR(EINVAL)
+            ret = av_frame_make_writable(self.scaled)
+            if ret < 0:
+                return ret
+            sws_scale(self.sws, <const uint8_t *const *>frame.data, frame.linesize, 0, frame.height,
+                      self.scaled.data, self.scaled.linesize)
+            src = self.scaled
+        src.pts = slot
+        if self.first_slot < 0:
+            self.first_slot = slot
+        if slot >= self.next_idr_slot:
+            # IDR on a grid from the first frame: all encoded renditions get the same first
+            # frame, so all start segments at the same instants.
+            src.pict_type = AV_PICTURE_TYPE_I
+            self.next_idr_slot = self.first_slot + ((slot - self.first_slot) // self.gop + 1) * self.gop
+        else:
+            src.pict_type = AV_PICTURE_TYPE_NONE
+        self.last_slot = slot
+        ret = avcodec_send_frame(self.enc, src)
+        if ret < 0:
+            return ret
+        return self._drain(out)
+
+    cdef int flush(self, Segmenter out) noexcept nogil:
+        cdef int ret
+        if self.enc == NULL:
+            return 0
+        ret = avcodec_send_frame(self.enc, NULL)
+        if ret < 0:
+            return ret
+        return self._drain(out)
+
+    cdef int _drain(self, Segmenter out) noexcept nogil:
+        cdef int ret
+        cdef AVPacket *pkt = self.out_pkt
+        while True:
+            ret = avcodec_receive_packet(self.enc, pkt)
+            if ret == AVERROR(EAGAIN) or ret == AVERROR_EOF:
+                return 0
+            if ret < 0:
+                return ret
+            self.frames_out += 1
+            if pkt.duration <= 0:
+                pkt.duration = 1
+            av_packet_rescale_ts(pkt, self.enc.time_base, TS90K)
+            if self.video_codecs is None and pkt.flags & AV_PKT_FLAG_KEY:
+                with gil:
+                    self.video_codecs = h264_codecs_from_annexb(
+                        PyBytes_FromStringAndSize(<char *>pkt.data, pkt.size))
+            ret = out.write_video(pkt)
+            av_packet_unref(pkt)
+            if ret < 0:
+                return ret
+
+
+cdef class AudioEncoder:
+    """AAC encoders, one per distinct bitrate, fed from one FIFO of planar float samples;
+    packets go to the queues of the renditions that use each encoder."""
+
+    def __dealloc__(self):
+        cdef int i
+        if self.encs != NULL:
+            for i in range(self.count):
+                avcodec_free_context(&self.encs[i])
+            free(self.encs)
+        if self.fifo != NULL:
+            av_audio_fifo_free(self.fifo)
+        av_frame_free(&self.frame)
+        av_packet_free(&self.pkt)
+
+    def __init__(self, int sample_rate, int channels, list bitrates):
+        """Open one encoder per bitrate (kbps); raises (a typed FFmpegError) if one fails."""
+        cdef const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_AAC)
+        cdef AVCodecContext *ctx
+        cdef int ret
+        if codec == NULL:
+            raise make_error(AVERROR_ENCODER_NOT_FOUND, "aac")
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.encs = <AVCodecContext **>malloc(len(bitrates) * sizeof(AVCodecContext *))
+        if self.encs == NULL:
+            raise MemoryError()
+        for kbps in bitrates:
+            ctx = avcodec_alloc_context3(codec)
+            if ctx == NULL:
+                raise MemoryError()
+            ctx.sample_rate = sample_rate
+            ctx.sample_fmt = AV_SAMPLE_FMT_FLTP
+            av_channel_layout_default(&ctx.ch_layout, channels)
+            ctx.bit_rate = kbps * 1000
+            ctx.time_base = AVRational(1, sample_rate)
+            ret = avcodec_open2(ctx, codec, NULL)
+            if ret < 0:
+                avcodec_free_context(&ctx)
+                raise make_error(ret, f"aac encoder at {kbps} kbps")
+            self.encs[self.count] = ctx
+            self.count += 1
+        self.fifo = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, channels, 4096)
+        self.frame = av_frame_alloc()
+        self.pkt = av_packet_alloc()
+        if self.fifo == NULL or self.frame == NULL or self.pkt == NULL:
+            raise MemoryError()
+        self.frame.nb_samples = self.encs[0].frame_size
+        self.frame.format = AV_SAMPLE_FMT_FLTP
+        self.frame.sample_rate = sample_rate
+        av_channel_layout_default(&self.frame.ch_layout, channels)
+        if av_frame_get_buffer(self.frame, 0) < 0:
+            raise MemoryError()
+
+    cdef AVCodecContext *context(self, int i) noexcept nogil:
+        return self.encs[i]
+
+    cdef int write(self, uint8_t **data, int samples, int64_t at_ms, Route *routes, int nroutes) noexcept nogil:
+        """Queue decoded samples whose input time is at_ms and encode every full frame."""
+        cdef int64_t at = at_ms * self.sample_rate // 1000
+        cdef int64_t expected = self.next_sample + av_audio_fifo_size(self.fifo)
+        cdef int ret
+        # Output samples are counted, not stamped: resync only when the input clock moved
+        # by more than half a second from the count (a gap or jump in the input).
+        if not self.started:
+            self.started = True
+            self.next_sample = at
+        elif at - expected > self.sample_rate // 2 or expected - at > self.sample_rate // 2:
+            self.next_sample = at - av_audio_fifo_size(self.fifo)
+        if samples > 0 and av_audio_fifo_write(self.fifo, <void **>data, samples) < samples:
+            return AVERROR(ENOMEM)
+        while av_audio_fifo_size(self.fifo) >= self.encs[0].frame_size:
+            ret = self._encode(self.frame, routes, nroutes)
+            if ret < 0:
+                return ret
+        return 0
+
+    cdef int flush(self, Route *routes, int nroutes) noexcept nogil:
+        """Encode what is left in the FIFO (a short last frame), then drain the encoders."""
+        cdef int ret
+        while av_audio_fifo_size(self.fifo) > 0:
+            ret = self._encode(self.frame, routes, nroutes)
+            if ret < 0:
+                return ret
+        return self._encode(NULL, routes, nroutes)
+
+    cdef int _encode(self, AVFrame *frame, Route *routes, int nroutes) noexcept nogil:
+        """Encode the next frame_size samples from the FIFO (fewer at the end) with every
+        encoder, and route the packets. frame=NULL flushes the encoders."""
+        cdef int i, j, ret, n
+        cdef AVCodecContext *enc
+        cdef AVPacket *copy
+        if frame != NULL:
+            n = av_audio_fifo_size(self.fifo)
+            if n > self.encs[0].frame_size:
+                n = self.encs[0].frame_size
+            if av_frame_make_writable(frame) < 0:
+                return AVERROR(ENOMEM)
+            frame.nb_samples = n
+            av_audio_fifo_read(self.fifo, <void **>frame.extended_data, n)
+        for i in range(self.count):
+            enc = self.encs[i]
+            if frame != NULL:
+                # The encoder subtracts its priming delay from the output pts: add it here so
+                # the first packet is stamped where the first input sample was.
+                frame.pts = self.next_sample + enc.initial_padding
+            ret = avcodec_send_frame(enc, frame)
+            if ret < 0:
+                self.errors += 1
+                continue
+            while True:
+                ret = avcodec_receive_packet(enc, self.pkt)
+                if ret < 0:
+                    break
+                self.pkt.time_base = enc.time_base
+                for j in range(nroutes):
+                    if routes[j].audio_encoder == i:
+                        copy = av_packet_clone(self.pkt)
+                        if copy != NULL:
+                            queue_put(routes[j].queue, ITEM_AUDIO, NULL, copy)
+                av_packet_unref(self.pkt)
+        if frame != NULL:
+            self.next_sample += frame.nb_samples
+        return 0

@@ -1,0 +1,328 @@
+# cython: language_level=3
+"""Native transcoder pipeline: one stream's FLV audio/video tags in, multi-rendition HLS out.
+
+The stream-level work on the caller's thread: wait for the sequence headers (probe), check each
+tag (bitstream), map input timestamps onto one continuous timeline per track (Timeline), hand
+the media to the Router (decode once, fan out to the renditions' queues), keep the playlists and
+the stats. Each Rendition scales, encodes and segments on its own thread. See transcode.pyi for
+the public face.
+"""
+import os
+import weakref
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.errno cimport ENOMEM
+from libc.stdint cimport int64_t, uint8_t
+
+from owncastd.native.bitstream cimport (CONFIG_CHANGED, CONFIG_MALFORMED, FLV_AAC_HEADER,
+                                        FLV_AVC_HEADER, FLV_TAG_AUDIO, FLV_TAG_VIDEO,
+                                        NALU_FORBIDDEN_BIT, NALU_TRUNCATED, TAG_CONFIG, TAG_END,
+                                        TAG_MALFORMED, TAG_MEDIA, TAG_UNSUPPORTED, StreamConfig,
+                                        check_nal_units, classify_audio, classify_video,
+                                        composition_time, is_keyframe, packet_from)
+from owncastd.native.itemqueue cimport ITEM_ABORT, ITEM_END
+from owncastd.native.libavcodec cimport AV_PKT_FLAG_KEY, AVPacket, av_packet_free
+from owncastd.native.libavutil cimport AVERROR, AVRational
+from owncastd.native.rendition cimport Rendition
+from owncastd.native.router cimport Router
+from owncastd.native.timeline cimport TRACK_AUDIO, TRACK_VIDEO, Timeline
+
+from owncastd.media.playlist import StreamPlaylists, VariantEntry, next_media_sequence
+from owncastd.native.error import retitled
+
+cdef AVRational MS = AVRational(1, 1000)
+cdef int PROBE_MS = 1000            # wait this long for the second sequence header
+cdef int PROBE_TAGS = 600
+
+
+cdef class Pipeline:
+    """Transcode one stream's FLV tags into HLS under out_dir. See transcode.pyi."""
+
+    cdef object renditions, probe, hls
+    cdef object __weakref__
+    cdef readonly int segment_seconds, list_size
+    cdef readonly int64_t media_sequence_start
+    cdef bint started, finished, has_video, has_audio
+    cdef Timeline timeline
+    cdef StreamConfig config
+    cdef Router router
+    cdef int64_t video_in, audio_in, script_in
+    cdef int64_t drop_garbage, drop_no_header, drop_truncated, drop_unsupported, drop_unexpected
+
+    def __init__(self, str out_dir, list variants, *, int segment_seconds, int list_size,
+                 str codec="libx264", int64_t media_sequence_start=0, bint discontinuity=False,
+                 int threads=0, int decoder_threads=0, int queue_frames=8, int keep_segments=10):
+        if not variants:
+            raise ValueError("variants: at least one is needed")
+        if segment_seconds < 1:
+            raise ValueError("segment_seconds: must be at least 1")
+        if list_size < 1:
+            raise ValueError("list_size: must be at least 1")
+        self.segment_seconds = segment_seconds
+        self.list_size = list_size
+        ncpu = os.cpu_count() or 1
+        if threads <= 0:
+            # One encoder thread per rendition already spreads the work; x264's own auto
+            # (1.5 threads per core, each encoder) oversubscribes. Measured on 2 cores: 2 best.
+            threads = min(max(ncpu, 2), 4)
+        if decoder_threads <= 0:
+            # Frame threads in the decoder only add overhead when the encoders fill the cores.
+            decoder_threads = 1 if ncpu <= 2 else 0
+        if discontinuity:
+            media_sequence_start = max(media_sequence_start, next_media_sequence(out_dir))
+        self.media_sequence_start = media_sequence_start
+        self.probe = []
+        self.timeline = Timeline()
+        self.config = StreamConfig()
+        self.hls = StreamPlaylists(out_dir, len(variants), segment_seconds, list_size,
+                                   keep_segments, media_sequence_start if discontinuity else None)
+        # The renditions hold this pipeline weakly: one dropped without finish() is freed at
+        # once, and its __dealloc__ stops their threads.
+        on_segment = weakref.WeakMethod(self._on_segment)
+        self.renditions = [Rendition(i, v, self.hls.directory(i), segment_seconds,
+                                     media_sequence_start, threads, queue_frames, codec, on_segment)
+                           for i, v in enumerate(variants)]
+        self.router = Router(self.renditions, decoder_threads)
+
+    def __dealloc__(self):
+        if self.started and not self.finished and self.router is not None:
+            self.router.broadcast(ITEM_ABORT)   # let worker threads exit; they own their state
+
+    # ---- public API
+
+    def push(self, int tag_type, int64_t timestamp_ms, payload):
+        """Feed one FLV tag (8 audio, 9 video, 18 script). Bad packets are dropped and counted."""
+        cdef bytes data_b = payload if type(payload) is bytes else bytes(payload)
+        cdef const uint8_t *data = <const uint8_t *>PyBytes_AS_STRING(data_b)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(data_b)
+        if self.finished:
+            raise RuntimeError("push() after finish()")
+        if not self.started:
+            self._probe_tag(tag_type, timestamp_ms, data_b)
+            return
+        with nogil:   # data_b keeps the bytes alive; everything below copies what it keeps
+            self._push_tag(tag_type, timestamp_ms, data, size)
+        for r in self.renditions:
+            if (<Rendition>r).failed:
+                raise (<Rendition>r).exception
+
+    def finish(self):
+        """Flush decoders and encoders, close the last segments, end every playlist
+        (EXT-X-ENDLIST) and write the master playlist. Waits for the worker threads."""
+        if self.finished:
+            return
+        if not self.started:
+            if not self.config.has_avc and not self.config.has_aac:
+                self.drop_no_header += len(self.probe)
+                self.probe = []
+                self.finished = True
+                return
+            self._start()
+        with nogil:
+            self.router.flush()
+            self.router.broadcast(ITEM_END)
+        for r in self.renditions:
+            (<Rendition>r).thread.join()
+        self.finished = True
+        self.hls.write_master(self._master_variants())
+        failed = [r for r in self.renditions if (<Rendition>r).exception is not None]
+        if len(failed) == 1:
+            raise (<Rendition>failed[0]).exception
+        if failed:
+            raise retitled((<Rendition>failed[0]).exception,
+                           "; ".join(f"rendition {r.index}: {r.error}" for r in failed))
+
+    def stats(self):
+        """Counters: input packets, drops by reason, and per-rendition frames and segments."""
+        router = self.router
+        dropped = {
+            "garbage": self.drop_garbage,
+            "no_sequence_header": self.drop_no_header,
+            "truncated": self.drop_truncated,
+            "unsupported_codec": self.drop_unsupported,
+            "unexpected_stream": self.drop_unexpected,
+        }
+        return {
+            "started": bool(self.started),
+            "finished": bool(self.finished),
+            "media_sequence_start": self.media_sequence_start,
+            "source": {"width": router.source_width, "height": router.source_height,
+                       "has_video": bool(self.has_video), "has_audio": bool(self.has_audio),
+                       "sample_rate": router.sample_rate, "channels": router.channels},
+            "packets_in": {"video": self.video_in, "audio": self.audio_in, "script": self.script_in},
+            "dropped": sum(dropped.values()),
+            "dropped_by_reason": dropped,
+            "decode_errors": {"video": router.video_decode_errors,
+                              "audio": router.audio_decode_error_count},
+            "audio_encode_errors": router.aenc.errors if router.aenc is not None else 0,
+            "frames_decoded": router.frames_decoded,
+            "timestamp_jumps": self.timeline.jumps,
+            "renditions": [self._rendition_stats(r) for r in self.renditions],
+        }
+
+    @property
+    def source_width(self):
+        return self.router.source_width
+
+    @property
+    def source_height(self):
+        return self.router.source_height
+
+    def _rendition_stats(self, Rendition r):
+        st = r.stats()
+        if r.video_passthrough:
+            st["width"], st["height"] = self.router.source_width, self.router.source_height
+        return st
+
+    # ---- start: wait for both sequence headers, then configure and start the workers
+
+    def _probe_tag(self, int tag_type, int64_t ts, bytes payload):
+        cdef const uint8_t *data = payload
+        cdef Py_ssize_t n = len(payload)
+        if tag_type == FLV_TAG_VIDEO and classify_video(data, n) == TAG_CONFIG:
+            with nogil:
+                self._video_config(data + FLV_AVC_HEADER, n - FLV_AVC_HEADER)
+        elif tag_type == FLV_TAG_AUDIO and classify_audio(data, n) == TAG_CONFIG:
+            with nogil:
+                self._audio_config(data + FLV_AAC_HEADER, n - FLV_AAC_HEADER)
+        self.probe.append((tag_type, ts, payload))
+        span = ts - self.probe[0][1]
+        complete = self.config.has_avc and self.config.has_aac
+        waited = span >= PROBE_MS or len(self.probe) >= PROBE_TAGS
+        if complete or (waited and (self.config.has_avc or self.config.has_aac)):
+            self._start()
+        elif waited:
+            self.drop_no_header += len(self.probe)   # nothing decodable yet: forget it
+            self.probe = []
+
+    def _start(self):
+        self.has_video, self.has_audio = self.router.start(self.config)
+        self.started = True
+        probe, self.probe = self.probe, []
+        for tag_type, ts, payload in probe:
+            self.push(tag_type, ts, payload)
+
+    # ---- per-tag work, without the GIL
+
+    cdef int _push_tag(self, int tag_type, int64_t ts, const uint8_t *data, Py_ssize_t size) noexcept nogil:
+        if tag_type == FLV_TAG_VIDEO:
+            return self._push_video(ts, data, size)
+        if tag_type == FLV_TAG_AUDIO:
+            return self._push_audio(ts, data, size)
+        self.script_in += 1
+        return 0
+
+    cdef int _video_config(self, const uint8_t *data, Py_ssize_t size) noexcept nogil:
+        cdef int ret = self.config.set_avc(data, size)
+        if ret == CONFIG_MALFORMED:
+            self.drop_garbage += 1
+            return -1
+        if ret == CONFIG_CHANGED and self.started and self.has_video:
+            self.router.video_config_changed(self.config)
+        return ret if ret < 0 else 0
+
+    cdef int _audio_config(self, const uint8_t *data, Py_ssize_t size) noexcept nogil:
+        if size < 2:
+            self.drop_garbage += 1
+            return -1
+        if self.config.same_aac(data, size):
+            return 0
+        if self.started:
+            # The muxers and encoders were set up for the first config; a different one
+            # mid-stream is rare (encoder restart) and not supported: drop it.
+            self.drop_unsupported += 1
+            return -1
+        return self.config.set_aac(data, size)
+
+    cdef int _drop_media(self, int kind, bint has_config) noexcept nogil:
+        """Count a tag that is not media this stream can use; returns -1."""
+        if kind == TAG_UNSUPPORTED:
+            self.drop_unsupported += 1
+        elif kind == TAG_MALFORMED:
+            self.drop_garbage += 1
+        elif not has_config:
+            self.drop_no_header += 1
+        else:
+            self.drop_unexpected += 1   # its track was not part of the stream at start
+        return -1
+
+    cdef int _push_video(self, int64_t ts, const uint8_t *data, Py_ssize_t size) noexcept nogil:
+        cdef int kind = classify_video(data, size)
+        cdef int checked
+        cdef int64_t dts, pts
+        cdef AVPacket *pkt
+        cdef const uint8_t *nalus = data + FLV_AVC_HEADER
+        cdef Py_ssize_t nalus_size = size - FLV_AVC_HEADER
+        if kind == TAG_CONFIG:
+            return self._video_config(nalus, nalus_size)
+        if kind == TAG_END:
+            return 0
+        if kind != TAG_MEDIA or not self.has_video:
+            return self._drop_media(kind, self.config.avcc != NULL)
+        checked = check_nal_units(nalus, nalus_size, self.config.nal_length_size)
+        if checked == NALU_TRUNCATED:
+            self.drop_truncated += 1
+            return -1
+        if checked == NALU_FORBIDDEN_BIT:
+            self.drop_garbage += 1
+            return -1
+        dts = self.timeline.map(TRACK_VIDEO, ts)
+        pts = dts + composition_time(data)
+        pkt = packet_from(nalus, nalus_size)
+        if pkt == NULL:
+            return AVERROR(ENOMEM)
+        pkt.dts = dts
+        pkt.pts = pts if pts > dts else dts
+        pkt.time_base = MS
+        if is_keyframe(data):
+            pkt.flags |= AV_PKT_FLAG_KEY
+        self.video_in += 1
+        self.router.video(pkt, self.config, nalus, nalus_size)
+        av_packet_free(&pkt)
+        return 0
+
+    cdef int _push_audio(self, int64_t ts, const uint8_t *data, Py_ssize_t size) noexcept nogil:
+        cdef int kind = classify_audio(data, size)
+        cdef AVPacket *pkt
+        cdef int sample_rate = self.router.sample_rate
+        if kind == TAG_CONFIG:
+            return self._audio_config(data + FLV_AAC_HEADER, size - FLV_AAC_HEADER)
+        if kind != TAG_MEDIA or not self.has_audio:
+            return self._drop_media(kind, self.config.asc != NULL)
+        pkt = packet_from(data + FLV_AAC_HEADER, size - FLV_AAC_HEADER)
+        if pkt == NULL:
+            return AVERROR(ENOMEM)
+        pkt.pts = pkt.dts = self.timeline.map(TRACK_AUDIO, ts)
+        pkt.duration = 1024 * 1000 // sample_rate if sample_rate else 0
+        pkt.time_base = MS
+        self.audio_in += 1
+        self.router.audio(pkt)
+        av_packet_free(&pkt)
+        return 0
+
+    # ---- playlists (called by the worker threads, with the GIL)
+
+    def _on_segment(self, int index, int64_t seq, double duration, path, bint final):
+        self.hls.segment_done(index, seq, duration, path, final, self._master_variants)
+
+    def _master_variants(self):
+        entries = []
+        for r, pl in zip(self.renditions, self.hls.media):
+            rend = <Rendition>r
+            enc = rend.encoder
+            if rend.video_passthrough:
+                width, height, frame_rate = self.router.source_width, self.router.source_height, 0
+                bandwidth = int(pl.peak_bps * 1.1) or 0
+                video_codecs = rend.video_codecs
+            else:
+                width, height = enc.width, enc.height
+                frame_rate = enc.fps if self.has_video else 0
+                bandwidth = int(enc.maxrate) + (rend.audio_bitrate or 128) * 1000 * (1 if self.has_audio else 0)
+                bandwidth = max(bandwidth, pl.peak_bps)
+                video_codecs = enc.video_codecs
+            audio = self.has_audio and not rend.segmenter.audio_disabled
+            codecs = tuple(c for c in (video_codecs if self.has_video else None,
+                                       rend.audio_codecs if audio else None) if c)
+            entries.append(VariantEntry(f"{rend.index}/stream.m3u8", bandwidth, width, height,
+                                        codecs, frame_rate))
+        return entries

@@ -1,0 +1,29 @@
+# Fan-out of one stream's media to its renditions' queues (C, no GIL): see router.pyx.
+from libc.stdint cimport int64_t, uint8_t
+
+from owncastd.native.bitstream cimport StreamConfig
+from owncastd.native.decode cimport AudioDecoder, VideoDecoder
+from owncastd.native.encode cimport AudioEncoder
+from owncastd.native.itemqueue cimport Route
+from owncastd.native.libavcodec cimport AVPacket
+
+
+cdef class Router:
+    cdef list renditions
+    cdef Route *routes                  # one per rendition, readable without the GIL
+    cdef int nroutes
+    cdef VideoDecoder vdec
+    cdef AudioDecoder adec
+    cdef readonly AudioEncoder aenc     # None when every rendition passes audio through
+    cdef bint decode_video
+    cdef readonly int source_width, source_height, sample_rate, channels
+    cdef readonly int64_t frames_decoded, video_decode_errors, audio_decode_errors
+
+    cdef void video(self, AVPacket *pkt, StreamConfig config, const uint8_t *nalus,
+                    Py_ssize_t size) noexcept nogil
+    cdef void audio(self, AVPacket *pkt) noexcept nogil
+    cdef void video_config_changed(self, StreamConfig config) noexcept nogil
+    cdef void flush(self) noexcept nogil
+    cdef void broadcast(self, int kind) noexcept nogil
+    cdef int _decode_video(self) noexcept nogil
+    cdef int _decode_audio(self, int64_t fallback_ms) noexcept nogil

@@ -1,0 +1,44 @@
+# One rendition's MPEG-TS muxer and segment cutter (C, no GIL): see segmenter.pyx.
+from libc.stdint cimport int64_t
+
+from owncastd.native.itemqueue cimport Item, ItemList
+from owncastd.native.libavcodec cimport AVCodecParameters, AVPacket
+from owncastd.native.libavformat cimport AVFormatContext
+
+
+cdef class Segmenter:
+    cdef readonly int index                   # the rendition's, passed to on_segment
+    cdef bint has_video, has_audio
+    cdef readonly bint audio_disabled         # the muxer refused the audio config
+    cdef AVCodecParameters *video_par
+    cdef AVCodecParameters *audio_par
+    cdef AVFormatContext *mux
+    cdef int vindex, aindex
+    cdef bytes tmp_pattern, seg_pattern       # printf patterns taking the sequence number
+    cdef const char *tmp_c
+    cdef const char *seg_c                    # the same, usable without the GIL
+    cdef int64_t segment_ticks                # segment length in 1/90000 s
+    cdef bint segment_has_data, segment_has_video
+    cdef int64_t grid_origin                  # first video (else audio) pts: the cut grid starts there
+    cdef readonly int64_t seq
+    cdef int64_t seg_start, next_cut, last_end, last_vdts, last_vpts, vdur, last_adts
+    cdef ItemList pending                     # audio waiting for video to reach its time
+
+    # stats (written by the worker thread, read under the GIL: word-sized)
+    cdef readonly int64_t video_packets, audio_packets, segments, audio_dropped, mux_rejected
+
+    cdef object on_segment                    # weak method: (index, seq, duration, path, final)
+    cdef readonly object failure              # the exception on_segment raised, if any
+
+    cdef bint is_open(self) noexcept nogil
+    cdef int open(self) noexcept nogil
+    cdef int write_video(self, AVPacket *pkt) noexcept nogil
+    cdef int take_audio(self, Item *it) noexcept nogil
+    cdef int finish(self) noexcept nogil
+    cdef int _open_file(self) noexcept nogil
+    cdef int _close_segment(self, int64_t end, bint final) noexcept nogil
+    cdef int _notify(self, int64_t seq, double duration, const char *path, bint final) noexcept nogil
+    cdef int _cut(self, int64_t at) noexcept nogil
+    cdef int _rejected(self, int err) noexcept nogil
+    cdef int _flush_pending(self, int64_t limit) noexcept nogil
+    cdef int _write_audio(self, AVPacket *pkt) noexcept nogil

@@ -1,0 +1,309 @@
+# cython: language_level=3
+"""One rendition's muxer and segment cutter (C, no GIL): MPEG-TS through one libavformat
+muxer, cut into numbered segment files at a grid of segment_seconds.
+
+Video cuts before a keyframe that reaches the next grid point (the encoders force IDR frames on
+that grid, so every encoded rendition cuts at the same instants); audio waits in a queue until
+video reaches its time, so segments interleave and cut cleanly. Audio-only streams cut on the
+grid at any packet. A segment is written to a hidden temp name, renamed, then announced to
+on_segment (which updates the playlists, with the GIL).
+"""
+import os
+
+from libc.errno cimport EINVAL, ENOMEM
+from libc.stdint cimport INT64_MAX, int64_t
+from libc.stdio cimport rename, snprintf
+
+from owncastd.native.itemqueue cimport Item, item_free, list_append, list_clear, list_pop
+from owncastd.native.libavcodec cimport (AV_PKT_FLAG_KEY, AVPacket, avcodec_parameters_copy,
+                                         avcodec_parameters_free, av_packet_rescale_ts)
+from owncastd.native.libavformat cimport (AVIO_FLAG_WRITE, AVStream, av_write_frame,
+                                          av_write_trailer, avformat_alloc_output_context2,
+                                          avformat_free_context, avformat_new_stream,
+                                          avformat_write_header, avio_closep, avio_flush, avio_open)
+from owncastd.native.libavutil cimport (AV_NOPTS_VALUE, AVERROR, AVERROR_INVALIDDATA, AVRational,
+                                        av_opt_set)
+
+cdef AVRational TS90K = AVRational(1, 90000)
+cdef int64_t CUT_TOLERANCE = 4500   # 50 ms: a keyframe this close to the grid point cuts there
+cdef int MAX_PENDING_AUDIO = 500    # audio waiting for video to interleave with (~10 s)
+
+
+cdef inline int64_t grid_after(int64_t t, int64_t origin, int64_t step) noexcept nogil:
+    """First grid point (origin + k*step, 90 kHz clock) after t plus tolerance."""
+    if t < origin:
+        t = origin
+    return origin + ((t - origin + CUT_TOLERANCE) // step + 1) * step
+
+
+def _printf_pattern(str directory, str name):
+    # A literal % in the folder must survive snprintf; %lld takes the sequence number.
+    return os.path.join(directory, name).replace("%", "%%").replace("%%lld", "%lld").encode()
+
+
+cdef class Segmenter:
+
+    def __cinit__(self):
+        self.vindex = -1
+        self.aindex = -1
+        self.grid_origin = AV_NOPTS_VALUE
+        self.last_vdts = AV_NOPTS_VALUE
+        self.last_vpts = AV_NOPTS_VALUE
+        self.last_adts = AV_NOPTS_VALUE
+
+    def __init__(self, int index, str directory, int segment_seconds, int64_t first_seq, on_segment):
+        self.index = index
+        self.segment_ticks = <int64_t>segment_seconds * 90000
+        self.seq = first_seq
+        self.tmp_pattern = _printf_pattern(directory, ".stream-%lld.ts.tmp")
+        self.seg_pattern = _printf_pattern(directory, "stream-%lld.ts")
+        self.tmp_c = self.tmp_pattern
+        self.seg_c = self.seg_pattern
+        self.on_segment = on_segment
+
+    def __dealloc__(self):
+        list_clear(&self.pending)
+        if self.mux != NULL:
+            if self.mux.pb != NULL:
+                avio_closep(&self.mux.pb)
+            avformat_free_context(self.mux)
+        avcodec_parameters_free(&self.video_par)
+        avcodec_parameters_free(&self.audio_par)
+
+    cdef bint is_open(self) noexcept nogil:
+        return self.mux != NULL
+
+    cdef int open(self) noexcept nogil:
+        """Create the muxer with the streams the rendition has, and the first segment file."""
+        cdef int ret
+        cdef AVStream *st
+        ret = avformat_alloc_output_context2(&self.mux, NULL, b"mpegts", NULL)
+        if ret < 0:
+            return ret
+        if self.has_video:
+            st = avformat_new_stream(self.mux, NULL)
+            if st == NULL:
+                return AVERROR(ENOMEM)
+            ret = avcodec_parameters_copy(st.codecpar, self.video_par)
+            if ret < 0:
+                return ret
+            st.time_base = TS90K
+            self.vindex = st.index
+        if self.has_audio and self.audio_par != NULL:
+            st = avformat_new_stream(self.mux, NULL)
+            if st == NULL:
+                return AVERROR(ENOMEM)
+            ret = avcodec_parameters_copy(st.codecpar, self.audio_par)
+            if ret < 0:
+                return ret
+            st.time_base = TS90K
+            self.aindex = st.index
+        ret = self._open_file()
+        if ret < 0:
+            return ret
+        ret = avformat_write_header(self.mux, NULL)
+        if ret < 0 and self.aindex >= 0 and self.has_video:
+            # The muxer refused the audio config (a corrupt AAC sequence header can pass for a
+            # valid one): carry on with video alone rather than lose the rendition.
+            avio_closep(&self.mux.pb)
+            avformat_free_context(self.mux)
+            self.mux = NULL
+            self.vindex = self.aindex = -1
+            self.has_audio = False
+            self.audio_disabled = True
+            return self.open()
+        # mpegts keeps 1/90000, which every packet here is already in.
+        return ret if ret < 0 else 0
+
+    cdef int _open_file(self) noexcept nogil:
+        cdef char path[4096]
+        cdef int ret
+        snprintf(path, sizeof(path), self.tmp_c, <long long>self.seq)
+        ret = avio_open(&self.mux.pb, path, AVIO_FLAG_WRITE)
+        if ret < 0:
+            return ret
+        self.segment_has_data = False
+        self.segment_has_video = False
+        return 0
+
+    cdef int _close_segment(self, int64_t end, bint final) noexcept nogil:
+        """Close the open segment file (end = its end time), rename it, announce it."""
+        cdef char tmp[4096]
+        cdef char path[4096]
+        cdef int ret
+        ret = av_write_frame(self.mux, NULL)   # flush PES data the muxer still holds
+        if ret < 0:
+            return ret
+        if final:
+            ret = av_write_trailer(self.mux)
+            if ret < 0:
+                return ret
+        avio_flush(self.mux.pb)
+        ret = avio_closep(&self.mux.pb)
+        if ret < 0:
+            return ret
+        snprintf(tmp, sizeof(tmp), self.tmp_c, <long long>self.seq)
+        snprintf(path, sizeof(path), self.seg_c, <long long>self.seq)
+        if rename(tmp, path) != 0:
+            return AVERROR(EINVAL)
+        self.segments += 1
+        ret = self._notify(self.seq, (end - self.seg_start) / 90000.0, path, final)
+        if ret < 0:
+            return ret
+        self.seq += 1
+        return 0
+
+    cdef int _notify(self, int64_t seq, double duration, const char *path, bint final) noexcept nogil:
+        # on_segment is a weak reference to the pipeline's method: a pipeline dropped without
+        # finish() is freed at once, and its __dealloc__ stops this thread.
+        with gil:
+            try:
+                handler = self.on_segment()
+                if handler is not None:
+                    handler(self.index, seq, duration, path.decode() if path != NULL else None, final)
+            except Exception as exc:  # a full disk must stop this rendition, not the process
+                self.failure = exc
+                return AVERROR(EINVAL)
+        return 0
+
+    cdef int _cut(self, int64_t at) noexcept nogil:
+        cdef int ret = self._close_segment(at, False)
+        if ret < 0:
+            return ret
+        ret = self._open_file()
+        if ret < 0:
+            return ret
+        # Each segment starts with PAT/PMT so it decodes on its own.
+        av_opt_set(self.mux.priv_data, b"mpegts_flags", b"+resend_headers", 0)
+        self.seg_start = at
+        self.next_cut = grid_after(at, self.grid_origin, self.segment_ticks)
+        return 0
+
+    cdef int _rejected(self, int err) noexcept nogil:
+        # The muxer refuses a malformed packet (corrupt input passed through): drop it. Only
+        # output errors (disk full, folder gone) stop the rendition.
+        if err == AVERROR_INVALIDDATA or err == AVERROR(EINVAL):
+            self.mux_rejected += 1
+            return 0
+        return err
+
+    cdef int write_video(self, AVPacket *pkt) noexcept nogil:
+        """Mux one video packet (timestamps in 1/90000), cutting a segment before a keyframe
+        that reaches the next grid point. Returns 1 when written, 0 when the muxer refused it."""
+        cdef int ret
+        cdef int64_t shift
+        cdef bint key = (pkt.flags & AV_PKT_FLAG_KEY) != 0
+        if self.last_vdts != AV_NOPTS_VALUE and pkt.dts <= self.last_vdts:
+            shift = self.last_vdts + 1 - pkt.dts   # keep dts increasing over input glitches
+            pkt.dts += shift
+            pkt.pts += shift
+        if pkt.pts < pkt.dts:
+            pkt.pts = pkt.dts
+        if self.last_vpts != AV_NOPTS_VALUE and pkt.pts > self.last_vpts:
+            self.vdur = pkt.pts - self.last_vpts if self.vdur == 0 else min(self.vdur, pkt.pts - self.last_vpts)
+        if not self.segment_has_data:
+            if self.segments == 0:
+                self.grid_origin = pkt.pts
+                # Audio a few ms ahead of the first frame rides along; EXTINF counts from video.
+                self.seg_start = pkt.pts
+                self.next_cut = grid_after(self.seg_start, self.grid_origin, self.segment_ticks)
+        elif key and self.segment_has_video and pkt.pts >= self.next_cut - CUT_TOLERANCE:
+            ret = self._flush_pending(pkt.pts - 1)
+            if ret < 0:
+                return ret
+            ret = self._cut(pkt.pts)
+            if ret < 0:
+                return ret
+        ret = self._flush_pending(pkt.dts)
+        if ret < 0:
+            return ret
+        pkt.stream_index = self.vindex
+        pkt.time_base = TS90K
+        self.last_vdts = pkt.dts
+        if self.last_vpts == AV_NOPTS_VALUE or pkt.pts > self.last_vpts:
+            self.last_vpts = pkt.pts
+        self.last_end = max(self.last_end, pkt.pts + (self.vdur if self.vdur > 0 else pkt.duration))
+        ret = av_write_frame(self.mux, pkt)
+        if ret < 0:
+            return self._rejected(ret)
+        self.segment_has_data = True
+        self.segment_has_video = True
+        self.video_packets += 1
+        return 1
+
+    cdef int take_audio(self, Item *it) noexcept nogil:
+        """Take one audio item. Returns 1 when it kept the item (queued for interleaving),
+        0 when the caller still owns it, < 0 on error."""
+        cdef AVPacket *pkt = it.pkt
+        if not self.has_audio or self.audio_par == NULL:
+            return 0
+        av_packet_rescale_ts(pkt, pkt.time_base, TS90K)
+        pkt.time_base = TS90K
+        if not self.has_video:
+            return self._write_audio(pkt)
+        list_append(&self.pending, it)
+        if self.pending.count > MAX_PENDING_AUDIO:
+            # Video stalled or absent: let audio through rather than hold it forever.
+            if self.mux != NULL:
+                return 1 if self._flush_pending(self.pending.head.pkt.pts) >= 0 else -1
+            item_free(list_pop(&self.pending))
+            self.audio_dropped += 1
+        return 1
+
+    cdef int _flush_pending(self, int64_t limit) noexcept nogil:
+        cdef Item *it
+        cdef int ret
+        while self.pending.head != NULL and self.pending.head.pkt.pts <= limit:
+            it = list_pop(&self.pending)
+            ret = self._write_audio(it.pkt)
+            item_free(it)
+            if ret < 0:
+                return ret
+        return 0
+
+    cdef int _write_audio(self, AVPacket *pkt) noexcept nogil:
+        cdef int ret
+        if self.aindex < 0 and self.mux != NULL:
+            self.audio_dropped += 1   # audio disabled after the muxer refused its config
+            return 0
+        if self.mux == NULL:
+            if self.has_video:
+                self.audio_dropped += 1   # before the first video packet: nowhere to go yet
+                return 0
+            ret = self.open()
+            if ret < 0:
+                return ret
+        if self.last_adts != AV_NOPTS_VALUE and pkt.dts <= self.last_adts:
+            self.audio_dropped += 1   # overlapping audio after an input glitch
+            return 0
+        if not self.has_video:
+            if not self.segment_has_data:
+                if self.segments == 0:
+                    self.seg_start = max(0, pkt.pts)
+                    self.grid_origin = self.seg_start
+                    self.next_cut = grid_after(self.seg_start, self.grid_origin, self.segment_ticks)
+            elif pkt.pts >= self.next_cut - CUT_TOLERANCE:
+                ret = self._cut(pkt.pts)
+                if ret < 0:
+                    return ret
+        self.last_adts = pkt.dts
+        if not self.has_video:
+            self.last_end = max(self.last_end, pkt.pts + pkt.duration)
+        pkt.stream_index = self.aindex
+        ret = av_write_frame(self.mux, pkt)
+        if ret < 0:
+            return self._rejected(ret)
+        self.segment_has_data = True
+        self.audio_packets += 1
+        return 0
+
+    cdef int finish(self) noexcept nogil:
+        """Write the audio still waiting, close the last segment and end the playlist."""
+        cdef int ret
+        if self.mux != NULL:
+            ret = self._flush_pending(INT64_MAX)
+            if ret < 0:
+                return ret
+        if self.mux != NULL and self.mux.pb != NULL and self.segment_has_data:
+            return self._close_segment(self.last_end, True)
+        return self._notify(-1, 0.0, NULL, True)
