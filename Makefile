@@ -74,10 +74,10 @@ vendor:
 deb: deb-deps deb-test-deps
 	rm -rf build/deb && mkdir -p build/deb/src dist
 	tar -c --exclude-vcs --exclude=./.venv --exclude=./build --exclude=./dist --exclude=./data \
-	  --exclude='__pycache__' --exclude='*.so' --exclude='native/*.c' --exclude=./.hypothesis \
+	  --exclude='__pycache__' --exclude='*.so' --exclude='owncastd/native/*.c' --exclude=./.hypothesis \
 	  --exclude=./.pytest_cache --exclude=./.benchmarks . | tar -x -C build/deb/src
 	cd build/deb/src && dpkg-buildpackage -b -us -uc
 	rm -f dist/owncastd_* && mv build/deb/owncastd_* dist/ && rm -rf build/deb
 
 clean:
-	rm -rf build *.egg-info native/*.c $(VENV)
+	rm -rf build *.egg-info owncastd/native/*.c owncastd/native/*.so $(VENV)
