@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 CONFIG ?= etc/owncast.toml
 
 # Debian 12 packages: to build the extension and run the server ...
-DEB_BUILD := python3 python3-venv python3-dev gcc pkg-config ffmpeg \
+DEB_BUILD := python3 python3-venv python3-dev gcc pkg-config ffmpeg libpq5 \
 	libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libswresample-dev
 # ... and what the tests and benchmarks drive (real clients, a real browser, reference servers).
 DEB_TEST := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
 	nginx libnginx-mod-rtmp sqlite3 procps chromium wrk strace \
-	debhelper dpkg-dev fakeroot lintian devscripts
+	debhelper dpkg-dev fakeroot lintian devscripts \
+	postgresql redis-server
 
 SOURCES := setup.py pyproject.toml $(shell find owncastd native -type f \
 	-not -name '*.c' -not -name '*.so' -not -path '*/__pycache__/*' 2>/dev/null)

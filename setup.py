@@ -75,6 +75,10 @@ setup(
         "maxminddb>=2.4",
         "linkify-it-py>=2",
         "prometheus-client>=0.17",
+        # PostgreSQL store (store_url = postgresql://...; imported only then). The pure-Python
+        # psycopg uses the system's libpq (Debian: libpq5).
+        "psycopg>=3.1",
+        "psycopg-pool>=3.2",
     ],
     entry_points={
         "console_scripts": [

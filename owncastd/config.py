@@ -17,7 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .store import Store
+from .store import Store, check_store_url
 
 ENV_PREFIX = "OWNCAST_"
 
@@ -118,6 +118,10 @@ _SETTING_LIST = [
             "on average (0.0.7: 0.6/s).", check=_positive),
     Setting("chat.rate_limit_burst", int, 5, "Chat messages a client may send at once.",
             check=_positive),
+    # Multi-node (issue 18): docs/SCALING.md.
+    Setting("store_url", str, "", "Datastore: empty for the SQLite file in the data dir, "
+            "sqlite:///path or postgresql://user:password@host/db (shared by the nodes of one "
+            "instance). Read at start only.", secret=True, check=check_store_url),
 ]
 
 SETTINGS: dict[str, Setting] = {s.key: s for s in _SETTING_LIST}
@@ -268,6 +272,11 @@ _MISSING = object()
 def _copy(value: Any) -> Any:
     # Defaults are shared module constants: hand out copies so callers cannot mutate them.
     return json.loads(json.dumps(value)) if isinstance(value, (list, dict)) else value
+
+
+def resolve_store_url(file_values: dict, overrides: dict) -> str:
+    """Like the data dir, the store's location comes only from flags, env or the file."""
+    return overrides.get("store_url") or file_values.get("store_url") or ""
 
 
 def resolve_data_dir(file_values: dict, overrides: dict, base: str | None = None) -> str:

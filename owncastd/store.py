@@ -3,11 +3,17 @@
 Every process opens its own connection (`Store(path)`); WAL lets the API workers read while one
 process writes. Values are stored as JSON text so a setting keeps its type (int, bool, list, dict).
 No other module writes SQL: add a method here instead.
+
+The same code runs on PostgreSQL when the `store_url` setting is a `postgresql://` URL (nodes
+of one instance share it: docs/SCALING.md). Write SQL that both accept (SQLite's `?`
+placeholders, `ON CONFLICT ... DO UPDATE`, `RETURNING`, table-qualified columns in upserts, no
+`INSERT OR ...`, no two-argument `MAX`); the few translations live in `store_pg.py`.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -15,6 +21,24 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 DB_FILE = "owncast.db"
+
+
+def store_target(data_dir: str, store_url: str = "") -> str:
+    """What `Store()` opens for a `store_url` setting: a `postgresql://` URL as is, a
+    `sqlite:///path` as the path, and empty as the SQLite file in the data dir."""
+    if not store_url:
+        return os.path.join(data_dir, DB_FILE)
+    if store_url.startswith("sqlite:///"):
+        return store_url[len("sqlite://"):]
+    return store_url
+
+
+def check_store_url(url: str) -> str | None:
+    """Why a `store_url` setting is unusable, or None."""
+    if url == "" or url.startswith(("postgresql://", "postgres://")) or \
+            (url.startswith("sqlite:///") and len(url) > len("sqlite:///")):
+        return None
+    return "must be empty (SQLite in the data dir), sqlite:///absolute/path or postgresql://..."
 
 # Each entry upgrades the schema by one version (PRAGMA user_version). Never edit a released
 # entry: append a new one. The list index + 1 is the version the entry leads to.
@@ -101,17 +125,54 @@ MIGRATIONS: list[str] = [
 
 LOG_LEVELS_WARNING_UP = ("warning", "error", "critical")
 
+# Every table the migrations create, in creation order (what `copy_store` copies).
+TABLES: list[str] = [t for script in MIGRATIONS
+                     for t in re.findall(r"CREATE TABLE (\w+)", script)]
+
 
 def utcnow() -> str:
     """RFC 3339 timestamp with microseconds and zone, as Owncast's JSON uses."""
     return datetime.now(timezone.utc).isoformat()
 
 
+class _SQLiteSchema:
+    """SQLite's schema version and migration lock (PostgreSQL's: store_pg.PostgresBackend)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def lock_schema(self) -> None:
+        pass   # BEGIN IMMEDIATE holds the database's write lock already
+
+    def set_schema_version(self, number: int) -> None:
+        self._db.execute(f"PRAGMA user_version = {int(number)}")
+
+    def ddl(self, statement: str) -> str:
+        return statement
+
+    def after_copy(self, table: str) -> None:
+        pass   # AUTOINCREMENT continues after the largest id by itself
+
+
 class Store:
-    """One process's connection to the datastore."""
+    """One process's connection to the datastore: `path` is an SQLite file or a
+    `postgresql://` URL (see `store_target`)."""
 
     def __init__(self, path: str, *, timeout: float = 5.0):
         self.path = path
+        from .store_pg import is_postgres_url
+        if is_postgres_url(path):
+            from .store_pg import PostgresBackend
+            # The backend is the connection (`_db`), the per-thread checkout (`_lock`) and
+            # the schema dialect at once.
+            self._db = self._lock = self._schema = PostgresBackend(path)
+            self.migrate()
+            return
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # Autocommit mode: every statement is its own transaction unless `transaction()` is used.
         self._db = sqlite3.connect(path, timeout=timeout, isolation_level=None,
@@ -119,6 +180,7 @@ class Store:
         self._db.row_factory = sqlite3.Row
         # Connections may be shared by threads of one process (supervisor log collector).
         self._lock = threading.RLock()
+        self._schema = _SQLiteSchema(self._db)
         self._use_wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -138,10 +200,17 @@ class Store:
                 time.sleep(0.05)
 
     @classmethod
-    def in_data_dir(cls, data_dir: str) -> "Store":
-        return cls(os.path.join(data_dir, DB_FILE))
+    def in_data_dir(cls, data_dir: str, store_url: str = "") -> "Store":
+        return cls(store_target(data_dir, store_url))
+
+    @property
+    def dialect(self) -> str:
+        return self._schema.dialect
 
     def close(self) -> None:
+        if self.dialect != "sqlite":
+            self._db.close()
+            return
         with self._lock:
             self._db.close()
 
@@ -155,7 +224,8 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        return self._db.execute("PRAGMA user_version").fetchone()[0]
+        with self._lock:
+            return self._schema.schema_version()
 
     def migrate(self) -> None:
         """Bring the schema up to date; safe when several processes start at once."""
@@ -164,11 +234,12 @@ class Store:
                 return
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._schema.lock_schema()
                 version = self.schema_version  # re-read under the write lock
                 for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                     for statement in _split_sql(script):
-                        self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version = {number}")
+                        self._db.execute(self._schema.ddl(statement))
+                    self._schema.set_schema_version(number)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -246,8 +317,8 @@ class Store:
         with self._lock:
             self._db.execute(
                 "INSERT INTO state(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-                "value = CASE WHEN CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER) "
-                "THEN excluded.value ELSE value END",
+                "value = CASE WHEN CAST(state.value AS INTEGER) < CAST(excluded.value AS INTEGER) "
+                "THEN excluded.value ELSE state.value END",
                 (key, json.dumps(int(value))))
             row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return json.loads(row["value"])
@@ -298,9 +369,10 @@ class Store:
                 self._db.executemany(
                     "INSERT INTO viewers(id, ip_address, user_agent, first_seen, last_seen) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-                    "first_seen = CASE WHEN last_seen < excluded.last_seen - ? "
-                    "THEN excluded.first_seen ELSE first_seen END, "
-                    "last_seen = MAX(last_seen, excluded.last_seen)",
+                    "first_seen = CASE WHEN viewers.last_seen < excluded.last_seen - ? "
+                    "THEN excluded.first_seen ELSE viewers.first_seen END, "
+                    "last_seen = CASE WHEN excluded.last_seen > viewers.last_seen "
+                    "THEN excluded.last_seen ELSE viewers.last_seen END",
                     [(vid, ip, ua, now, t, window) for vid, ip, ua, t in seen])
                 self._db.execute("COMMIT")
             except BaseException:
@@ -414,8 +486,12 @@ class Store:
     def add_chat_client(self, c: dict) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO chat_clients(client_id, pid, ip_address, user_agent, "
-                "username, message_count, connected_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chat_clients(client_id, pid, ip_address, user_agent, "
+                "username, message_count, connected_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(client_id) DO UPDATE SET pid = excluded.pid, "
+                "ip_address = excluded.ip_address, user_agent = excluded.user_agent, "
+                "username = excluded.username, message_count = excluded.message_count, "
+                "connected_at = excluded.connected_at",
                 (c["clientID"], c["pid"], c["ipAddress"], c["userAgent"], c.get("username"),
                  c.get("messageCount", 0), c["connectedAt"]))
 
@@ -483,9 +559,10 @@ class Store:
     def add_webhook(self, url: str, events: list[str]) -> dict:
         now = utcnow()
         with self._lock:
-            cur = self._db.execute("INSERT INTO webhooks(url, events, timestamp) "
-                                   "VALUES (?, ?, ?)", (url, ",".join(events), now))
-        return {"id": cur.lastrowid, "url": url, "events": list(events), "timestamp": now,
+            webhook_id = self._db.execute(
+                "INSERT INTO webhooks(url, events, timestamp) VALUES (?, ?, ?) RETURNING id",
+                (url, ",".join(events), now)).fetchall()[0][0]
+        return {"id": webhook_id, "url": url, "events": list(events), "timestamp": now,
                 "lastUsed": None}
 
     def webhooks(self, event: str | None = None) -> list[dict]:
@@ -506,6 +583,41 @@ class Store:
         with self._lock:
             self._db.execute("UPDATE webhooks SET last_used = ? WHERE id = ?",
                              (utcnow(), webhook_id))
+
+
+def copy_store(source: Store, target: Store, batch: int = 1000) -> dict[str, int]:
+    """Copy every table of `source` into `target` (`owncastd migrate-store`), in one
+    transaction on the target, rows in insertion order (which chat history relies on).
+    Both stores must be at the same schema version and the target empty. Returns the rows
+    copied per table."""
+    if source.schema_version != target.schema_version:
+        raise ValueError(f"schema versions differ: {source.schema_version} (source) and "
+                         f"{target.schema_version} (target): start each once with this version")
+    with target._lock:
+        for table in TABLES:
+            if target._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
+                raise ValueError(f"the target is not empty (table {table} has rows)")
+        copied: dict[str, int] = {}
+        target._db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in TABLES:
+                with source._lock:
+                    rows = source._db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+                copied[table] = len(rows)
+                if not rows:
+                    continue
+                columns = [c for c in rows[0].keys() if c != "rowid"]
+                sql = (f"INSERT INTO {table}({', '.join(columns)}) "
+                       f"VALUES ({', '.join('?' * len(columns))})")
+                for start in range(0, len(rows), batch):
+                    target._db.executemany(sql, [tuple(r[c] for c in columns)
+                                                 for r in rows[start:start + batch]])
+                target._schema.after_copy(table)
+            target._db.execute("COMMIT")
+        except BaseException:
+            target._rollback()
+            raise
+    return copied
 
 
 def _split_list(text: str) -> list[str]:

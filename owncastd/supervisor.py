@@ -158,7 +158,7 @@ class Supervisor:
 
     def _collect_logs(self) -> None:
         """Write every process's log records from the bus into the store, in batches."""
-        store = Store.in_data_dir(self.data_dir)
+        store = Store(self.config.store.path)   # its own connection: this is another thread
         sub = self._log_sink
         batch: list[dict] = []
         last_flush = time.monotonic()
