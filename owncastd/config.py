@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from .roles import check_role
 from .store import Store, check_store_url
 
 ENV_PREFIX = "OWNCAST_"
@@ -122,6 +123,12 @@ _SETTING_LIST = [
     Setting("store_url", str, "", "Datastore: empty for the SQLite file in the data dir, "
             "sqlite:///path or postgresql://user:password@host/db (shared by the nodes of one "
             "instance). Read at start only.", secret=True, check=check_store_url),
+    Setting("role", str, "all", "Which children this node runs: all (one machine), origin "
+            "(ingest, transcoder and the once-per-instance services) or web (an edge: the web "
+            "pool only).", check=check_role),
+    Setting("origin_url", str, "", "A web node's origin (http://origin:8080): /hls/ is proxied "
+            "there. Empty: served from this node's data dir.",
+            check=lambda v: None if v == "" else _http_url(v)),
 ]
 
 SETTINGS: dict[str, Setting] = {s.key: s for s in _SETTING_LIST}

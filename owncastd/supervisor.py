@@ -24,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from . import bus, metrics
+from . import bus, metrics, roles
 from .config import Config, ConfigError, load_file
 from .runtime import PidLock, Runtime
 from .store import Store, utcnow
@@ -111,13 +111,15 @@ class Supervisor:
         if web_port == rtmp_port:
             raise StartupError(f"web port and RTMP port are both {web_port}; they must differ")
         self.sockets["web"] = listen(bind, web_port, "the web server")
-        self.sockets["rtmp"] = listen(bind, rtmp_port, "RTMP")
+        if roles.runs_ingest(self.role):   # a web node has no RTMP listener
+            self.sockets["rtmp"] = listen(bind, rtmp_port, "RTMP")
         self._start_bus()
         metrics.prepare(self.data_dir)   # before any child: they record into it
         store = self.config.store
         assert store is not None
-        # Nothing can be live before ingest starts; a crash may have left `online` set.
-        if store.get_state("online"):
+        # Nothing can be live before ingest starts; a crash may have left `online` set. (Only
+        # the node with ingest owns that state: a web node starting must not end a stream.)
+        if roles.runs_ingest(self.role) and store.get_state("online"):
             store.set_states({"online": False, "lastDisconnectTime": utcnow(), "broadcaster": None})
         self.runtime = Runtime(pid=os.getpid(), data_dir=self.data_dir,
                                config_path=self.config_path, overrides=self.config.overrides,
@@ -132,7 +134,17 @@ class Supervisor:
     def child_specs(self) -> list[ChildSpec]:
         data = ["--data-dir", self.data_dir]
         web_fd = self.sockets["web"].fileno()
-        rtmp_fd = self.sockets["rtmp"].fileno()
+        rtmp_fd = self.sockets["rtmp"].fileno() if "rtmp" in self.sockets else -1
+        wanted = roles.children(self.role, False)
+        return [spec for spec in self._all_child_specs(data, web_fd, rtmp_fd)
+                if spec.name in wanted]
+
+    @property
+    def role(self) -> str:
+        return self.config.get("role")
+
+    @staticmethod
+    def _all_child_specs(data: list[str], web_fd: int, rtmp_fd: int) -> list[ChildSpec]:
         return [
             ChildSpec("web", lambda: python_module("owncastd.web", *data, "--fd", str(web_fd)),
                       pass_fds=(web_fd,)),
@@ -271,7 +283,7 @@ class Supervisor:
             return True, []
         moved = []
         for name, what in (("web", "the web server"), ("rtmp", "RTMP")):
-            if wanted[name] == current[name]:
+            if wanted[name] == current[name] or name not in self.sockets:
                 continue
             try:
                 sock = listen(rt.bind, wanted[name], what)
