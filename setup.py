@@ -79,6 +79,7 @@ setup(
         # psycopg uses the system's libpq (Debian: libpq5).
         "psycopg>=3.1",
         "psycopg-pool>=3.2",
+        "redis>=5",   # the bridge between nodes (redis_url; imported only then)
     ],
     entry_points={
         "console_scripts": [

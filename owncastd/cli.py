@@ -79,13 +79,15 @@ def _fail(message: str, code: int = 1) -> None:
 @click.option("--role", type=click.Choice(["all", "origin", "web"]),
               help="Children to run: all, origin or web (docs/SCALING.md) [default: all].")
 @click.option("--origin-url", help="A web node's origin, for /hls/ (http://origin:8080).")
+@click.option("--redis-url", help="Redis shared by the nodes of one instance "
+              "(redis://host:6379/0) [default: none, this node's ZeroMQ bus only].")
 def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_level, store_url,
-          role, origin_url):
+          role, origin_url, redis_url):
     """Run the server in the foreground until SIGTERM or Ctrl-C."""
     flags = {"data_dir": data_dir, "web_port": web_port, "rtmp_port": rtmp_port,
              "stream_key": stream_key, "bind": bind,
              "log_level": log_level.lower() if log_level else None, "store_url": store_url,
-             "role": role, "origin_url": origin_url}
+             "role": role, "origin_url": origin_url, "redis_url": redis_url}
     try:
         file_values, overrides, data_dir = _load(config_path, flags)
     except configmod.ConfigError as exc:

@@ -129,6 +129,9 @@ _SETTING_LIST = [
     Setting("origin_url", str, "", "A web node's origin (http://origin:8080): /hls/ is proxied "
             "there. Empty: served from this node's data dir.",
             check=lambda v: None if v == "" else _http_url(v)),
+    Setting("redis_url", str, "", "Redis (or Valkey) shared by the nodes of one instance for "
+            "chat and events (redis://host:6379/0). Empty: this node's ZeroMQ bus only.",
+            secret=True, check=lambda v: _check_redis_url(v)),
 ]
 
 SETTINGS: dict[str, Setting] = {s.key: s for s in _SETTING_LIST}
@@ -279,6 +282,11 @@ _MISSING = object()
 def _copy(value: Any) -> Any:
     # Defaults are shared module constants: hand out copies so callers cannot mutate them.
     return json.loads(json.dumps(value)) if isinstance(value, (list, dict)) else value
+
+
+def _check_redis_url(v: str) -> str | None:
+    from .bridge import check_redis_url
+    return check_redis_url(v)
 
 
 def resolve_store_url(file_values: dict, overrides: dict) -> str:

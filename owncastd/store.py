@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -121,9 +122,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX chat_clients_pid ON chat_clients(pid);
     """,
+    # 5: the host of each chat connection: nodes sharing one store (PostgreSQL) check only their
+    # own rows' pids (issue 18).
+    """
+    ALTER TABLE chat_clients ADD COLUMN host TEXT NOT NULL DEFAULT ''
+    """,
 ]
 
 LOG_LEVELS_WARNING_UP = ("warning", "error", "critical")
+HOST = socket.gethostname()   # chat_clients.host: whose pids this node can check
 
 # Every table the migrations create, in creation order (what `copy_store` copies).
 TABLES: list[str] = [t for script in MIGRATIONS
@@ -487,13 +494,13 @@ class Store:
         with self._lock:
             self._db.execute(
                 "INSERT INTO chat_clients(client_id, pid, ip_address, user_agent, "
-                "username, message_count, connected_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(client_id) DO UPDATE SET pid = excluded.pid, "
+                "username, message_count, connected_at, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(client_id) DO UPDATE SET pid = excluded.pid, host = excluded.host, "
                 "ip_address = excluded.ip_address, user_agent = excluded.user_agent, "
                 "username = excluded.username, message_count = excluded.message_count, "
                 "connected_at = excluded.connected_at",
                 (c["clientID"], c["pid"], c["ipAddress"], c["userAgent"], c.get("username"),
-                 c.get("messageCount", 0), c["connectedAt"]))
+                 c.get("messageCount", 0), c["connectedAt"], HOST))
 
     def update_chat_client(self, client_id: str, username: str | None,
                            message_count: int) -> None:
@@ -506,25 +513,27 @@ class Store:
             self._db.execute("DELETE FROM chat_clients WHERE client_id = ?", (client_id,))
 
     def remove_chat_clients_of(self, pid: int) -> None:
-        """Forget the connections of a process that is gone (or of an earlier one with this
-        pid)."""
+        """Forget the connections of a process of this host that is gone (or of an earlier
+        one with this pid)."""
         with self._lock:
-            self._db.execute("DELETE FROM chat_clients WHERE pid = ?", (pid,))
+            self._db.execute("DELETE FROM chat_clients WHERE pid = ? AND host IN (?, '')",
+                             (pid, HOST))
 
     def chat_clients(self) -> list[dict]:
         """Chat websocket connections across all API workers, in the spec's Client shape.
-        Rows of a worker that died are dropped here (its pid no longer exists)."""
+        Rows of a worker of this host that died are dropped here (its pid no longer exists);
+        other hosts' rows are theirs to check."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT client_id, pid, ip_address, user_agent, username, message_count, "
-                "connected_at FROM chat_clients ORDER BY connected_at, client_id").fetchall()
-        dead = {r["pid"] for r in rows if not _pid_alive(r["pid"])}
+                "connected_at, host FROM chat_clients ORDER BY connected_at, client_id").fetchall()
+        dead = {r["pid"] for r in rows if r["host"] in (HOST, "") and not _pid_alive(r["pid"])}
         for pid in dead:
             self.remove_chat_clients_of(pid)
         return [{"clientID": r["client_id"], "ipAddress": r["ip_address"],
                  "userAgent": r["user_agent"], "username": r["username"],
                  "messageCount": r["message_count"], "connectedAt": r["connected_at"]}
-                for r in rows if r["pid"] not in dead]
+                for r in rows if not (r["pid"] in dead and r["host"] in (HOST, ""))]
 
     def add_access_token(self, token: str, name: str, scopes: list[str]) -> dict:
         now = utcnow()

@@ -135,7 +135,7 @@ class Supervisor:
         data = ["--data-dir", self.data_dir]
         web_fd = self.sockets["web"].fileno()
         rtmp_fd = self.sockets["rtmp"].fileno() if "rtmp" in self.sockets else -1
-        wanted = roles.children(self.role, False)
+        wanted = roles.children(self.role, bool(self.config.get("redis_url")))
         return [spec for spec in self._all_child_specs(data, web_fd, rtmp_fd)
                 if spec.name in wanted]
 
@@ -156,6 +156,7 @@ class Supervisor:
             ChildSpec("storage", lambda: python_module("owncastd.services.storage", *data)),
             ChildSpec("directory", lambda: python_module("owncastd.services.directory", *data)),
             ChildSpec("webhooks", lambda: python_module("owncastd.services.webhooks", *data)),
+            ChildSpec("bridge", lambda: python_module("owncastd.bridge", *data)),
         ]
 
     def _start_bus(self) -> None:

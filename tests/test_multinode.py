@@ -117,3 +117,145 @@ def test_bad_role_is_refused(short_tmp):
                           "--origin-url", "ftp://x"], capture_output=True, text=True,
                          timeout=30, env=dict(os.environ, OWNCAST_ROLE="web"))
     assert out.returncode == 2 and "origin_url" in out.stderr
+
+
+# -- chat and events across nodes through Redis ----------------------------------------------
+
+from chat_helpers import connect, recv_until, send  # noqa: E402
+from redis_server import RedisServer  # noqa: E402
+
+
+@pytest.fixture
+def redis_server():
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+def bridged(d: Daemon, times: int = 1) -> bool:
+    return d.output().count("bus events cross to the other nodes") + \
+        d.output().count("Redis is back") >= times
+
+
+def chatter(d: Daemon, name: str):
+    ws = connect(d)
+    send(ws, type="USER_JOINED", username=name)
+    recv_until(ws, lambda e: e.get("type") == "USER_JOINED" and e.get("username") == name)
+    return ws
+
+
+def chats(ws, count: int, timeout: float = 10.0) -> list[str]:
+    """The bodies of the next `count` CHAT events."""
+    got = []
+    while len(got) < count:
+        got.append(recv_until(ws, lambda e: e.get("type") == "CHAT", timeout)["body"])
+    return got
+
+
+def no_more_chats(ws, wait: float = 1.5) -> bool:
+    import websocket
+    try:
+        recv_until(ws, lambda e: e.get("type") == "CHAT", wait)
+    except (AssertionError, websocket.WebSocketTimeoutException):
+        return True
+    return False
+
+
+@pytest.fixture
+def three_nodes(nodes, redis_server):
+    url = pg.shared_server().new_database()
+    a = nodes("a", url, "--role", "origin", "--redis-url", redis_server.url)
+    b = nodes("b", url, "--role", "web", "--origin-url", a.url, "--redis-url", redis_server.url)
+    c = nodes("c", url, "--role", "web", "--origin-url", a.url, "--redis-url", redis_server.url)
+    for d in (a, b, c):
+        wait_until(lambda: bridged(d), 20, what="the node's bridge to reach Redis")
+    return a, b, c, url
+
+
+def test_chat_and_moderation_cross_nodes(three_nodes):
+    a, b, c, _ = three_nodes
+    wa, wb, wc = chatter(a, "anna"), chatter(b, "bert"), chatter(c, "cleo")
+    for i in range(4):   # the joining counts against the burst of 5 messages
+        send(wa, type="CHAT", body=f"from a {i}")
+    for ws in (wa, wb, wc):
+        assert [body for body in chats(ws, 4)] == [f"<p>from a {i}</p>" for i in range(4)]
+    for ws in (wa, wb, wc):
+        assert no_more_chats(ws, 1.0)   # each message once per socket, no echo
+    send(wc, type="CHAT", body="from c")
+    event = recv_until(wb, lambda e: e.get("type") == "CHAT")
+    assert event["body"] == "<p>from c</p>"
+
+    # Hidden on B (admin API) -> gone live on C, within a second.
+    r = requests.post(b.url + "/api/admin/chat/updatemessagevisibility",
+                      json={"idArray": [event["id"]], "visible": False},
+                      headers=basic_auth(b.key), timeout=5)
+    assert r.status_code == 200, r.text
+    update = recv_until(wc, lambda e: e.get("type") == "VISIBILITY-UPDATE", 1.0)
+    assert update["id"] == event["id"] and update["visible"] is False
+    assert event["id"] not in [m["id"] for m in a.get("/api/chat").json()]
+    for ws in (wa, wb, wc):
+        ws.close()
+
+
+def test_viewer_count_is_distinct_viewers_across_nodes(three_nodes):
+    from owncastd.store import Store
+    a, b, c, url = three_nodes
+    s = Store(url)
+    s.set_states({"online": True})
+    for d, agent in ((a, "viewer-1"), (b, "viewer-2"), (c, "viewer-1"), (b, "viewer-3")):
+        assert d.get("/api/ping", headers={"User-Agent": agent}).status_code == 200
+    for d in (a, b, c):   # every node says the same: three people, one of them on two nodes
+        wait_until(lambda: d.get("/api/status").json()["viewerCount"] == 3, 5,
+                   what="viewerCount 3 on every node")
+    s.close()
+
+
+def test_redis_restart_mid_chat_loses_nothing(three_nodes, redis_server):
+    from owncastd.store import Store
+    a, b, c, url = three_nodes
+    wa, wb = chatter(a, "anna"), chatter(b, "bert")
+    send(wa, type="CHAT", body="before")
+    assert chats(wa, 1) == chats(wb, 1) == ["<p>before</p>"]
+
+    redis_server.stop()
+    wait_until(lambda: "lost Redis" in a.output() and "lost Redis" in b.output(), 20,
+               what="the bridges to notice")
+    for i in range(3):
+        send(wa, type="CHAT", body=f"during {i}")
+    send(wb, type="CHAT", body="during b")
+    # Each node keeps serving its own chatters meanwhile.
+    assert chats(wa, 3) == [f"<p>during {i}</p>" for i in range(3)]
+    assert chats(wb, 1) == ["<p>during b</p>"]
+
+    redis_server.start()
+    wait_until(lambda: bridged(a, 2) and bridged(b, 2), 30, what="fan-out to resume")
+    # B's chatter gets A's messages from the outage (from the store), A's gets B's.
+    assert sorted(chats(wb, 3)) == [f"<p>during {i}</p>" for i in range(3)]
+    assert chats(wa, 1) == ["<p>during b</p>"]
+    assert no_more_chats(wa) and no_more_chats(wb)   # nothing twice
+    send(wa, type="CHAT", body="after")
+    assert chats(wb, 1) == ["<p>after</p>"]
+    s = Store(url)
+    stored = [m["body"] for m in s.chat_messages(limit=100) if m["type"] == "CHAT"]
+    assert sorted(stored) == sorted(["<p>before</p>", "<p>during b</p>", "<p>after</p>"] +
+                                    [f"<p>during {i}</p>" for i in range(3)])
+    s.close()
+
+
+def test_kill_9_of_an_edge_loses_no_stored_chat(three_nodes):
+    from owncastd.store import Store
+    a, b, c, url = three_nodes
+    senders = [chatter(b, f"bert{n}") for n in range(5)]   # 4 messages each: under the limit
+    wc = chatter(c, "cleo")
+    for i in range(20):
+        send(senders[i // 4], type="CHAT", body=f"m{i}")
+    assert len(chats(wc, 20)) == 20
+    b.kill_everything()   # SIGKILL the edge's supervisor and children
+    b.proc.wait(10)
+    s = Store(url)
+    # Five sockets on two workers: stored in arrival order, which need not be send order.
+    assert sorted(m["body"] for m in s.chat_messages(limit=100) if m["type"] == "CHAT") == \
+        sorted(f"<p>m{i}</p>" for i in range(20))
+    send(wc, type="CHAT", body="still here")   # the other nodes go on
+    assert chats(wc, 1) == ["<p>still here</p>"]
+    s.close()
