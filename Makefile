@@ -56,8 +56,16 @@ $(VENV)/.test-installed: $(VENV)/bin/python requirements-test.txt
 run: install
 	$(BIN)/owncastd start --config $(CONFIG)
 
+# The API tests once more with every daemon on PostgreSQL (a throwaway server that
+# tests/pg.py starts): the store's SQL must mean the same on both (issue 18).
+PG_TESTS := $(addprefix tests/,test_api.py test_admin_config.py test_chat.py test_chat_ws.py \
+	test_integrations.py test_tokens.py test_viewers.py test_compat_007.py test_webhooks.py \
+	test_samples.py test_auth_table.py test_metrics.py test_xss.py test_secrets.py \
+	test_directory.py)
+
 test: install deb-test-deps $(VENV)/.test-installed
 	$(BIN)/pytest -q tests
+	OWNCASTD_TEST_STORE=postgresql $(BIN)/pytest -q -p no:cacheprovider $(PG_TESTS)
 
 bench: install deb-test-deps $(VENV)/.test-installed
 	$(BIN)/pytest -q bench --benchmark-columns=min,mean,max,rounds -p no:cacheprovider

@@ -259,3 +259,97 @@ def test_kill_9_of_an_edge_loses_no_stored_chat(three_nodes):
     send(wc, type="CHAT", body="still here")   # the other nodes go on
     assert chats(wc, 1) == ["<p>still here</p>"]
     s.close()
+
+
+# -- contrib/nginx/edge.conf in front of a web node and an origin ----------------------------
+
+EDGE_CONF = os.path.join(os.path.dirname(__file__), "..", "contrib", "nginx", "edge.conf")
+
+
+class EdgeNginx:
+    """nginx running contrib/nginx/edge.conf with only addresses and paths replaced."""
+
+    def __init__(self, root: str, web: Daemon, origin: Daemon):
+        import getpass
+        import subprocess
+
+        from conftest import free_port
+        self.dir = os.path.join(root, "nginx")
+        os.makedirs(os.path.join(self.dir, "cache"))
+        self.port = free_port()
+        with open(EDGE_CONF) as f:
+            site = f.read()
+        for old, new in (("127.0.0.1:8080", f"127.0.0.1:{web.web_port}"),
+                         ("origin.internal:8080", f"127.0.0.1:{origin.web_port}"),
+                         ("/var/cache/nginx/owncastd-edge", os.path.join(self.dir, "cache")),
+                         ("listen 80;", f"listen 127.0.0.1:{self.port};")):
+            assert old in site, old
+            site = site.replace(old, new)
+        with open(os.path.join(self.dir, "edge.conf"), "w") as f:
+            f.write(site)
+        user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""{user}
+worker_processes 1;
+daemon off;
+error_log {self.dir}/error.log;
+pid {self.dir}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    include {self.dir}/edge.conf;
+}}
+""")
+        self.proc = subprocess.Popen(["nginx", "-p", self.dir + "/", "-c", conf],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        wait_until(lambda: requests.get(self.url + "/api/status", timeout=1).ok, 10,
+                   what="nginx to answer")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def test_nginx_edge_caches_segments_and_micro_caches_playlists(nodes, short_tmp):
+    url = pg.shared_server().new_database()
+    origin = nodes("origin", url, "--role", "origin")
+    web = nodes("edge", url, "--role", "web", "--origin-url", origin.url)
+    edge = EdgeNginx(short_tmp, web, origin)
+    try:
+        hls = os.path.join(origin.data_dir, "hls", "0")
+        os.makedirs(hls, exist_ok=True)
+        with open(os.path.join(hls, "stream-7.ts"), "wb") as f:
+            f.write(b"G" * 188 * 100)
+        with open(os.path.join(hls, "stream.m3u8"), "w") as f:
+            f.write("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2.0,\nstream-7.ts\n")
+        first = requests.get(edge.url + "/hls/0/stream-7.ts", timeout=5)
+        second = requests.get(edge.url + "/hls/0/stream-7.ts", timeout=5)
+        assert first.content == second.content == b"G" * 18800
+        assert (first.headers["X-Cache-Status"], second.headers["X-Cache-Status"]) == \
+            ("MISS", "HIT")
+        p1 = requests.get(edge.url + "/hls/0/stream.m3u8", timeout=5)
+        with open(os.path.join(hls, "stream.m3u8"), "w") as f:
+            f.write("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:8\n")
+        p2 = requests.get(edge.url + "/hls/0/stream.m3u8", timeout=5)
+        assert p2.text == p1.text and p2.headers["X-Cache-Status"] == "HIT"
+        # Stale after a second: the next polls get the new list.
+        wait_until(lambda: "SEQUENCE:8" in requests.get(edge.url + "/hls/0/stream.m3u8",
+                                                         timeout=5).text, 5,
+                   what="the playlist cache to expire")
+        assert requests.get(edge.url + "/api/config", timeout=5).json()["name"]
+        # Chat through the edge's nginx reaches the web node's websocket.
+        import websocket
+        ws = websocket.create_connection(edge.url.replace("http://", "ws://") + "/entry",
+                                         timeout=10)
+        send(ws, type="USER_JOINED", username="via-nginx")
+        assert recv_until(ws, lambda e: e.get("type") == "USER_JOINED")["username"] == \
+            "via-nginx"
+        ws.close()
+    finally:
+        edge.stop()
