@@ -18,11 +18,12 @@ one pooled connection to the calling thread (greenlet, in the gevent web workers
 block, so a transaction's statements share a connection while other greenlets use others; a
 statement outside such a block borrows a connection for itself (autocommit).
 
-gevent: psycopg chooses its wait function when `psycopg` is first imported and, when gevent
-has patched `select`, uses the cooperative `wait_select` instead of its C wait, which would
-block the whole worker. This module imports psycopg only when a PostgreSQL store is opened,
-which in the web workers is after gunicorn's worker has monkey-patched, so a query waits on
-the gevent hub (tests/test_store_pg.py checks it).
+gevent: psycopg chooses its wait function when it is first imported, and its C wait (with
+psycopg[binary]) would block the whole worker. It picks a cooperative one if gevent has patched
+`select` by then, but the gunicorn master imports psycopg (reading the config) before its
+workers monkey-patch. So every new pool, which a worker makes after fork, re-checks
+(`_cooperative_waits`); without the C extension psycopg polls through the patched `select`
+module anyway. tests/test_store_pg.py checks that a query waits on the gevent hub.
 """
 from __future__ import annotations
 
@@ -94,6 +95,18 @@ def translate_ddl(statement: str) -> str:
                                        "rowid BIGSERIAL NOT NULL,", s, count=1)
 
 
+def _cooperative_waits() -> None:
+    """Under gevent's monkey-patching, make psycopg wait through the patched `select` (see the
+    module doc): its `wait` is looked up on the module at every call."""
+    import sys
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("select"):
+        return
+    import psycopg.waiting as waiting
+    if waiting.wait is getattr(waiting, "wait_c", None):
+        waiting.wait = waiting.wait_select
+
+
 class _Result:
     """What `execute` returns: the rows already fetched (the connection may be back in the
     pool by the time they are read)."""
@@ -127,6 +140,7 @@ class PostgresBackend:
     def _ensure_pool(self):
         if self._pid != os.getpid():
             from psycopg_pool import ConnectionPool
+            _cooperative_waits()
             self._pid = os.getpid()
             self._local = threading.local()
             self._pool = ConnectionPool(

@@ -156,10 +156,13 @@ def test_a_failed_transaction_leaves_nothing_and_the_connection_usable(store):
 
 def test_queries_wait_on_the_gevent_hub(pg_url):
     """In a monkey-patched process (an API worker) a slow query must let other greenlets run."""
+    # As in the web pool: the gunicorn master opens the store (importing psycopg) before the
+    # worker monkey-patches and opens its own.
     code = textwrap.dedent(f"""
+        from owncastd.store import Store
+        Store({pg_url!r})
         from gevent import monkey; monkey.patch_all()
         import gevent, time
-        from owncastd.store import Store
         s = Store({pg_url!r})
         import psycopg.waiting
         assert psycopg.waiting.wait is not getattr(psycopg.waiting, "wait_c", None)
