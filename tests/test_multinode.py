@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import pytest
 import requests
@@ -303,3 +304,25 @@ def test_nginx_edge_caches_segments_and_micro_caches_playlists(nodes, short_tmp)
         ws.close()
     finally:
         edge.stop()
+
+
+def test_webhooks_fire_once_per_instance_for_chat_on_any_node(three_nodes):
+    from test_webhooks import Receiver
+    a, b, c, _ = three_nodes
+    receiver = Receiver("ok")
+    try:
+        r = b.post("/api/admin/webhooks/create", auth=b.auth,
+                   json={"url": receiver.url, "events": ["CHAT"]})
+        assert r.status_code == 200, r.text
+        wait_until(lambda: "webhook dispatcher ready" in a.output(), 20, what="the dispatcher")
+        wb, wc = chatter(b, "bert"), chatter(c, "cleo")
+        send(wb, type="CHAT", body="hook from b")
+        send(wc, type="CHAT", body="hook from c")
+        wait_until(lambda: len(receiver.of_type("CHAT")) >= 2, 15, what="two CHAT webhooks")
+        time.sleep(1.5)   # a second delivery of either would arrive by now
+        bodies = sorted(p["eventData"]["body"] for p in receiver.of_type("CHAT"))
+        assert bodies == ["<p>hook from b</p>", "<p>hook from c</p>"]
+        wb.close()
+        wc.close()
+    finally:
+        receiver.close()
