@@ -26,8 +26,10 @@ TEST_KEY = "test-stream-key-0123456789"
 def test_store_url() -> str:
     """The store for a new daemon or in-process app: "" (SQLite in its data dir), or a new
     database on this run's PostgreSQL server when OWNCASTD_TEST_STORE=postgresql (tests/pg.py)."""
+    if os.environ.get("OWNCASTD_TEST_STORE", "sqlite") != "postgresql":
+        return ""
     import pg
-    return pg.shared_server().new_database() if pg.store_mode() == "postgresql" else ""
+    return pg.shared_server().new_database()
 
 
 test_store_url.__test__ = False  # a helper, not a test

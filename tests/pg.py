@@ -25,14 +25,6 @@ def pg_bin(name: str) -> str | None:
     return found[-1] if found else shutil.which(name)
 
 
-def available() -> bool:
-    try:
-        pwd.getpwnam(PG_USER)
-    except KeyError:
-        return False
-    return pg_bin("initdb") is not None and pg_bin("pg_ctl") is not None
-
-
 def _as_postgres(argv: list[str], **kw) -> subprocess.CompletedProcess:
     if os.geteuid() == 0:
         argv = ["runuser", "-u", PG_USER, "--", *argv]
@@ -111,8 +103,3 @@ def shared_server() -> PostgresServer:
         _shared = server
         atexit.register(server.stop)
     return _shared
-
-
-def store_mode() -> str:
-    """`postgresql` when the daemons of this test run should use PostgreSQL, else `sqlite`."""
-    return os.environ.get("OWNCASTD_TEST_STORE", "sqlite")
