@@ -16,7 +16,7 @@ EDGE_CONF = os.path.join(os.path.dirname(__file__), "..", "contrib", "nginx", "e
 class EdgeNginx:
     """nginx running contrib/nginx/edge.conf with only addresses and paths replaced."""
 
-    def __init__(self, root: str, web: Daemon, origin: Daemon):
+    def __init__(self, root: str, web, origin):   # conftest.Daemon: the web node, the origin
         self.dir = os.path.join(root, "nginx")
         os.makedirs(os.path.join(self.dir, "cache"))
         self.port = free_port()

@@ -10,7 +10,10 @@ import pytest
 import requests
 
 import pg
+from chat_helpers import connect, recv_until, send
 from conftest import Daemon, basic_auth, wait_until
+from edge_nginx import EdgeNginx
+from redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -122,8 +125,6 @@ def test_bad_role_is_refused(short_tmp):
 
 # -- chat and events across nodes through Redis ----------------------------------------------
 
-from chat_helpers import connect, recv_until, send  # noqa: E402
-from redis_server import RedisServer  # noqa: E402
 
 
 @pytest.fixture
@@ -264,7 +265,6 @@ def test_kill_9_of_an_edge_loses_no_stored_chat(three_nodes):
 
 # -- contrib/nginx/edge.conf in front of a web node and an origin ----------------------------
 
-from edge_nginx import EdgeNginx  # noqa: E402
 
 
 def test_nginx_edge_caches_segments_and_micro_caches_playlists(nodes, short_tmp):
