@@ -326,3 +326,24 @@ def test_webhooks_fire_once_per_instance_for_chat_on_any_node(three_nodes):
         wc.close()
     finally:
         receiver.close()
+
+
+def test_a_stream_seen_and_stopped_from_a_web_node(three_nodes):
+    """Live state is shared (the store), chatters on an edge hear the stream start (the event
+    crosses), and an admin on an edge ends the stream on the origin (control.disconnect)."""
+    from test_ingest import ffmpeg_publish, stop_proc
+    a, b, _, _ = three_nodes
+    wb = chatter(b, "bert")
+    pub = ffmpeg_publish(a, seconds=60, size="320x180", rate=15)
+    try:
+        wait_until(lambda: b.get("/api/status").json()["online"], 15, what="online on the edge")
+        recv_until(wb, lambda e: e.get("type") == "CHAT_ACTION" and "starting" in
+                   e.get("body", "").lower(), 10)
+        r = b.post("/api/admin/disconnect", auth=b.auth)
+        assert r.status_code == 200 and r.json()["success"] is True, r.text
+        assert a.get("/api/status").json()["online"] is False
+        pub.wait(timeout=10)   # ffmpeg saw the origin drop it
+        assert pub.returncode != 0
+    finally:
+        stop_proc(pub)
+        wb.close()
