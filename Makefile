@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 CONFIG ?= etc/owncast.toml
 
 # Debian 12 packages: to build the extension and run the server ...
-DEB_BUILD := python3 python3-venv python3-dev gcc pkg-config ffmpeg \
+DEB_BUILD := python3 python3-venv python3-dev gcc pkg-config ffmpeg libpq5 \
 	libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libswresample-dev
 # ... and what the tests and benchmarks drive (real clients, a real browser, reference servers).
 DEB_TEST := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
 	nginx libnginx-mod-rtmp sqlite3 procps chromium wrk strace \
-	debhelper dpkg-dev fakeroot lintian devscripts
+	debhelper dpkg-dev fakeroot lintian devscripts \
+	postgresql redis-server
 
 SOURCES := setup.py pyproject.toml $(shell find owncastd -type f \
 	-not -name '*.c' -not -name '*.so' -not -path '*/__pycache__/*' 2>/dev/null)
@@ -55,8 +56,16 @@ $(VENV)/.test-installed: $(VENV)/bin/python requirements-test.txt
 run: install
 	$(BIN)/owncastd start --config $(CONFIG)
 
+# The API tests once more with every daemon on PostgreSQL (a throwaway server that
+# tests/pg.py starts): the store's SQL must mean the same on both (issue 18).
+PG_TESTS := $(addprefix tests/,test_api.py test_admin_config.py test_chat.py test_chat_ws.py \
+	test_integrations.py test_tokens.py test_viewers.py test_compat_007.py test_webhooks.py \
+	test_samples.py test_auth_table.py test_metrics.py test_xss.py test_secrets.py \
+	test_directory.py test_moderation.py test_stream_keys.py)
+
 test: install deb-test-deps $(VENV)/.test-installed
 	$(BIN)/pytest -q tests
+	OWNCASTD_TEST_STORE=postgresql $(BIN)/pytest -q -p no:cacheprovider $(PG_TESTS)
 
 bench: install deb-test-deps $(VENV)/.test-installed
 	$(BIN)/pytest -q bench --benchmark-columns=min,mean,max,rounds -p no:cacheprovider

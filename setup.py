@@ -77,6 +77,11 @@ setup(
         "maxminddb>=2.4",
         "linkify-it-py>=2",
         "prometheus-client>=0.17",
+        # PostgreSQL store (store_url = postgresql://...; imported only then). The pure-Python
+        # psycopg uses the system's libpq (Debian: libpq5).
+        "psycopg>=3.1",
+        "psycopg-pool>=3.2",
+        "redis>=5",   # the bridge between nodes (redis_url; imported only then)
     ],
     entry_points={
         "console_scripts": [

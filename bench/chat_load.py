@@ -107,12 +107,15 @@ async def main(args) -> dict:
     loop = asyncio.get_running_loop()
     run = Run()
     clients: list[Client] = []
+    # --ports: clients (and so senders) spread round-robin over several nodes (bench_scale.py).
+    ports = [int(p) for p in args.ports.split(",")] if args.ports else [args.port]
     began = time.perf_counter()
     for start in range(0, args.clients, 50):
         batch = []
-        for _ in range(min(50, args.clients - start)):
+        for i in range(start, min(start + 50, args.clients)):
+            port = ports[i % len(ports)]
             _, proto = await loop.create_connection(
-                lambda: Client(run, f"{args.host}:{args.port}"), args.host, args.port)
+                lambda: Client(run, f"{args.host}:{port}"), args.host, port)
             batch.append(proto)
         await asyncio.gather(*(c.upgraded for c in batch))
         clients.extend(batch)
@@ -160,7 +163,8 @@ async def main(args) -> dict:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--ports", help="comma-separated ports of several nodes (instead of --port)")
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--senders", type=int, default=40)
     ap.add_argument("--rate", type=float, default=20.0)

@@ -78,11 +78,20 @@ def _fail(message: str, code: int = 1) -> None:
 @click.option("--bind", help="Address to listen on [default: 0.0.0.0].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"],
                                                case_sensitive=False))
-def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_level):
+@click.option("--store-url", help="Datastore: postgresql://user:password@host/db "
+              "[default: the SQLite file in the data dir].")
+@click.option("--role", type=click.Choice(["all", "origin", "web"]),
+              help="Children to run: all, origin or web (docs/SCALING.md) [default: all].")
+@click.option("--origin-url", help="A web node's origin, for /hls/ (http://origin:8080).")
+@click.option("--redis-url", help="Redis shared by the nodes of one instance "
+              "(redis://host:6379/0) [default: none, this node's ZeroMQ bus only].")
+def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_level, store_url,
+          role, origin_url, redis_url):
     """Run the server in the foreground until SIGTERM or Ctrl-C."""
     flags = {"data_dir": data_dir, "web_port": web_port, "rtmp_port": rtmp_port,
              "stream_key": stream_key, "bind": bind,
-             "log_level": log_level.lower() if log_level else None}
+             "log_level": log_level.lower() if log_level else None, "store_url": store_url,
+             "role": role, "origin_url": origin_url, "redis_url": redis_url}
     try:
         file_values, overrides, data_dir = _load(config_path, flags)
     except configmod.ConfigError as exc:
@@ -100,11 +109,14 @@ def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_leve
 
     from . import logs
     from .store import Store
+    from .store_pg import redact
     from .supervisor import StartupError, Supervisor
+    store_url = configmod.resolve_store_url(file_values, overrides)
     try:
-        store = Store.in_data_dir(data_dir)
+        store = Store.in_data_dir(data_dir, store_url)
     except Exception as exc:
-        _fail(f"cannot open the database in {data_dir}: {exc}")
+        where = redact(store_url) if store_url else f"in {data_dir}"
+        _fail(f"cannot open the database {where}: {exc}")
     config = configmod.Config(store, file_values, overrides)
     emoji.seed(DataDir(data_dir))
     generated = config.ensure_stream_key()
@@ -124,11 +136,16 @@ def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_leve
 
 
 def _target(config_path, data_dir) -> str:
+    return _target_and_store(config_path, data_dir)[0]
+
+
+def _target_and_store(config_path, data_dir) -> tuple[str, str]:
+    """(absolute data dir, store_url setting)."""
     try:
-        _, _, resolved = _load(config_path, {"data_dir": data_dir})
+        file_values, overrides, resolved = _load(config_path, {"data_dir": data_dir})
     except configmod.ConfigError as exc:
         _fail(str(exc), 2)
-    return resolved
+    return resolved, configmod.resolve_store_url(file_values, overrides)
 
 
 @main.command()
@@ -182,8 +199,9 @@ def reload(config_path, data_dir):
 def status(config_path, data_dir, as_json):
     """Say whether the server runs, its pid, ports and whether a stream is live."""
     from .runtime import Runtime, running_pid
-    from .store import Store
-    data_dir = _target(config_path, data_dir)
+    from .store import Store, store_target
+    from .store_pg import is_postgres_url
+    data_dir, store_url = _target_and_store(config_path, data_dir)
     pid = running_pid(data_dir)
     info: dict = {"running": pid is not None, "pid": pid, "dataDir": data_dir}
     if pid is not None:
@@ -191,8 +209,12 @@ def status(config_path, data_dir, as_json):
         if rt is not None:
             info.update(bind=rt.bind, webPort=rt.web_port, rtmpPort=rt.rtmp_port,
                         startedAt=rt.started_at)
-    if os.path.exists(DataDir(data_dir).db):
-        store = Store.in_data_dir(data_dir)
+    target = store_target(data_dir, store_url)
+    if is_postgres_url(target) or os.path.exists(target):
+        try:
+            store = Store(target)
+        except Exception as exc:
+            _fail(f"cannot open the database: {exc}")
         info["online"] = bool(store.get_state("online")) and pid is not None
         info["lastConnectTime"] = store.get_state("lastConnectTime")
         store.close()
@@ -207,6 +229,39 @@ def status(config_path, data_dir, as_json):
                    f"  rtmp:   rtmp://{info.get('bind')}:{info.get('rtmpPort')}/live\n"
                    f"  stream: {live}")
     sys.exit(0 if pid is not None else EXIT_NOT_RUNNING)
+
+
+@main.command("migrate-store")
+@click.option("--from", "source", required=True, metavar="URL",
+              help="Store to copy: sqlite:///path/to/owncast.db (or postgresql://...).")
+@click.option("--to", "target", required=True, metavar="URL",
+              help="Empty store to fill: postgresql://user:password@host/db (or sqlite:///...).")
+def migrate_store(source, target):
+    """Copy a whole store (config, state, chat, tokens, webhooks, viewers, samples, logs) into
+    an empty one, e.g. an SQLite install into PostgreSQL. Stop the server first."""
+    from .settings import store_url_problem
+    from .store import Store, copy_store, store_target
+    from .store_pg import redact
+    for option, url in (("--from", source), ("--to", target)):
+        problem = store_url_problem(url) if url else "must not be empty"
+        if problem:
+            _fail(f"{option}: {problem}", 2)
+    source_path = store_target("", source)
+    if not source.startswith("postgres") and not os.path.isfile(source_path):
+        _fail(f"--from: no SQLite file at {source_path}", 2)
+    try:
+        src, dst = Store(source_path), Store(store_target("", target))
+    except Exception as exc:
+        _fail(f"cannot open a store: {exc}")
+    try:
+        copied = copy_store(src, dst)
+    except ValueError as exc:
+        _fail(f"nothing copied: {exc}")
+    finally:
+        src.close()
+        dst.close()
+    click.echo(f"copied {sum(copied.values())} rows into {redact(target)}: " +
+               ", ".join(f"{t} {n}" for t, n in copied.items()))
 
 
 if __name__ == "__main__":

@@ -139,3 +139,8 @@ def resolve_data_dir(file_values: dict, overrides: dict, base: str | None = None
     """The data dir comes only from flags, env or the file (the store lives inside it)."""
     path = overrides.get("data_dir") or file_values.get("data_dir") or SETTINGS["data_dir"].default
     return os.path.abspath(os.path.join(base or os.getcwd(), path))
+
+
+def resolve_store_url(file_values: dict, overrides: dict) -> str:
+    """Like the data dir, the store's location comes only from flags, env or the file."""
+    return overrides.get("store_url") or file_values.get("store_url") or ""

@@ -18,8 +18,9 @@ LOG_BACKLOG = 2000          # log records kept while the store cannot take them 
 
 
 class LogCollector:
-    def __init__(self, data_dir: str):
+    def __init__(self, data_dir: str, store_target: str):
         self.data_dir = data_dir
+        self.store_target = store_target   # the SQLite file or a postgresql:// URL
         self.sink = bus.Subscriber.log_sink(data_dir)  # bound now, before any child logs
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="log-collector", daemon=True)
@@ -34,7 +35,7 @@ class LogCollector:
             self.thread.join(timeout=timeout)
 
     def _run(self) -> None:
-        store = Store.in_data_dir(self.data_dir)
+        store = Store(self.store_target)   # its own connection: this is another thread
         sub = self.sink
         batch: list[dict] = []
         last_flush = time.monotonic()

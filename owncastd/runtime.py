@@ -106,7 +106,7 @@ def child_config(data_dir: str) -> tuple[configmod.Config, Runtime]:
     if rt is None:
         raise SystemExit(f"no runtime file in {data_dir}: children are started by `owncastd start`")
     file_values = configmod.load_file(rt.config_path) if rt.config_path else {}
-    store = Store.in_data_dir(data_dir)
+    store = Store.in_data_dir(data_dir, configmod.resolve_store_url(file_values, rt.overrides))
     return configmod.Config(store, file_values, rt.overrides), rt
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from . import passwords, stream_keys  # pure rules of the admin password and the key list
+from . import passwords, roles, stream_keys  # pure rules: admin password, node roles, key list
 from .transcode import ladder  # pure video rules (no I/O, no native code at import)
 
 ENV_PREFIX = "OWNCAST_"
@@ -122,6 +122,19 @@ def http_url_problem(value: Any) -> str | None:
 
 def _optional_http_url(v: str) -> str | None:
     return None if v == "" else http_url_problem(v)
+
+
+def store_url_problem(url: str) -> str | None:
+    """Why a `store_url` setting is unusable, or None."""
+    if url == "" or url.startswith(("postgresql://", "postgres://")) or \
+            (url.startswith("sqlite:///") and len(url) > len("sqlite:///")):
+        return None
+    return "must be empty (SQLite in the data dir), sqlite:///absolute/path or postgresql://..."
+
+
+def redis_url_problem(url: str) -> str | None:
+    return None if url == "" or url.startswith(("redis://", "rediss://", "unix://")) else \
+        "must be empty (ZeroMQ only) or redis://host:port[/db], rediss://... or unix://..."
 
 
 def _stream_key(v: str) -> str | None:
@@ -325,6 +338,18 @@ _SETTING_LIST = [
             check=stream_keys.problem, setter="streamkeys", shown_at=("streamKeys",)),
     Setting("chat.disabled", bool, False, "Chat switched off: no connections, no messages.",
             setter="chat/disable", shown_at=("chatDisabled",)),
+    # Multi-node (issue 18): docs/SCALING.md.
+    Setting("store_url", str, "", "Datastore: empty for the SQLite file in the data dir, "
+            "sqlite:///path or postgresql://user:password@host/db (shared by the nodes of one "
+            "instance). Read at start only.", secret=True, check=store_url_problem),
+    Setting("role", str, "all", "Which children this node runs: all (one machine), origin "
+            "(ingest, transcoder and the once-per-instance services) or web (an edge: the web "
+            "pool only).", check=roles.check_role),
+    Setting("origin_url", str, "", "A web node's origin (http://origin:8080): /hls/ is proxied "
+            "there. Empty: served from this node's data dir.", check=_optional_http_url),
+    Setting("redis_url", str, "", "Redis (or Valkey) shared by the nodes of one instance for "
+            "chat and events (redis://host:6379/0). Empty: this node's ZeroMQ bus only.",
+            secret=True, check=redis_url_problem),
     # Edge limits, RTMP side (issue 19)
     Setting("limits.rtmp.handshake_timeout", int, 10, "Seconds an RTMP connection has to "
             "finish the handshake and send connect.", check=_positive),

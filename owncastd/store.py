@@ -3,11 +3,18 @@
 Every process opens its own connection (`Store(path)`); WAL lets the API workers read while one
 process writes. Values are stored as JSON text so a setting keeps its type (int, bool, list, dict).
 No other module writes SQL: add a method here instead.
+
+The same code runs on PostgreSQL when the `store_url` setting is a `postgresql://` URL (nodes
+of one instance share it: docs/SCALING.md). Write SQL that both accept (SQLite's `?`
+placeholders, `ON CONFLICT ... DO UPDATE`, `RETURNING`, table-qualified columns in upserts, no
+`INSERT OR ...`, no two-argument `MAX`); the few translations live in `store_pg.py`.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import sqlite3
 import threading
 import time
@@ -17,6 +24,18 @@ from typing import Any, Iterable
 from .datadir import DataDir
 
 DB_FILE = DataDir.DB
+
+
+def store_target(data_dir: str, store_url: str = "") -> str:
+    """What `Store()` opens for a `store_url` setting: a `postgresql://` URL as is, a
+    `sqlite:///path` as the path, and empty as the SQLite file in the data dir."""
+    if not store_url:
+        return DataDir(data_dir).db
+    if store_url.startswith("sqlite:///"):
+        return store_url[len("sqlite://"):]
+    return store_url
+
+
 
 # Each entry upgrades the schema by one version (PRAGMA user_version). Never edit a released
 # entry: append a new one. The list index + 1 is the version the entry leads to.
@@ -115,9 +134,19 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 6: the host of each chat connection: nodes sharing one store (PostgreSQL) check only their
+    # own rows' pids (issue 18).
+    """
+    ALTER TABLE chat_clients ADD COLUMN host TEXT NOT NULL DEFAULT ''
+    """,
 ]
 
 LOG_LEVELS_WARNING_UP = ("warning", "error", "critical")
+HOST = socket.gethostname()   # chat_clients.host: whose pids this node can check
+
+# Every table the migrations create, in creation order (what `copy_store` copies).
+TABLES: list[str] = [t for script in MIGRATIONS
+                     for t in re.findall(r"CREATE TABLE (\w+)", script)]
 
 
 def utcnow() -> str:
@@ -125,11 +154,44 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+class _SQLiteSchema:
+    """SQLite's schema version and migration lock (PostgreSQL's: store_pg.PostgresBackend)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def lock_schema(self) -> None:
+        pass   # BEGIN IMMEDIATE holds the database's write lock already
+
+    def set_schema_version(self, number: int) -> None:
+        self._db.execute(f"PRAGMA user_version = {int(number)}")
+
+    def ddl(self, statement: str) -> str:
+        return statement
+
+    def after_copy(self, table: str) -> None:
+        pass   # AUTOINCREMENT continues after the largest id by itself
+
+
 class Store:
-    """One process's connection to the datastore."""
+    """One process's connection to the datastore: `path` is an SQLite file or a
+    `postgresql://` URL (see `store_target`)."""
 
     def __init__(self, path: str, *, timeout: float = 5.0):
         self.path = path
+        from .store_pg import is_postgres_url
+        if is_postgres_url(path):
+            from .store_pg import PostgresBackend
+            # The backend is the connection (`_db`), the per-thread checkout (`_lock`) and
+            # the schema dialect at once.
+            self._db = self._lock = self._schema = PostgresBackend(path)
+            self.migrate()
+            return
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # Autocommit mode: every statement is its own transaction unless `transaction()` is used.
         self._db = sqlite3.connect(path, timeout=timeout, isolation_level=None,
@@ -137,6 +199,7 @@ class Store:
         self._db.row_factory = sqlite3.Row
         # Connections may be shared by threads of one process (supervisor log collector).
         self._lock = threading.RLock()
+        self._schema = _SQLiteSchema(self._db)
         self._use_wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -156,10 +219,17 @@ class Store:
                 time.sleep(0.05)
 
     @classmethod
-    def in_data_dir(cls, data_dir: str) -> "Store":
-        return cls(DataDir(data_dir).db)
+    def in_data_dir(cls, data_dir: str, store_url: str = "") -> "Store":
+        return cls(store_target(data_dir, store_url))
+
+    @property
+    def dialect(self) -> str:
+        return self._schema.dialect
 
     def close(self) -> None:
+        if self.dialect != "sqlite":
+            self._db.close()
+            return
         with self._lock:
             self._db.close()
 
@@ -173,7 +243,8 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        return self._db.execute("PRAGMA user_version").fetchone()[0]
+        with self._lock:
+            return self._schema.schema_version()
 
     def migrate(self) -> None:
         """Bring the schema up to date; safe when several processes start at once."""
@@ -182,11 +253,12 @@ class Store:
                 return
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._schema.lock_schema()
                 version = self.schema_version  # re-read under the write lock
                 for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                     for statement in _split_sql(script):
-                        self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version = {number}")
+                        self._db.execute(self._schema.ddl(statement))
+                    self._schema.set_schema_version(number)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -264,8 +336,8 @@ class Store:
         with self._lock:
             self._db.execute(
                 "INSERT INTO state(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-                "value = CASE WHEN CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER) "
-                "THEN excluded.value ELSE value END",
+                "value = CASE WHEN CAST(state.value AS INTEGER) < CAST(excluded.value AS INTEGER) "
+                "THEN excluded.value ELSE state.value END",
                 (key, json.dumps(int(value))))
             row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return json.loads(row["value"])
@@ -316,9 +388,10 @@ class Store:
                 self._db.executemany(
                     "INSERT INTO viewers(id, ip_address, user_agent, first_seen, last_seen) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-                    "first_seen = CASE WHEN last_seen < excluded.last_seen - ? "
-                    "THEN excluded.first_seen ELSE first_seen END, "
-                    "last_seen = MAX(last_seen, excluded.last_seen)",
+                    "first_seen = CASE WHEN viewers.last_seen < excluded.last_seen - ? "
+                    "THEN excluded.first_seen ELSE viewers.first_seen END, "
+                    "last_seen = CASE WHEN excluded.last_seen > viewers.last_seen "
+                    "THEN excluded.last_seen ELSE viewers.last_seen END",
                     [(vid, ip, ua, now, t, window) for vid, ip, ua, t in seen])
                 self._db.execute("COMMIT")
             except BaseException:
@@ -439,10 +512,14 @@ class Store:
     def add_chat_client(self, c: dict) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO chat_clients(client_id, pid, ip_address, user_agent, "
-                "username, message_count, connected_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chat_clients(client_id, pid, ip_address, user_agent, "
+                "username, message_count, connected_at, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(client_id) DO UPDATE SET pid = excluded.pid, host = excluded.host, "
+                "ip_address = excluded.ip_address, user_agent = excluded.user_agent, "
+                "username = excluded.username, message_count = excluded.message_count, "
+                "connected_at = excluded.connected_at",
                 (c["clientID"], c["pid"], c["ipAddress"], c["userAgent"], c.get("username"),
-                 c.get("messageCount", 0), c["connectedAt"]))
+                 c.get("messageCount", 0), c["connectedAt"], HOST))
 
     def update_chat_client(self, client_id: str, username: str | None,
                            message_count: int) -> None:
@@ -455,25 +532,27 @@ class Store:
             self._db.execute("DELETE FROM chat_clients WHERE client_id = ?", (client_id,))
 
     def remove_chat_clients_of(self, pid: int) -> None:
-        """Forget the connections of a process that is gone (or of an earlier one with this
-        pid)."""
+        """Forget the connections of a process of this host that is gone (or of an earlier
+        one with this pid)."""
         with self._lock:
-            self._db.execute("DELETE FROM chat_clients WHERE pid = ?", (pid,))
+            self._db.execute("DELETE FROM chat_clients WHERE pid = ? AND host IN (?, '')",
+                             (pid, HOST))
 
     def chat_clients(self) -> list[dict]:
         """Chat websocket connections across all API workers, in the spec's Client shape.
-        Rows of a worker that died are dropped here (its pid no longer exists)."""
+        Rows of a worker of this host that died are dropped here (its pid no longer exists);
+        other hosts' rows are theirs to check."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT client_id, pid, ip_address, user_agent, username, message_count, "
-                "connected_at FROM chat_clients ORDER BY connected_at, client_id").fetchall()
-        dead = {r["pid"] for r in rows if not _pid_alive(r["pid"])}
+                "connected_at, host FROM chat_clients ORDER BY connected_at, client_id").fetchall()
+        dead = {r["pid"] for r in rows if r["host"] in (HOST, "") and not _pid_alive(r["pid"])}
         for pid in dead:
             self.remove_chat_clients_of(pid)
         return [{"clientID": r["client_id"], "ipAddress": r["ip_address"],
                  "userAgent": r["user_agent"], "username": r["username"],
                  "messageCount": r["message_count"], "connectedAt": r["connected_at"]}
-                for r in rows if r["pid"] not in dead]
+                for r in rows if not (r["pid"] in dead and r["host"] in (HOST, ""))]
 
     def add_access_token(self, token: str, name: str, scopes: list[str]) -> dict:
         now = utcnow()
@@ -508,9 +587,10 @@ class Store:
     def add_webhook(self, url: str, events: list[str]) -> dict:
         now = utcnow()
         with self._lock:
-            cur = self._db.execute("INSERT INTO webhooks(url, events, timestamp) "
-                                   "VALUES (?, ?, ?)", (url, ",".join(events), now))
-        return {"id": cur.lastrowid, "url": url, "events": list(events), "timestamp": now,
+            webhook_id = self._db.execute(
+                "INSERT INTO webhooks(url, events, timestamp) VALUES (?, ?, ?) RETURNING id",
+                (url, ",".join(events), now)).fetchall()[0][0]
+        return {"id": webhook_id, "url": url, "events": list(events), "timestamp": now,
                 "lastUsed": None}
 
     def webhooks(self, event: str | None = None) -> list[dict]:
@@ -572,7 +652,7 @@ class Store:
         """Ban (disabled) or unban a chat user; False if there is no such user."""
         with self._lock:
             return self._db.execute(
-                "UPDATE chat_users SET disabled_at = CASE WHEN ? THEN "
+                "UPDATE chat_users SET disabled_at = CASE WHEN ? = 1 THEN "
                 "COALESCE(disabled_at, ?) ELSE NULL END WHERE id = ?",
                 (1 if disabled else 0, utcnow(), user_id)).rowcount > 0
 
@@ -585,7 +665,8 @@ class Store:
         """Ban an address; False if it was banned already."""
         with self._lock:
             return self._db.execute(
-                "INSERT OR IGNORE INTO ip_bans(ip_address, notes, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO ip_bans(ip_address, notes, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(ip_address) DO NOTHING",
                 (ip_address, notes, utcnow())).rowcount > 0
 
     def remove_ip_ban(self, ip_address: str) -> bool:
@@ -615,6 +696,41 @@ def _chat_user(r) -> dict:
     return {"id": r["id"], "displayName": r["display_name"], "createdAt": r["created_at"],
             "disabledAt": r["disabled_at"],
             "scopes": ["MODERATOR"] if r["moderator"] else []}
+
+
+def copy_store(source: Store, target: Store, batch: int = 1000) -> dict[str, int]:
+    """Copy every table of `source` into `target` (`owncastd migrate-store`), in one
+    transaction on the target, rows in insertion order (which chat history relies on).
+    Both stores must be at the same schema version and the target empty. Returns the rows
+    copied per table."""
+    if source.schema_version != target.schema_version:
+        raise ValueError(f"schema versions differ: {source.schema_version} (source) and "
+                         f"{target.schema_version} (target): start each once with this version")
+    with target._lock:
+        for table in TABLES:
+            if target._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
+                raise ValueError(f"the target is not empty (table {table} has rows)")
+        copied: dict[str, int] = {}
+        target._db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in TABLES:
+                with source._lock:
+                    rows = source._db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+                copied[table] = len(rows)
+                if not rows:
+                    continue
+                columns = [c for c in rows[0].keys() if c != "rowid"]
+                sql = (f"INSERT INTO {table}({', '.join(columns)}) "
+                       f"VALUES ({', '.join('?' * len(columns))})")
+                for start in range(0, len(rows), batch):
+                    target._db.executemany(sql, [tuple(r[c] for c in columns)
+                                                 for r in rows[start:start + batch]])
+                target._schema.after_copy(table)
+            target._db.execute("COMMIT")
+        except BaseException:
+            target._rollback()
+            raise
+    return copied
 
 
 def _split_list(text: str) -> list[str]:

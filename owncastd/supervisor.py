@@ -26,7 +26,7 @@ from typing import Callable
 
 import psutil
 
-from . import bus, heartbeat, metrics, stream_state
+from . import bus, heartbeat, metrics, roles, stream_state
 from .config import Config, ConfigError, load_file
 from .datadir import DataDir
 from .log_collector import LogCollector
@@ -116,13 +116,16 @@ class Supervisor:
         if web_port == rtmp_port:
             raise StartupError(f"web port and RTMP port are both {web_port}; they must differ")
         self.sockets["web"] = listen(bind, web_port, "the web server")
-        self.sockets["rtmp"] = listen(bind, rtmp_port, "RTMP")
+        if roles.runs_ingest(self.role):   # a web node has no RTMP listener
+            self.sockets["rtmp"] = listen(bind, rtmp_port, "RTMP")
         self._start_bus()
         metrics.prepare(self.data_dir)   # before any child: they record into it
         store = self.config.store
         assert store is not None
-        # Nothing can be live before ingest starts; a crash may have left `online` set.
-        stream_state.end_if_online(store)
+        # Nothing can be live before ingest starts; a crash may have left `online` set. (Only
+        # the node with ingest owns that state: a web node starting must not end a stream.)
+        if roles.runs_ingest(self.role):
+            stream_state.end_if_online(store)
         self.runtime = Runtime(pid=os.getpid(), data_dir=self.data_dir,
                                config_path=self.config_path, overrides=self.config.overrides,
                                bind=bind, web_port=web_port, rtmp_port=rtmp_port,
@@ -136,7 +139,17 @@ class Supervisor:
     def child_specs(self) -> list[ChildSpec]:
         data = ["--data-dir", self.data_dir]
         web_fd = self.sockets["web"].fileno()
-        rtmp_fd = self.sockets["rtmp"].fileno()
+        rtmp_fd = self.sockets["rtmp"].fileno() if "rtmp" in self.sockets else -1
+        wanted = roles.children(self.role, bool(self.config.get("redis_url")))
+        return [spec for spec in self._all_child_specs(data, web_fd, rtmp_fd)
+                if spec.name in wanted]
+
+    @property
+    def role(self) -> str:
+        return self.config.get("role")
+
+    @staticmethod
+    def _all_child_specs(data: list[str], web_fd: int, rtmp_fd: int) -> list[ChildSpec]:
         return [
             ChildSpec("web", lambda: python_module("owncastd.web", *data, "--fd", str(web_fd)),
                       pass_fds=(web_fd,)),
@@ -148,11 +161,12 @@ class Supervisor:
             ChildSpec("storage", lambda: python_module("owncastd.services.storage", *data)),
             ChildSpec("directory", lambda: python_module("owncastd.services.directory", *data)),
             ChildSpec("webhooks", lambda: python_module("owncastd.services.webhooks", *data)),
+            ChildSpec("bridge", lambda: python_module("owncastd.bridge", *data)),
         ]
 
     def _start_bus(self) -> None:
         self._proxy = bus.Proxy(self.data_dir)
-        self._collector = LogCollector(self.data_dir)
+        self._collector = LogCollector(self.data_dir, self.config.store.path)
         threading.Thread(target=self._proxy.run, name="bus-proxy", daemon=True).start()
         self._collector.start()
         self._events = bus.Publisher(self.data_dir)
@@ -233,7 +247,7 @@ class Supervisor:
             return True, []
         moved = []
         for name, what in (("web", "the web server"), ("rtmp", "RTMP")):
-            if wanted[name] == current[name]:
+            if wanted[name] == current[name] or name not in self.sockets:
                 continue
             try:
                 sock = listen(rt.bind, wanted[name], what)

@@ -42,6 +42,13 @@ def send(ws, **frame) -> None:
 
 
 def db_rows(daemon, sql: str, args=()) -> list:
+    if daemon.env.get("OWNCAST_STORE_URL"):   # the daemon's store is PostgreSQL (tests/pg.py)
+        from owncastd.store import Store
+        store = Store(daemon.env["OWNCAST_STORE_URL"])
+        try:
+            return [tuple(r) for r in store._db.execute(sql, args).fetchall()]
+        finally:
+            store.close()
     db = sqlite3.connect(f"file:{os.path.join(daemon.data_dir, 'owncast.db')}?mode=ro", uri=True,
                          timeout=10)
     try:

@@ -23,6 +23,18 @@ OWNCASTCTL = os.path.join(BIN_DIR, "owncastctl")
 TEST_KEY = "test-stream-key-0123456789"
 
 
+def test_store_url() -> str:
+    """The store for a new daemon or in-process app: "" (SQLite in its data dir), or a new
+    database on this run's PostgreSQL server when OWNCASTD_TEST_STORE=postgresql (tests/pg.py)."""
+    if os.environ.get("OWNCASTD_TEST_STORE", "sqlite") != "postgresql":
+        return ""
+    import pg
+    return pg.shared_server().new_database()
+
+
+test_store_url.__test__ = False  # a helper, not a test
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,6 +73,10 @@ class Daemon:
         self.rtmp_port = free_port()
         self.extra_args = list(extra_args)
         self.env = dict(os.environ, **(env or {}))
+        if "OWNCAST_STORE_URL" not in self.env and "--store-url" not in self.extra_args:
+            store_url = test_store_url()
+            if store_url:
+                self.env["OWNCAST_STORE_URL"] = store_url
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(data_dir, "daemon-output.log")
         self.seen_pids: set[int] = set()
@@ -209,7 +225,7 @@ def in_process_app(data_dir: str, overrides=None, saved=None, emoji: bool = True
     if emoji:
         shutil.copytree(str(resources.files("owncastd") / "assets" / "emoji"),
                         os.path.join(data_dir, "emoji"))
-    config = Config(Store.in_data_dir(data_dir), {}, dict(overrides or {}))
+    config = Config(Store.in_data_dir(data_dir, test_store_url()), {}, dict(overrides or {}))
     if saved:
         config.save(saved)
     publisher = RecordingPublisher()

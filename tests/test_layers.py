@@ -9,13 +9,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "owncastd"
 # from its own layer and the layers below.
 LAYERS = [
     ("ground", ["version", "datadir", "green", "markup", "media", "settings", "native",
-                "passwords", "stream_keys",
-                "transcode.ladder", "transcode.flv", "ingest.rtmp", "chat.protocol",
+                "passwords", "stream_keys", "roles",
+                "transcode.ladder", "ingest.rtmp", "chat.protocol",
                 "chat.render"]),
-    ("infrastructure", ["store", "bus", "config", "logs", "heartbeat", "emoji", "runtime",
-                        "stream_state", "log_collector"]),
+    ("infrastructure", ["store", "store_pg", "bus", "config", "metrics", "logs", "heartbeat",
+                        "emoji", "runtime", "stream_state", "log_collector"]),
     ("domain", ["stats", "chat", "status"]),
-    ("processes", ["api", "web", "ingest", "transcode", "services"]),
+    ("processes", ["api", "web", "ingest", "transcode", "services", "bridge"]),
     ("top", ["supervisor", "cli"]),
 ]
 # owncastctl talks to the server over HTTP only: of the daemon it may read the settings rules.

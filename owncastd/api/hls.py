@@ -7,6 +7,11 @@ from .files import HLSResource
 
 
 def add_routes(app, services) -> None:
+    origin_url = services.config.get("origin_url")
+    if services.config.get("role") == "web" and origin_url:   # an edge (docs/SCALING.md)
+        from .origin_proxy import OriginHLSResource
+        app.add_route("/hls/{path:path}", OriginHLSResource(origin_url, services.viewers.seen))
+        return
     app.add_route("/hls/{path:path}",
                   HLSResource(services.paths.hls, on_playlist=services.viewers.seen,
                               overlay_root=services.paths.hls_s3))

@@ -133,7 +133,7 @@ class Ingest:
         self.events = bus.Publisher(data_dir, green=True)
         self.handoff = Handoff(MediaSender(data_dir))
         self.meter = metrics.IngestMeter()
-        self.writer = BackgroundWriter(Store.in_data_dir(data_dir))
+        self.writer = BackgroundWriter(Store(config.store.path))  # its own connection
         self.live: Connection | None = None
         # Where the live stream's media clock stood (ms) and when (monotonic s): a publisher
         # taking over continues from there.
