@@ -2,7 +2,9 @@
 this node's ZeroMQ bus and Redis pub/sub, so the nodes of one instance act as one.
 
 What crosses (`CROSSING`): chat (messages, visibility changes, joins, name changes: every
-node's hub shows them to its own websockets; the origin's webhooks fire on them), stream
+node's hub shows them to its own websockets; the origin's webhooks fire on them), moderation
+(a ban or the chat switch closes the matching sockets on every node; the bans themselves are
+rows in the shared store, so new connections are refused everywhere), stream
 start/stop (chatters on every node see them), config changes, and `control.disconnect` (an
 admin on an edge ends the stream on the origin). What never crosses: logs (each node's
 supervisor stores its own), the hubs' probes, and media: video goes through its own socket to
@@ -35,7 +37,7 @@ from .runtime import start_child, stop_on_signals
 log = logging.getLogger("owncastd.bridge")
 
 CHANNEL = "owncastd:bus"
-CROSSING = (bus.CHAT, bus.EVENT_STREAM_STARTED, bus.EVENT_STREAM_STOPPED,
+CROSSING = (bus.CHAT, bus.CHAT_MODERATION, bus.EVENT_STREAM_STARTED, bus.EVENT_STREAM_STOPPED,
             bus.EVENT_CONFIG_CHANGED, bus.CONTROL_DISCONNECT)
 BACKLOG = 10000          # local messages kept while Redis is away
 SEEN_IDS = 50000         # chat message ids remembered (catch-up never shows one twice)

@@ -199,6 +199,30 @@ def test_chat_and_moderation_cross_nodes(three_nodes):
         ws.close()
 
 
+def test_an_ip_ban_on_one_node_closes_and_refuses_sockets_on_the_others(three_nodes):
+    a, b, c, _ = three_nodes
+    wa, wc = chatter(a, "anna"), chatter(c, "cleo")
+    r = requests.post(b.url + "/api/admin/chat/users/ipbans/create", json={"value": "127.0.0.1"},
+                      headers=basic_auth(b.key), timeout=5)
+    assert r.status_code == 200, r.text
+    for ws in (wa, wc):   # the ban reaches the sockets of the other nodes through Redis
+        wait_until(lambda: not ws.connected or _closed(ws), 5, what="the banned socket to close")
+    for d in (a, c):      # and the shared store refuses new ones there
+        assert d.get("/api/chat").status_code == 403
+
+
+def _closed(ws) -> bool:
+    import websocket
+    try:
+        ws.settimeout(0.2)
+        opcode, _ = ws.recv_data_frame(True)
+        return opcode == websocket.ABNF.OPCODE_CLOSE
+    except websocket.WebSocketTimeoutException:
+        return False
+    except (websocket.WebSocketConnectionClosedException, OSError):
+        return True
+
+
 def test_viewer_count_is_distinct_viewers_across_nodes(three_nodes):
     from owncastd.store import Store
     a, b, c, url = three_nodes
