@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from .netguard import networks_problem
 from .store import Store
 
 ENV_PREFIX = "OWNCAST_"
@@ -118,6 +119,40 @@ _SETTING_LIST = [
             "on average (0.0.7: 0.6/s).", check=_positive),
     Setting("chat.rate_limit_burst", int, 5, "Chat messages a client may send at once.",
             check=_positive),
+    # Edge limits, HTTP side (issue 19). Read when a web worker starts (restart to change);
+    # documented with their defaults in docs/RELIABILITY.md.
+    Setting("limits.http.header_timeout", int, 10, "Seconds a client has to send a request's "
+            "line and headers (counted from the connection or from its first byte).",
+            check=_positive),
+    Setting("limits.http.body_timeout", int, 30, "Seconds a client has to send a request body.",
+            check=_positive),
+    Setting("limits.http.idle_timeout", int, 15, "Seconds a keep-alive connection may wait "
+            "idle for its next request.", check=_positive),
+    Setting("limits.http.max_header_bytes", int, 32768, "Largest total of a request's header "
+            "lines, in bytes (431 beyond).", check=_positive),
+    Setting("limits.http.connections_per_address", int, 256, "Open connections one client "
+            "address may hold on each web worker (trusted proxies exempt).", check=_positive),
+    Setting("limits.http.max_connections", int, 2000, "Open connections each web worker "
+            "serves at once (the global budget is this times web_workers).", check=_positive),
+    Setting("limits.ws.idle_timeout", int, 75, "Seconds a websocket may stay silent (the "
+            "server pings every 30 s; a pong counts).", check=_positive),
+    Setting("limits.ws.connections_per_address", int, 64, "Open websockets one client address "
+            "may hold on each web worker (trusted proxies exempt).", check=_positive),
+    Setting("limits.ws.max_message_bytes", int, 16384, "Largest websocket frame or "
+            "fragmented message, in bytes (closed with 1009 beyond).", check=_positive),
+    Setting("limits.http.login_failures", int, 10, "Failed admin logins an address may make "
+            "per login_window before it is refused with 429.", check=_positive),
+    Setting("limits.http.login_window", int, 300, "Seconds over which failed logins count.",
+            check=_positive),
+    Setting("http.trusted_proxies", list, [], "Addresses or networks (CIDR) of reverse proxies "
+            "whose X-Forwarded-For is believed; empty: none, the peer is the client.",
+            check=networks_problem),
+    Setting("http.deny_private_addresses", bool, False, "Refuse outbound URLs (webhooks, S3, "
+            "directory) that resolve to loopback, private or link-local addresses."),
+    Setting("chat.rate_limit_per_address_per_minute", int, 120, "Chat messages one client "
+            "address may send per minute over all its connections.", check=_positive),
+    Setting("chat.allowed_origins", list, [], "Extra Origins (e.g. https://embed.example) "
+            "allowed to open the chat websocket besides this server's own."),
 ]
 
 SETTINGS: dict[str, Setting] = {s.key: s for s in _SETTING_LIST}
