@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import resource
+import selectors
 import socket
 import struct
 import time
@@ -102,31 +103,46 @@ def test_idle_flood_from_one_address_does_not_starve_status(daemon):
             flood.append(s)
         time.sleep(1.0)
         began = time.monotonic()
-        r = requests.get(daemon.url + "/api/status", timeout=5)
+        try:
+            r = requests.get(daemon.url + "/api/status", timeout=5)
+        except requests.RequestException as exc:
+            raise AssertionError(f"/api/status starved by the idle flood: {exc}") from None
         assert r.status_code == 200 and "online" in r.json()
         assert time.monotonic() - began < 3
-        refused = 0
-        for s in flood[-200:]:
-            s.setblocking(True)
-            s.settimeout(5)
-            try:
-                if b"429" in s.recv(200).split(b"\r\n")[0]:
-                    refused += 1
-            except OSError:
-                pass
+        # The flood beyond the cap was answered 429 (within 5 s in all), not left queued.
+        refused = _count_refused(flood[-200:], 5)
         assert refused > 150, f"only {refused} of the last 200 flood connections got 429"
     finally:
         for s in flood:
             s.close()
 
 
+def _count_refused(socks, within: float) -> int:
+    """How many of `socks` were answered 429 within `within` seconds."""
+    waiting = selectors.DefaultSelector()   # epoll: these fds may be above 1024
+    for s in socks:
+        waiting.register(s, selectors.EVENT_READ)
+    refused = 0
+    deadline = time.monotonic() + within
+    while waiting.get_map() and time.monotonic() < deadline:
+        for key, _ in waiting.select(0.2):
+            waiting.unregister(key.fileobj)
+            try:
+                if key.fileobj.recv(300).startswith(b"HTTP/1.1 429"):
+                    refused += 1
+            except OSError:
+                pass
+    waiting.close()
+    return refused
+
+
 def test_flood_beyond_cap_is_refused_but_another_address_is_served(daemon):
-    held = [attacker_socket(daemon.web_port) for _ in range(PER_ADDRESS * WORKERS + 10)]
+    """At most the cap per worker is held; the rest is told 429 at once (the cap is per
+    worker, so which ones depends on which worker accepted them)."""
+    extra = 40
+    held = [attacker_socket(daemon.web_port) for _ in range(PER_ADDRESS * WORKERS + extra)]
     try:
-        extra = attacker_socket(daemon.web_port)
-        data, _ = read_until_closed(extra, 5)
-        assert status_line(data).startswith("HTTP/1.1 429"), data
-        assert b"per address" in data
+        assert _count_refused(held, 5) >= extra
         assert requests.get(daemon.url + "/api/status", timeout=5).status_code == 200
     finally:
         for s in held:

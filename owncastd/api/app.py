@@ -15,7 +15,7 @@ import falcon
 from .. import bus
 from ..config import Config
 from ..runtime import child_config
-from .auth import AdminAuth, IntegrationAuth
+from .auth import AdminAuth, CrossSiteGuard, IntegrationAuth
 from .errors import handle_unexpected, serialize_error
 
 # Modules under owncastd.api with an `add_routes(app, services)` function, in order.
@@ -61,7 +61,7 @@ def create_app(data_dir: str, config=None, publisher=None) -> falcon.App:
         publisher = bus.Publisher(data_dir, green=_in_gevent())
     services = Services(config, publisher, data_dir)
     app = falcon.App(middleware=[AdminAuth(config), IntegrationAuth(config.store),
-                                 PublicCORS()])
+                                 CrossSiteGuard(config), PublicCORS()])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)
