@@ -112,7 +112,7 @@ class PingResource:
 
 def add_routes(app, services) -> None:
     import os
-    from .files import DirectoryResource
+    from .files import UPLOAD_CSP, DirectoryResource
     config = services.config
     emoji_dir = os.path.join(services.data_dir, "emoji")
     app.add_route("/api/config", ConfigResource(config))
@@ -121,4 +121,5 @@ def add_routes(app, services) -> None:
     app.add_route("/api/emoji", EmojiResource(emoji_dir))
     from ..stats.viewers import tracker_for
     app.add_route("/api/ping", PingResource(tracker_for(services).seen))
-    app.add_route("/img/emoji/{path}", DirectoryResource(emoji_dir, "public, max-age=3600"))
+    app.add_route("/img/emoji/{path}", DirectoryResource(emoji_dir, "public, max-age=3600",
+                                                         csp=UPLOAD_CSP))
