@@ -70,21 +70,28 @@ def _fail(message: str, code: int = 1) -> None:
 @_data_dir_option
 @click.option("--web-port", type=int, help="Web/API port [default: 8080].")
 @click.option("--rtmp-port", type=int, help="RTMP ingest port [default: 1935].")
-@click.option("--stream-key", help="Stream key (also the admin password).")
+@click.option("--stream-key", help="Stream key (also the admin password). Visible in `ps`: "
+              "prefer --stream-key-file or OWNCAST_STREAM_KEY.")
+@click.option("--stream-key-file", type=click.Path(dir_okay=False),
+              help="Read the stream key from this file (first line).")
 @click.option("--bind", help="Address to listen on [default: 0.0.0.0].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"],
                                                case_sensitive=False))
-def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_level):
+def start(config_path, data_dir, web_port, rtmp_port, stream_key, stream_key_file, bind,
+          log_level):
     """Run the server in the foreground until SIGTERM or Ctrl-C."""
+    os.umask(UMASK)   # before anything is created; every child inherits it
     flags = {"data_dir": data_dir, "web_port": web_port, "rtmp_port": rtmp_port,
-             "stream_key": stream_key, "bind": bind,
+             "stream_key": stream_key, "stream_key_file": stream_key_file, "bind": bind,
              "log_level": log_level.lower() if log_level else None}
     try:
         file_values, overrides, data_dir = _load(config_path, flags)
+        _read_stream_key_file(file_values, overrides)
     except configmod.ConfigError as exc:
         _fail(str(exc), 2)
     try:
-        os.makedirs(data_dir, mode=0o750, exist_ok=True)
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        os.chmod(data_dir, 0o700)   # also when it existed before, perhaps world-readable
     except OSError as exc:
         _fail(f"cannot create data dir {data_dir}: {exc.strerror}")
 
@@ -101,6 +108,7 @@ def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_leve
         store = Store.in_data_dir(data_dir)
     except Exception as exc:
         _fail(f"cannot open the database in {data_dir}: {exc}")
+    _restrict_database(store.path)
     config = configmod.Config(store, file_values, overrides)
     _seed_data_dir(data_dir)
     generated = config.ensure_stream_key()
@@ -119,12 +127,44 @@ def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_leve
     sys.exit(supervisor.run())
 
 
+UMASK = 0o027   # nothing the server creates is writable by its group or readable by others
+
+
+def _read_stream_key_file(file_values: dict, overrides: dict) -> None:
+    """`stream_key_file` (flag, OWNCAST_STREAM_KEY_FILE or config file): the key from a file,
+    so it is in neither `ps` nor the config file. A `stream_key` given as well wins."""
+    path = overrides.get("stream_key_file") or file_values.get("stream_key_file")
+    if not path or overrides.get("stream_key"):
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            key = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise configmod.ConfigError(f"stream_key_file: cannot read {path}: {exc}") from None
+    if not key:
+        raise configmod.ConfigError(f"stream_key_file: {path} is empty")
+    overrides["stream_key"] = configmod.coerce("stream_key", key)
+
+
+def _restrict_database(db_path: str) -> None:
+    """The database holds the stream key, S3 secret and access tokens: owner only, also for
+    a database created before this rule."""
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.chmod(db_path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 def _seed_data_dir(data_dir: str) -> None:
     """First start: a few emoji to pick from (the operator adds or removes files there)."""
     emoji_dir = os.path.join(data_dir, "emoji")
     if not os.path.isdir(emoji_dir):
         src = resources.files("owncastd") / "assets" / "emoji"
-        shutil.copytree(str(src), emoji_dir)
+        # Plain copies: the package's 0755/0644 would otherwise be copied over the umask.
+        shutil.copytree(str(src), emoji_dir, copy_function=shutil.copyfile)
+        for root, _, _ in os.walk(emoji_dir):
+            os.chmod(root, 0o777 & ~UMASK)
 
 
 def _target(config_path, data_dir) -> str:

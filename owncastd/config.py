@@ -144,6 +144,8 @@ _SETTING_LIST = [
             "per login_window before it is refused with 429.", check=_positive),
     Setting("limits.http.login_window", int, 300, "Seconds over which failed logins count.",
             check=_positive),
+    Setting("stream_key_file", str, "", "File holding the stream key (first line); keeps the "
+            "key out of `ps` and of the config file. stream_key, if set, wins."),
     Setting("http.trusted_proxies", list, [], "Addresses or networks (CIDR) of reverse proxies "
             "whose X-Forwarded-For is believed; empty: none, the peer is the client.",
             check=networks_problem),

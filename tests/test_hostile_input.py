@@ -119,13 +119,14 @@ def test_a_valid_chunked_body_is_read(served):
     assert served.get("/api/status").json()["streamTitle"] == "sent in chunks"
 
 
-def test_wrong_content_type_is_still_judged_as_json(served):
-    """A form post or text/plain body is read like any other: 400 with JSON, never 500."""
+def test_wrong_content_type_is_refused_with_json(served):
+    """A form post or text/plain body is refused (415, issue 19.3: cross-site forms can send
+    those) with a JSON error, never 500."""
     headers = credentials(served, "/api/admin/config/name")
     for ctype in ("application/x-www-form-urlencoded", "text/plain", "multipart/form-data"):
         status, h, raw = raw_request(served.web_port, "POST", "/api/admin/config/name",
                                      {**headers, "Content-Type": ctype}, b"value=x&y=z")
-        assert_json_error(status, h, raw, {400}, ctype)
+        assert_json_error(status, h, raw, {415}, ctype)
 
 
 def test_daemon_keeps_answering_and_logged_no_unhandled_error(served):
