@@ -15,7 +15,7 @@ import falcon
 from .. import bus
 from ..config import Config
 from ..runtime import child_config
-from .auth import AdminAuth, CrossSiteGuard, IntegrationAuth
+from .auth import AdminAuth, ClientAddress, CrossSiteGuard, IntegrationAuth
 from .errors import handle_unexpected, serialize_error
 
 # Modules under owncastd.api with an `add_routes(app, services)` function, in order.
@@ -60,7 +60,8 @@ def create_app(data_dir: str, config=None, publisher=None) -> falcon.App:
     if publisher is None:
         publisher = bus.Publisher(data_dir, green=_in_gevent())
     services = Services(config, publisher, data_dir)
-    app = falcon.App(middleware=[AdminAuth(config), IntegrationAuth(config.store),
+    app = falcon.App(middleware=[ClientAddress(config), AdminAuth(config),
+                                 IntegrationAuth(config.store),
                                  CrossSiteGuard(config), PublicCORS()])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(serialize_error)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import math
 from urllib.parse import urlsplit
 
 import falcon
-import gevent
+
+from ..netguard import ProxyRule
 
 ADMIN_USER = "admin"
 ADMIN_PREFIX = "/api/admin/"
@@ -48,25 +50,51 @@ class AdminAuth:
     def __init__(self, config, throttle=None):
         from .throttle import FailureThrottle
         self.config = config
-        self.throttle = throttle or FailureThrottle()
+        self.throttle = throttle or FailureThrottle(
+            budget=config.get("limits.http.login_failures"),
+            window=config.get("limits.http.login_window"),
+            workers=config.get("web_workers"))
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not (req.path.startswith(ADMIN_PREFIX) or req.path == ADMIN_PREFIX.rstrip("/")):
             return
         if req.method == "OPTIONS":
             return  # CORS preflight carries no credentials
-        address = req.remote_addr or ""
+        address = client_ip(req)
         header = req.get_header("Authorization")
+        if header:
+            # Over its failure budget: refused before the credentials are even looked at.
+            wait = self.throttle.retry_after(address)
+            if wait:
+                raise falcon.HTTPTooManyRequests(
+                    title="Too Many Requests",
+                    description=f"too many failed logins from {address}; try again in "
+                                f"{math.ceil(wait)} s",
+                    retry_after=math.ceil(wait))
         if admin_credentials_ok(header, self.config.get("stream_key")):
             self.throttle.succeeded(address)
-        else:
-            # Only wrong credentials count as a guess; a request without any is not one.
-            delay = self.throttle.failed(address) if header else 0.0
-            if delay:
-                gevent.sleep(delay)  # only this request's greenlet waits
-            raise falcon.HTTPUnauthorized(title="Unauthorized",
-                                          description="admin credentials required",
-                                          challenges=[REALM])
+            return
+        if header:   # only wrong credentials count as a guess; a request without any is not
+            self.throttle.failed(address)
+        raise falcon.HTTPUnauthorized(title="Unauthorized",
+                                      description="admin credentials required",
+                                      challenges=[REALM])
+
+
+class ClientAddress:
+    """`req.context.client_ip`: the peer, or the client a trusted proxy forwarded for
+    (`http.trusted_proxies`, read when the worker starts)."""
+
+    def __init__(self, config):
+        self.rule = ProxyRule(config.get("http.trusted_proxies"))
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.client_ip = self.rule.client_address(
+            req.remote_addr or "", req.get_header("X-Forwarded-For"))
+
+
+def client_ip(req: falcon.Request) -> str:
+    return getattr(req.context, "client_ip", None) or req.remote_addr or ""
 
 
 # -- integrations: bearer access tokens (issue 6, api-decisions D19) ------------------------------
