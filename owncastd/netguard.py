@@ -101,3 +101,33 @@ def check_outbound(url: str, resolve=socket.getaddrinfo) -> None:
             raise OutboundRefused(
                 f"{host} resolves to {address}, a loopback/private/link-local address, and "
                 f"http.deny_private_addresses is on")
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password in it replaced, for logs (issue 19.14)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+def delivery_failure(exc: BaseException) -> str:
+    """One message for every way a connection can fail (refused, reset, timed out, no route):
+    the logs must not tell an open port from a closed one (issue 19.9)."""
+    if isinstance(exc, OutboundRefused):
+        return str(exc)
+    return "no HTTP answer (connection failed or timed out)"
+
+
+def opener_without_redirects():
+    """A urllib opener that treats a redirect as the final answer: an outbound URL is used as
+    configured, never somewhere a server points it to."""
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            return None
+
+    return urllib.request.build_opener(NoRedirect)
