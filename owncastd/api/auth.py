@@ -180,7 +180,7 @@ WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 JSON_TYPES = ("application/json",)
 
 
-def _same_site_origin(origin: str, host_header: str, server_url: str) -> bool:
+def same_site_origin(origin: str, host_header: str, server_url: str) -> bool:
     """`Origin` names the host the request was sent to (a `Host` without a port matches the
     default ports: behind a TLS proxy the origin is https while we see http), or the
     configured public URL."""
@@ -254,7 +254,7 @@ class CrossSiteGuard:
                 description=f"admin changes are refused from another site "
                             f"(Sec-Fetch-Site: {fetch_site})")
         origin = req.get_header("Origin")
-        if origin is not None and not _same_site_origin(
+        if origin is not None and not same_site_origin(
                 origin, req.get_header("Host") or "", self.config.get("instance.server_url")):
             raise falcon.HTTPForbidden(
                 title="Forbidden",
