@@ -151,8 +151,9 @@ _SETTING_LIST = [
             check=networks_problem),
     Setting("http.deny_private_addresses", bool, False, "Refuse outbound URLs (webhooks, S3, "
             "directory) that resolve to loopback, private or link-local addresses."),
-    Setting("chat.rate_limit_per_address_per_minute", int, 120, "Chat messages one client "
-            "address may send per minute over all its connections.", check=_positive),
+    Setting("chat.rate_limit_per_address_per_minute", int, 300, "Chat messages one client "
+            "address may send per minute over all its connections (bursts: a fifth).",
+            check=_positive),
     Setting("chat.allowed_origins", list, [], "Extra Origins (e.g. https://embed.example) "
             "allowed to open the chat websocket besides this server's own."),
 ]

@@ -50,7 +50,8 @@ def test_many_sockets_from_one_address_share_one_rate_limit(daemon):
         wait_until(lambda: stored(daemon, marker) > 0, 10, what="some messages stored")
         time.sleep(1.5)
         accepted = stored(daemon, marker)
-        assert accepted <= 25, f"{accepted} of 200 messages from one address were accepted"
+        # The address's burst (60) and about 5/s while this runs; per connection: all 200.
+        assert accepted <= 90, f"{accepted} of 200 messages from one address were accepted"
         # Another address is not affected.
         legit = ws_from(daemon, "127.0.0.1")
         send(legit, type="CHAT", author="viewer", body=f"{marker} legit")

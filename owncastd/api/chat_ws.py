@@ -48,11 +48,12 @@ class AddressBuckets:
     def take(self, address: str) -> bool:
         bucket = self.buckets.get(address)
         if bucket is None:
+            # This worker's share; bursts of a fifth of the minute's allowance (many people
+            # may chat from one address: a school, a NAT).
             workers = max(1, self.config.get("web_workers"))
             per_minute = self.config.get("chat.rate_limit_per_address_per_minute")
             bucket = p.TokenBucket(per_minute / 60.0 / workers,
-                                   max(1, math.ceil(2 * self.config.get("chat.rate_limit_burst")
-                                                    / workers)))
+                                   max(1, math.ceil(per_minute / 5 / workers)))
             self.buckets[address] = bucket
             if len(self.buckets) > MAX_TRACKED_ADDRESSES:
                 self.buckets.popitem(last=False)
