@@ -241,8 +241,8 @@ class LimitedWebSocket(WebSocket):
         reason = self._encode_bytes(message)[:123]   # a control frame carries 125 bytes
         try:
             self.send_frame(struct.pack("!H", code) + reason, self.OPCODE_CLOSE)
-        except (WebSocketError, OSError):
-            pass   # the peer is gone; the socket is closed by the handler anyway
+        except Exception:   # the peer is gone, or the hub's writer holds the socket: the
+            pass            # handler closes the socket anyway
         finally:
             self.closed = True
             self.stream = self.raw_write = self.raw_read = None
