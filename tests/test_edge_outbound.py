@@ -16,6 +16,7 @@ from conftest import free_port, temporary_daemon, wait_until
 from owncastd.netguard import (OutboundRefused, ProxyRule, check_outbound, delivery_failure,
                                redact_url)
 from owncastd.services.directory import ping
+from owncastd.store import Store
 from test_directory import FakeDirectory
 from test_webhooks import Receiver
 
@@ -124,7 +125,16 @@ def test_webhook_to_a_private_address_is_not_sent_when_denied():
     receiver = Receiver()
     try:
         with temporary_daemon(env={"OWNCAST_HTTP_DENY_PRIVATE_ADDRESSES": "true"}) as d:
-            _title_hook(d, receiver.url)
+            # Refused when set ...
+            r = d.post("/api/admin/webhooks/create", auth=d.auth,
+                       json={"url": "http://169.254.169.254/latest/meta-data/",
+                             "events": ["CHAT"]})
+            assert r.status_code == 400 and r.json()["message"].startswith("url: ")
+            # ... and when used: one stored before the setting was turned on (or whose name
+            # has moved to a private address since) is checked again at every delivery.
+            Store.in_data_dir(d.data_dir).add_webhook(receiver.url, ["STREAM_TITLE_UPDATED"])
+            r = d.post("/api/admin/config/streamtitle", auth=d.auth, json={"value": "t"})
+            assert r.status_code == 200
             wait_until(lambda: "deny_private_addresses" in _logs(d), 15,
                        what="the refusal in the log")
             assert receiver.attempts == 0

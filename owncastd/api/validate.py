@@ -308,3 +308,15 @@ def ffmpeg_path(value, data_dir: str | None = None):
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise BadRequest(f"ffmpegpath: {value!r} is writable by other users")
     return value
+
+
+def outbound_url(config, field: str, url: str) -> str:
+    """With `http.deny_private_addresses` on, refuse a URL whose host resolves to a private
+    address now, when it is set (it is checked again at every use: DNS may change)."""
+    if config.get("http.deny_private_addresses"):
+        from ..netguard import OutboundRefused, check_outbound
+        try:
+            check_outbound(url)
+        except OutboundRefused as exc:
+            raise BadRequest(f"{field}: {exc}") from None
+    return url
