@@ -74,7 +74,10 @@ def _fail(message: str, code: int = 1) -> None:
 @_data_dir_option
 @click.option("--web-port", type=int, help="Web/API port [default: 8080].")
 @click.option("--rtmp-port", type=int, help="RTMP ingest port [default: 1935].")
-@click.option("--stream-key", help="Stream key (also the admin password).")
+@click.option("--stream-key", help="Stream key (also the admin password). Visible in `ps`: "
+              "prefer --stream-key-file or OWNCAST_STREAM_KEY.")
+@click.option("--stream-key-file", type=click.Path(dir_okay=False),
+              help="Read the stream key from this file (first line).")
 @click.option("--bind", help="Address to listen on [default: 0.0.0.0].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"],
                                                case_sensitive=False))
@@ -85,19 +88,22 @@ def _fail(message: str, code: int = 1) -> None:
 @click.option("--origin-url", help="A web node's origin, for /hls/ (http://origin:8080).")
 @click.option("--redis-url", help="Redis shared by the nodes of one instance "
               "(redis://host:6379/0) [default: none, this node's ZeroMQ bus only].")
-def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_level, store_url,
-          role, origin_url, redis_url):
+def start(config_path, data_dir, web_port, rtmp_port, stream_key, stream_key_file, bind,
+          log_level, store_url, role, origin_url, redis_url):
     """Run the server in the foreground until SIGTERM or Ctrl-C."""
+    os.umask(UMASK)   # before anything is created; every child inherits it
     flags = {"data_dir": data_dir, "web_port": web_port, "rtmp_port": rtmp_port,
-             "stream_key": stream_key, "bind": bind,
+             "stream_key": stream_key, "stream_key_file": stream_key_file, "bind": bind,
              "log_level": log_level.lower() if log_level else None, "store_url": store_url,
              "role": role, "origin_url": origin_url, "redis_url": redis_url}
     try:
         file_values, overrides, data_dir = _load(config_path, flags)
+        _read_stream_key_file(file_values, overrides)
     except configmod.ConfigError as exc:
         _fail(str(exc), 2)
     try:
-        os.makedirs(data_dir, mode=0o750, exist_ok=True)
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        os.chmod(data_dir, 0o700)   # also when it existed before, perhaps world-readable
     except OSError as exc:
         _fail(f"cannot create data dir {data_dir}: {exc.strerror}")
 
@@ -117,6 +123,8 @@ def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_leve
     except Exception as exc:
         where = redact(store_url) if store_url else f"in {data_dir}"
         _fail(f"cannot open the database {where}: {exc}")
+    if store.dialect == "sqlite":
+        _restrict_database(store.path)
     config = configmod.Config(store, file_values, overrides)
     emoji.seed(DataDir(data_dir))
     generated = config.ensure_stream_key()
@@ -133,6 +141,35 @@ def start(config_path, data_dir, web_port, rtmp_port, stream_key, bind, log_leve
         supervisor.shutdown()
         _fail(str(exc))
     sys.exit(supervisor.run())
+
+
+UMASK = 0o027   # nothing the server creates is writable by its group or readable by others
+
+
+def _read_stream_key_file(file_values: dict, overrides: dict) -> None:
+    """`stream_key_file` (flag, OWNCAST_STREAM_KEY_FILE or config file): the key from a file,
+    so it is in neither `ps` nor the config file. A `stream_key` given as well wins."""
+    path = overrides.get("stream_key_file") or file_values.get("stream_key_file")
+    if not path or overrides.get("stream_key"):
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            key = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise configmod.ConfigError(f"stream_key_file: cannot read {path}: {exc}") from None
+    if not key:
+        raise configmod.ConfigError(f"stream_key_file: {path} is empty")
+    overrides["stream_key"] = configmod.coerce("stream_key", key)
+
+
+def _restrict_database(db_path: str) -> None:
+    """The database holds the stream key, S3 secret and access tokens: owner only, also for
+    a database created before this rule."""
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.chmod(db_path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
 
 
 def _target(config_path, data_dir) -> str:

@@ -27,4 +27,8 @@ def list_emoji(data_dir: DataDir) -> list[dict]:
 def seed(data_dir: DataDir) -> None:
     """First start: a few emoji to pick from."""
     if not os.path.isdir(data_dir.emoji):
-        shutil.copytree(str(resources.files("owncastd") / "assets" / "emoji"), data_dir.emoji)
+        # Plain copies: the package's 0755/0644 would otherwise be copied over the umask.
+        shutil.copytree(str(resources.files("owncastd") / "assets" / "emoji"), data_dir.emoji,
+                        copy_function=shutil.copyfile)
+        for root, _, _ in os.walk(data_dir.emoji):
+            os.chmod(root, 0o750)

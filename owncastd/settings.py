@@ -22,6 +22,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from . import passwords, roles, stream_keys  # pure rules: admin password, node roles, key list
+from .netguard import networks_problem
 from .transcode import ladder  # pure video rules (no I/O, no native code at import)
 
 ENV_PREFIX = "OWNCAST_"
@@ -350,6 +351,43 @@ _SETTING_LIST = [
     Setting("redis_url", str, "", "Redis (or Valkey) shared by the nodes of one instance for "
             "chat and events (redis://host:6379/0). Empty: this node's ZeroMQ bus only.",
             secret=True, check=redis_url_problem),
+    # Edge limits, HTTP side (issue 19). Read when a web worker starts (restart to change);
+    # documented with their defaults in docs/RELIABILITY.md.
+    Setting("limits.http.header_timeout", int, 10, "Seconds a client has to send a request's "
+            "line and headers (counted from the connection or from its first byte).",
+            check=_positive),
+    Setting("limits.http.body_timeout", int, 30, "Seconds a client has to send a request body.",
+            check=_positive),
+    Setting("limits.http.idle_timeout", int, 15, "Seconds a keep-alive connection may wait "
+            "idle for its next request.", check=_positive),
+    Setting("limits.http.max_header_bytes", int, 32768, "Largest total of a request's header "
+            "lines, in bytes (431 beyond).", check=_positive),
+    Setting("limits.http.connections_per_address", int, 256, "Open connections one client "
+            "address may hold on each web worker (trusted proxies exempt).", check=_positive),
+    Setting("limits.http.max_connections", int, 2000, "Open connections each web worker "
+            "serves at once (the global budget is this times web_workers).", check=_positive),
+    Setting("limits.ws.idle_timeout", int, 75, "Seconds a websocket may stay silent (the "
+            "server pings every 30 s; a pong counts).", check=_positive),
+    Setting("limits.ws.connections_per_address", int, 64, "Open websockets one client address "
+            "may hold on each web worker (trusted proxies exempt).", check=_positive),
+    Setting("limits.ws.max_message_bytes", int, 16384, "Largest websocket frame or "
+            "fragmented message, in bytes (closed with 1009 beyond).", check=_positive),
+    Setting("limits.http.login_failures", int, 10, "Failed admin logins an address may make "
+            "per login_window before it is refused with 429.", check=_positive),
+    Setting("limits.http.login_window", int, 300, "Seconds over which failed logins count.",
+            check=_positive),
+    Setting("stream_key_file", str, "", "File holding the stream key (first line); keeps the "
+            "key out of `ps` and of the config file. stream_key, if set, wins."),
+    Setting("http.trusted_proxies", list, [], "Addresses or networks (CIDR) of reverse proxies "
+            "whose X-Forwarded-For is believed; empty: none, the peer is the client.",
+            check=networks_problem),
+    Setting("http.deny_private_addresses", bool, False, "Refuse outbound URLs (webhooks, S3, "
+            "directory) that resolve to loopback, private or link-local addresses."),
+    Setting("chat.rate_limit_per_address_per_minute", int, 300, "Chat messages one client "
+            "address may send per minute over all its connections (bursts: a fifth).",
+            check=_positive),
+    Setting("chat.allowed_origins", list, [], "Extra Origins (e.g. https://embed.example) "
+            "allowed to open the chat websocket besides this server's own."),
     # Edge limits, RTMP side (issue 19)
     Setting("limits.rtmp.handshake_timeout", int, 10, "Seconds an RTMP connection has to "
             "finish the handshake and send connect.", check=_positive),

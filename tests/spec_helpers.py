@@ -23,7 +23,10 @@ class Operation(NamedTuple):
 def load_operations(path: str) -> list[Operation]:
     with open(path) as f:
         spec = yaml.safe_load(f)
-    return [Operation(method.upper(), p, "requestBody" in op)
+    # A body counts unless the file says it may be left out (`required: false`, e.g. the
+    # optional display name of POST /api/chat/register).
+    return [Operation(method.upper(), p,
+                      "requestBody" in op and op["requestBody"].get("required") is not False)
             for p, item in spec["paths"].items() for method, op in item.items()
             if method in METHODS]
 

@@ -152,7 +152,8 @@ def test_malformed_and_oversized_bodies(env):
     r = client.simulate_post("/api/admin/config/name", headers={**ADMIN, "Content-Type": "application/json"},
                              body=b"{not json")
     assert r.status_code == 400 and "not valid JSON" in r.json["message"]
-    r = client.simulate_post("/api/admin/config/pagecontent", headers=ADMIN,
+    r = client.simulate_post("/api/admin/config/pagecontent",
+                             headers={**ADMIN, "Content-Type": "application/json"},
                              body=b'{"value":"' + b"x" * (2 * 1024 * 1024) + b'"}')
     assert r.status_code == 413 and r.json["success"] is False
 

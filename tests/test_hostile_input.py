@@ -55,12 +55,21 @@ def served():
                                       "CAN_SEND_SYSTEM_MESSAGES"]})
         assert r.status_code == 200, r.text
         d.token = r.json()["token"]
+        # The chat-side moderation routes take a moderator's access token in the query.
+        user = d.post("/api/chat/register", json={}).json()
+        r = d.post("/api/admin/chat/users/setmoderator", auth=d.auth,
+                   json={"userId": user["id"], "isModerator": True})
+        assert r.status_code == 200, r.text
+        d.moderator_token = user["accessToken"]
         yield d
     finally:
         if d.proc.poll() is None:
             d.stop()
         d.kill_everything()
         shutil.rmtree(base, ignore_errors=True)
+
+
+MODERATOR_PATHS = ("/api/chat/messagevisibility", "/api/chat/users/setenabled")
 
 
 def credentials(d, path: str) -> dict:
@@ -88,8 +97,10 @@ def chunks(data: bytes, size: int = 64 * 1024):
 @pytest.mark.parametrize("op", POSTS, ids=op_id)
 def test_hostile_bodies_get_a_json_400_or_413(served, op):
     headers = {**credentials(served, op.path), "Content-Type": "application/json"}
+    path = op.path + (f"?accessToken={served.moderator_token}"
+                      if op.path in MODERATOR_PATHS else "")
     for what, body in HOSTILE.items():
-        status, h, raw = raw_request(served.web_port, "POST", op.path, headers, body)
+        status, h, raw = raw_request(served.web_port, "POST", path, headers, body)
         if op.has_body:
             assert_json_error(status, h, raw, {400}, what)
         else:
@@ -97,12 +108,12 @@ def test_hostile_bodies_get_a_json_400_or_413(served, op):
                 (what, status, raw[:300])
             json.loads(raw)
 
-    status, h, raw = raw_request(served.web_port, "POST", op.path, headers, OVERSIZED)
+    status, h, raw = raw_request(served.web_port, "POST", path, headers, OVERSIZED)
     if op.has_body:
         assert_json_error(status, h, raw, {413}, "oversized with Content-Length")
         # Chunked: no Content-Length to refuse early, the limit still holds while reading.
         # (http.client sends an iterator chunked, adding Transfer-Encoding itself.)
-        status, h, raw = raw_request(served.web_port, "POST", op.path, headers,
+        status, h, raw = raw_request(served.web_port, "POST", path, headers,
                                      chunks(OVERSIZED))
         assert_json_error(status, h, raw, {413}, "oversized chunked")
     else:
@@ -119,13 +130,14 @@ def test_a_valid_chunked_body_is_read(served):
     assert served.get("/api/status").json()["streamTitle"] == "sent in chunks"
 
 
-def test_wrong_content_type_is_still_judged_as_json(served):
-    """A form post or text/plain body is read like any other: 400 with JSON, never 500."""
+def test_wrong_content_type_is_refused_with_json(served):
+    """A form post or text/plain body is refused (415, issue 19.3: cross-site forms can send
+    those) with a JSON error, never 500."""
     headers = credentials(served, "/api/admin/config/name")
     for ctype in ("application/x-www-form-urlencoded", "text/plain", "multipart/form-data"):
         status, h, raw = raw_request(served.web_port, "POST", "/api/admin/config/name",
                                      {**headers, "Content-Type": ctype}, b"value=x&y=z")
-        assert_json_error(status, h, raw, {400}, ctype)
+        assert_json_error(status, h, raw, {415}, ctype)
 
 
 def test_daemon_keeps_answering_and_logged_no_unhandled_error(served):

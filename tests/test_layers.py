@@ -9,7 +9,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "owncastd"
 # from its own layer and the layers below.
 LAYERS = [
     ("ground", ["version", "datadir", "green", "markup", "media", "settings", "native",
-                "passwords", "stream_keys", "roles",
+                "passwords", "stream_keys", "roles", "netguard",
                 "transcode.ladder", "ingest.rtmp", "chat.protocol",
                 "chat.render"]),
     ("infrastructure", ["store", "store_pg", "bus", "config", "metrics", "logs", "heartbeat",

@@ -128,17 +128,36 @@ def test_counts_peaks_clients_restarts(daemon_factory):
     assert a["sessionPeakViewerCount"] == session_peak
 
 
+TRUST_LOOPBACK = {"OWNCAST_HTTP_TRUSTED_PROXIES": '["127.0.0.1"]'}
+
+
 def test_forwarded_for_names_the_viewer(daemon_factory):
-    d = daemon_factory().start()
+    """From a trusted proxy (here: loopback), the nearest untrusted X-Forwarded-For entry is
+    the viewer; what a client wrote further left is not believed (issue 19.5)."""
+    d = daemon_factory(env=TRUST_LOOPBACK).start()
     pub = publish(d)
     try:
         for ip in ("203.0.113.7", "198.51.100.9"):
             r = requests.get(d.url + "/api/ping", timeout=5,
-                             headers={"X-Forwarded-For": f"{ip}, 10.0.0.1", "User-Agent": "x"})
+                             headers={"X-Forwarded-For": f"6.6.6.6, {ip}", "User-Agent": "x"})
             assert r.status_code == 200
         wait_until(lambda: status(d)["viewerCount"] == 2, 10, what="2 viewers by address")
         ips = {c["ipAddress"] for c in d.get("/api/admin/clients", auth=d.auth).json()}
         assert ips == {"203.0.113.7", "198.51.100.9"}
+    finally:
+        stop_proc(pub)
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(daemon_factory):
+    d = daemon_factory().start()   # no trusted proxies: the peer is the client
+    pub = publish(d)
+    try:
+        for ip in ("203.0.113.7", "198.51.100.9"):
+            requests.get(d.url + "/api/ping", timeout=5,
+                         headers={"X-Forwarded-For": ip, "User-Agent": "x"})
+        wait_until(lambda: status(d)["viewerCount"] >= 1, 10, what="a viewer")
+        ips = {c["ipAddress"] for c in d.get("/api/admin/clients", auth=d.auth).json()}
+        assert ips == {"127.0.0.1"}
     finally:
         stop_proc(pub)
 
@@ -189,7 +208,7 @@ def test_geoip_lookup_with_a_real_mmdb(tmp_path):
 def test_geo_in_clients_list_of_the_daemon(daemon_factory):
     mmdb_writer = pytest.importorskip("mmdb_writer")
     from netaddr import IPSet
-    d = daemon_factory(env={"OWNCAST_GEOIP_DATABASE": "geo.mmdb"})
+    d = daemon_factory(env={"OWNCAST_GEOIP_DATABASE": "geo.mmdb", **TRUST_LOOPBACK})
     writer = mmdb_writer.MMDBWriter(ip_version=6, ipv4_compatible=True,
                                     database_type="GeoIP2-City")
     writer.insert_network(IPSet(["81.2.69.0/24"]), {

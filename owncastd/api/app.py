@@ -21,7 +21,7 @@ from ..runtime import child_config
 from ..stats.viewers import ViewerTracker
 from . import (admin, chat, chat_ws, hls, integrations, metrics, public, stats, tokens,
                webhooks, webui)
-from .auth import AdminAuth, IntegrationAuth
+from .auth import AdminAuth, ClientAddress, CrossSiteGuard, IntegrationAuth
 from .errors import handle_unexpected, serialize_error
 from .metrics import HTTPMetrics
 
@@ -70,8 +70,9 @@ def create_app(data_dir: str, config=None, publisher=None) -> falcon.App:
                         viewers=ViewerTracker(config.store, background=green),
                         chat=ChatService(config, publisher, paths),
                         chat_hub=Hub(data_dir, config.store, publisher), green=green)
-    app = falcon.App(middleware=[HTTPMetrics(), AdminAuth(config),
-                                 IntegrationAuth(config.store), PublicCORS()])
+    app = falcon.App(middleware=[HTTPMetrics(), ClientAddress(config), AdminAuth(config),
+                                 IntegrationAuth(config.store), CrossSiteGuard(config),
+                                 PublicCORS()])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import math
+from urllib.parse import urlsplit
 
 import falcon
-import gevent
+
+from ..netguard import ProxyRule
 
 ADMIN_USER = "admin"
 ADMIN_PREFIX = "/api/admin/"
@@ -50,7 +53,10 @@ class AdminAuth:
         from .throttle import FailureThrottle
         from ..passwords import AdminPasswordCheck
         self.config = config
-        self.throttle = throttle or FailureThrottle()
+        self.throttle = throttle or FailureThrottle(
+            budget=config.get("limits.http.login_failures"),
+            window=config.get("limits.http.login_window"),
+            workers=config.get("web_workers"))
         self.password_ok = AdminPasswordCheck(config)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -58,18 +64,41 @@ class AdminAuth:
             return
         if req.method == "OPTIONS":
             return  # CORS preflight carries no credentials
-        address = req.remote_addr or ""
+        address = client_ip(req)
         header = req.get_header("Authorization")
+        if header:
+            # Over its failure budget: refused before the credentials are even looked at.
+            wait = self.throttle.retry_after(address)
+            if wait:
+                raise falcon.HTTPTooManyRequests(
+                    title="Too Many Requests",
+                    description=f"too many failed logins from {address}; try again in "
+                                f"{math.ceil(wait)} s",
+                    retry_after=math.ceil(wait))
         if admin_credentials_ok(header, self.password_ok):
             self.throttle.succeeded(address)
-        else:
-            # Only wrong credentials count as a guess; a request without any is not one.
-            delay = self.throttle.failed(address) if header else 0.0
-            if delay:
-                gevent.sleep(delay)  # only this request's greenlet waits
-            raise falcon.HTTPUnauthorized(title="Unauthorized",
-                                          description="admin credentials required",
-                                          challenges=[REALM])
+            return
+        if header:   # only wrong credentials count as a guess; a request without any is not
+            self.throttle.failed(address)
+        raise falcon.HTTPUnauthorized(title="Unauthorized",
+                                      description="admin credentials required",
+                                      challenges=[REALM])
+
+
+class ClientAddress:
+    """`req.context.client_ip`: the peer, or the client a trusted proxy forwarded for
+    (`http.trusted_proxies`, read when the worker starts)."""
+
+    def __init__(self, config):
+        self.rule = ProxyRule(config.get("http.trusted_proxies"))
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.client_ip = self.rule.client_address(
+            req.remote_addr or "", req.get_header("X-Forwarded-For"))
+
+
+def client_ip(req: falcon.Request) -> str:
+    return getattr(req.context, "client_ip", None) or req.remote_addr or ""
 
 
 # -- integrations: bearer access tokens (issue 6, api-decisions D19) ------------------------------
@@ -147,3 +176,90 @@ class IntegrationAuth:
                 description=f"this access token lacks the {scope} scope this route needs",
                 headers=INTEGRATION_CORS)
         req.context.access_token = record
+
+
+# -- cross-site request forgery (issue 19.3) ---------------------------------------------------
+
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+JSON_TYPES = ("application/json",)
+
+
+def same_site_origin(origin: str, host_header: str, server_url: str) -> bool:
+    """`Origin` names the host the request was sent to (a `Host` without a port matches the
+    default ports: behind a TLS proxy the origin is https while we see http), or the
+    configured public URL."""
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    candidates = []
+    host = urlsplit("//" + host_header.strip())
+    try:
+        candidates.append((host.hostname, host.port))
+    except ValueError:
+        pass
+    if server_url:
+        url = urlsplit(server_url)
+        try:
+            candidates.append((url.hostname, url.port or (443 if url.scheme == "https" else 80)))
+        except ValueError:
+            pass
+    for hostname, want_port in candidates:
+        if hostname and hostname.lower() == parts.hostname.lower() and \
+                (port == want_port if want_port else port in (80, 443)):
+            return True
+    return False
+
+
+class CrossSiteGuard:
+    """Writes to the admin and integrations APIs must be JSON, and admin writes must come from
+    this site. A browser sends the admin's saved basic-auth login with any cross-site form,
+    but an HTML form can only send urlencoded, multipart or text/plain bodies and cannot
+    leave out `Origin`; a cross-site `fetch` with `application/json` needs a CORS preflight,
+    which the admin API never grants. So:
+
+    - a write with a body (or any Content-Type) that is not `application/json` is 415;
+    - an admin write whose `Origin` is not this server (the Host it was sent to, or
+      `instance.server_url`), or whose `Sec-Fetch-Site` is `cross-site` or `same-site`, is 403.
+      Non-browser clients (owncastctl, Owncast-era scripts) send neither header.
+
+    Integrations use bearer tokens, which browsers never attach on their own, so they stay
+    open to other origins (their CORS headers allow it) and only get the JSON rule."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.method not in WRITE_METHODS:
+            return
+        admin = req.path.startswith(ADMIN_PREFIX)
+        if not (admin or req.path.startswith(INTEGRATIONS_PREFIX)):
+            return
+        if admin:
+            self._check_site(req)
+        content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+        has_body = bool(req.content_length) or \
+            (req.get_header("Transfer-Encoding") or "").lower() == "chunked"
+        if (content_type or has_body) and content_type not in JSON_TYPES:
+            raise falcon.HTTPUnsupportedMediaType(
+                title="Unsupported Media Type",
+                description=f"request body must be application/json, not "
+                            f"{content_type or 'untyped'}",
+                headers=INTEGRATION_CORS if not admin else None)
+
+    def _check_site(self, req: falcon.Request) -> None:
+        fetch_site = (req.get_header("Sec-Fetch-Site") or "").lower()
+        if fetch_site in ("cross-site", "same-site"):
+            raise falcon.HTTPForbidden(
+                title="Forbidden",
+                description=f"admin changes are refused from another site "
+                            f"(Sec-Fetch-Site: {fetch_site})")
+        origin = req.get_header("Origin")
+        if origin is not None and not same_site_origin(
+                origin, req.get_header("Host") or "", self.config.get("instance.server_url")):
+            raise falcon.HTTPForbidden(
+                title="Forbidden",
+                description=f"admin changes are refused from another origin ({origin[:100]})")

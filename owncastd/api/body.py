@@ -21,6 +21,9 @@ def read_json(req: falcon.Request, max_bytes: int = MAX_BODY) -> Any:
     stream = req.bounded_stream if length is not None else req.stream
     try:
         raw = stream.read(max_bytes + 1)
+    except TimeoutError as exc:  # the edge's body deadline (api/edge.py)
+        raise falcon.HTTPError(falcon.HTTP_408, title="Request Timeout",
+                               description=str(exc)) from None
     except (OSError, ValueError) as exc:  # a malformed chunked encoding
         raise BadRequest(f"request body could not be read: {exc}") from None
     if len(raw) > max_bytes:

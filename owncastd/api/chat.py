@@ -11,6 +11,7 @@ import falcon
 from ..chat import protocol as p
 from ..chat.moderation import normalize_ip
 from .admin import override_note, save_and_announce
+from .auth import client_ip
 from .body import read_object, read_value
 from .errors import BadRequest
 
@@ -84,7 +85,7 @@ class VisibilityResource:
 
 def refuse_banned(chat, req, user=None) -> None:
     """403 for a banned address or user (and while chat is switched off: 403 too)."""
-    refusal = chat.moderation.refusal(req.remote_addr or "", user)
+    refusal = chat.moderation.refusal(client_ip(req), user)
     if refusal:
         raise falcon.HTTPForbidden(title="Forbidden", description=refusal)
 

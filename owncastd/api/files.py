@@ -120,32 +120,45 @@ def parse_range(header: str, size: int):
     return start, min(end, size - 1)
 
 
-class DirectoryResource:
-    """GET /<prefix>/{path}: files under one directory."""
+# For files the operator uploads (logo, emoji): an SVG opened directly is a document on our
+# origin, and its script would run with the admin's saved login. Sandboxed, with nothing
+# allowed but inline styles and embedded images, it is only a picture (issue 19.7).
+UPLOAD_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
-    def __init__(self, root: str, cache_control: str = "public, max-age=300"):
+
+class DirectoryResource:
+    """GET /<prefix>/{path}: files under one directory; `csp`, if given, is sent with each."""
+
+    def __init__(self, root: str, cache_control: str = "public, max-age=300",
+                 csp: str | None = None):
         self.root = root
         self.cache_control = cache_control
+        self.csp = csp
 
     def on_get(self, req, resp, path: str) -> None:
         real = resolve_inside(self.root, path)
         if real is None or not os.path.isfile(real):
             raise falcon.HTTPNotFound(title="Not Found", description="no such file")
         send_file(resp, real, self.cache_control)
+        if self.csp:
+            resp.set_header("Content-Security-Policy", self.csp)
 
 
 class FileResource:
     """GET of one fixed file, found by a function evaluated per request (it may change)."""
 
-    def __init__(self, locate, cache_control: str = "no-cache"):
+    def __init__(self, locate, cache_control: str = "no-cache", csp: str | None = None):
         self.locate = locate
         self.cache_control = cache_control
+        self.csp = csp
 
     def on_get(self, req, resp) -> None:
         path = self.locate()
         if path is None:
             raise falcon.HTTPNotFound(title="Not Found", description="no such file")
         send_file(resp, path, self.cache_control)
+        if self.csp:
+            resp.set_header("Content-Security-Policy", self.csp)
 
 
 class HLSResource(DirectoryResource):
@@ -158,6 +171,7 @@ class HLSResource(DirectoryResource):
     `OVERLAY_STALE` s), so a stalled uploader falls back to local serving by itself."""
 
     OVERLAY_STALE = 10.0
+    MAX_CHECKED_DIRS = 256   # the output has one directory per rendition
     PLAYLIST_CACHE = "no-cache"
     SEGMENT_CACHE = "public, max-age=31536000, immutable"
 
@@ -181,6 +195,10 @@ class HLSResource(DirectoryResource):
         if now - self._checked_dirs.get(directory, -1e9) > 60:
             if resolve_inside(self.root, os.path.join(*parts[:-1]) if parts[:-1] else "") is None:
                 return None
+            if not os.path.isdir(directory):
+                return None   # not remembered: random names must not grow the table
+            if len(self._checked_dirs) >= self.MAX_CHECKED_DIRS:
+                self._checked_dirs.clear()   # a handful of real ones; re-checked at once
             self._checked_dirs[directory] = now
         return os.path.join(directory, parts[-1])
 

@@ -100,6 +100,7 @@ class PingResource:
 
 
 def add_routes(app, services) -> None:
+    from .files import UPLOAD_CSP
     config = services.config
     app.add_route("/api/config", ConfigResource(config))
     app.add_route("/api/status", StatusResource(config, services.data_dir))
@@ -107,4 +108,4 @@ def add_routes(app, services) -> None:
     app.add_route("/api/emoji", EmojiResource(services.paths))
     app.add_route("/api/ping", PingResource(services.viewers.seen))
     app.add_route("/img/emoji/{path}", DirectoryResource(services.paths.emoji,
-                                                         "public, max-age=3600"))
+                                                         "public, max-age=3600", csp=UPLOAD_CSP))

@@ -80,6 +80,7 @@ def _set_tcp(sock, option: int, value: int) -> None:
 
 MAX_HEADER_LINE = 65536
 MAX_HEADERS = 100
+HEADERS_TOO_LARGE = "Request headers too large"
 
 
 class RequestHeaders:
@@ -95,12 +96,16 @@ class RequestHeaders:
         self.status = status
 
     @classmethod
-    def read(cls, fp, *_):
+    def read(cls, fp, *_, max_bytes: int | None = None):
         items: list[list[str]] = []
+        total = 0
         while True:
             line = fp.readline(MAX_HEADER_LINE + 1)
             if len(line) > MAX_HEADER_LINE:
                 return cls(status="Line too long")
+            total += len(line)
+            if max_bytes is not None and total > max_bytes:
+                return cls(status=HEADERS_TOO_LARGE)
             if line in (b"\r\n", b"\n", b""):
                 return cls(items)
             text = line.decode("iso-8859-1").rstrip("\r\n")

@@ -3,15 +3,16 @@
 The rules of every setting (type, range, shape) are `settings.py`'s, applied by
 `checked_value()` with the setter's name in the message. Here: shaping the posted JSON into
 what is stored (unknown fields dropped, text trimmed, as Owncast did) and the checks that look
-outside the value (the logo file or an uploaded image, running the ffmpeg binary, a free port,
-the codecs of this FFmpeg build). They return what to store or raise `BadRequest`; none saves
-anything, so a rejected request changes nothing.
+outside the value (the logo file or an uploaded image, the ffmpeg binary's file (never run), a
+free port, the codecs of this FFmpeg build, outbound addresses). They return what to store or
+raise `BadRequest`; none saves anything, so a rejected request changes nothing.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import os
+import stat
 import re
 import socket
 from typing import Any, Callable
@@ -77,7 +78,7 @@ def http_checks(data_dir: str) -> dict[str, Check]:
         "admin_password": admin_password,
         "stream_keys": stream_key_list,
         "instance.logo": logo(data_dir),
-        "video.ffmpeg_path": ffmpeg_path,
+        "video.ffmpeg_path": lambda value: ffmpeg_path(value, data_dir),
         "video.codec": codec_available,
     }
 
@@ -191,26 +192,43 @@ def _save_uploaded_logo(data_dir: str, mime: str, data: str) -> str:
 
 # -- ffmpeg --------------------------------------------------------------------------------
 
-FFMPEG_TIMEOUT = 5.0
-
-
-def ffmpeg_path(value: str):
-    """Empty (use PATH) or an executable that answers `-version` as ffmpeg."""
+def ffmpeg_path(value, data_dir: str | None = None):
+    """Empty (use PATH) or an ffmpeg binary, checked without running it (issue 19.10: running
+    whatever executable the request names would let a stolen key run programs): an absolute
+    path to a regular, executable file named `ffmpeg*`, not writable by group or others and
+    not inside the data dir (where the API writes uploads). It first runs at a stream start
+    with `video.backend = "ffmpeg"`."""
+    if not isinstance(value, str):
+        raise BadRequest("ffmpegpath: expected a string")
     if value == "":
         return ""
-    if not os.path.isfile(value) or not os.access(value, os.X_OK):
-        raise BadRequest(f"ffmpegpath: {value!r} is not an executable file")
-    from gevent import subprocess as gsubprocess  # waits in the hub, not the worker
+    if not os.path.isabs(value) or "\0" in value:
+        raise BadRequest(f"ffmpegpath: {value!r} is not an absolute path")
+    if not os.path.basename(value).startswith("ffmpeg"):
+        raise BadRequest(f"ffmpegpath: {value!r} is not named ffmpeg")
+    real = os.path.realpath(value)
+    if data_dir is not None:
+        data_real = os.path.realpath(data_dir)
+        if real == data_real or real.startswith(data_real + os.sep):
+            raise BadRequest(f"ffmpegpath: {value!r} is inside the data dir")
     try:
-        done = gsubprocess.run([value, "-version"], stdin=gsubprocess.DEVNULL,
-                               stdout=gsubprocess.PIPE, stderr=gsubprocess.STDOUT,
-                               timeout=FFMPEG_TIMEOUT)
-    except gsubprocess.TimeoutExpired:
-        raise BadRequest(f"ffmpegpath: {value!r} did not answer -version within "
-                         f"{FFMPEG_TIMEOUT:g} s") from None
-    except OSError as exc:
-        raise BadRequest(f"ffmpegpath: cannot run {value!r}: {exc.strerror or exc}") from None
-    first = done.stdout.decode(errors="replace").splitlines()[:1]
-    if done.returncode != 0 or not first or not first[0].startswith("ffmpeg version"):
-        raise BadRequest(f"ffmpegpath: {value!r} does not answer -version as ffmpeg does")
+        st = os.stat(real)
+    except OSError:
+        raise BadRequest(f"ffmpegpath: {value!r} is not an executable file") from None
+    if not stat.S_ISREG(st.st_mode) or not os.access(real, os.X_OK):
+        raise BadRequest(f"ffmpegpath: {value!r} is not an executable file")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise BadRequest(f"ffmpegpath: {value!r} is writable by other users")
     return value
+
+
+def outbound_url(config, field: str, url: str) -> str:
+    """With `http.deny_private_addresses` on, refuse a URL whose host resolves to a private
+    address now, when it is set (it is checked again at every use: DNS may change)."""
+    if config.get("http.deny_private_addresses"):
+        from ..netguard import OutboundRefused, check_outbound
+        try:
+            check_outbound(url)
+        except OutboundRefused as exc:
+            raise BadRequest(f"{field}: {exc}") from None
+    return url

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from .body import read_object
 from .errors import BadRequest
+from .validate import outbound_url
 
 # The events one can subscribe to (D12): 0.0.7's, plus STREAM_TITLE_UPDATED.
 EVENTS = ("CHAT", "USER_JOINED", "NAME_CHANGE", "VISIBILITY-UPDATE", "STREAM_STARTED",
@@ -51,12 +52,13 @@ class WebhooksResource:
 
 
 class CreateWebhookResource:
-    def __init__(self, store):
+    def __init__(self, store, config):
         self.store = store
+        self.config = config
 
     def on_post(self, req, resp):
         data = read_object(req)
-        url = check_url(data.get("url"))
+        url = outbound_url(self.config, "url", check_url(data.get("url")))
         events = check_events(data.get("events"))
         resp.media = self.store.add_webhook(url, events)
 
@@ -83,5 +85,5 @@ class DeleteWebhookResource:
 def add_routes(app, services) -> None:
     store = services.store
     app.add_route("/api/admin/webhooks", WebhooksResource(store))
-    app.add_route("/api/admin/webhooks/create", CreateWebhookResource(store))
+    app.add_route("/api/admin/webhooks/create", CreateWebhookResource(store, services.config))
     app.add_route("/api/admin/webhooks/delete", DeleteWebhookResource(store))

@@ -15,7 +15,7 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 from ..markup import EMBED_HOSTS
-from .files import DirectoryResource, FileResource, resolve_inside, send_file
+from .files import UPLOAD_CSP, DirectoryResource, FileResource, resolve_inside, send_file
 
 ASSETS = str(resources.files("owncastd") / "assets")
 WEB_ROOT = os.path.join(ASSETS, "web")
@@ -100,7 +100,7 @@ def add_routes(app, services) -> None:
             return found
         return os.path.join(ASSETS, "logo.svg")
 
-    app.add_route("/logo", FileResource(logo_path, "public, max-age=60"))
+    app.add_route("/logo", FileResource(logo_path, "public, max-age=60", csp=UPLOAD_CSP))
     app.add_route("/openapi.yaml", FileResource(lambda: os.path.join(ASSETS, "openapi.yaml"),
                                                 "public, max-age=300"))
     app.add_route("/", PageResource(config, "index.html", embeddable=False))

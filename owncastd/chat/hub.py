@@ -183,7 +183,9 @@ class Hub:
                                         ephemeral=True))
 
     def _ping_loop(self) -> None:
-        frame = p.text_frame(p.encode(p.PING_EVENT))
+        # The PING event (0.0.7's clients answer PONG) and a websocket-level ping (any client
+        # library answers with a pong): either keeps the socket inside limits.ws.idle_timeout.
+        frame = p.text_frame(p.encode(p.PING_EVENT)) + p.PING_CONTROL_FRAME
         while True:
             gevent.sleep(p.PING_INTERVAL)
             self._fan_out(frame)

@@ -32,6 +32,7 @@ STORED_TYPES = (CHAT, SYSTEM, CHAT_ACTION)   # what `/api/chat` history holds
 MAX_NAME_LENGTH = 100        # characters in a display name
 MAX_FRAME_BYTES = 16 * 1024  # a frame this large cannot hold a valid message: refused unread
 PING_INTERVAL = 30.0         # seconds (0.0.7)
+PING_CONTROL_FRAME = b"\x89\x00"   # a websocket ping with no payload (server frames are unmasked)
 
 
 def new_id() -> str:

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from .. import bus
+from ..netguard import OutboundRefused, check_outbound, delivery_failure, opener_without_redirects
 from ..runtime import start_child
 from ..version import __version__
 
@@ -28,6 +29,7 @@ STATE_POLL = 5.0     # the store's `online` is re-read at least this often (a bu
 TIMEOUT = 10.0       # seconds for one ping request
 # Settings whose change is worth a ping at once while live.
 KICK_KEYS = ("instance.directory_enabled", "instance.server_url", "directory_url", "yp.key")
+_OPENER = opener_without_redirects()
 
 
 @dataclass
@@ -37,16 +39,23 @@ class PingResult:
     error: str = ""
 
 
-def ping(directory_url: str, key: str, url: str, timeout: float = TIMEOUT) -> PingResult:
+def ping(directory_url: str, key: str, url: str, timeout: float = TIMEOUT,
+         deny_private: bool = False) -> PingResult:
     """One `POST <directory_url>/api/ping` with `{key, url}`; the directory answers
-    `{key, success, error, errorCode}`."""
+    `{key, success, error, errorCode}`. Redirects are not followed (a 3xx is a failure), and
+    with `deny_private` a directory on a private address is refused (issue 19.9)."""
+    if deny_private:
+        try:
+            check_outbound(directory_url)
+        except OutboundRefused as exc:
+            return PingResult(False, error=f"directory refused: {exc}")
     body = json.dumps({"key": key, "url": url}).encode()
     req = urllib.request.Request(directory_url.rstrip("/") + "/api/ping", data=body,
                                  method="POST",
                                  headers={"Content-Type": "application/json",
                                           "User-Agent": f"owncastd/{__version__}"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _OPENER.open(req, timeout=timeout) as resp:
             raw = resp.read(65536)
     except urllib.error.HTTPError as exc:
         try:
@@ -56,7 +65,7 @@ def ping(directory_url: str, key: str, url: str, timeout: float = TIMEOUT) -> Pi
         return PingResult(False, error=f"HTTP {exc.code} from the directory"
                           + (f": {detail}" if detail else ""))
     except (urllib.error.URLError, OSError) as exc:
-        return PingResult(False, error=f"cannot reach the directory: {getattr(exc, 'reason', exc)}")
+        return PingResult(False, error=f"cannot reach the directory: {delivery_failure(exc)}")
     answer = _answer(raw)
     if not answer:
         return PingResult(False, error="the directory's answer is not a JSON object")
@@ -154,7 +163,8 @@ class DirectoryService:
                 self.schedule.done(time.monotonic(), ok=False)
 
     def ping_now(self, directory_url: str, key: str, url: str) -> None:
-        result = ping(directory_url, key, url)
+        result = ping(directory_url, key, url,
+                      deny_private=self.config.get("http.deny_private_addresses"))
         self.schedule.done(time.monotonic(), result.ok)
         if result.key and result.key != key:
             self.config.save({"yp.key": result.key})  # the key itself is never logged

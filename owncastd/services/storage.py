@@ -36,6 +36,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..datadir import DataDir
+from ..netguard import check_outbound
 from ..runtime import start_child, stop_on_signals
 
 log = logging.getLogger("owncastd.storage")
@@ -331,8 +332,10 @@ def run(config, data_dir: str, stop: threading.Event) -> None:
             if sync is not None:
                 clear_overlay(data_dir)
             try:
+                if config.get("http.deny_private_addresses"):
+                    check_outbound(settings.endpoint)   # issue 19.9
                 sync = StorageSync(data_dir, settings)
-            except Exception as exc:  # bad endpoint URL and the like
+            except Exception as exc:  # bad endpoint URL, a refused address and the like
                 log.warning("S3 storage settings unusable: %s", exc)
                 stop.wait(5)
                 continue

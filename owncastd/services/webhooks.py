@@ -18,6 +18,8 @@ import logging
 from typing import Any
 
 from .. import bus
+from ..netguard import (OutboundRefused, check_outbound, delivery_failure,
+                        opener_without_redirects, redact_url)
 from ..runtime import start_child
 from ..version import __version__
 
@@ -80,7 +82,7 @@ class Lane:
     def submit(self, kind: str, body: bytes, attempt: int = 0) -> bool:
         if self.pending >= LANE_QUEUE:
             log.warning("webhook %d (%s): %d events waiting; dropping a %s event",
-                        self.hook_id, self.url, self.pending, kind)
+                        self.hook_id, redact_url(self.url), self.pending, kind)
             return False
         self.pending += 1
         self.queue.put((kind, body, attempt))
@@ -109,24 +111,13 @@ class Lane:
         self.queue.put((kind, body, attempt))
 
 
-def _opener():
-    """urllib without redirects: a webhook URL is used as configured."""
-    import urllib.request
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, req, fp, code, msg, headers, newurl):
-            return None
-
-    return urllib.request.build_opener(NoRedirect)
-
-
 class Dispatcher:
     def __init__(self, config, data_dir: str):
         self.config = config
         self.store = config.store
         self.data_dir = data_dir
         self.lanes: dict[int, Lane] = {}
-        self.opener = _opener()
+        self.opener = opener_without_redirects()
 
     def handle(self, topic: str, payload: dict) -> None:
         events = webhook_events(topic, payload, self.config)
@@ -154,8 +145,11 @@ class Dispatcher:
         request = urllib.request.Request(lane.url, data=body, method="POST", headers={
             "Content-Type": "application/json", "User-Agent": USER_AGENT})
         status = None
+        shown = redact_url(lane.url)
         try:
             with gevent.Timeout(TIMEOUT):
+                if self.config.get("http.deny_private_addresses"):
+                    check_outbound(lane.url)
                 try:
                     with self.opener.open(request, timeout=TIMEOUT) as response:
                         status = response.status
@@ -163,25 +157,29 @@ class Dispatcher:
                 except urllib.error.HTTPError as exc:
                     status = exc.code
                     exc.close()
-        except gevent.Timeout:
-            log.warning("webhook %d (%s): %s event timed out after %.0f s (attempt %d)",
-                        lane.hook_id, lane.url, kind, TIMEOUT, attempt + 1)
-            return True
-        except (OSError, ValueError, urllib.error.URLError) as exc:
+        except OutboundRefused as exc:
+            log.warning("webhook %d (%s): %s event not delivered: %s", lane.hook_id, shown,
+                        kind, exc)
+            return False
+        except (gevent.Timeout, OSError, urllib.error.URLError) as exc:
             log.warning("webhook %d (%s): %s event not delivered (attempt %d): %s",
-                        lane.hook_id, lane.url, kind, attempt + 1, exc)
+                        lane.hook_id, shown, kind, attempt + 1, delivery_failure(exc))
             return True
+        except ValueError as exc:   # not a usable URL
+            log.warning("webhook %d (%s): %s event not delivered: %s", lane.hook_id, shown,
+                        kind, exc)
+            return False
         try:
             self.store.touch_webhook(lane.hook_id)
         except Exception:
             log.exception("cannot update webhook %d lastUsed", lane.hook_id)
         if status >= 500 or status == 429:
             log.warning("webhook %d (%s): %s event answered %d (attempt %d)",
-                        lane.hook_id, lane.url, kind, status, attempt + 1)
+                        lane.hook_id, shown, kind, status, attempt + 1)
             return True
         if status >= 300:
             log.warning("webhook %d (%s): %s event answered %d; not retried",
-                        lane.hook_id, lane.url, kind, status)
+                        lane.hook_id, shown, kind, status)
         return False
 
     def run(self) -> None:

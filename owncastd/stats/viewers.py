@@ -26,14 +26,10 @@ def viewer_id(ip: str, user_agent: str) -> str:
 
 
 def client_address(req) -> str:
-    """The first `X-Forwarded-For` entry if present (a front proxy sets it), else the peer, as
-    Owncast does."""
-    forwarded = req.get_header("X-Forwarded-For")
-    if forwarded:
-        first = forwarded.split(",")[0].strip()
-        if first:
-            return first
-    return req.remote_addr or ""
+    """The client's address: X-Forwarded-For counts only from a trusted proxy
+    (`http.trusted_proxies`, issue 19.5; api/auth.ClientAddress), else the peer."""
+    ip = getattr(req.context, "client_ip", None)
+    return ip if ip is not None else (req.remote_addr or "")
 
 
 def viewer_count(store, now: float | None = None) -> int:

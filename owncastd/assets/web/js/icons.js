@@ -2,7 +2,8 @@
 // with a simple glyph or its initial. Unknown platforms get a link glyph.
 import { svg } from "./dom.js";
 
-const PLATFORMS = {
+// Null-prototype tables: a platform named "constructor" or "__proto__" is just unknown.
+const PLATFORMS = Object.assign(Object.create(null), {
   bluesky: { color: "#1185fe", label: "Bluesky", glyph: "butterfly" },
   discord: { color: "#5865f2", label: "Discord", letter: "D" },
   email: { color: "#6b7280", label: "Email", glyph: "mail" },
@@ -22,9 +23,9 @@ const PLATFORMS = {
   twitter: { color: "#1d9bf0", label: "Twitter", letter: "X" },
   x: { color: "#111111", label: "X", letter: "X" },
   youtube: { color: "#ff0000", label: "YouTube", glyph: "play" },
-};
+});
 
-const GLYPHS = {
+const GLYPHS = Object.assign(Object.create(null), {
   play: () => svg("path", { d: "M10 8.5v7l6-3.5z", fill: "#fff" }),
   mail: () => svg("path", { d: "M6.5 8.5h11v7h-11zM6.5 8.5l5.5 4 5.5-4", fill: "none", stroke: "#fff", "stroke-width": 1.5, "stroke-linejoin": "round" }),
   camera: () => svg("g", { fill: "none", stroke: "#fff", "stroke-width": 1.6 },
@@ -34,11 +35,12 @@ const GLYPHS = {
   waves: () => svg("path", { d: "M7.5 10c3-1 6-1 9 .5M8 12.5c2.5-.7 5-.6 7.5.6M8.5 15c2-.5 4-.4 6 .4", fill: "none", stroke: "#fff", "stroke-width": 1.6, "stroke-linecap": "round" }),
   butterfly: () => svg("path", { d: "M12 11.5C10.5 8.5 8 7 6.5 7.5c-1 .4-.5 3 .5 4.5 1 1.3 2.5 1.5 3.5 1.3-1.5.6-2 2.3-.5 3 1.3.6 2-1 2-2.5 0 1.5.7 3.1 2 2.5 1.5-.7 1-2.4-.5-3 1 .2 2.5 0 3.5-1.3 1-1.5 1.5-4.1.5-4.5C16 7 13.5 8.5 12 11.5z", fill: "#fff" }),
   link: () => svg("path", { d: "M10.5 13.5l3-3M9.5 11l-1.5 1.5a2.5 2.5 0 0 0 3.5 3.5l1.5-1.5M14.5 13l1.5-1.5a2.5 2.5 0 0 0-3.5-3.5L11 9.5", fill: "none", stroke: "#fff", "stroke-width": 1.6, "stroke-linecap": "round" }),
-};
+});
 
 export function platformInfo(platform) {
   const key = String(platform || "").toLowerCase().replace(/[^a-z]/g, "");
-  return PLATFORMS[key] || { color: "#4b5563", label: String(platform || "Link"), glyph: "link" };
+  return Object.hasOwn(PLATFORMS, key) ? PLATFORMS[key]
+    : { color: "#4b5563", label: String(platform || "Link"), glyph: "link" };
 }
 
 /** An <svg> badge for a platform name (as operators enter it, any case). */
@@ -47,7 +49,7 @@ export function platformIcon(platform) {
   const mark = info.letter
     ? svg("text", { x: 12, y: 16.2, "text-anchor": "middle", fill: "#fff", "font-size": info.letter.length > 1 ? 9 : 12,
       "font-weight": 700, "font-family": "system-ui, sans-serif", text: info.letter })
-    : GLYPHS[info.glyph]();
+    : (Object.hasOwn(GLYPHS, info.glyph) ? GLYPHS[info.glyph] : GLYPHS.link)();
   return svg("svg", { viewBox: "0 0 24 24", width: 32, height: 32, class: "social-icon", "aria-hidden": "true" },
     svg("rect", { width: 24, height: 24, rx: 6, fill: info.color }), mark);
 }
