@@ -25,6 +25,11 @@ EVENT_STREAM_STOPPED = "event.stream_stopped"
 EVENT_CONFIG_CHANGED = "event.config_changed"
 CHAT = "chat"
 CONTROL_DISCONNECT = "control.disconnect"
+# LL-HLS (owncastd.llhls): a part and its playlists are on disk / bytes were appended to the
+# hinted part. Payload: rendition, token, msn, part, ... (see owncastd.llhls.packager).
+HLS = "hls."
+HLS_PART = "hls.part"
+HLS_CHUNK = "hls.chunk"
 
 # A unix socket path must fit in sockaddr_un.sun_path (108 bytes with the terminator).
 _MAX_IPC_PATH = 100

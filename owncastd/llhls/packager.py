@@ -228,7 +228,7 @@ class Packager:
         self.target = playlist.target_duration(segment_seconds)
         self.part_target = part_target
         self.window = max(list_size, -(-MIN_WINDOW_SECONDS // int(segment_seconds or 1)))
-        self.token = token or format(int(time.time() * 1000), "x")
+        self.token = token or format(int(time.time() * 1000), "x") + os.urandom(2).hex()
         self.lock = threading.RLock()
         self._notify = notify
         self.renditions = [RenditionSink(self, n) for n in range(len(variants))]
