@@ -100,11 +100,14 @@ class LLHLS:
         w = self.watches.get(rendition)
         if w is None:
             w = self.watches[rendition] = RenditionWatch(os.path.join(self.root, rendition))
+        self.start()
+        return w
+
+    def start(self) -> None:
         if not self._listening:
             self._listening = True
             import gevent
             gevent.spawn(self._listen)
-        return w
 
     def _listen(self) -> None:
         sub = bus.Subscriber(self.data_dir, [bus.HLS], green=True)
@@ -133,6 +136,9 @@ class LLHLSResource:
     def __init__(self, files, data_dir: str):
         self.files = files
         self.state = LLHLS(data_dir, files.root)
+        from gevent import monkey
+        if monkey.is_module_patched("socket"):
+            self.state.start()   # subscribe now: the bus's slow joiner is over by the first viewer
 
     def on_get(self, req, resp, path: str) -> None:
         m = PLAYLIST_PATH.fullmatch(path)
