@@ -188,7 +188,7 @@ class LLHLSResource:
                     raise falcon.HTTPServiceUnavailable(
                         title="Service Unavailable",
                         description=f"segment {msn} part {part} did not appear in time")
-                event.wait(min(remaining, 1.0))   # the 1 s cap also covers a lost bus message
+                event.wait(remaining)
                 watch.refresh()
         if self.files.on_playlist is not None:
             self.files.on_playlist(req)
