@@ -147,6 +147,12 @@ _SETTING_LIST = [
             "per minute; the rest are summed up in one line a minute.", check=_positive),
     Setting("limits.rtmp.log_refusals_total", int, 20, "Refusal log lines per minute in all.",
             check=_positive),
+    # Low-latency HLS (issue 15)
+    Setting("video.low_latency", bool, False, "Low-Latency HLS (fMP4 parts, blocking reload) "
+            "instead of MPEG-TS HLS; applies from the next stream start. See docs/LLHLS.md."),
+    Setting("video.part_target_ms", int, 333, "LL-HLS part duration target in milliseconds "
+            "(PART-TARGET); parts never exceed it.",
+            check=lambda v: None if 100 <= v <= 1000 else "must be from 100 to 1000"),
 ]
 
 SETTINGS: dict[str, Setting] = {s.key: s for s in _SETTING_LIST}

@@ -204,6 +204,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             ("videoSettings", "latencyLevel"), "0 (lowest latency) to 4 (most buffering)."),
     Setting("streamoutputvariants", "video/streamoutputvariants", variants,
             ("videoSettings", "videoQualityVariants"), "JSON array of output variants."),
+    Setting("video.lowlatency", "video/lowlatency", boolean, ("videoSettings", "lowLatency"),
+            "true or false: Low-Latency HLS from the next stream start."),
     Setting("codec", "video/codec", text(64, allow_empty=False), ("videoCodec",),
             "Video encoder, e.g. libx264."),
     Setting("s3", "s3", s3, ("s3",), "JSON object of S3 storage settings."),

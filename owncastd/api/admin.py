@@ -64,6 +64,7 @@ class ServerConfigResource:
             "videoSettings": {
                 "videoQualityVariants": c["video.variants"],
                 "latencyLevel": c["video.latency_level"],
+                "lowLatency": c["video.low_latency"],
             },
             "videoCodec": c["video.codec"],
             "supportedCodecs": validate.supported_codecs(),
@@ -244,6 +245,7 @@ def setters(config, data_dir: str) -> dict[str, tuple[str, Check, str]]:
         "video/streamlatencylevel": ("video.latency_level", validate.latency_level, next_stream),
         "video/streamoutputvariants": ("video.variants", variants, next_stream),
         "video/codec": ("video.codec", validate.video_codec, next_stream),
+        "video/lowlatency": ("video.low_latency", validate.flag("video/lowlatency"), next_stream),
         "s3": ("s3", validate.s3, next_stream),
     }
 

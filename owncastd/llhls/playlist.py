@@ -157,3 +157,24 @@ def parse_position(text: str) -> tuple[int, int, int] | None:
     if last is None:
         return None
     return last[0], last[1], last_complete
+
+
+def stale_for(path: str, segment_seconds: float) -> bool:
+    """Whether an existing media playlist must not be continued by MPEG-TS output with
+    `segment_seconds` segments: it is LL-HLS output, or its TARGETDURATION is longer than the
+    new segments need (a TARGETDURATION never changes within a playlist, so the old one would
+    stay beside shorter segments and players would hold back too far and stall: issue 15)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024).decode(errors="replace")
+    except OSError:
+        return False
+    if "#EXT-X-PART-INF:" in head:
+        return True
+    for line in head.splitlines():
+        if line.startswith("#EXT-X-TARGETDURATION:"):
+            try:
+                return int(line.split(":", 1)[1]) > target_duration(segment_seconds) + 1
+            except ValueError:
+                return True
+    return False
