@@ -109,6 +109,11 @@ class Worker:
         settings["backend"] = c["video.backend"]
         settings["ffmpeg_path"] = c["video.ffmpeg_path"]
         settings["low_latency"] = c["video.low_latency"]
+        if settings["low_latency"] and (c["s3"] or {}).get("enabled"):
+            # the storage child uploads MPEG-TS segments only (docs/LLHLS.md): keep S3 working
+            log.warning("low latency is on but S3 storage is enabled: MPEG-TS HLS for this "
+                        "stream (LL-HLS with S3 is not supported yet)")
+            settings["low_latency"] = False
         settings["part_target"] = c["video.part_target_ms"] / 1000
         return settings
 
