@@ -177,6 +177,7 @@ def test_segments_parts_and_playlists_follow_the_rules(streams, tmp_path):
     assert [[d for _, d, _ in s[2]] for s in a] == [[d for _, d, _ in s[2]] for s in b]
     master = (tmp_path / "stream.m3u8").read_text()
     assert master.count("#EXT-X-STREAM-INF:") == 2 and 'CODECS="avc1.' in master
+    assert "RESOLUTION=320x240" in master and "RESOLUTION=160x120" in master
     parts = [x for t, x in events if t == "hls.part"]
     assert [x["part"] for x in parts if x["rendition"] == 0][:12] == [0, 1, 2, 3] * 3
     assert any(t == "hls.chunk" for t, _ in events)

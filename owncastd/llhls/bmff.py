@@ -104,6 +104,8 @@ class Track:
     default_duration: int = 0      # from trex
     default_flags: int = 0
     codec: str = ""                # RFC 6381 string when known (avc1.PPCCLL, mp4a.40.2)
+    width: int = 0                 # tkhd's presentation size (video), whole pixels
+    height: int = 0
 
 
 @dataclass
@@ -138,6 +140,10 @@ def parse_init(data: bytes) -> dict[int, Track]:
         _need(hbody, hstop, 24, "tkhd")
         version = data[hbody]
         track_id = struct.unpack_from(">I", data, hbody + (20 if version == 1 else 12))[0]
+        size_at = hbody + (88 if version == 1 else 76)    # 16.16 width, height
+        width = height = 0
+        if hstop - size_at >= 8:
+            width, height = (x >> 16 for x in struct.unpack_from(">II", data, size_at))
         mdia = children(data, *trak[b"mdia"][0])
         if b"mdhd" not in mdia or b"hdlr" not in mdia:
             raise BMFFError("mdia without mdhd or hdlr")
@@ -150,7 +156,8 @@ def parse_init(data: bytes) -> dict[int, Track]:
         _need(rbody, rstop, 12, "hdlr")
         handler = bytes(data[rbody + 8:rbody + 12])
         tracks[track_id] = Track(track_id, timescale, handler,
-                                 codec=_codec(data, mdia.get(b"minf")))
+                                 codec=_codec(data, mdia.get(b"minf")), width=width,
+                                 height=height)
     for xbody, xstop in moov.get(b"mvex", []):
         for kind, body, stop in iter_boxes(data, xbody, xstop):
             if kind == b"trex":

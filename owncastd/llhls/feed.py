@@ -25,7 +25,7 @@ class FMP4Feeder:
                 self._timing_track = timing.track_id
                 self._timescale = timing.timescale
                 codecs = ",".join(t.codec for t in tracks.values() if t.codec)
-                self.sink.init(init, codecs)
+                self.sink.init(init, codecs, (timing.width, timing.height) if video else None)
                 continue
             fragment = event[1]
             run = next((r for r in fragment.runs if r.track_id == self._timing_track), None)

@@ -59,6 +59,7 @@ class RenditionSink:
         self.init_uri = f"init-{self.token}.mp4"
         self.segments: list[Segment] = []
         self.codecs = ""
+        self.size: tuple[int, int] | None = None
         self._part_number = 0          # global number of the open part
         self._part_start: float | None = None
         self._part_end: float | None = None
@@ -72,10 +73,12 @@ class RenditionSink:
 
     # -- input ------------------------------------------------------------------------------
 
-    def init(self, data: bytes, codecs: str = "") -> None:
+    def init(self, data: bytes, codecs: str = "", size: tuple[int, int] | None = None) -> None:
+        """The init segment; `codecs` (RFC 6381) and the video `size` go into the master."""
         os.makedirs(self.dir, exist_ok=True)
         write_atomic(os.path.join(self.dir, self.init_uri), data)
         self.codecs = codecs
+        self.size = size
         self.packager._rendition_ready()
 
     def fragment(self, data: bytes, start: float | None, duration: float,
@@ -270,7 +273,9 @@ class Packager:
         for r, v in zip(self.renditions, self.variants):
             bandwidth = (v.get("video_bitrate", 0) + (v.get("audio_bitrate") or 128)) * 1000
             entries.append({"uri": f"{r.index}/stream.m3u8", "bandwidth": bandwidth or 1_000_000,
-                            "codecs": r.codecs})
+                            "codecs": r.codecs,
+                            "resolution": f"{r.size[0]}x{r.size[1]}" if r.size and all(r.size)
+                            else ""})
         write_atomic(os.path.join(self.out_dir, "stream.m3u8"),
                      playlist.master_playlist(entries).encode())
 
