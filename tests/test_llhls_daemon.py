@@ -86,3 +86,34 @@ def test_setting_then_low_latency_stream(ll_daemon):
                                for n in range(2)), 20, what="EXT-X-ENDLIST")
     finally:
         stop_proc(pub)
+
+
+def test_new_stream_resets_target_duration_of_mpegts_playlists(daemon_factory):
+    """Issue 15 point 6: a stream at level 2 (3 s segments), then one at level 0 (1 s): the
+    second stream's playlist must say TARGETDURATION:1, not keep the first one's 3."""
+    d = daemon_factory().start()
+
+    def target():
+        text = d.get("/hls/0/stream.m3u8").text
+        m = re.search(r"#EXT-X-TARGETDURATION:(\d+)", text)
+        return int(m.group(1)) if m and "#EXTINF" in text else None
+
+    assert d.post("/api/admin/config/video/streamlatencylevel", json={"value": 2},
+                  auth=d.auth).status_code == 200
+    pub = ffmpeg_publish(d, seconds=8, rate=30)
+    try:
+        wait_until(lambda: target() == 3, 30, what="TARGETDURATION:3 at level 2")
+        pub.wait(timeout=30)
+    finally:
+        stop_proc(pub)
+    wait_until(lambda: "#EXT-X-ENDLIST" in d.get("/hls/0/stream.m3u8").text, 20,
+               what="the first stream's end")
+    assert d.post("/api/admin/config/video/streamlatencylevel", json={"value": 0},
+                  auth=d.auth).status_code == 200
+    pub = ffmpeg_publish(d, seconds=8, rate=30)
+    try:
+        wait_until(lambda: "#EXT-X-ENDLIST" not in d.get("/hls/0/stream.m3u8").text and
+                   target() is not None, 30, what="the second stream's playlist")
+        assert target() == 1, d.get("/hls/0/stream.m3u8").text
+    finally:
+        stop_proc(pub)
