@@ -3,10 +3,15 @@
 The `Pipeline` interface of the transcoder worker (`push`/`finish`/`stats`), like
 `owncastd.transcode.ffmpeg_backend.FFmpegPipeline`, with the same encoder options per variant
 (`variant_args`: keyframes forced on the segment grid, x264 B-frames allowed). Each rendition is
-its own mp4 output (`empty_moov+default_base_moof+frag_every_frame`: an init, then a fragment
-per frame) on its own pipe (`pipe:FD`); a reader thread per pipe hands the bytes to an
-`FMP4Feeder` into the rendition's `RenditionSink`, so the packager decides the part and segment
-cuts (owncastd.llhls.packager) and the same cuts hold in every rendition.
+its own mp4 output (`empty_moov+default_base_moof+frag_keyframe` with `-frag_duration`: an
+init, then a fragment at every keyframe and before the frame that would make it longer than the
+part target, so one fragment is one part) on its own pipe (`pipe:FD`); a reader thread per pipe
+hands the bytes to an `FMP4Feeder` into the rendition's `RenditionSink`, and the packager makes
+parts and segments of them (owncastd.llhls.packager), at the same instants in every rendition.
+
+Not `frag_every_frame`: it writes each sample before the next one is known, and a copied AAC
+stream's packets carry no duration, so the audio fragments came out with zero durations and
+repeated decode times, which leaves holes in the browser's buffer (seen in Chromium).
 """
 from __future__ import annotations
 
@@ -22,16 +27,28 @@ from .packager import DEFAULT_PART_TARGET, Packager
 
 log = logging.getLogger("owncastd.transcoder.llhls")
 
-MOVFLAGS = "empty_moov+default_base_moof+frag_every_frame+skip_trailer"
+MOVFLAGS = "empty_moov+default_base_moof+frag_keyframe+skip_trailer"
+PASSTHROUGH_FPS = 30   # a copied video's frame rate is not known in advance: assume this
+
+
+def fragment_duration_us(part_target: float, fps: float) -> int:
+    """`-frag_duration` for parts of whole frames never longer than `part_target`: the muxer
+    starts a new fragment at the first frame whose offset from the fragment's first frame is
+    >= this, so n = floor(part_target * fps) frames go in each fragment."""
+    frames = max(1, int(part_target * fps + 1e-9))
+    return int((frames - 0.5) / fps * 1_000_000)
 
 
 def build_command(ffmpeg: str, variants: list[dict], fds: list[int], *,
-                  segment_seconds: float) -> list[str]:
+                  segment_seconds: float, part_target: float) -> list[str]:
     cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
            "-fflags", "+genpts", "-f", "flv", "-i", "pipe:0"]
     for v, fd in zip(variants, fds):
+        fps = PASSTHROUGH_FPS if v["video_passthrough"] else v["framerate"]
         cmd += ["-map", "0:v:0", "-map", "0:a:0?"] + variant_args(v, 0, segment_seconds)
-        cmd += ["-f", "mp4", "-movflags", MOVFLAGS, "-flush_packets", "1", f"pipe:{fd}"]
+        cmd += ["-f", "mp4", "-movflags", MOVFLAGS,
+                "-frag_duration", str(fragment_duration_us(part_target, fps)),
+                "-flush_packets", "1", f"pipe:{fd}"]
     return cmd
 
 
@@ -55,7 +72,8 @@ class FFmpegLLHLSPipeline:
     def _start(self) -> None:
         pipes = [os.pipe() for _ in self._variants]
         self.command = build_command(self._ffmpeg, self._variants, [w for _, w in pipes],
-                                     segment_seconds=self._segment_seconds)
+                                     segment_seconds=self._segment_seconds,
+                                     part_target=self.packager.part_target)
         try:
             self._proc = subprocess.Popen(self.command, stdin=subprocess.PIPE,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

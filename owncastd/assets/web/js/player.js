@@ -72,8 +72,7 @@ export class Player {
     this.startPing();
     const Hls = window.Hls;
     if (Hls && Hls.isSupported()) {
-      const hls = new Hls({ workerPath: WORKER_URL, enableWorker: true, lowLatencyMode: true,
-        maxLiveSyncPlaybackRate: 1.1 }); // catch up gently after a stall instead of drifting
+      const hls = new Hls({ workerPath: WORKER_URL, enableWorker: true, lowLatencyMode: true });
       this.hls = hls;
       hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
         this.fillQualityMenu(data.levels);
