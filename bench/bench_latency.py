@@ -9,7 +9,8 @@ Chromium and reports p50/p90 latency and rebuffers:
 - `nginx-rtmp`: nginx 1.22 + ngx_rtmp_module `hls on` (hls_fragment 2s, the GOP), bare hls.js
   page with hls.js's defaults, same box, same stream.
 Targets (issue 15): ll-1 p50 <= 2.0 s and p90 <= 2.5 s; ll-ladder p50 <= 3.0 s; zero rebuffers
-in ll-1. A scenario is selected with OWNCASTD_BENCH_LATENCY=ll-1,legacy (default: all).
+in ll-1. A scenario is selected with OWNCASTD_BENCH_LATENCY=ll-1,legacy (default: all);
+OWNCASTD_BENCH_PART_MS sets the LL-HLS part target (333 ms).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ NGINX_RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
 SECONDS = float(os.environ.get("OWNCASTD_BENCH_LATENCY_SECONDS", "120"))
 SETTLE = 15
 SELECTED = [s for s in os.environ.get("OWNCASTD_BENCH_LATENCY", "").split(",") if s]
+PART_MS = int(os.environ.get("OWNCASTD_BENCH_PART_MS", "333"))   # video.part_target_ms
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("ffmpeg") and shutil.which("nginx") and os.path.exists("/usr/bin/chromium")
@@ -46,8 +48,10 @@ LADDER = ", ".join([
     '{ videoBitrate = 300, scaledWidth = 426, framerate = 30, cpuUsageLevel = 0, audioPassthrough = true }'])
 
 SCENARIOS = {
-    "ll-1": f"[video]\nlatency_level = 0\nlow_latency = true\nvariants = [ {ONE} ]\n",
-    "ll-ladder": f"[video]\nlatency_level = 0\nlow_latency = true\nvariants = [ {LADDER} ]\n",
+    "ll-1": f"[video]\nlatency_level = 0\nlow_latency = true\npart_target_ms = {PART_MS}\n"
+            f"variants = [ {ONE} ]\n",
+    "ll-ladder": f"[video]\nlatency_level = 0\nlow_latency = true\npart_target_ms = {PART_MS}\n"
+                 f"variants = [ {LADDER} ]\n",
     "legacy": f"[video]\nlatency_level = 2\nvariants = [ {ONE} ]\n",
 }
 

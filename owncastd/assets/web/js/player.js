@@ -72,7 +72,10 @@ export class Player {
     this.startPing();
     const Hls = window.Hls;
     if (Hls && Hls.isSupported()) {
-      const hls = new Hls({ workerPath: WORKER_URL, enableWorker: true, lowLatencyMode: true });
+      // maxLiveSyncPlaybackRate: play up to 10 % faster while behind the target latency (a
+      // start on a keyframe, a stall), so a viewer returns to the live edge by itself.
+      const hls = new Hls({ workerPath: WORKER_URL, enableWorker: true, lowLatencyMode: true,
+        maxLiveSyncPlaybackRate: 1.1 });
       this.hls = hls;
       hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
         this.fillQualityMenu(data.levels);
