@@ -73,9 +73,11 @@ export class Player {
     const Hls = window.Hls;
     if (Hls && Hls.isSupported()) {
       // maxLiveSyncPlaybackRate: play up to 10 % faster while behind the target latency (a
-      // start on a keyframe, a stall), so a viewer returns to the live edge by itself.
+      // start on a keyframe, a stall), so a viewer returns to the live edge by itself;
+      // liveSyncOnStallIncrease: a stall raises the target latency by 0.25 s, not hls.js's 1 s
+      // (measured: one stall at start-up otherwise costs a whole second for the session).
       const hls = new Hls({ workerPath: WORKER_URL, enableWorker: true, lowLatencyMode: true,
-        maxLiveSyncPlaybackRate: 1.1 });
+        maxLiveSyncPlaybackRate: 1.1, liveSyncOnStallIncrease: 0.25 });
       this.hls = hls;
       hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
         this.fillQualityMenu(data.levels);
