@@ -193,8 +193,16 @@ def test_1000_blocked_requests_cost_no_cpu_while_waiting(daemon, media):
             socks.append(s)
         workers = web_workers(daemon)
         assert workers
-        time.sleep(1.0)     # let every request reach its greenlet
         cpu = lambda: sum(sum(w.cpu_times()[:2]) for w in workers)   # noqa: E731
+        # wait until every request has been read and parked (the workers' CPU stops moving;
+        # on a loaded machine accepting and parsing 1,000 requests can take seconds)
+        last, deadline = cpu(), time.monotonic() + 5   # the requests time out after 12 s
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = cpu()
+            if now - last < 0.005:
+                break
+            last = now
         before = cpu()
         time.sleep(2.0)
         spent = cpu() - before
