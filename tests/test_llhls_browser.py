@@ -8,7 +8,6 @@ import re
 import pytest
 from playwright.sync_api import sync_playwright
 
-from conftest import wait_until
 from test_ingest import ffmpeg_publish, stop_proc
 from test_webui import CHROMIUM, CHROMIUM_ARGS, DESKTOP
 

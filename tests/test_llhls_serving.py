@@ -7,13 +7,13 @@ import socket
 import threading
 import time
 
-import psutil
 import pytest
 import requests
 
-from conftest import temporary_daemon, wait_until
+from conftest import temporary_daemon
 from owncastd import bus
 from owncastd.llhls.bmff import FragmentReader
+from owncastd.llhls.feed import FMP4Feeder
 from owncastd.llhls.packager import Packager
 from test_llhls_package import make_fmp4
 
@@ -27,10 +27,9 @@ class Producer:
         self.packager = Packager(os.path.join(d.data_dir, "hls"), [{"video_bitrate": 500}],
                                  segment_seconds=segment_seconds, notify=self.notify)
         self.sink = self.packager.rendition(0)
-        reader = FragmentReader()
-        events = reader.feed(data)
-        self.tracks = events[0][2]
-        self.sink.init(events[0][1])
+        events = FragmentReader().feed(data)
+        self.feeder = FMP4Feeder(self.sink)
+        self.feeder.feed(events[0][1])     # the init segment
         self.fragments = [e[1] for e in events[1:]]
         self.next = 0
 
@@ -40,13 +39,7 @@ class Producer:
             self.written[(payload["msn"], payload["part"])] = time.monotonic()
 
     def step(self):
-        from owncastd.llhls.feed import FMP4Feeder
-        if not hasattr(self, "feeder"):
-            self.feeder = FMP4Feeder(self.sink)
-            self.feeder.reader.tracks = self.tracks
-            self.feeder._timing_track = next(t.track_id for t in self.tracks.values()
-                                             if t.handler == b"vide")
-            self.feeder._timescale = self.tracks[self.feeder._timing_track].timescale
+        """Feed the next fragment; True when it completed a part."""
         fragment = self.fragments[self.next]
         self.next += 1
         before = len(self.written)

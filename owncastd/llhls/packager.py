@@ -91,7 +91,7 @@ class RenditionSink:
         if not self.segments:
             if start is None or not independent:
                 return   # a stream starts at a keyframe
-            self._origin_wall = time.time() - 0.0
+            self._origin_wall = time.time()
             self._next_boundary = start + seg_seconds
             self._open_segment(start)
         elif start is not None:
