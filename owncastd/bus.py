@@ -26,6 +26,11 @@ EVENT_CONFIG_CHANGED = "event.config_changed"
 CHAT = "chat"
 CHAT_MODERATION = "chat.moderation"   # close matching chat connections (bans, chat switched off)
 CONTROL_DISCONNECT = "control.disconnect"
+# LL-HLS (owncastd.llhls): a part and its playlists are on disk / bytes were appended to the
+# hinted part. Payload: rendition, token, msn, part, ... (see owncastd.llhls.packager).
+HLS = "hls."
+HLS_PART = "hls.part"
+HLS_CHUNK = "hls.chunk"
 
 
 def run_dir(data_dir: str) -> str:

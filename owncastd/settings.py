@@ -339,6 +339,13 @@ _SETTING_LIST = [
             check=stream_keys.problem, setter="streamkeys", shown_at=("streamKeys",)),
     Setting("chat.disabled", bool, False, "Chat switched off: no connections, no messages.",
             setter="chat/disable", shown_at=("chatDisabled",)),
+    # Low-latency HLS (issue 15): docs/LLHLS.md.
+    Setting("video.low_latency", bool, False, "Low-Latency HLS (fMP4 parts, blocking reload) "
+            "instead of MPEG-TS HLS; applies from the next stream start.",
+            setter="video/lowlatency", shown_at=("videoSettings", "lowLatency"), applies=NEXT),
+    Setting("video.part_target_ms", int, 333, "LL-HLS part duration target in milliseconds "
+            "(PART-TARGET); parts never exceed it.",
+            check=lambda v: None if 100 <= v <= 1000 else "must be from 100 to 1000"),
     # Multi-node (issue 18): docs/SCALING.md.
     Setting("store_url", str, "", "Datastore: empty for the SQLite file in the data dir, "
             "sqlite:///path or postgresql://user:password@host/db (shared by the nodes of one "

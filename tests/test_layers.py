@@ -15,7 +15,7 @@ LAYERS = [
     ("infrastructure", ["store", "store_pg", "bus", "config", "metrics", "logs", "heartbeat",
                         "emoji", "runtime", "stream_state", "log_collector"]),
     ("domain", ["stats", "chat", "status"]),
-    ("processes", ["api", "web", "ingest", "transcode", "services", "bridge"]),
+    ("processes", ["api", "web", "ingest", "transcode", "services", "bridge", "llhls"]),
     ("top", ["supervisor", "cli"]),
 ]
 # owncastctl talks to the server over HTTP only: of the daemon it may read the settings rules.

@@ -67,6 +67,7 @@ class ServerConfigResource:
             "videoSettings": {
                 "videoQualityVariants": c["video.variants"],
                 "latencyLevel": c["video.latency_level"],
+                "lowLatency": c["video.low_latency"],
             },
             "videoCodec": c["video.codec"],
             "supportedCodecs": validate.supported_codecs(),

@@ -1,9 +1,11 @@
 """HLS output: `/hls/...` from DATA/hls; every playlist served marks its requester as a viewer.
 With S3 on, fresh rewritten playlists from DATA/hls-s3 (written by the storage child) are
-served in place of the originals (owncastd/services/storage.py)."""
+served in place of the originals (owncastd/services/storage.py). LL-HLS requests that must
+wait (blocking reload, preload-hinted parts) are answered by owncastd/api/llhls.py."""
 from __future__ import annotations
 
 from .files import HLSResource
+from .llhls import LLHLSResource
 
 
 def add_routes(app, services) -> None:
@@ -12,6 +14,7 @@ def add_routes(app, services) -> None:
         from .origin_proxy import OriginHLSResource
         app.add_route("/hls/{path:path}", OriginHLSResource(origin_url, services.viewers.seen))
         return
-    app.add_route("/hls/{path:path}",
-                  HLSResource(services.paths.hls, on_playlist=services.viewers.seen,
-                              overlay_root=services.paths.hls_s3))
+    files = HLSResource(services.paths.hls, on_playlist=services.viewers.seen,
+                        overlay_root=services.paths.hls_s3)
+    # LL-HLS (blocking reload, hinted parts) in front; it hands everything else to `files`
+    app.add_route("/hls/{path:path}", LLHLSResource(files, services.data_dir))

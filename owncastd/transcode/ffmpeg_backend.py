@@ -30,6 +30,42 @@ def resolve_ffmpeg(path: str) -> str:
     return found
 
 
+def variant_args(v: dict, n: int, segment_seconds: float) -> list[str]:
+    """Encoder options of one normalised variant for output streams v:n/a:n: scaling, bitrate
+    with VBV, frame rate, preset, keyframes forced on the segment grid, passthrough. Shared by
+    the HLS command below and the LL-HLS producer (owncastd.llhls.ffmpeg_producer)."""
+    cmd: list[str] = []
+    if v["video_passthrough"]:
+        # ffmpeg's master playlist skips a variant whose bitrate it does not know; for a
+        # copied stream -b is only that hint (BANDWIDTH), it changes nothing in the video.
+        cmd += [f"-c:v:{n}", "copy", f"-b:v:{n}", f"{v['video_bitrate']}k"]
+    else:
+        fps = v["framerate"]
+        filters = []
+        if v["width"] or v["height"]:
+            # -2 keeps the aspect ratio (even size); min() never upscales a smaller source
+            w = f"'min({v['width']},iw)'" if v["width"] else "-2"
+            h = f"'min({v['height']},ih)'" if v["height"] else "-2"
+            filters.append(f"scale=w={w}:h={h}")
+        filters.append(f"fps={fps}")
+        cmd += [f"-filter:v:{n}", ",".join(filters),
+                f"-c:v:{n}", v["codec"], f"-b:v:{n}", f"{v['video_bitrate']}k",
+                f"-maxrate:v:{n}", f"{v['maxrate']}k", f"-bufsize:v:{n}", f"{v['bufsize']}k",
+                f"-g:v:{n}", str(v["gop"]), f"-keyint_min:v:{n}", str(v["gop"]),
+                f"-force_key_frames:v:{n}", f"expr:gte(t,n_forced*{segment_seconds})",
+                f"-pix_fmt:v:{n}", "yuv420p"]
+        if v["codec"] == "libx264":
+            cmd += [f"-preset:v:{n}", v["preset"], f"-profile:v:{n}", v["profile"],
+                    f"-x264-params:v:{n}", "scenecut=0"]
+            if v["tune"]:
+                cmd += [f"-tune:v:{n}", v["tune"]]
+    if v["audio_passthrough"]:
+        cmd += [f"-c:a:{n}", "copy"]
+    else:
+        cmd += [f"-c:a:{n}", "aac", f"-b:a:{n}", f"{v['audio_bitrate']}k"]
+    return cmd
+
+
 def build_command(ffmpeg: str, out_dir: str, variants: list[dict], *, segment_seconds: int,
                   list_size: int, keep_segments: int = 10) -> list[str]:
     """The ffmpeg command line for normalised variants (see ladder.normalize_variant)."""
@@ -37,35 +73,7 @@ def build_command(ffmpeg: str, out_dir: str, variants: list[dict], *, segment_se
            "-fflags", "+genpts", "-f", "flv", "-i", "pipe:0"]
     stream_map = []
     for n, v in enumerate(variants):
-        cmd += ["-map", "0:v:0", "-map", "0:a:0?"]
-        if v["video_passthrough"]:
-            # ffmpeg's master playlist skips a variant whose bitrate it does not know; for a
-            # copied stream -b is only that hint (BANDWIDTH), it changes nothing in the video.
-            cmd += [f"-c:v:{n}", "copy", f"-b:v:{n}", f"{v['video_bitrate']}k"]
-        else:
-            fps = v["framerate"]
-            filters = []
-            if v["width"] or v["height"]:
-                # -2 keeps the aspect ratio (even size); min() never upscales a smaller source
-                w = f"'min({v['width']},iw)'" if v["width"] else "-2"
-                h = f"'min({v['height']},ih)'" if v["height"] else "-2"
-                filters.append(f"scale=w={w}:h={h}")
-            filters.append(f"fps={fps}")
-            cmd += [f"-filter:v:{n}", ",".join(filters),
-                    f"-c:v:{n}", v["codec"], f"-b:v:{n}", f"{v['video_bitrate']}k",
-                    f"-maxrate:v:{n}", f"{v['maxrate']}k", f"-bufsize:v:{n}", f"{v['bufsize']}k",
-                    f"-g:v:{n}", str(v["gop"]), f"-keyint_min:v:{n}", str(v["gop"]),
-                    f"-force_key_frames:v:{n}", f"expr:gte(t,n_forced*{segment_seconds})",
-                    f"-pix_fmt:v:{n}", "yuv420p"]
-            if v["codec"] == "libx264":
-                cmd += [f"-preset:v:{n}", v["preset"], f"-profile:v:{n}", v["profile"],
-                        f"-x264-params:v:{n}", "scenecut=0"]
-                if v["tune"]:
-                    cmd += [f"-tune:v:{n}", v["tune"]]
-        if v["audio_passthrough"]:
-            cmd += [f"-c:a:{n}", "copy"]
-        else:
-            cmd += [f"-c:a:{n}", "aac", f"-b:a:{n}", f"{v['audio_bitrate']}k"]
+        cmd += ["-map", "0:v:0", "-map", "0:a:0?"] + variant_args(v, n, segment_seconds)
         stream_map.append(f"v:{n},a:{n}")
     cmd += ["-f", "hls", "-hls_time", str(segment_seconds), "-hls_list_size", str(list_size),
             "-hls_delete_threshold", str(keep_segments),

@@ -41,12 +41,18 @@ def hls_dir(data_dir: str) -> str:
 class StreamTranscoder:
     """The pipeline of one stream plus the state needed to start it at a keyframe."""
 
-    def __init__(self, stream: int, out_dir: str, settings: dict, resumed: bool):
+    def __init__(self, stream: int, out_dir: str, settings: dict, resumed: bool, notify=None):
         seen = os.path.isfile(os.path.join(out_dir, "stream.m3u8"))
         options = dict(segment_seconds=settings["segment_seconds"],
                        list_size=settings["list_size"], codec=settings["variants"][0]["codec"],
                        discontinuity=seen)
-        if settings["backend"] == "ffmpeg":
+        if settings["low_latency"]:
+            # LL-HLS is produced from the ffmpeg binary for now, whichever backend is chosen
+            # (the native pipeline keeps MPEG-TS until it feeds owncastd.llhls): docs/LLHLS.md
+            from ..llhls.ffmpeg_producer import FFmpegLLHLSPipeline as Pipeline
+            options.update(ffmpeg_path=settings["ffmpeg_path"], notify=notify,
+                           part_target=settings["part_target"])
+        elif settings["backend"] == "ffmpeg":
             from .ffmpeg_backend import FFmpegPipeline as Pipeline
             options["ffmpeg_path"] = settings["ffmpeg_path"]
         else:
@@ -109,6 +115,13 @@ class Worker:
                                        codec=c["video.codec"])
         settings["backend"] = c["video.backend"]
         settings["ffmpeg_path"] = c["video.ffmpeg_path"]
+        settings["low_latency"] = c["video.low_latency"]
+        if settings["low_latency"] and (c["s3"] or {}).get("enabled"):
+            # the storage child uploads MPEG-TS segments only (docs/LLHLS.md): keep S3 working
+            log.warning("low latency is on but S3 storage is enabled: MPEG-TS HLS for this "
+                        "stream (LL-HLS with S3 is not supported yet)")
+            settings["low_latency"] = False
+        settings["part_target"] = c["video.part_target_ms"] / 1000
         return settings
 
     def run(self) -> None:
@@ -184,9 +197,10 @@ class Worker:
     def begin(self, stream: int, resumed: bool) -> None:
         settings = self.settings()
         if not resumed:
-            self.reset_if_layout_changed(len(settings["variants"]))
+            self.reset_if_layout_changed(len(settings["variants"]), settings)
         try:
-            self.current = StreamTranscoder(stream, self.out_dir, settings, resumed)
+            self.current = StreamTranscoder(stream, self.out_dir, settings, resumed,
+                                            notify=self.events.publish)
         except (ValueError, RuntimeError, OSError) as exc:
             log.error("cannot start transcoding stream %d: %s", stream, exc)
             self.current = None
@@ -194,13 +208,20 @@ class Worker:
         log.info("transcoding stream %d into %d rendition(s)%s", stream,
                  len(settings["variants"]), " (resumed mid-stream)" if resumed else "")
 
-    def reset_if_layout_changed(self, variant_count: int) -> None:
-        """A different number of renditions cannot continue the old playlists: start clean."""
+    def reset_if_layout_changed(self, variant_count: int, settings: dict | None = None) -> None:
+        """A different number of renditions cannot continue the old playlists, nor can
+        MPEG-TS continue LL-HLS output, nor a playlist whose TARGETDURATION is longer than the
+        new segments (it would stay: players stall): start clean."""
         if not os.path.isdir(self.out_dir):
             return
         existing = sorted(d for d in os.listdir(self.out_dir) if d.isdigit())
         if existing and existing != [str(i) for i in range(variant_count)]:
             shutil.rmtree(self.out_dir, ignore_errors=True)
+        elif settings is not None and not settings["low_latency"]:
+            from ..llhls.playlist import stale_for
+            if stale_for(os.path.join(self.out_dir, "0", "stream.m3u8"),
+                         settings["segment_seconds"]):
+                shutil.rmtree(self.out_dir, ignore_errors=True)
 
     def end(self, reason: str) -> None:
         current, self.current = self.current, None

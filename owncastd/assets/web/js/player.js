@@ -5,11 +5,18 @@
 // the stream when the server is online and nothing is attached, and detaches it when the server
 // goes offline. A fatal hls.js error or the end of the stream detaches too, so the next poll
 // retries by itself (the playlist may not be written yet in the first seconds of a stream).
+//
+// Low-Latency HLS (issue 15): hls.js runs with `lowLatencyMode`, which takes effect only when
+// the playlists say so (EXT-X-PART-INF, CAN-BLOCK-RELOAD): parts, blocking reload and delta
+// updates then; plain MPEG-TS playlists play as before. `?debug=1` in the page's address shows
+// the live latency (hls.js's estimate behind the live edge, and now minus the playing frame's
+// EXT-X-PROGRAM-DATE-TIME) in an overlay.
 import { h } from "./dom.js";
 
 const STREAM_URL = "/hls/stream.m3u8";
 const WORKER_URL = "/static/vendor/hls.js/hls.worker.js";
 const PING_INTERVAL_MS = 5000; // viewer counting (D18)
+const DEBUG = new URLSearchParams(window.location.search).get("debug") === "1";
 
 export class Player {
   constructor(root, { name = "This stream" } = {}) {
@@ -30,6 +37,11 @@ export class Player {
       on: { change: () => this.chooseLevel(Number(this.quality.value)) } });
     this.bar = h("div", { class: "player-bar", hidden: true }, h("label", { for: "quality", text: "Quality" }), this.quality);
     this.stage = h("div", { class: "stage" }, this.video, this.loading);
+    if (DEBUG) {
+      this.overlay = h("pre", { class: "latency-overlay", id: "latency-overlay", "aria-hidden": "true" });
+      this.stage.append(this.overlay);
+      setInterval(() => this.showLatency(), 500);
+    }
     root.append(this.offline, this.stage, this.bar);
 
     this.video.addEventListener("playing", () => this.show("playing"));
@@ -60,7 +72,12 @@ export class Player {
     this.startPing();
     const Hls = window.Hls;
     if (Hls && Hls.isSupported()) {
-      const hls = new Hls({ workerPath: WORKER_URL, enableWorker: true, lowLatencyMode: false });
+      // maxLiveSyncPlaybackRate: play up to 10 % faster while behind the target latency (a
+      // start on a keyframe, a stall), so a viewer returns to the live edge by itself;
+      // liveSyncOnStallIncrease: a stall raises the target latency by 0.25 s, not hls.js's 1 s
+      // (measured: one stall at start-up otherwise costs a whole second for the session).
+      const hls = new Hls({ workerPath: WORKER_URL, enableWorker: true, lowLatencyMode: true,
+        maxLiveSyncPlaybackRate: 1.1, liveSyncOnStallIncrease: 0.25 });
       this.hls = hls;
       hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
         this.fillQualityMenu(data.levels);
@@ -138,6 +155,24 @@ export class Player {
     auto.textContent = this.hls.autoLevelEnabled && level ? `Auto (${levelName(level)})` : "Auto";
   }
 
+  showLatency() {
+    const hls = this.hls;
+    if (!hls || !this.overlay) return;
+    const level = hls.levels && hls.levels[hls.currentLevel];
+    const details = level && level.details;
+    const edge = hls.latency; // seconds behind the live edge, hls.js's estimate
+    const date = hls.playingDate; // from EXT-X-PROGRAM-DATE-TIME of the frame on screen
+    const wall = date ? (Date.now() - date.getTime()) / 1000 : NaN;
+    this.overlay.dataset.latency = Number.isFinite(edge) ? edge.toFixed(3) : "";
+    this.overlay.dataset.wallLatency = Number.isFinite(wall) ? wall.toFixed(3) : "";
+    this.overlay.textContent = [
+      `latency ${Number.isFinite(edge) ? edge.toFixed(2) : "?"} s (target ${(hls.targetLatency || 0).toFixed(2)} s)`,
+      `since capture ${Number.isFinite(wall) ? wall.toFixed(2) : "?"} s`,
+      `low latency ${details && details.partList ? "on" : "off"}, level ${level ? levelName(level) : "?"}`,
+      `buffer ${bufferAhead(this.video).toFixed(2)} s, rate ${this.video.playbackRate.toFixed(2)}`,
+    ].join("\n");
+  }
+
   startPing() {
     this.stopPing();
     const ping = () => fetch("/api/ping", { cache: "no-store" }).catch(() => {});
@@ -149,6 +184,14 @@ export class Player {
     clearInterval(this.pingTimer);
     this.pingTimer = null;
   }
+}
+
+function bufferAhead(video) {
+  const t = video.currentTime;
+  for (let i = 0; i < video.buffered.length; i++) {
+    if (video.buffered.start(i) <= t && t <= video.buffered.end(i)) return video.buffered.end(i) - t;
+  }
+  return 0;
 }
 
 function levelName(level) {
