@@ -41,9 +41,14 @@ cdef class AudioEncoder:
     cdef int sample_rate, channels
     cdef bint started
     cdef int64_t next_sample                  # next output sample index (at sample_rate)
+    cdef float *silence                       # zeros, the source of inserted silence
     cdef readonly int64_t errors
+    cdef readonly int64_t silence_samples     # inserted for gaps in the input
+    cdef readonly int64_t trimmed_samples     # dropped where input overlapped queued samples
 
     cdef AVCodecContext *context(self, int i) noexcept nogil
     cdef int write(self, uint8_t **data, int samples, int64_t at_ms, Route *routes, int nroutes) noexcept nogil
     cdef int flush(self, Route *routes, int nroutes) noexcept nogil
+    cdef int _write_silence(self, int64_t count, Route *routes, int nroutes) noexcept nogil
+    cdef int _encode_full_frames(self, Route *routes, int nroutes) noexcept nogil
     cdef int _encode(self, AVFrame *frame, Route *routes, int nroutes) noexcept nogil

@@ -1,0 +1,106 @@
+"""Audio in the native transcoder: encoded AAC is stamped from input time (a gap in the input
+is a gap, filled with silence, in the output: never drift), and every audio codec libavcodec
+decodes is transcoded to AAC (MP3, a mid-stream AAC config change)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from owncastd.media import flv
+from owncastd.media.playlist import read_media_playlist
+from owncastd.native.transcode import Pipeline
+from owncastd.transcode import ladder
+from rtmp_publisher import AUDIO, make_flv, read_flv, without
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not shutil.which("ffmpeg") or not shutil.which("ffprobe"),
+                       reason="needs the ffmpeg and ffprobe CLIs"),
+]
+
+SEGMENT = 2
+ENCODED = {"videoBitrate": 300, "scaledHeight": 120, "framerate": 25, "audioBitrate": 64,
+           "cpuUsageLevel": 0}
+
+
+def transcode(tags, out_dir, variants=(ENCODED,)):
+    norm = [ladder.normalize_variant(v, segment_seconds=SEGMENT) for v in variants]
+    p = Pipeline(str(out_dir), norm, segment_seconds=SEGMENT, list_size=20)
+    for kind, ts, body, *_ in tags:
+        p.push(kind, ts, body)
+    p.finish()
+    return p
+
+
+def probe(path, *args):
+    out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", *args, str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def segments(out_dir, index=0):
+    info = read_media_playlist(str(out_dir / str(index) / "stream.m3u8"))
+    return [(out_dir / str(index) / s["uri"], s["duration"]) for s in info["segments"]]
+
+
+def start_times(path):
+    """{codec_type: start time (s)} of a segment's streams."""
+    return {s["codec_type"]: float(s["start_time"]) for s in probe(path, "-show_streams")["streams"]}
+
+
+def audio_duration(path):
+    """Seconds of audio in a segment: the sum of its packets' durations."""
+    pkts = probe(path, "-select_streams", "a", "-show_entries", "packet=duration_time")["packets"]
+    return sum(float(p["duration_time"]) for p in pkts)
+
+
+def audio_pts(out_dir):
+    """Every audio packet's pts (s) across a rendition's segments."""
+    return [float(p["pts_time"]) for path, _ in segments(out_dir)
+            for p in probe(path, "-select_streams", "a", "-show_entries", "packet=pts_time")["packets"]]
+
+
+# An audio packet goes into the segment that is open when it reaches the segmenter, so a
+# segment's audio may start one AAC frame (1024 samples) earlier than the A/V 50 ms allow.
+AAC_FRAME_44K = 1024 / 44100
+
+
+def assert_in_sync(out_dir, from_segment=0):
+    segs = segments(out_dir)
+    assert len(segs) >= 3
+    for path, _ in segs[from_segment:-1]:
+        st = start_times(path)
+        assert set(st) == {"video", "audio"}, path
+        assert abs(st["audio"] - st["video"]) <= 0.05 + AAC_FRAME_44K, (path.name, st)
+
+
+@pytest.fixture(scope="module")
+def aac_source(tmp_path_factory):
+    return read_flv(make_flv(str(tmp_path_factory.mktemp("src")), 12, size="160x120", gop=25))
+
+
+@pytest.fixture(scope="module")
+def clean_audio_pts(aac_source, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clean")
+    transcode(aac_source, out)
+    return audio_pts(out)
+
+
+def test_audio_gap_stays_in_sync(aac_source, clean_audio_pts, tmp_path):
+    # 400 ms of audio lost at 3 s: later segments' audio must start with their video, not
+    # ~400 ms early as when output audio was stamped by counting samples
+    transcode(without(aac_source, 3000, 3400, kinds=(AUDIO,)), tmp_path)
+    assert_in_sync(tmp_path, from_segment=2)
+    # after the gap every packet is stamped where it is without the loss (to the ms)
+    after = [t for t in clean_audio_pts if t > 3.5]
+    got = [t for t in audio_pts(tmp_path) if t > 3.5]
+    assert len(got) == len(after)
+    assert max(abs(a - b) for a, b in zip(got, after)) < 0.002
+    total = sum(d for _, d in segments(tmp_path))
+    assert abs(total - 12) <= 12 * 0.02
+    # the gap is silence in the output: the audio track covers the whole stream
+    audio = sum(audio_duration(p) for p, _ in segments(tmp_path))
+    assert abs(audio - 12) <= 0.15, audio
