@@ -31,6 +31,12 @@ AAC_HEADER_SIZE = 2          # sound format/rate/size/type, AACPacketType
 VIDEO_CODEC_NAMES = {7: "H.264", 12: "H.265", "avc1": "H.264", "hvc1": "H.265", "hev1": "H.265"}
 AUDIO_CODEC_NAMES = {2: "MP3", 10: "AAC", 11: "Speex", "mp4a": "AAC", ".mp3": "MP3"}
 
+# AUDIODATA SoundFormat -> name, for every format but AAC (which has its AudioSpecificConfig)
+SOUND_FORMAT_NAMES = {0: "PCM", 1: "ADPCM", 2: "MP3", 3: "PCM", 4: "Nellymoser", 5: "Nellymoser",
+                      6: "Nellymoser", 7: "G.711 A-law", 8: "G.711 mu-law", 10: "AAC",
+                      11: "Speex", 14: "MP3"}
+_SOUND_RATES = (5512, 11025, 22050, 44100)
+
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 
@@ -161,6 +167,36 @@ def h264_codecs_from_annexb(data: bytes) -> str | None:
             return f"avc1.{data[i + 4]:02x}{data[i + 5]:02x}{data[i + 6]:02x}"
         i = data.find(b"\x00\x00\x01", i + 3)
     return None
+
+
+@dataclass
+class SoundFormat:
+    """What a non-AAC AUDIODATA's first byte says (FLV spec E.4.2.1)."""
+    format: int
+    name: str
+    sample_rate: int
+    channels: int
+    bits: int
+
+
+def parse_sound_flags(flags: int) -> SoundFormat:
+    """SoundFormat/SoundRate/SoundSize/SoundType of an AUDIODATA body's first byte. The formats
+    with a fixed rate override the rate field (Nellymoser 8/16 kHz, MP3 8 kHz, Speex 16 kHz
+    mono); MP3's own frame headers may still say otherwise (48 kHz cannot be written here)."""
+    fmt = flags >> 4
+    if fmt not in SOUND_FORMAT_NAMES or fmt == SOUND_FORMAT_AAC:
+        raise ValueError(f"sound format {fmt} is not a non-AAC codec this server decodes")
+    rate = _SOUND_RATES[(flags >> 2) & 3]
+    channels = 2 if flags & 1 else 1
+    rate = {4: 16000, 5: 8000, 14: 8000, 11: 16000}.get(fmt, rate)
+    if fmt in (4, 5, 11):
+        channels = 1
+    return SoundFormat(fmt, SOUND_FORMAT_NAMES[fmt], rate, channels, 16 if flags & 2 else 8)
+
+
+def aac_output_rate(rate: int) -> int:
+    """The rate to encode AAC at for a source of `rate` Hz: the same when AAC has it, else 44.1 kHz."""
+    return rate if rate in _AAC_RATES and rate >= 8000 else 44100
 
 
 @dataclass
