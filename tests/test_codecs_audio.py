@@ -104,3 +104,61 @@ def test_audio_gap_stays_in_sync(aac_source, clean_audio_pts, tmp_path):
     # the gap is silence in the output: the audio track covers the whole stream
     audio = sum(audio_duration(p) for p, _ in segments(tmp_path))
     assert abs(audio - 12) <= 0.15, audio
+
+
+PASSTHROUGH = {"videoPassthrough": True, "audioPassthrough": True}
+
+
+def dominant_hz(path, seconds=1.0):
+    """The tone's frequency in a segment's audio, from zero crossings of its first channel."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", "48000",
+                          "-t", str(seconds), "-f", "s16le", "-"], check=True,
+                         capture_output=True).stdout
+    samples = [int.from_bytes(raw[i:i + 2], "little", signed=True) for i in range(0, len(raw) - 1, 2)]
+    crossings = sum(1 for a, b in zip(samples, samples[1:]) if a < 0 <= b)
+    return crossings / (len(samples) / 48000)
+
+
+@pytest.mark.parametrize("codec", ["libmp3lame", "pcm_s16le"])
+def test_non_aac_audio_is_transcoded_to_aac(tmp_path, codec):
+    # MP3 is ffmpeg's FLV default: it used to be dropped, leaving a silent stream
+    tags = read_flv(make_flv(str(tmp_path), 8, size="160x120", gop=25, audio_codec=codec))
+    out = tmp_path / "hls"
+    p = transcode(tags, out, (ENCODED, PASSTHROUGH))
+    st = p.stats()
+    assert st["source"]["has_audio"] and st["dropped_by_reason"]["unsupported_codec"] == 0
+    assert any("audio passthrough refused" in w for w in st["warnings"])
+    for index in (0, 1):
+        segs = segments(out, index)
+        for path, _ in segs:
+            audio = [s for s in probe(path, "-show_streams")["streams"] if s["codec_type"] == "audio"]
+            assert audio and audio[0]["codec_name"] == "aac", path
+        total = sum(audio_duration(path) for path, _ in segs)
+        assert abs(total - 8) <= 8 * 0.02, (index, total)
+        assert abs(dominant_hz(segs[1][0]) - 440) < 10
+    assert_in_sync(out)
+    master = (out / "stream.m3u8").read_text()
+    assert master.count("mp4a.40.2") == 2
+
+
+def test_aac_config_change_mid_stream(tmp_path):
+    # 6 s at 44.1 kHz, then the encoder restarts at 48 kHz (a new AudioSpecificConfig): the
+    # decoder must be reopened, or 48 kHz frames play as 44.1 kHz ones (wrong pitch, length)
+    first = read_flv(make_flv(str(tmp_path), 6, size="160x120", gop=25, name="a.flv"))
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "6",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", "-b:a", "64k", "-f", "flv", str(tmp_path / "b.flv")], check=True)
+    second = read_flv(str(tmp_path / "b.flv"))
+    assert flv.parse_aac_config(next(b for k, _, b in second if k == AUDIO)[2:]).sample_rate == 48000
+    tags = first + [(k, ts + 6000, body) for k, ts, body in second if k != 18]
+    out = tmp_path / "hls"
+    p = transcode(tags, out, (ENCODED, PASSTHROUGH))
+    st = p.stats()
+    assert st["audio_config_changes"] == 1
+    for index in (0, 1):
+        segs = segments(out, index)
+        total = sum(audio_duration(path) for path, _ in segs)
+        assert abs(total - 12) <= 12 * 0.02, (index, total)
+        assert abs(dominant_hz(segs[-2][0]) - 440) < 10, index   # after the change
+    assert_in_sync(out)
