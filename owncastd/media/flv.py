@@ -25,10 +25,15 @@ SOUND_FORMAT_AAC = 10        # AUDIODATA SoundFormat (high nibble)
 AAC_SEQUENCE_HEADER, AAC_RAW = 0, 1
 AVC_HEADER_SIZE = 5          # frame type/codec, AVCPacketType, CompositionTime (24 bits)
 AAC_HEADER_SIZE = 2          # sound format/rate/size/type, AACPacketType
+EX_HEADER = 0x80             # enhanced RTMP: IsExHeader (top bit of a VIDEODATA's first byte)
+EX_SEQUENCE_START = 0        # enhanced RTMP VideoPacketType (low nibble) of a sequence header
+EX_FOURCCS = (b"hvc1", b"av01", b"avc1")
 
 # onMetaData videocodecid / audiocodecid -> the names Owncast shows (numbers from the FLV spec,
 # strings as some encoders send FourCCs instead).
-VIDEO_CODEC_NAMES = {7: "H.264", 12: "H.265", "avc1": "H.264", "hvc1": "H.265", "hev1": "H.265"}
+# Enhanced RTMP encoders (OBS 29.1+) send the FourCC as a number: both forms are listed.
+VIDEO_CODEC_NAMES = {7: "H.264", 12: "H.265", "avc1": "H.264", "hvc1": "H.265", "hev1": "H.265",
+                     "av01": "AV1", 0x61766331: "H.264", 0x68766331: "H.265", 0x61763031: "AV1"}
 AUDIO_CODEC_NAMES = {2: "MP3", 10: "AAC", 11: "Speex", "mp4a": "AAC", ".mp3": "MP3"}
 
 # AUDIODATA SoundFormat -> name, for every format but AAC (which has its AudioSpecificConfig)
@@ -49,13 +54,23 @@ class FLVError(ValueError):
 
 
 def is_keyframe(payload) -> bool:
-    """VIDEODATA whose frame type is 1 (a keyframe; also set on AVC sequence headers)."""
-    return len(payload) > 0 and payload[0] >> 4 == FRAME_TYPE_KEY
+    """VIDEODATA whose frame type is 1 (a keyframe; also set on sequence headers). The frame
+    type is 3 bits in an enhanced RTMP header, whose top bit is IsExHeader."""
+    return len(payload) > 0 and (payload[0] >> 4) & 7 == FRAME_TYPE_KEY
 
 
 def is_avc_sequence_header(payload) -> bool:
     """VIDEODATA carrying an AVCDecoderConfigurationRecord (AVC, AVCPacketType 0)."""
-    return len(payload) > 1 and payload[0] & 0x0F == VIDEO_CODEC_AVC and payload[1] == AVC_SEQUENCE_HEADER
+    return (len(payload) > 1 and not payload[0] & EX_HEADER
+            and payload[0] & 0x0F == VIDEO_CODEC_AVC and payload[1] == AVC_SEQUENCE_HEADER)
+
+
+def is_video_sequence_header(payload) -> bool:
+    """VIDEODATA carrying a decoder configuration record: AVC's, or an enhanced RTMP
+    SequenceStart (hvc1 HEVCDecoderConfigurationRecord, av01 AV1CodecConfigurationRecord)."""
+    if len(payload) > 4 and payload[0] & EX_HEADER:
+        return payload[0] & 0x0F == EX_SEQUENCE_START and bytes(payload[1:5]) in EX_FOURCCS
+    return is_avc_sequence_header(payload)
 
 
 def is_aac_sequence_header(payload) -> bool:

@@ -18,7 +18,7 @@ cdef enum:
 # Enhanced RTMP VideoPacketType (low nibble of an ExVideoTagHeader's first byte).
 cdef enum:
     EX_SEQUENCE_START = 0
-    EX_CODED_FRAMES = 1      # hvc1: CompositionTime (SI24) first
+    EX_CODED_FRAMES = 1      # hvc1, avc1: CompositionTime (SI24) first
     EX_SEQUENCE_END = 2
     EX_CODED_FRAMES_X = 3    # CompositionTime 0, not sent
     EX_METADATA = 4

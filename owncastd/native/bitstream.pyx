@@ -16,8 +16,8 @@ from owncastd.native.libavutil cimport AVERROR, av_free, av_mallocz
 cdef int classify_video(const uint8_t *data, Py_ssize_t size) noexcept nogil:
     """VIDEODATA. Legacy: frame type/codec id, AVCPacketType, CompositionTime, then the data
     (codec 7 H.264; 12, HEVC as some encoders send it, laid out the same). Enhanced RTMP
-    (IsExHeader, the top bit): frame type/PacketType, a FourCC (hvc1, av01), then the data
-    (hvc1 CodedFrames with a CompositionTime first)."""
+    (IsExHeader, the top bit): frame type/PacketType, a FourCC (hvc1, av01, avc1), then the
+    data (hvc1/avc1 CodedFrames with a CompositionTime first)."""
     cdef int ptype
     if size < 1:
         return TAG_MALFORMED
@@ -48,9 +48,12 @@ cdef int classify_video(const uint8_t *data, Py_ssize_t size) noexcept nogil:
 
 
 cdef int ex_video_codec(const uint8_t *data) noexcept nogil:
-    """VIDEO_HEVC / VIDEO_AV1 for an enhanced tag's FourCC, else 0 (data has 5 bytes)."""
+    """VIDEO_HEVC / VIDEO_AV1 / VIDEO_H264 for an enhanced tag's FourCC, else 0 (data has 5
+    bytes)."""
     if memcmp(data + 1, b"hvc1", 4) == 0:
         return VIDEO_HEVC
+    if memcmp(data + 1, b"avc1", 4) == 0:
+        return VIDEO_H264
     if memcmp(data + 1, b"av01", 4) == 0:
         return VIDEO_AV1
     return 0
@@ -67,7 +70,7 @@ cdef int video_header_size(const uint8_t *data) noexcept nogil:
     """Bytes before the codec data of a tag classify_video accepted."""
     if not data[0] & FLV_EX_HEADER:
         return FLV_AVC_HEADER
-    if (data[0] & 0x0F) == EX_CODED_FRAMES and ex_video_codec(data) == VIDEO_HEVC:
+    if (data[0] & 0x0F) == EX_CODED_FRAMES and ex_video_codec(data) != VIDEO_AV1:
         return FLV_EX_HEADER_SIZE + 3
     return FLV_EX_HEADER_SIZE
 
