@@ -135,3 +135,65 @@ def test_hevc_through_the_daemon(tmp_path, audio_tags):
                               what="the refusal in the warnings")
         assert "HEVC" in warnings[0]["message"]
         pub.close()
+
+
+# ------------------------------------------------------------ a late first video header
+
+
+def late_video(tags, after_ms):
+    """The stream as an encoder that starts video late sends it: audio alone for after_ms,
+    then the video header and video from the next keyframe on."""
+    out, video_started = [], False
+    for kind, ts, body in tags:
+        if kind == 9 and not video_started:
+            if ts < after_ms or not flv.is_keyframe(body) or flv.is_avc_sequence_header(body):
+                continue
+            header = next(b for k, _, b in tags if k == 9 and flv.is_avc_sequence_header(b))
+            out.append((9, ts, header))
+            video_started = True
+        if kind != 18:
+            out.append((kind, ts, body))
+    return out
+
+
+def test_late_video_header_raises_tracks_changed(tmp_path):
+    from owncastd.native.transcode import Pipeline, TracksChangedError
+    from owncastd.transcode import ladder
+    tags = late_video(read_flv(make_flv(str(tmp_path), 5, size="160x120", gop=25)), 2000)
+    p = Pipeline(str(tmp_path / "hls"), [ladder.normalize_variant(ENCODED, segment_seconds=2)],
+                 segment_seconds=2, list_size=10)
+    with pytest.raises(TracksChangedError) as raised:
+        for tag in tags:
+            p.push(*tag)
+    assert raised.value.restart_stream and "video" in str(raised.value)
+    assert not p.stats()["source"]["has_video"]
+    p.finish()
+
+
+def test_late_video_header_is_picked_up_by_the_daemon(tmp_path):
+    tags = late_video(read_flv(make_flv(str(tmp_path), 10, size="160x120", gop=25)), 2000)
+
+    def prepare(d):
+        path = os.path.join(d.data_dir, "ladder.toml")
+        with open(path, "w") as f:
+            f.write(CONFIG)
+        d.extra_args = list(d.extra_args) + ["--config", path]
+
+    with temporary_daemon(prepare) as d:
+        pub = RawPublisher(("127.0.0.1", d.rtmp_port)).connect()
+        assert pub.publish(d.key) == "NetStream.Publish.Start"
+        send_realtime(pub, tags)
+        hls = os.path.join(d.data_dir, "hls", "0")
+
+        def segment_with_video():
+            for name in sorted(f for f in os.listdir(hls) if f.endswith(".ts")):
+                kinds = {s["codec_type"] for s in probe(os.path.join(hls, name), "-show_streams")["streams"]}
+                if kinds == {"video", "audio"}:
+                    return name
+            return None
+        wait_until(segment_with_video, 20, what="a segment with video after the late header")
+        text = open(os.path.join(hls, "stream.m3u8")).read()
+        assert "#EXT-X-DISCONTINUITY" in text
+        master = open(os.path.join(d.data_dir, "hls", "stream.m3u8")).read()
+        assert "avc1." in master and "RESOLUTION=" in master
+        pub.close()

@@ -29,7 +29,7 @@ from owncastd.native.router cimport Router
 from owncastd.native.timeline cimport TRACK_AUDIO, TRACK_VIDEO, Timeline
 
 from owncastd.media.playlist import StreamPlaylists, VariantEntry, next_media_sequence
-from owncastd.native.error import retitled
+from owncastd.native.error import TracksChangedError, retitled
 
 cdef AVRational MS = AVRational(1, 1000)
 cdef int PROBE_MS = 1000            # wait this long for the second sequence header
@@ -44,6 +44,7 @@ cdef class Pipeline:
     cdef readonly int segment_seconds, list_size
     cdef readonly int64_t media_sequence_start
     cdef bint started, finished, has_video, has_audio
+    cdef bint tracks_changed          # a track's first header after a start without it
     cdef Timeline timeline
     cdef StreamConfig config
     cdef Router router
@@ -103,6 +104,11 @@ cdef class Pipeline:
             return
         with nogil:   # data_b keeps the bytes alive; everything below copies what it keeps
             self._push_tag(tag_type, timestamp_ms, data, size)
+        if self.tracks_changed:
+            self.tracks_changed = False
+            raise TracksChangedError(
+                "a video track started after the stream began audio-only" if not self.has_video
+                else "an audio track started after the stream began video-only")
         for r in self.renditions:
             if (<Rendition>r).failed:
                 raise (<Rendition>r).exception
@@ -229,6 +235,8 @@ cdef class Pipeline:
             return -1
         if ret == CONFIG_CHANGED and self.started and self.has_video:
             self.router.video_config_changed(self.config)
+        elif ret == CONFIG_CHANGED and self.started:
+            self.tracks_changed = True   # a late first video header (see push)
         return ret if ret < 0 else 0
 
     cdef int _audio_config(self, const uint8_t *data, Py_ssize_t size) noexcept nogil:
@@ -244,6 +252,8 @@ cdef class Pipeline:
         encoder restart, another rate: applied, so the pitch stays right)."""
         if ret == CONFIG_CHANGED and self.started and self.has_audio:
             self.router.audio_config_changed(self.config)
+        elif ret == CONFIG_CHANGED and self.started:
+            self.tracks_changed = True   # a late first audio header (see push)
         return ret if ret < 0 else 0
 
     cdef int _drop_media(self, int kind, bint has_config) noexcept nogil:
@@ -306,9 +316,12 @@ cdef class Pipeline:
         cdef bint aac
         if kind == TAG_CONFIG:
             return self._audio_config(data + FLV_AAC_HEADER, size - FLV_AAC_HEADER)
+        aac = kind == TAG_MEDIA and (data[0] >> 4) == FLV_SOUND_AAC
+        if (kind == TAG_MEDIA and not aac and self.started and not self.has_audio
+                and self.config.asc == NULL and not self.config.has_sound):
+            self._audio_changed(self.config.set_sound(data[0]))   # late first audio, not AAC
         if kind != TAG_MEDIA or not self.has_audio:
             return self._drop_media(kind, self.config.asc != NULL or self.config.has_sound)
-        aac = (data[0] >> 4) == FLV_SOUND_AAC
         if aac != (self.config.asc != NULL):
             # Another codec than the stream's, without a sequence header to announce it: a
             # stray tag, not a switch (an AAC sequence header does switch).
