@@ -12,6 +12,7 @@ cdef class VideoEncoder:
     cdef int want_width, want_height, threads
     cdef readonly int fps, gop
     cdef readonly int width, height
+    cdef int src_width, src_height            # the source size the output size was chosen for
     cdef readonly int64_t bitrate, maxrate, bufsize   # bits/s
     cdef bytes codec_name, preset, tune, profile
     cdef AVCodecContext *enc
@@ -22,6 +23,7 @@ cdef class VideoEncoder:
     cdef AVPacket *out_pkt
     cdef int64_t last_slot, next_idr_slot, first_slot
     cdef readonly int64_t frames_in, frames_out, frames_dropped, frames_duplicated
+    cdef readonly int64_t frames_letterboxed  # source size changed: fitted with black bars
     cdef readonly object video_codecs         # RFC 6381 string, from the first keyframe's SPS
 
     cdef bint is_open(self) noexcept nogil
@@ -29,6 +31,7 @@ cdef class VideoEncoder:
     cdef int encode(self, AVFrame *frame, Segmenter out) noexcept nogil
     cdef int flush(self, Segmenter out) noexcept nogil
     cdef int _encode_slot(self, AVFrame *frame, int64_t slot, Segmenter out) noexcept nogil
+    cdef int _scale(self, AVFrame *frame) noexcept nogil
     cdef int _drain(self, Segmenter out) noexcept nogil
 
 

@@ -12,6 +12,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.errno cimport EAGAIN, EINVAL, ENOMEM
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
 
 from owncastd.native.error cimport make_error
 from owncastd.native.itemqueue cimport ITEM_AUDIO, Route, queue_put
@@ -94,6 +95,8 @@ cdef class VideoEncoder:
         cdef const AVCodec *codec
         cdef AVDictionary *opts = NULL
         cdef int ret
+        self.src_width = src_w
+        self.src_height = src_h
         with gil:
             try:
                 self.width, self.height = scaled_size(src_w, src_h, self.want_width, self.want_height)
@@ -177,16 +180,9 @@ cdef class VideoEncoder:
         cdef int ret
         cdef AVFrame *src = frame
         if frame.width != self.width or frame.height != self.height or frame.format != self.pix_fmt:
-            self.sws = sws_getCachedContext(self.sws, frame.width, frame.height, <AVPixelFormat>frame.format,
-                                            self.width, self.height, self.pix_fmt, SWS_BICUBIC,
-                                            NULL, NULL, NULL)
-            if self.sws == NULL:
-                return AVERROR(EINVAL)
-            ret = av_frame_make_writable(self.scaled)
+            ret = self._scale(frame)
             if ret < 0:
                 return ret
-            sws_scale(self.sws, <const uint8_t *const *>frame.data, frame.linesize, 0, frame.height,
-                      self.scaled.data, self.scaled.linesize)
             src = self.scaled
         src.pts = slot
         if self.first_slot < 0:
@@ -203,6 +199,47 @@ cdef class VideoEncoder:
         if ret < 0:
             return ret
         return self._drain(out)
+
+    cdef int _scale(self, AVFrame *frame) noexcept nogil:
+        """Scale frame into self.scaled. A source whose size changed mid-stream (the encoder
+        is open at the first size) is fitted inside the output with black bars, keeping its
+        aspect: never squashed, and the output size the master playlist states stays true."""
+        cdef int w = self.width, h = self.height, x = 0, y = 0, ret, plane
+        cdef uint8_t *dst[4]
+        if frame.width != self.src_width or frame.height != self.src_height:
+            if <int64_t>frame.width * self.height > <int64_t>self.width * frame.height:
+                h = <int>((<int64_t>self.width * frame.height // frame.width) & ~1)
+            else:
+                w = <int>((<int64_t>self.height * frame.width // frame.height) & ~1)
+            if w < 2 or h < 2:
+                return AVERROR(EINVAL)
+            x = ((self.width - w) // 2) & ~1
+            y = ((self.height - h) // 2) & ~1
+            self.frames_letterboxed += 1
+        self.sws = sws_getCachedContext(self.sws, frame.width, frame.height, <AVPixelFormat>frame.format,
+                                        w, h, self.pix_fmt, SWS_BICUBIC, NULL, NULL, NULL)
+        if self.sws == NULL:
+            return AVERROR(EINVAL)
+        ret = av_frame_make_writable(self.scaled)
+        if ret < 0:
+            return ret
+        for plane in range(4):
+            dst[plane] = self.scaled.data[plane]
+        if x or y:
+            # black: Y 16, chroma 128 (the encoder may still hold the last buffer: a
+            # writable one can be new, so the bars are drawn every time)
+            memset(self.scaled.data[0], 16, self.scaled.linesize[0] * self.height)
+            memset(self.scaled.data[1], 128, self.scaled.linesize[1] * (self.height // 2))
+            dst[0] = self.scaled.data[0] + y * self.scaled.linesize[0] + x
+            if self.pix_fmt == AV_PIX_FMT_NV12:
+                dst[1] = self.scaled.data[1] + (y // 2) * self.scaled.linesize[1] + x
+            else:
+                memset(self.scaled.data[2], 128, self.scaled.linesize[2] * (self.height // 2))
+                dst[1] = self.scaled.data[1] + (y // 2) * self.scaled.linesize[1] + x // 2
+                dst[2] = self.scaled.data[2] + (y // 2) * self.scaled.linesize[2] + x // 2
+        sws_scale(self.sws, <const uint8_t *const *>frame.data, frame.linesize, 0, frame.height,
+                  dst, self.scaled.linesize)
+        return 0
 
     cdef int flush(self, Segmenter out) noexcept nogil:
         cdef int ret

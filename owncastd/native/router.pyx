@@ -224,10 +224,9 @@ cdef class Router:
         if self.vdec.is_open():
             self.vdec.send(NULL)
             self._decode_video()
-        elif not self.decode_video and self.source_width:
-            return   # passthrough only: the decoder was closed once the size was known
-        if self.decode_video or not self.source_width:
-            self._reopen_video(config)
+        # Passthrough only closed the decoder once it knew the size: open it again to learn
+        # the new one (the master playlist's RESOLUTION follows source_width/height).
+        self._reopen_video(config)
 
     cdef void _reopen_video(self, StreamConfig config) noexcept nogil:
         """Open the video decoder for the current config; a failure is logged (once per run of
@@ -258,8 +257,8 @@ cdef class Router:
                 return ret
             frame = self.vdec.frame
             self.frames_decoded += 1
-            if self.source_width == 0:
-                self.source_width = frame.width
+            if frame.width != self.source_width or frame.height != self.source_height:
+                self.source_width = frame.width     # at the start, or a new size mid-stream
                 self.source_height = frame.height
             if self.decode_video:
                 for i in range(self.nroutes):
@@ -268,7 +267,7 @@ cdef class Router:
                         if copy != NULL:
                             queue_put(self.routes[i].queue, ITEM_FRAME, copy, NULL)
             av_frame_unref(frame)
-            if not self.decode_video and self.source_width:
+            if not self.decode_video:
                 self.vdec.close()   # passthrough only: the size was all we needed
                 return 0
 
