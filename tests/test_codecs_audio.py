@@ -162,3 +162,25 @@ def test_aac_config_change_mid_stream(tmp_path):
         assert abs(total - 12) <= 12 * 0.02, (index, total)
         assert abs(dominant_hz(segs[-2][0]) - 440) < 10, index   # after the change
     assert_in_sync(out)
+
+
+def test_mp3_only_stream_through_the_daemon(tmp_path):
+    # no sequence header ever comes: the worker must start on the MP3 tags themselves
+    from conftest import temporary_daemon, wait_until
+    from rtmp_publisher import RawPublisher, send_realtime
+    tags = [t for t in read_flv(make_flv(str(tmp_path), 6, video=False, audio_codec="libmp3lame"))
+            if t[0] == AUDIO]
+    with temporary_daemon() as d:
+        pub = RawPublisher(("127.0.0.1", d.rtmp_port)).connect()
+        assert pub.publish(d.key) == "NetStream.Publish.Start"
+        send_realtime(pub, tags)
+        hls = d.data_dir + "/hls/0"
+
+        def a_segment():
+            import os
+            names = sorted(f for f in os.listdir(hls) if f.endswith(".ts")) if os.path.isdir(hls) else []
+            return names[0] if names else None
+        first = wait_until(a_segment, 20, what="a segment of the MP3-only stream")
+        audio = [s for s in probe(f"{hls}/{first}", "-show_streams")["streams"] if s["codec_type"] == "audio"]
+        assert audio and audio[0]["codec_name"] == "aac"
+        pub.close()

@@ -78,6 +78,13 @@ def is_aac_sequence_header(payload) -> bool:
     return len(payload) > 1 and payload[0] >> 4 == SOUND_FORMAT_AAC and payload[1] == AAC_SEQUENCE_HEADER
 
 
+def is_headerless_audio(payload) -> bool:
+    """AUDIODATA of a codec without a sequence header (MP3, PCM, Speex...): each tag says what
+    it is, so a decoder can start on any of them."""
+    return len(payload) > 1 and payload[0] >> 4 in SOUND_FORMAT_NAMES and \
+        payload[0] >> 4 != SOUND_FORMAT_AAC
+
+
 def iter_tags(stream: BinaryIO) -> Iterator[tuple[int, int, bytes]]:
     """Yield ``(tag_type, timestamp_ms, payload)`` from an FLV byte stream; stops at a truncated tail."""
     header = stream.read(9)

@@ -54,4 +54,5 @@ cdef class AudioEncoder:
     cdef int flush(self, Route *routes, int nroutes) noexcept nogil
     cdef int _write_silence(self, int64_t count, Route *routes, int nroutes) noexcept nogil
     cdef int _encode_full_frames(self, Route *routes, int nroutes) noexcept nogil
+    cdef bint _in_use(self, int i, Route *routes, int nroutes) noexcept nogil
     cdef int _encode(self, AVFrame *frame, Route *routes, int nroutes) noexcept nogil

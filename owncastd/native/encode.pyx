@@ -409,6 +409,13 @@ cdef class AudioEncoder:
                 return ret
         return self._encode(NULL, routes, nroutes)
 
+    cdef bint _in_use(self, int i, Route *routes, int nroutes) noexcept nogil:
+        cdef int j
+        for j in range(nroutes):
+            if routes[j].audio_encoder == i:
+                return True
+        return False
+
     cdef int _encode(self, AVFrame *frame, Route *routes, int nroutes) noexcept nogil:
         """Encode the next frame_size samples from the FIFO (fewer at the end) with every
         encoder, and route the packets. frame=NULL flushes the encoders."""
@@ -425,6 +432,8 @@ cdef class AudioEncoder:
             av_audio_fifo_read(self.fifo, <void **>frame.extended_data, n)
         for i in range(self.count):
             enc = self.encs[i]
+            if not self._in_use(i, routes, nroutes):
+                continue   # the standby for passed-through audio (see router): idle until used
             if frame != NULL:
                 # The encoder subtracts its priming delay from the output pts: add it here so
                 # the first packet is stamped where the first input sample was.

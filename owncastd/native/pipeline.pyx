@@ -28,6 +28,7 @@ from owncastd.native.rendition cimport Rendition
 from owncastd.native.router cimport Router
 from owncastd.native.timeline cimport TRACK_AUDIO, TRACK_VIDEO, Timeline
 
+from owncastd.media import flv
 from owncastd.media.playlist import StreamPlaylists, VariantEntry, next_media_sequence
 from owncastd.native.error import TracksChangedError, retitled
 
@@ -106,12 +107,20 @@ cdef class Pipeline:
             self._push_tag(tag_type, timestamp_ms, data, size)
         if self.tracks_changed:
             self.tracks_changed = False
-            raise TracksChangedError(
-                "a video track started after the stream began audio-only" if not self.has_video
-                else "an audio track started after the stream began video-only")
+            if not self.has_video or self._usable_audio_config():
+                raise TracksChangedError(
+                    "a video track started after the stream began audio-only" if not self.has_video
+                    else "an audio track started after the stream began video-only")
         for r in self.renditions:
             if (<Rendition>r).failed:
                 raise (<Rendition>r).exception
+
+    def _usable_audio_config(self):
+        """A late AAC header worth restarting for (not a corrupted one)."""
+        try:
+            return 8000 <= flv.parse_aac_config(self.config.aac_config).sample_rate <= 96000
+        except (ValueError, TypeError):
+            return False
 
     def finish(self):
         """Flush decoders and encoders, close the last segments, end every playlist
@@ -316,12 +325,9 @@ cdef class Pipeline:
         cdef bint aac
         if kind == TAG_CONFIG:
             return self._audio_config(data + FLV_AAC_HEADER, size - FLV_AAC_HEADER)
-        aac = kind == TAG_MEDIA and (data[0] >> 4) == FLV_SOUND_AAC
-        if (kind == TAG_MEDIA and not aac and self.started and not self.has_audio
-                and self.config.asc == NULL and not self.config.has_sound):
-            self._audio_changed(self.config.set_sound(data[0]))   # late first audio, not AAC
         if kind != TAG_MEDIA or not self.has_audio:
             return self._drop_media(kind, self.config.asc != NULL or self.config.has_sound)
+        aac = (data[0] >> 4) == FLV_SOUND_AAC
         if aac != (self.config.asc != NULL):
             # Another codec than the stream's, without a sequence header to announce it: a
             # stray tag, not a switch (an AAC sequence header does switch).

@@ -22,7 +22,7 @@ import zmq
 
 from .. import bus, metrics
 from ..datadir import DataDir
-from ..media import handoff
+from ..media import flv, handoff
 from ..runtime import start_child
 from . import ladder
 
@@ -74,7 +74,9 @@ class StreamTranscoder:
             self.headers[kind] = header
             self.waiting_for_headers = False
         elif self.waiting_for_headers:
-            return
+            if not (kind == handoff.AUDIO and flv.is_headerless_audio(payload)):
+                return
+            self.waiting_for_headers = False   # MP3 & co. have no header: start on any tag
         self.pipeline.push(kind, timestamp_ms, payload)
 
     def finish(self) -> dict:
