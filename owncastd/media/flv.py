@@ -203,22 +203,25 @@ class SoundFormat:
 
 def parse_sound_flags(flags: int) -> SoundFormat:
     """SoundFormat/SoundRate/SoundSize/SoundType of an AUDIODATA body's first byte. The formats
-    with a fixed rate override the rate field (Nellymoser 8/16 kHz, MP3 8 kHz, Speex 16 kHz
-    mono); MP3's own frame headers may still say otherwise (48 kHz cannot be written here)."""
+    with a fixed rate override the rate field (Nellymoser 8/16 kHz, G.711 and MP3 8 kHz, Speex
+    16 kHz mono); MP3's own frame headers may still say otherwise (48 kHz cannot be written
+    here): the decoder's frames are what the resampler follows."""
     fmt = flags >> 4
     if fmt not in SOUND_FORMAT_NAMES or fmt == SOUND_FORMAT_AAC:
         raise ValueError(f"sound format {fmt} is not a non-AAC codec this server decodes")
     rate = _SOUND_RATES[(flags >> 2) & 3]
     channels = 2 if flags & 1 else 1
-    rate = {4: 16000, 5: 8000, 14: 8000, 11: 16000}.get(fmt, rate)
+    rate = {4: 16000, 5: 8000, 7: 8000, 8: 8000, 14: 8000, 11: 16000}.get(fmt, rate)
     if fmt in (4, 5, 11):
         channels = 1
     return SoundFormat(fmt, SOUND_FORMAT_NAMES[fmt], rate, channels, 16 if flags & 2 else 8)
 
 
 def aac_output_rate(rate: int) -> int:
-    """The rate to encode AAC at for a source of `rate` Hz: the same when AAC has it, else 44.1 kHz."""
-    return rate if rate in _AAC_RATES and rate >= 8000 else 44100
+    """The rate to encode a non-AAC source of `rate` Hz at: 32, 44.1 or 48 kHz as it is, else
+    44.1 kHz (the rates every HLS player takes; low rates would also make AAC frames, and so
+    the A/V granularity at segment starts, long: 64 ms at 16 kHz)."""
+    return rate if rate in (32000, 44100, 48000) else 44100
 
 
 @dataclass

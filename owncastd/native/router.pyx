@@ -142,7 +142,8 @@ cdef class Router:
             return False
         if config.has_aac and not 8000 <= in_rate <= 96000:
             return False
-        self.sample_rate = flv.aac_output_rate(in_rate)
+        # AAC keeps its rate (passthrough muxes it as it is); other codecs are resampled
+        self.sample_rate = in_rate if config.has_aac else flv.aac_output_rate(in_rate)
         self.channels = min(in_channels, 2) or 2
         if not bitrates:
             return True
