@@ -194,6 +194,7 @@ def test_late_video_header_is_picked_up_by_the_daemon(tmp_path):
         wait_until(segment_with_video, 20, what="a segment with video after the late header")
         text = open(os.path.join(hls, "stream.m3u8")).read()
         assert "#EXT-X-DISCONTINUITY" in text
+        assert d.get("/api/status").json()["online"] and "#EXT-X-ENDLIST" not in text
         master = open(os.path.join(d.data_dir, "hls", "stream.m3u8")).read()
         assert "avc1." in master and "RESOLUTION=" in master
         pub.close()
