@@ -25,11 +25,22 @@ SOUND_FORMAT_AAC = 10        # AUDIODATA SoundFormat (high nibble)
 AAC_SEQUENCE_HEADER, AAC_RAW = 0, 1
 AVC_HEADER_SIZE = 5          # frame type/codec, AVCPacketType, CompositionTime (24 bits)
 AAC_HEADER_SIZE = 2          # sound format/rate/size/type, AACPacketType
+EX_HEADER = 0x80             # enhanced RTMP: IsExHeader (top bit of a VIDEODATA's first byte)
+EX_SEQUENCE_START = 0        # enhanced RTMP VideoPacketType (low nibble) of a sequence header
+EX_FOURCCS = (b"hvc1", b"av01", b"avc1")
 
 # onMetaData videocodecid / audiocodecid -> the names Owncast shows (numbers from the FLV spec,
 # strings as some encoders send FourCCs instead).
-VIDEO_CODEC_NAMES = {7: "H.264", 12: "H.265", "avc1": "H.264", "hvc1": "H.265", "hev1": "H.265"}
+# Enhanced RTMP encoders (OBS 29.1+) send the FourCC as a number: both forms are listed.
+VIDEO_CODEC_NAMES = {7: "H.264", 12: "H.265", "avc1": "H.264", "hvc1": "H.265", "hev1": "H.265",
+                     "av01": "AV1", 0x61766331: "H.264", 0x68766331: "H.265", 0x61763031: "AV1"}
 AUDIO_CODEC_NAMES = {2: "MP3", 10: "AAC", 11: "Speex", "mp4a": "AAC", ".mp3": "MP3"}
+
+# AUDIODATA SoundFormat -> name, for every format but AAC (which has its AudioSpecificConfig)
+SOUND_FORMAT_NAMES = {0: "PCM", 1: "ADPCM", 2: "MP3", 3: "PCM", 4: "Nellymoser", 5: "Nellymoser",
+                      6: "Nellymoser", 7: "G.711 A-law", 8: "G.711 mu-law", 10: "AAC",
+                      11: "Speex", 14: "MP3"}
+_SOUND_RATES = (5512, 11025, 22050, 44100)
 
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
@@ -43,18 +54,35 @@ class FLVError(ValueError):
 
 
 def is_keyframe(payload) -> bool:
-    """VIDEODATA whose frame type is 1 (a keyframe; also set on AVC sequence headers)."""
-    return len(payload) > 0 and payload[0] >> 4 == FRAME_TYPE_KEY
+    """VIDEODATA whose frame type is 1 (a keyframe; also set on sequence headers). The frame
+    type is 3 bits in an enhanced RTMP header, whose top bit is IsExHeader."""
+    return len(payload) > 0 and (payload[0] >> 4) & 7 == FRAME_TYPE_KEY
 
 
 def is_avc_sequence_header(payload) -> bool:
     """VIDEODATA carrying an AVCDecoderConfigurationRecord (AVC, AVCPacketType 0)."""
-    return len(payload) > 1 and payload[0] & 0x0F == VIDEO_CODEC_AVC and payload[1] == AVC_SEQUENCE_HEADER
+    return (len(payload) > 1 and not payload[0] & EX_HEADER
+            and payload[0] & 0x0F == VIDEO_CODEC_AVC and payload[1] == AVC_SEQUENCE_HEADER)
+
+
+def is_video_sequence_header(payload) -> bool:
+    """VIDEODATA carrying a decoder configuration record: AVC's, or an enhanced RTMP
+    SequenceStart (hvc1 HEVCDecoderConfigurationRecord, av01 AV1CodecConfigurationRecord)."""
+    if len(payload) > 4 and payload[0] & EX_HEADER:
+        return payload[0] & 0x0F == EX_SEQUENCE_START and bytes(payload[1:5]) in EX_FOURCCS
+    return is_avc_sequence_header(payload)
 
 
 def is_aac_sequence_header(payload) -> bool:
     """AUDIODATA carrying an AudioSpecificConfig (AAC, AACPacketType 0)."""
     return len(payload) > 1 and payload[0] >> 4 == SOUND_FORMAT_AAC and payload[1] == AAC_SEQUENCE_HEADER
+
+
+def is_headerless_audio(payload) -> bool:
+    """AUDIODATA of a codec without a sequence header (MP3, PCM, Speex...): each tag says what
+    it is, so a decoder can start on any of them."""
+    return len(payload) > 1 and payload[0] >> 4 in SOUND_FORMAT_NAMES and \
+        payload[0] >> 4 != SOUND_FORMAT_AAC
 
 
 def iter_tags(stream: BinaryIO) -> Iterator[tuple[int, int, bytes]]:
@@ -161,6 +189,39 @@ def h264_codecs_from_annexb(data: bytes) -> str | None:
             return f"avc1.{data[i + 4]:02x}{data[i + 5]:02x}{data[i + 6]:02x}"
         i = data.find(b"\x00\x00\x01", i + 3)
     return None
+
+
+@dataclass
+class SoundFormat:
+    """What a non-AAC AUDIODATA's first byte says (FLV spec E.4.2.1)."""
+    format: int
+    name: str
+    sample_rate: int
+    channels: int
+    bits: int
+
+
+def parse_sound_flags(flags: int) -> SoundFormat:
+    """SoundFormat/SoundRate/SoundSize/SoundType of an AUDIODATA body's first byte. The formats
+    with a fixed rate override the rate field (Nellymoser 8/16 kHz, G.711 and MP3 8 kHz, Speex
+    16 kHz mono); MP3's own frame headers may still say otherwise (48 kHz cannot be written
+    here): the decoder's frames are what the resampler follows."""
+    fmt = flags >> 4
+    if fmt not in SOUND_FORMAT_NAMES or fmt == SOUND_FORMAT_AAC:
+        raise ValueError(f"sound format {fmt} is not a non-AAC codec this server decodes")
+    rate = _SOUND_RATES[(flags >> 2) & 3]
+    channels = 2 if flags & 1 else 1
+    rate = {4: 16000, 5: 8000, 7: 8000, 8: 8000, 14: 8000, 11: 16000}.get(fmt, rate)
+    if fmt in (4, 5, 11):
+        channels = 1
+    return SoundFormat(fmt, SOUND_FORMAT_NAMES[fmt], rate, channels, 16 if flags & 2 else 8)
+
+
+def aac_output_rate(rate: int) -> int:
+    """The rate to encode a non-AAC source of `rate` Hz at: 32, 44.1 or 48 kHz as it is, else
+    44.1 kHz (the rates every HLS player takes; low rates would also make AAC frames, and so
+    the A/V granularity at segment starts, long: 64 ms at 16 kHz)."""
+    return rate if rate in (32000, 44100, 48000) else 44100
 
 
 @dataclass

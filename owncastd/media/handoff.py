@@ -69,9 +69,10 @@ def unpack(batch: bytes) -> Iterator[tuple[int, int, int, int, memoryview]]:
 
 
 def video_flags(payload: bytes) -> int:
-    """Record flags of an FLV VIDEODATA body: keyframe, AVC sequence header."""
+    """Record flags of an FLV VIDEODATA body: keyframe, sequence header (AVC, or an enhanced
+    RTMP HEVC/AV1 SequenceStart)."""
     flags = FLAG_KEYFRAME if flv.is_keyframe(payload) else 0
-    if flv.is_avc_sequence_header(payload):
+    if flv.is_video_sequence_header(payload):
         flags |= FLAG_SEQUENCE_HEADER
     return flags
 

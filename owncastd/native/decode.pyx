@@ -1,6 +1,8 @@
 # cython: language_level=3
-"""Decoders (C, no GIL): H.264 from its AVC config, and AAC resampled to planar float at the
-output rate and channel count (what the AAC encoders take).
+"""Decoders (C, no GIL): H.264, HEVC or AV1 from its decoder configuration record, and any
+FLV audio codec libavcodec decodes (AAC from its AudioSpecificConfig; MP3, PCM, G.711, ADPCM,
+Nellymoser, Speex from the tag's sound flags) resampled to planar float at the output rate and
+channel count (what the AAC encoders take).
 
 receive() follows libavcodec's loop: 1 when it produced output, 0 when the decoder needs more
 input (or is drained), a negative AVERROR on failure.
@@ -8,8 +10,12 @@ input (or is drained), a negative AVERROR on failure.
 from libc.errno cimport EAGAIN, ENOMEM
 from libc.stdint cimport int64_t, uint8_t
 
-from owncastd.native.bitstream cimport dup_padded
-from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_CODEC_ID_H264, AVCodec,
+from owncastd.native.bitstream cimport StreamConfig, dup_padded
+from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_CODEC_ID_ADPCM_SWF, AV_CODEC_ID_MP3,
+                                         AV_CODEC_ID_NELLYMOSER, AV_CODEC_ID_NONE,
+                                         AV_CODEC_ID_PCM_ALAW, AV_CODEC_ID_PCM_MULAW,
+                                         AV_CODEC_ID_PCM_S16LE, AV_CODEC_ID_PCM_U8,
+                                         AV_CODEC_ID_SPEEX, AVCodec,
                                          AVCodecContext, AVCodecID, AVPacket,
                                          avcodec_alloc_context3, avcodec_find_decoder,
                                          avcodec_free_context, avcodec_open2,
@@ -25,10 +31,31 @@ from owncastd.native.libswresample cimport (swr_alloc_set_opts2, swr_convert, sw
 cdef AVRational MS = AVRational(1, 1000)
 
 
+cdef AVCodecID sound_codec(int flags) noexcept nogil:
+    """The decoder for a non-AAC AUDIODATA's SoundFormat (AV_CODEC_ID_NONE: none)."""
+    cdef int fmt = flags >> 4
+    if fmt == 0 or fmt == 3:   # PCM (0: "platform endian", little endian in practice)
+        return AV_CODEC_ID_PCM_S16LE if flags & 2 else AV_CODEC_ID_PCM_U8
+    if fmt == 1:
+        return AV_CODEC_ID_ADPCM_SWF
+    if fmt == 2 or fmt == 14:
+        return AV_CODEC_ID_MP3
+    if fmt == 4 or fmt == 5 or fmt == 6:
+        return AV_CODEC_ID_NELLYMOSER
+    if fmt == 7:
+        return AV_CODEC_ID_PCM_ALAW
+    if fmt == 8:
+        return AV_CODEC_ID_PCM_MULAW
+    if fmt == 11:
+        return AV_CODEC_ID_SPEEX
+    return AV_CODEC_ID_NONE
+
+
 cdef int open_decoder(AVCodecContext **ctx, AVCodecID codec_id, const uint8_t *config,
-                      int config_size, int threads) noexcept nogil:
-    """Open a decoder for codec_id with its sequence header as extradata and 1/1000 packet
-    timestamps; *ctx stays NULL when it fails."""
+                      int config_size, int threads, int sample_rate=0, int channels=0) noexcept nogil:
+    """Open a decoder for codec_id with its sequence header (if any) as extradata and 1/1000
+    packet timestamps; audio without a header gets its rate and channels from the caller.
+    *ctx stays NULL when it fails."""
     cdef const AVCodec *codec = avcodec_find_decoder(codec_id)
     cdef int ret
     if codec == NULL:
@@ -36,11 +63,15 @@ cdef int open_decoder(AVCodecContext **ctx, AVCodecID codec_id, const uint8_t *c
     ctx[0] = avcodec_alloc_context3(codec)
     if ctx[0] == NULL:
         return AVERROR(ENOMEM)
-    ctx[0].extradata = dup_padded(config, config_size)
-    if ctx[0].extradata == NULL:
-        avcodec_free_context(ctx)
-        return AVERROR(ENOMEM)
-    ctx[0].extradata_size = config_size
+    if config_size > 0:
+        ctx[0].extradata = dup_padded(config, config_size)
+        if ctx[0].extradata == NULL:
+            avcodec_free_context(ctx)
+            return AVERROR(ENOMEM)
+        ctx[0].extradata_size = config_size
+    if sample_rate > 0:
+        ctx[0].sample_rate = sample_rate
+        av_channel_layout_default(&ctx[0].ch_layout, channels)
     ctx[0].pkt_timebase = MS
     ctx[0].thread_count = threads
     ret = avcodec_open2(ctx[0], codec, NULL)
@@ -50,7 +81,7 @@ cdef int open_decoder(AVCodecContext **ctx, AVCodecID codec_id, const uint8_t *c
 
 
 cdef class VideoDecoder:
-    """H.264 (AVCC packets, 1/1000 timestamps) to frames."""
+    """H.264 (AVCC), HEVC (HVCC) or AV1 (OBU) packets with 1/1000 timestamps to frames."""
 
     def __cinit__(self, int threads=0):
         self.threads = threads
@@ -65,10 +96,11 @@ cdef class VideoDecoder:
     cdef bint is_open(self) noexcept nogil:
         return self.ctx != NULL
 
-    cdef int open(self, const uint8_t *avcc, int avcc_size) noexcept nogil:
-        """(Re)open for this AVC config; a decoder already open is dropped first."""
+    cdef int open(self, AVCodecID codec_id, const uint8_t *config, int config_size) noexcept nogil:
+        """(Re)open for this codec and decoder configuration record; a decoder already open is
+        dropped first."""
         avcodec_free_context(&self.ctx)
-        return open_decoder(&self.ctx, AV_CODEC_ID_H264, avcc, avcc_size, self.threads)
+        return open_decoder(&self.ctx, codec_id, config, config_size, self.threads)
 
     cdef void close(self) noexcept nogil:
         avcodec_free_context(&self.ctx)
@@ -86,7 +118,7 @@ cdef class VideoDecoder:
 
 
 cdef class AudioDecoder:
-    """AAC (1/1000 timestamps) to planar float at sample_rate with `channels` channels."""
+    """FLV audio (1/1000 timestamps) to planar float at sample_rate with `channels` channels."""
 
     def __cinit__(self):
         self.decoded = av_frame_alloc()
@@ -99,10 +131,21 @@ cdef class AudioDecoder:
         av_frame_free(&self.converted)
         swr_free(&self.swr)
 
-    cdef int open(self, const uint8_t *asc, int asc_size, int sample_rate, int channels) noexcept nogil:
+    cdef int open(self, StreamConfig config, int in_rate, int in_channels, int sample_rate,
+                  int channels) noexcept nogil:
+        """(Re)open for the stream's audio: AAC from its config, else the codec of the sound
+        flags at in_rate/in_channels; output at sample_rate/channels. The resampler follows
+        whatever the decoded frames turn out to be."""
+        cdef AVCodecID codec_id = AV_CODEC_ID_AAC
         self.sample_rate = sample_rate
         self.channels = channels
-        return open_decoder(&self.ctx, AV_CODEC_ID_AAC, asc, asc_size, 1)
+        avcodec_free_context(&self.ctx)
+        if config.asc != NULL:
+            return open_decoder(&self.ctx, AV_CODEC_ID_AAC, config.asc, config.asc_size, 1)
+        codec_id = sound_codec(config.sound_flags)
+        if not config.has_sound or codec_id == AV_CODEC_ID_NONE:
+            return AVERROR_DECODER_NOT_FOUND
+        return open_decoder(&self.ctx, codec_id, NULL, 0, 1, in_rate, in_channels)
 
     cdef void close(self) noexcept nogil:
         avcodec_free_context(&self.ctx)

@@ -12,6 +12,7 @@ cdef class VideoEncoder:
     cdef int want_width, want_height, threads
     cdef readonly int fps, gop
     cdef readonly int width, height
+    cdef int src_width, src_height            # the source size the output size was chosen for
     cdef readonly int64_t bitrate, maxrate, bufsize   # bits/s
     cdef bytes codec_name, preset, tune, profile
     cdef AVCodecContext *enc
@@ -22,6 +23,7 @@ cdef class VideoEncoder:
     cdef AVPacket *out_pkt
     cdef int64_t last_slot, next_idr_slot, first_slot
     cdef readonly int64_t frames_in, frames_out, frames_dropped, frames_duplicated
+    cdef readonly int64_t frames_letterboxed  # source size changed: fitted with black bars
     cdef readonly object video_codecs         # RFC 6381 string, from the first keyframe's SPS
 
     cdef bint is_open(self) noexcept nogil
@@ -29,6 +31,7 @@ cdef class VideoEncoder:
     cdef int encode(self, AVFrame *frame, Segmenter out) noexcept nogil
     cdef int flush(self, Segmenter out) noexcept nogil
     cdef int _encode_slot(self, AVFrame *frame, int64_t slot, Segmenter out) noexcept nogil
+    cdef int _scale(self, AVFrame *frame) noexcept nogil
     cdef int _drain(self, Segmenter out) noexcept nogil
 
 
@@ -41,9 +44,15 @@ cdef class AudioEncoder:
     cdef int sample_rate, channels
     cdef bint started
     cdef int64_t next_sample                  # next output sample index (at sample_rate)
+    cdef float *silence                       # zeros, the source of inserted silence
     cdef readonly int64_t errors
+    cdef readonly int64_t silence_samples     # inserted for gaps in the input
+    cdef readonly int64_t trimmed_samples     # dropped where input overlapped queued samples
 
     cdef AVCodecContext *context(self, int i) noexcept nogil
     cdef int write(self, uint8_t **data, int samples, int64_t at_ms, Route *routes, int nroutes) noexcept nogil
     cdef int flush(self, Route *routes, int nroutes) noexcept nogil
+    cdef int _write_silence(self, int64_t count, Route *routes, int nroutes) noexcept nogil
+    cdef int _encode_full_frames(self, Route *routes, int nroutes) noexcept nogil
+    cdef bint _in_use(self, int i, Route *routes, int nroutes) noexcept nogil
     cdef int _encode(self, AVFrame *frame, Route *routes, int nroutes) noexcept nogil

@@ -3,13 +3,16 @@
 libavcodec encoder) per rendition, and AAC encoded once per distinct bitrate for all renditions.
 
 Video runs at a constant output rate (ffmpeg's -r) with IDR frames forced on a grid from the
-first frame, so every encoded rendition starts segments at the same instants. Audio output is
-stamped by counting samples, resynced when the input clock moves more than 0.5 s away.
+first frame, so every encoded rendition starts segments at the same instants. Audio output
+follows input time: samples are counted while the input is continuous, a gap in the input is
+filled with silence (or, past MAX_SILENCE_SECONDS, left as a gap) and input that overlaps what
+was already queued is trimmed, so audio never drifts from video after a loss.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.errno cimport EAGAIN, EINVAL, ENOMEM
 from libc.stdint cimport int64_t, uint8_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
 
 from owncastd.native.error cimport make_error
 from owncastd.native.itemqueue cimport ITEM_AUDIO, Route, queue_put
@@ -40,6 +43,10 @@ from owncastd.media.scaling import scaled_size
 H264_ENCODERS = ("libx264", "h264_vaapi", "h264_nvenc", "h264_qsv", "h264_omx")
 
 cdef AVRational TS90K = AVRational(1, 90000)
+cdef int SYNC_TOLERANCE_MS = 20     # input time may wander this far from the sample count (ms rounding, jitter)
+cdef int MAX_SILENCE_SECONDS = 10   # a longer gap in the input stays a gap in the output
+cdef int SILENCE_SAMPLES = 4096     # size of the zero buffer silence is written from
+cdef int MAX_CHANNELS = 8
 
 
 def available_h264_encoders():
@@ -88,6 +95,8 @@ cdef class VideoEncoder:
         cdef const AVCodec *codec
         cdef AVDictionary *opts = NULL
         cdef int ret
+        self.src_width = src_w
+        self.src_height = src_h
         with gil:
             try:
                 self.width, self.height = scaled_size(src_w, src_h, self.want_width, self.want_height)
@@ -171,16 +180,9 @@ cdef class VideoEncoder:
         cdef int ret
         cdef AVFrame *src = frame
         if frame.width != self.width or frame.height != self.height or frame.format != self.pix_fmt:
-            self.sws = sws_getCachedContext(self.sws, frame.width, frame.height, <AVPixelFormat>frame.format,
-                                            self.width, self.height, self.pix_fmt, SWS_BICUBIC,
-                                            NULL, NULL, NULL)
-            if self.sws == NULL:
-                return AVERROR(EINVAL)
-            ret = av_frame_make_writable(self.scaled)
+            ret = self._scale(frame)
             if ret < 0:
                 return ret
-            sws_scale(self.sws, <const uint8_t *const *>frame.data, frame.linesize, 0, frame.height,
-                      self.scaled.data, self.scaled.linesize)
             src = self.scaled
         src.pts = slot
         if self.first_slot < 0:
@@ -197,6 +199,47 @@ cdef class VideoEncoder:
         if ret < 0:
             return ret
         return self._drain(out)
+
+    cdef int _scale(self, AVFrame *frame) noexcept nogil:
+        """Scale frame into self.scaled. A source whose size changed mid-stream (the encoder
+        is open at the first size) is fitted inside the output with black bars, keeping its
+        aspect: never squashed, and the output size the master playlist states stays true."""
+        cdef int w = self.width, h = self.height, x = 0, y = 0, ret, plane
+        cdef uint8_t *dst[4]
+        if frame.width != self.src_width or frame.height != self.src_height:
+            if <int64_t>frame.width * self.height > <int64_t>self.width * frame.height:
+                h = <int>((<int64_t>self.width * frame.height // frame.width) & ~1)
+            else:
+                w = <int>((<int64_t>self.height * frame.width // frame.height) & ~1)
+            if w < 2 or h < 2:
+                return AVERROR(EINVAL)
+            x = ((self.width - w) // 2) & ~1
+            y = ((self.height - h) // 2) & ~1
+            self.frames_letterboxed += 1
+        self.sws = sws_getCachedContext(self.sws, frame.width, frame.height, <AVPixelFormat>frame.format,
+                                        w, h, self.pix_fmt, SWS_BICUBIC, NULL, NULL, NULL)
+        if self.sws == NULL:
+            return AVERROR(EINVAL)
+        ret = av_frame_make_writable(self.scaled)
+        if ret < 0:
+            return ret
+        for plane in range(4):
+            dst[plane] = self.scaled.data[plane]
+        if x or y:
+            # black: Y 16, chroma 128 (the encoder may still hold the last buffer: a
+            # writable one can be new, so the bars are drawn every time)
+            memset(self.scaled.data[0], 16, self.scaled.linesize[0] * self.height)
+            memset(self.scaled.data[1], 128, self.scaled.linesize[1] * (self.height // 2))
+            dst[0] = self.scaled.data[0] + y * self.scaled.linesize[0] + x
+            if self.pix_fmt == AV_PIX_FMT_NV12:
+                dst[1] = self.scaled.data[1] + (y // 2) * self.scaled.linesize[1] + x
+            else:
+                memset(self.scaled.data[2], 128, self.scaled.linesize[2] * (self.height // 2))
+                dst[1] = self.scaled.data[1] + (y // 2) * self.scaled.linesize[1] + x // 2
+                dst[2] = self.scaled.data[2] + (y // 2) * self.scaled.linesize[2] + x // 2
+        sws_scale(self.sws, <const uint8_t *const *>frame.data, frame.linesize, 0, frame.height,
+                  dst, self.scaled.linesize)
+        return 0
 
     cdef int flush(self, Segmenter out) noexcept nogil:
         cdef int ret
@@ -244,6 +287,7 @@ cdef class AudioEncoder:
             av_audio_fifo_free(self.fifo)
         av_frame_free(&self.frame)
         av_packet_free(&self.pkt)
+        free(self.silence)
 
     def __init__(self, int sample_rate, int channels, list bitrates):
         """Open one encoder per bitrate (kbps); raises (a typed FFmpegError) if one fails."""
@@ -252,6 +296,11 @@ cdef class AudioEncoder:
         cdef int ret
         if codec == NULL:
             raise make_error(AVERROR_ENCODER_NOT_FOUND, "aac")
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise ValueError(f"channels: 1 to {MAX_CHANNELS}, not {channels}")
+        self.silence = <float *>calloc(SILENCE_SAMPLES, sizeof(float))
+        if self.silence == NULL:
+            raise MemoryError()
         self.sample_rate = sample_rate
         self.channels = channels
         self.encs = <AVCodecContext **>malloc(len(bitrates) * sizeof(AVCodecContext *))
@@ -290,17 +339,61 @@ cdef class AudioEncoder:
     cdef int write(self, uint8_t **data, int samples, int64_t at_ms, Route *routes, int nroutes) noexcept nogil:
         """Queue decoded samples whose input time is at_ms and encode every full frame."""
         cdef int64_t at = at_ms * self.sample_rate // 1000
-        cdef int64_t expected = self.next_sample + av_audio_fifo_size(self.fifo)
-        cdef int ret
-        # Output samples are counted, not stamped: resync only when the input clock moved
-        # by more than half a second from the count (a gap or jump in the input).
+        cdef int64_t drift = at - (self.next_sample + av_audio_fifo_size(self.fifo))
+        cdef int64_t tolerance = self.sample_rate * SYNC_TOLERANCE_MS // 1000
+        cdef int64_t skip
+        cdef uint8_t *trimmed[8]
+        cdef int ret, c, pad
         if not self.started:
             self.started = True
             self.next_sample = at
-        elif at - expected > self.sample_rate // 2 or expected - at > self.sample_rate // 2:
+        elif drift > self.sample_rate * MAX_SILENCE_SECONDS:
+            # A long gap (an encoder pause): finish the last frame with silence, restart there.
+            pad = av_audio_fifo_size(self.fifo)
+            if pad > 0:
+                ret = self._write_silence(self.encs[0].frame_size - pad, routes, nroutes)
+                if ret < 0:
+                    return ret
             self.next_sample = at - av_audio_fifo_size(self.fifo)
+        elif drift > tolerance:
+            # Lost input: silence in its place, so what follows plays at its input time.
+            ret = self._write_silence(drift, routes, nroutes)
+            if ret < 0:
+                return ret
+            self.silence_samples += drift
+        elif drift < -tolerance and samples > 0:
+            # Input overlapping what is queued already (a clock stepping back): drop the overlap.
+            skip = -drift
+            if skip >= samples:
+                self.trimmed_samples += samples
+                return 0
+            for c in range(self.channels):
+                trimmed[c] = data[c] + skip * sizeof(float)
+            data = trimmed
+            samples -= <int>skip
+            self.trimmed_samples += skip
         if samples > 0 and av_audio_fifo_write(self.fifo, <void **>data, samples) < samples:
             return AVERROR(ENOMEM)
+        return self._encode_full_frames(routes, nroutes)
+
+    cdef int _write_silence(self, int64_t count, Route *routes, int nroutes) noexcept nogil:
+        """Queue `count` samples of silence (encoding full frames as they fill)."""
+        cdef void *planes[8]
+        cdef int c, n, ret
+        for c in range(self.channels):
+            planes[c] = self.silence
+        while count > 0:
+            n = SILENCE_SAMPLES if count > SILENCE_SAMPLES else <int>count
+            if av_audio_fifo_write(self.fifo, planes, n) < n:
+                return AVERROR(ENOMEM)
+            count -= n
+            ret = self._encode_full_frames(routes, nroutes)
+            if ret < 0:
+                return ret
+        return 0
+
+    cdef int _encode_full_frames(self, Route *routes, int nroutes) noexcept nogil:
+        cdef int ret
         while av_audio_fifo_size(self.fifo) >= self.encs[0].frame_size:
             ret = self._encode(self.frame, routes, nroutes)
             if ret < 0:
@@ -315,6 +408,13 @@ cdef class AudioEncoder:
             if ret < 0:
                 return ret
         return self._encode(NULL, routes, nroutes)
+
+    cdef bint _in_use(self, int i, Route *routes, int nroutes) noexcept nogil:
+        cdef int j
+        for j in range(nroutes):
+            if routes[j].audio_encoder == i:
+                return True
+        return False
 
     cdef int _encode(self, AVFrame *frame, Route *routes, int nroutes) noexcept nogil:
         """Encode the next frame_size samples from the FIFO (fewer at the end) with every
@@ -332,6 +432,8 @@ cdef class AudioEncoder:
             av_audio_fifo_read(self.fifo, <void **>frame.extended_data, n)
         for i in range(self.count):
             enc = self.encs[i]
+            if not self._in_use(i, routes, nroutes):
+                continue   # the standby for passed-through audio (see router): idle until used
             if frame != NULL:
                 # The encoder subtracts its priming delay from the output pts: add it here so
                 # the first packet is stamped where the first input sample was.

@@ -29,6 +29,15 @@ class FFmpegOSError(FFmpegError, OSError):
         self.code = code
 
 
+class TracksChangedError(RuntimeError):
+    """A track appeared after the stream started without it (video after an audio-only start,
+    audio after a video-only one): muxers cannot add it, so the caller finishes this pipeline
+    and starts a new one, after a discontinuity, with the sequence headers it has. Callers tell
+    it apart by ``restart_stream``."""
+
+    restart_stream = True
+
+
 class InvalidDataError(FFmpegError, ValueError):
     """AVERROR_INVALIDDATA: the input (or a muxer's packet) is malformed."""
 

@@ -10,7 +10,17 @@ cdef extern from "libavcodec/avcodec.h" nogil:
     enum AVCodecID:
         AV_CODEC_ID_NONE
         AV_CODEC_ID_H264
+        AV_CODEC_ID_HEVC
+        AV_CODEC_ID_AV1
         AV_CODEC_ID_AAC
+        AV_CODEC_ID_MP3
+        AV_CODEC_ID_PCM_S16LE
+        AV_CODEC_ID_PCM_U8
+        AV_CODEC_ID_PCM_ALAW
+        AV_CODEC_ID_PCM_MULAW
+        AV_CODEC_ID_ADPCM_SWF
+        AV_CODEC_ID_NELLYMOSER
+        AV_CODEC_ID_SPEEX
 
     enum AVPacketSideDataType:
         AV_PKT_DATA_NEW_EXTRADATA

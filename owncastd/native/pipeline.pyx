@@ -15,11 +15,12 @@ from libc.errno cimport ENOMEM
 from libc.stdint cimport int64_t, uint8_t
 
 from owncastd.native.bitstream cimport (CONFIG_CHANGED, CONFIG_MALFORMED, FLV_AAC_HEADER,
-                                        FLV_AVC_HEADER, FLV_TAG_AUDIO, FLV_TAG_VIDEO,
+                                        FLV_SOUND_AAC, FLV_TAG_AUDIO, FLV_TAG_VIDEO,
                                         NALU_FORBIDDEN_BIT, NALU_TRUNCATED, TAG_CONFIG, TAG_END,
                                         TAG_MALFORMED, TAG_MEDIA, TAG_UNSUPPORTED, StreamConfig,
-                                        check_nal_units, classify_audio, classify_video,
-                                        composition_time, is_keyframe, packet_from)
+                                        audio_header_size, check_nal_units, classify_audio,
+                                        classify_video, composition_time, is_keyframe,
+                                        packet_from, video_codec, video_header_size)
 from owncastd.native.itemqueue cimport ITEM_ABORT, ITEM_END
 from owncastd.native.libavcodec cimport AV_PKT_FLAG_KEY, AVPacket, av_packet_free
 from owncastd.native.libavutil cimport AVERROR, AVRational
@@ -27,8 +28,9 @@ from owncastd.native.rendition cimport Rendition
 from owncastd.native.router cimport Router
 from owncastd.native.timeline cimport TRACK_AUDIO, TRACK_VIDEO, Timeline
 
+from owncastd.media import flv
 from owncastd.media.playlist import StreamPlaylists, VariantEntry, next_media_sequence
-from owncastd.native.error import retitled
+from owncastd.native.error import TracksChangedError, retitled
 
 cdef AVRational MS = AVRational(1, 1000)
 cdef int PROBE_MS = 1000            # wait this long for the second sequence header
@@ -43,6 +45,7 @@ cdef class Pipeline:
     cdef readonly int segment_seconds, list_size
     cdef readonly int64_t media_sequence_start
     cdef bint started, finished, has_video, has_audio
+    cdef bint tracks_changed          # a track's first header after a start without it
     cdef Timeline timeline
     cdef StreamConfig config
     cdef Router router
@@ -102,9 +105,22 @@ cdef class Pipeline:
             return
         with nogil:   # data_b keeps the bytes alive; everything below copies what it keeps
             self._push_tag(tag_type, timestamp_ms, data, size)
+        if self.tracks_changed:
+            self.tracks_changed = False
+            if not self.has_video or self._usable_audio_config():
+                raise TracksChangedError(
+                    "a video track started after the stream began audio-only" if not self.has_video
+                    else "an audio track started after the stream began video-only")
         for r in self.renditions:
             if (<Rendition>r).failed:
                 raise (<Rendition>r).exception
+
+    def _usable_audio_config(self):
+        """A late AAC header worth restarting for (not a corrupted one)."""
+        try:
+            return 8000 <= flv.parse_aac_config(self.config.aac_config).sample_rate <= 96000
+        except (ValueError, TypeError):
+            return False
 
     def finish(self):
         """Flush decoders and encoders, close the last segments, end every playlist
@@ -112,7 +128,7 @@ cdef class Pipeline:
         if self.finished:
             return
         if not self.started:
-            if not self.config.has_avc and not self.config.has_aac:
+            if not self.config.has_video and not self.config.has_audio:
                 self.drop_no_header += len(self.probe)
                 self.probe = []
                 self.finished = True
@@ -157,6 +173,9 @@ cdef class Pipeline:
             "audio_encode_errors": router.aenc.errors if router.aenc is not None else 0,
             "frames_decoded": router.frames_decoded,
             "timestamp_jumps": self.timeline.jumps,
+            "video_reopen_failures": router.video_reopen_failures,
+            "audio_config_changes": router.audio_config_changes,
+            "warnings": list(router.warnings or ()),
             "renditions": [self._rendition_stats(r) for r in self.renditions],
         }
 
@@ -179,17 +198,23 @@ cdef class Pipeline:
     def _probe_tag(self, int tag_type, int64_t ts, bytes payload):
         cdef const uint8_t *data = payload
         cdef Py_ssize_t n = len(payload)
+        cdef int kind
         if tag_type == FLV_TAG_VIDEO and classify_video(data, n) == TAG_CONFIG:
             with nogil:
-                self._video_config(data + FLV_AVC_HEADER, n - FLV_AVC_HEADER)
-        elif tag_type == FLV_TAG_AUDIO and classify_audio(data, n) == TAG_CONFIG:
-            with nogil:
-                self._audio_config(data + FLV_AAC_HEADER, n - FLV_AAC_HEADER)
+                self._video_config(video_codec(data), data + video_header_size(data),
+                                   n - video_header_size(data))
+        elif tag_type == FLV_TAG_AUDIO:
+            kind = classify_audio(data, n)
+            if kind == TAG_CONFIG:
+                with nogil:
+                    self._audio_config(data + FLV_AAC_HEADER, n - FLV_AAC_HEADER)
+            elif kind == TAG_MEDIA and (data[0] >> 4) != FLV_SOUND_AAC:
+                self.config.set_sound(data[0])   # no sequence header: the tag says it all
         self.probe.append((tag_type, ts, payload))
         span = ts - self.probe[0][1]
-        complete = self.config.has_avc and self.config.has_aac
+        complete = self.config.has_video and self.config.has_audio
         waited = span >= PROBE_MS or len(self.probe) >= PROBE_TAGS
-        if complete or (waited and (self.config.has_avc or self.config.has_aac)):
+        if complete or (waited and (self.config.has_video or self.config.has_audio)):
             self._start()
         elif waited:
             self.drop_no_header += len(self.probe)   # nothing decodable yet: forget it
@@ -212,13 +237,15 @@ cdef class Pipeline:
         self.script_in += 1
         return 0
 
-    cdef int _video_config(self, const uint8_t *data, Py_ssize_t size) noexcept nogil:
-        cdef int ret = self.config.set_avc(data, size)
+    cdef int _video_config(self, int codec, const uint8_t *data, Py_ssize_t size) noexcept nogil:
+        cdef int ret = self.config.set_video(codec, data, size)
         if ret == CONFIG_MALFORMED:
             self.drop_garbage += 1
             return -1
         if ret == CONFIG_CHANGED and self.started and self.has_video:
             self.router.video_config_changed(self.config)
+        elif ret == CONFIG_CHANGED and self.started:
+            self.tracks_changed = True   # a late first video header (see push)
         return ret if ret < 0 else 0
 
     cdef int _audio_config(self, const uint8_t *data, Py_ssize_t size) noexcept nogil:
@@ -227,12 +254,16 @@ cdef class Pipeline:
             return -1
         if self.config.same_aac(data, size):
             return 0
-        if self.started:
-            # The muxers and encoders were set up for the first config; a different one
-            # mid-stream is rare (encoder restart) and not supported: drop it.
-            self.drop_unsupported += 1
-            return -1
-        return self.config.set_aac(data, size)
+        return self._audio_changed(self.config.set_aac(data, size))
+
+    cdef int _audio_changed(self, int ret) noexcept nogil:
+        """After a set_aac/set_sound: a new audio config mid-stream reopens the decoder (an
+        encoder restart, another rate: applied, so the pitch stays right)."""
+        if ret == CONFIG_CHANGED and self.started and self.has_audio:
+            self.router.audio_config_changed(self.config)
+        elif ret == CONFIG_CHANGED and self.started:
+            self.tracks_changed = True   # a late first audio header (see push)
+        return ret if ret < 0 else 0
 
     cdef int _drop_media(self, int kind, bint has_config) noexcept nogil:
         """Count a tag that is not media this stream can use; returns -1."""
@@ -251,15 +282,21 @@ cdef class Pipeline:
         cdef int checked
         cdef int64_t dts, pts
         cdef AVPacket *pkt
-        cdef const uint8_t *nalus = data + FLV_AVC_HEADER
-        cdef Py_ssize_t nalus_size = size - FLV_AVC_HEADER
+        cdef const uint8_t *nalus
+        cdef Py_ssize_t nalus_size
+        if kind < 0:
+            return self._drop_media(kind, self.config.avcc != NULL)
+        nalus = data + video_header_size(data)
+        nalus_size = size - video_header_size(data)
         if kind == TAG_CONFIG:
-            return self._video_config(nalus, nalus_size)
+            return self._video_config(video_codec(data), nalus, nalus_size)
         if kind == TAG_END:
             return 0
-        if kind != TAG_MEDIA or not self.has_video:
+        if kind != TAG_MEDIA or not self.has_video or video_codec(data) != self.config.video_codec:
             return self._drop_media(kind, self.config.avcc != NULL)
-        checked = check_nal_units(nalus, nalus_size, self.config.nal_length_size)
+        # AV1 carries OBUs (nal_length_size 0): the decoder checks them
+        checked = check_nal_units(nalus, nalus_size, self.config.nal_length_size) \
+            if self.config.nal_length_size else 0
         if checked == NALU_TRUNCATED:
             self.drop_truncated += 1
             return -1
@@ -285,15 +322,27 @@ cdef class Pipeline:
         cdef int kind = classify_audio(data, size)
         cdef AVPacket *pkt
         cdef int sample_rate = self.router.sample_rate
+        cdef bint aac
         if kind == TAG_CONFIG:
             return self._audio_config(data + FLV_AAC_HEADER, size - FLV_AAC_HEADER)
         if kind != TAG_MEDIA or not self.has_audio:
-            return self._drop_media(kind, self.config.asc != NULL)
-        pkt = packet_from(data + FLV_AAC_HEADER, size - FLV_AAC_HEADER)
+            return self._drop_media(kind, self.config.asc != NULL or self.config.has_sound)
+        aac = (data[0] >> 4) == FLV_SOUND_AAC
+        if aac != (self.config.asc != NULL):
+            # Another codec than the stream's, without a sequence header to announce it: a
+            # stray tag, not a switch (an AAC sequence header does switch).
+            self.drop_unsupported += 1
+            return -1
+        if not aac and (data[0] >> 4) != (self.config.sound_flags >> 4):
+            self.drop_unsupported += 1
+            return -1
+        if not aac:
+            self._audio_changed(self.config.set_sound(data[0]))   # the same codec, other rate
+        pkt = packet_from(data + audio_header_size(data), size - audio_header_size(data))
         if pkt == NULL:
             return AVERROR(ENOMEM)
         pkt.pts = pkt.dts = self.timeline.map(TRACK_AUDIO, ts)
-        pkt.duration = 1024 * 1000 // sample_rate if sample_rate else 0
+        pkt.duration = 1024 * 1000 // sample_rate if sample_rate and aac else 0
         pkt.time_base = MS
         self.audio_in += 1
         self.router.audio(pkt)
@@ -317,7 +366,9 @@ cdef class Pipeline:
             else:
                 width, height = enc.width, enc.height
                 frame_rate = enc.fps if self.has_video else 0
-                bandwidth = int(enc.maxrate) + (rend.audio_bitrate or 128) * 1000 * (1 if self.has_audio else 0)
+                # a stream without video has no video bitrate to advertise
+                bandwidth = (int(enc.maxrate) if self.has_video else 0) + \
+                    (rend.audio_bitrate or 128) * 1000 * (1 if self.has_audio else 0)
                 bandwidth = max(bandwidth, pl.peak_bps)
                 video_codecs = enc.video_codecs
             audio = self.has_audio and not rend.segmenter.audio_disabled

@@ -15,6 +15,7 @@ cdef class Rendition:
     cdef readonly int audio_bitrate           # kbps, 0 = passthrough
     cdef ItemQueue queue                      # filled by the pipeline's thread
     cdef readonly VideoEncoder encoder        # None for video passthrough
+    cdef object encoder_args                  # what VideoEncoder() takes, for encode_video_instead
     cdef readonly Segmenter segmenter
     cdef bint seen_key                        # passthrough: a segment must start with a keyframe
     cdef int64_t copied_in, copied_out, copied_dropped

@@ -32,13 +32,22 @@ cdef class Rendition:
         self.audio_passthrough = bool(v.get("audio_passthrough")) or self.audio_bitrate == 0
         if self.audio_passthrough:
             self.audio_bitrate = 0
+        self.encoder_args = (v, segment_seconds, threads, default_codec)
         if not self.video_passthrough:
-            self.encoder = VideoEncoder(v, segment_seconds, threads, default_codec)
+            self.encoder = VideoEncoder(*self.encoder_args)
         self.segmenter = Segmenter(index, directory, segment_seconds, first_seq, on_segment)
         queue_init(&self.queue, queue_frames)
 
     def __dealloc__(self):
         queue_destroy(&self.queue)
+
+    def encode_video_instead(self):
+        """Encode this passthrough rendition's video at the source size (before start: the
+        source codec cannot be passed through)."""
+        v, segment_seconds, threads, codec = self.encoder_args
+        self.encoder = VideoEncoder(dict(v, framerate=v.get("framerate") or 30), segment_seconds,
+                                    threads, codec)
+        self.video_passthrough = False
 
     def configure(self, StreamConfig config, bint has_video, bint has_audio, AudioEncoder aenc,
                   int audio_encoder, int sample_rate, int channels):

@@ -16,13 +16,22 @@ cdef class Router:
     cdef AudioDecoder adec
     cdef readonly AudioEncoder aenc     # None when every rendition passes audio through
     cdef bint decode_video
+    cdef bint reopen_pending            # the video decoder failed to reopen: retry at a keyframe
+    cdef bint encoding_audio            # some route takes encoded AAC: decode the audio
+    cdef bint passthrough_audio_stale   # AAC config changed with no encoder to switch to
+    cdef int fallback_encoder           # AAC encoder that stands by for passthrough routes
+    cdef readonly list warnings         # refusals and losses, as logged
     cdef readonly int source_width, source_height, sample_rate, channels
     cdef readonly int64_t frames_decoded, video_decode_errors, audio_decode_errors
+    cdef readonly int64_t video_reopen_failures, audio_config_changes
 
     cdef void video(self, AVPacket *pkt, StreamConfig config, const uint8_t *nalus,
                     Py_ssize_t size) noexcept nogil
     cdef void audio(self, AVPacket *pkt) noexcept nogil
     cdef void video_config_changed(self, StreamConfig config) noexcept nogil
+    cdef void _reopen_video(self, StreamConfig config) noexcept nogil
+    cdef void audio_config_changed(self, StreamConfig config) noexcept nogil
+    cdef void _note_audio_encoding(self) noexcept nogil
     cdef void flush(self) noexcept nogil
     cdef void broadcast(self, int kind) noexcept nogil
     cdef int _decode_video(self) noexcept nogil

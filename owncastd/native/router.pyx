@@ -1,27 +1,45 @@
 # cython: language_level=3
 """Fan-out of one stream's media to its renditions' queues (C, no GIL after start()).
 
-H.264 is decoded once and each frame goes to every encoded rendition; video passthrough
-renditions get the access unit rewritten as Annex B. AAC packets go as they are to audio
-passthrough renditions; AAC is decoded once and encoded once per distinct bitrate for the
-others (encode.AudioEncoder routes those packets itself).
+Video (H.264, HEVC or AV1) is decoded once and each frame goes to every encoded rendition;
+H.264 passthrough renditions get the access unit rewritten as Annex B. Passthrough of HEVC or
+AV1 is refused (HLS players here play H.264): such a rendition is encoded at the source size
+instead, with a warning. AAC packets go as they are to audio passthrough renditions; audio is
+decoded once and encoded once per distinct bitrate for the others (encode.AudioEncoder routes
+those packets itself). Audio that is not AAC cannot pass through: it is encoded at
+FALLBACK_AUDIO_KBPS, and so is passed-through AAC from a mid-stream config change on.
 """
+import logging
 import threading
 
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport calloc, free
 
-from owncastd.native.bitstream cimport StreamConfig
+from owncastd.native.bitstream cimport VIDEO_AV1, VIDEO_H264, VIDEO_HEVC, StreamConfig
 from owncastd.native.decode cimport AudioDecoder, VideoDecoder
 from owncastd.native.encode cimport AudioEncoder
 from owncastd.native.itemqueue cimport ITEM_AUDIO, ITEM_FRAME, ITEM_VIDEO, queue_put
-from owncastd.native.libavcodec cimport (AV_PKT_FLAG_KEY, AVPacket, av_packet_clone,
+from owncastd.native.libavcodec cimport (AV_CODEC_ID_AV1, AV_CODEC_ID_H264, AV_CODEC_ID_HEVC,
+                                         AV_PKT_FLAG_KEY, AVCodecID, AVPacket, av_packet_clone,
                                          av_packet_copy_props, av_packet_free)
 from owncastd.native.libavutil cimport AVFrame, av_frame_clone, av_frame_unref
 from owncastd.native.rendition cimport Rendition
 
 from owncastd.media import flv
 from owncastd.native.error import FFmpegError
+
+log = logging.getLogger("owncastd.transcoder")
+
+FALLBACK_AUDIO_KBPS = 128     # AAC bitrate for audio that cannot be passed through
+VIDEO_CODEC_NAMES = {VIDEO_H264: "H.264", VIDEO_HEVC: "HEVC", VIDEO_AV1: "AV1"}
+
+
+cdef AVCodecID video_codec_id(int codec) noexcept nogil:
+    if codec == VIDEO_HEVC:
+        return AV_CODEC_ID_HEVC
+    if codec == VIDEO_AV1:
+        return AV_CODEC_ID_AV1
+    return AV_CODEC_ID_H264
 
 
 cdef class Router:
@@ -41,30 +59,53 @@ cdef class Router:
     def start(self, StreamConfig config):
         """Set up the routes, decoders and AAC encoders for the stream's sequence headers, give
         each rendition its stream parameters and start its thread. Returns (has_video, has_audio):
-        an unusable AAC config leaves the stream without audio."""
+        an unusable audio config leaves the stream without audio."""
         cdef Rendition r
         cdef int i
         cdef bint any_encoded = False
-        cdef bint has_video = config.has_avc, has_audio = config.has_aac
+        cdef bint has_video = config.has_video, has_audio = config.has_audio
         bitrates = []
+        self.warnings = []
+        self.fallback_encoder = -1
+        source = VIDEO_CODEC_NAMES.get(config.video_codec, "")
         for i, r in enumerate(self.renditions):
+            if has_video and r.video_passthrough and config.video_codec != VIDEO_H264:
+                r.encode_video_instead()
+                self._warn(f"rendition {r.index} ({r.name}): video passthrough refused: the source "
+                           f"is {source}, which HLS here carries only as H.264; encoding it instead")
+            if has_audio and r.audio_passthrough and not config.has_aac:
+                self._warn(f"rendition {r.index} ({r.name}): audio passthrough refused: the source "
+                           f"is {flv.parse_sound_flags(config.sound_flags).name}, not AAC; "
+                           f"encoding AAC at {FALLBACK_AUDIO_KBPS} kbps instead")
             self.routes[i].queue = &r.queue
             self.routes[i].video_passthrough = r.video_passthrough
             self.routes[i].audio_encoder = -1
             if not r.video_passthrough:
                 any_encoded = True
-            if has_audio and not r.audio_passthrough:
-                if r.audio_bitrate not in bitrates:
-                    bitrates.append(r.audio_bitrate)
-                self.routes[i].audio_encoder = bitrates.index(r.audio_bitrate)
+            if has_audio and (not r.audio_passthrough or not config.has_aac):
+                kbps = r.audio_bitrate or FALLBACK_AUDIO_KBPS
+                if kbps not in bitrates:
+                    bitrates.append(kbps)
+                self.routes[i].audio_encoder = bitrates.index(kbps)
+            elif has_audio:
+                # Passed-through AAC: an encoder stands by for a mid-stream config change.
+                if FALLBACK_AUDIO_KBPS not in bitrates:
+                    bitrates.append(FALLBACK_AUDIO_KBPS)
+                self.fallback_encoder = bitrates.index(FALLBACK_AUDIO_KBPS)
         self.decode_video = has_video and any_encoded
         # Passthrough-only still decodes the first frames to learn the source size.
-        if has_video and self.vdec.open(config.avcc, config.avcc_size) < 0:
+        if has_video and self.vdec.open(video_codec_id(config.video_codec), config.avcc,
+                                        config.avcc_size) < 0:
             self.decode_video = False
+            if config.video_codec != VIDEO_H264:
+                self._warn(f"the {source} decoder could not be opened: the stream has no video")
+                has_video = False
         if has_audio and not self._setup_audio(config, bitrates):
-            has_audio = False   # unusable AAC config: the stream goes on without audio
+            has_audio = False   # unusable audio config: the stream goes on without audio
+            self._warn("the audio configuration is unusable: the stream goes on without audio")
             for i in range(self.nroutes):
                 self.routes[i].audio_encoder = -1
+        self._note_audio_encoding()
         for i, r in enumerate(self.renditions):
             r.configure(config, has_video, has_audio, self.aenc, self.routes[i].audio_encoder,
                         self.sample_rate, self.channels)
@@ -73,19 +114,40 @@ cdef class Router:
             r.thread.start()
         return has_video, has_audio
 
-    def _setup_audio(self, StreamConfig config, list bitrates):
-        """Open the AAC decoder and one encoder per bitrate; False if the config is unusable."""
-        try:
+    def _warn(self, message):
+        """Log a refusal or a loss once and keep it for stats()."""
+        log.warning("%s", message)
+        self.warnings.append(message)
+
+    cdef void _note_audio_encoding(self) noexcept nogil:
+        cdef int i
+        self.encoding_audio = False
+        for i in range(self.nroutes):
+            if self.routes[i].audio_encoder >= 0:
+                self.encoding_audio = True
+
+    def _input_audio(self, StreamConfig config):
+        """(rate, channels) of the stream's audio as its config or sound flags say."""
+        if config.has_aac:
             cfg = flv.parse_aac_config(config.aac_config)
+            return cfg.sample_rate, cfg.channels
+        snd = flv.parse_sound_flags(config.sound_flags)
+        return snd.sample_rate, snd.channels
+
+    def _setup_audio(self, StreamConfig config, list bitrates):
+        """Open the audio decoder and one AAC encoder per bitrate; False if the config is unusable."""
+        try:
+            in_rate, in_channels = self._input_audio(config)
         except ValueError:
             return False
-        if not 8000 <= cfg.sample_rate <= 96000:
+        if config.has_aac and not 8000 <= in_rate <= 96000:
             return False
-        self.sample_rate = cfg.sample_rate
-        self.channels = min(cfg.channels, 2) or 2
+        # AAC keeps its rate (passthrough muxes it as it is); other codecs are resampled
+        self.sample_rate = in_rate if config.has_aac else flv.aac_output_rate(in_rate)
+        self.channels = min(in_channels, 2) or 2
         if not bitrates:
             return True
-        if self.adec.open(config.asc, config.asc_size, self.sample_rate, self.channels) < 0:
+        if self.adec.open(config, in_rate, in_channels or 2, self.sample_rate, self.channels) < 0:
             return False
         try:
             self.aenc = AudioEncoder(self.sample_rate, self.channels, bitrates)
@@ -94,6 +156,43 @@ cdef class Router:
             return False
         return True
 
+    cdef void audio_config_changed(self, StreamConfig config) noexcept nogil:
+        """A new AudioSpecificConfig (or another codec) mid-stream: drain the old decoder, reopen
+        it for the new config; the resampler follows the new rate, the encoders keep theirs.
+        Passed-through AAC switches to the standby encoder (its packets would not match the
+        config the segmenters were given)."""
+        cdef int i
+        if self.adec.is_open():
+            self.adec.send(NULL)
+            self._decode_audio(0)
+        with gil:
+            self._reopen_audio(config)
+
+    def _reopen_audio(self, StreamConfig config):
+        cdef int i
+        self.audio_config_changes += 1
+        switched = False
+        for i in range(self.nroutes):
+            if self.routes[i].audio_encoder < 0 and self.fallback_encoder >= 0:
+                self.routes[i].audio_encoder = self.fallback_encoder
+                switched = True
+        if switched:
+            self._warn(f"the audio configuration changed mid-stream: passed-through audio is "
+                       f"encoded at {FALLBACK_AUDIO_KBPS} kbps from now on")
+        self._note_audio_encoding()
+        if self.aenc is None:
+            self._warn("the audio configuration changed mid-stream and no encoder is ready: "
+                       "audio passthrough renditions drop audio until the stream restarts")
+            self.passthrough_audio_stale = True
+            return
+        try:
+            in_rate, in_channels = self._input_audio(config)
+        except ValueError:
+            in_rate = in_channels = 0
+        if in_rate == 0 or self.adec.open(config, in_rate, in_channels or 2, self.sample_rate,
+                                          self.channels) < 0:
+            self._warn("the new audio configuration cannot be decoded: audio stops until a usable one")
+
     cdef void video(self, AVPacket *pkt, StreamConfig config, const uint8_t *nalus,
                     Py_ssize_t size) noexcept nogil:
         """One access unit (AVCC NAL units, checked; pkt holds the same with timestamps)."""
@@ -101,7 +200,7 @@ cdef class Router:
         cdef AVPacket *copy
         cdef AVPacket *annexb = NULL
         for i in range(self.nroutes):
-            if self.routes[i].video_passthrough:
+            if self.routes[i].video_passthrough and config.video_codec == VIDEO_H264:
                 if annexb == NULL:
                     annexb = config.annexb_packet(nalus, size, (pkt.flags & AV_PKT_FLAG_KEY) != 0)
                     if annexb == NULL:
@@ -111,6 +210,8 @@ cdef class Router:
                 if copy != NULL:
                     queue_put(self.routes[i].queue, ITEM_VIDEO, NULL, copy)
         av_packet_free(&annexb)
+        if self.reopen_pending and (pkt.flags & AV_PKT_FLAG_KEY):
+            self._reopen_video(config)
         if self.vdec.is_open():
             if self.vdec.send(pkt) < 0:
                 self.video_decode_errors += 1
@@ -118,14 +219,31 @@ cdef class Router:
                 self._decode_video()
 
     cdef void video_config_changed(self, StreamConfig config) noexcept nogil:
-        """New SPS/PPS (the encoder restarted, maybe at another size): drain the old decoder
-        into the renditions, then reopen. Passthrough keyframes carry the new param sets."""
-        if not self.vdec.is_open():
+        """New SPS/PPS (the encoder restarted, maybe at another size) or another codec: drain
+        the old decoder into the renditions, then reopen. Passthrough keyframes carry the new
+        param sets."""
+        if self.vdec.is_open():
+            self.vdec.send(NULL)
+            self._decode_video()
+        # Passthrough only closed the decoder once it knew the size: open it again to learn
+        # the new one (the master playlist's RESOLUTION follows source_width/height).
+        self._reopen_video(config)
+
+    cdef void _reopen_video(self, StreamConfig config) noexcept nogil:
+        """Open the video decoder for the current config; a failure is logged (once per run of
+        failures) and retried at the next keyframe."""
+        if self.vdec.open(video_codec_id(config.video_codec), config.avcc, config.avcc_size) >= 0:
+            if self.reopen_pending:
+                self.reopen_pending = False
+                with gil:
+                    log.warning("the video decoder reopened: video resumes")
             return
-        self.vdec.send(NULL)
-        self._decode_video()
-        if self.decode_video:
-            self.vdec.open(config.avcc, config.avcc_size)
+        self.video_reopen_failures += 1
+        if not self.reopen_pending:
+            self.reopen_pending = True
+            with gil:
+                log.warning("the video decoder could not be reopened for the new sequence header: "
+                            "video stops until a keyframe it can decode")
 
     cdef int _decode_video(self) noexcept nogil:
         cdef int ret, i
@@ -140,8 +258,8 @@ cdef class Router:
                 return ret
             frame = self.vdec.frame
             self.frames_decoded += 1
-            if self.source_width == 0:
-                self.source_width = frame.width
+            if frame.width != self.source_width or frame.height != self.source_height:
+                self.source_width = frame.width     # at the start, or a new size mid-stream
                 self.source_height = frame.height
             if self.decode_video:
                 for i in range(self.nroutes):
@@ -150,7 +268,7 @@ cdef class Router:
                         if copy != NULL:
                             queue_put(self.routes[i].queue, ITEM_FRAME, copy, NULL)
             av_frame_unref(frame)
-            if not self.decode_video and self.source_width:
+            if not self.decode_video:
                 self.vdec.close()   # passthrough only: the size was all we needed
                 return 0
 
@@ -159,11 +277,11 @@ cdef class Router:
         cdef AVPacket *copy
         cdef int i
         for i in range(self.nroutes):
-            if self.routes[i].audio_encoder < 0:
+            if self.routes[i].audio_encoder < 0 and not self.passthrough_audio_stale:
                 copy = av_packet_clone(pkt)
                 if copy != NULL:
                     queue_put(self.routes[i].queue, ITEM_AUDIO, NULL, copy)
-        if self.adec.is_open():
+        if self.adec.is_open() and self.encoding_audio:
             if self.adec.send(pkt) < 0:
                 self.audio_decode_errors += 1
             else:

@@ -9,8 +9,8 @@ clock -> output timeline per track) and ``pipeline`` (probe, tag checks, stats).
 Playlists are written through ``owncastd.media.playlist``. See transcode.pyi.
 """
 from .encode import H264_ENCODERS, available_h264_encoders
-from .error import FFmpegError, FFmpegOSError, set_log_level
+from .error import FFmpegError, FFmpegOSError, TracksChangedError, set_log_level
 from .pipeline import Pipeline
 
 __all__ = ["FFmpegError", "FFmpegOSError", "H264_ENCODERS", "Pipeline", "available_h264_encoders",
-           "set_log_level"]
+           "TracksChangedError", "set_log_level"]

@@ -59,7 +59,8 @@ class Pipeline:
         segment_seconds/list_size below 1.
         """
     def push(self, tag_type: int, timestamp_ms: int, payload: bytes | bytearray | memoryview) -> None:
-        """Feed one FLV tag: 8 audio (AAC only), 9 video (AVC only), 18 script (ignored).
+        """Feed one FLV tag: 8 audio (AAC, MP3, PCM, G.711, ADPCM, Nellymoser, Speex), 9 video
+        (H.264; HEVC, AV1 and H.264 in enhanced RTMP tags), 18 script (ignored).
 
         payload is the FLV tag body (= the RTMP message payload). Malformed, truncated or
         unsupported packets, and packets before their sequence header, are dropped and counted
@@ -68,6 +69,8 @@ class Pipeline:
         continuous output timeline that starts at 0; the 32-bit RTMP clock may wrap. Raises RuntimeError after finish(), and once a
         rendition failed its FFmpegError (an FFmpegOSError with ``errno`` when the cause is an
         errno, e.g. ENOSPC for a full disk; stats()["renditions"][n]["error"] says why).
+        Raises TracksChangedError when a track's first sequence header arrives after the stream
+        started without that track: finish() this pipeline and start another with the headers.
         """
     def finish(self) -> None:
         """Flush decoders and encoders, close the last segments, append EXT-X-ENDLIST to every
@@ -88,6 +91,9 @@ class Pipeline:
 class FFmpegError(RuntimeError):
     """An error from FFmpeg's libraries; ``code`` is the AVERROR value (owncastd.native.error)."""
     code: int
+
+class TracksChangedError(RuntimeError):
+    restart_stream: bool
 
 class FFmpegOSError(FFmpegError, OSError):
     """An FFmpegError that is an errno: ``.errno`` (e.g. errno.ENOSPC for a full disk)."""

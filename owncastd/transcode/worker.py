@@ -22,7 +22,7 @@ import zmq
 
 from .. import bus, metrics
 from ..datadir import DataDir
-from ..media import handoff
+from ..media import flv, handoff
 from ..runtime import start_child
 from . import ladder
 
@@ -80,7 +80,9 @@ class StreamTranscoder:
             self.headers[kind] = header
             self.waiting_for_headers = False
         elif self.waiting_for_headers:
-            return
+            if not (kind == handoff.AUDIO and flv.is_headerless_audio(payload)):
+                return
+            self.waiting_for_headers = False   # MP3 & co. have no header: start on any tag
         self.pipeline.push(kind, timestamp_ms, payload)
 
     def finish(self) -> dict:
@@ -182,17 +184,42 @@ class Worker:
                 return
         try:
             self.current.push(kind, flags, ts, payload)
-        except (RuntimeError, OSError) as exc:   # native: FFmpegError, an OSError when errno-based
-            log.error("stream %d: %s; ending this stream's output", stream, exc)
-            self.end(str(exc))
-            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                # Not the stream's fault: try again later, so freed space brings video back
-                # without the broadcaster reconnecting (resumed at a keyframe, after a
-                # discontinuity).
-                self.ended.discard(stream)
-                self.paused = (stream, time.monotonic() + DISK_FULL_RETRY)
-                log.error("stream %d: the disk is full; retrying its output in %g s", stream,
-                          DISK_FULL_RETRY)
+        except RuntimeError as exc:
+            if not getattr(exc, "restart_stream", False):   # native: TracksChangedError
+                self.fail(stream, exc)
+                return
+            self.restart_with_tracks(stream, str(exc), kind, flags, ts, payload)
+        except OSError as exc:
+            self.fail(stream, exc)
+
+    def restart_with_tracks(self, stream: int, reason: str, kind, flags, ts, payload) -> None:
+        """A track appeared after the pipeline started without it: start a new pipeline that
+        has it (after a discontinuity), fed the sequence headers the old one had."""
+        log.warning("stream %d: %s; restarting its output with it", stream, reason)
+        headers = dict(self.current.headers)
+        self.end(reason)
+        self.ended.discard(stream)
+        self.begin(stream, resumed=True)
+        if self.current is None:
+            return
+        for header_kind, header in sorted(headers.items(), reverse=True):   # video first
+            self.current.push(header_kind, handoff.FLAG_SEQUENCE_HEADER, ts, header)
+        if not flags & handoff.FLAG_SEQUENCE_HEADER:
+            self.current.push(kind, flags, ts, payload)
+
+    def fail(self, stream: int, exc: Exception) -> None:
+        """End a stream's output after the pipeline raised (native: FFmpegError, an OSError
+        when errno-based)."""
+        log.error("stream %d: %s; ending this stream's output", stream, exc)
+        self.end(str(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            # Not the stream's fault: try again later, so freed space brings video back
+            # without the broadcaster reconnecting (resumed at a keyframe, after a
+            # discontinuity).
+            self.ended.discard(stream)
+            self.paused = (stream, time.monotonic() + DISK_FULL_RETRY)
+            log.error("stream %d: the disk is full; retrying its output in %g s", stream,
+                      DISK_FULL_RETRY)
 
     def begin(self, stream: int, resumed: bool) -> None:
         settings = self.settings()
