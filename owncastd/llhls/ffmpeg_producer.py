@@ -20,8 +20,7 @@ import os
 import subprocess
 import threading
 
-from ..media import flv
-from ..transcode.ffmpeg_backend import resolve_ffmpeg, variant_args
+from ..transcode.ffmpeg_backend import FFmpegFeed, resolve_ffmpeg, variant_args
 from .bmff import BMFFError
 from .feed import FMP4Feeder
 from .packager import DEFAULT_PART_TARGET, Packager
@@ -53,52 +52,43 @@ def build_command(ffmpeg: str, variants: list[dict], fds: list[int], *,
     return cmd
 
 
-class FFmpegLLHLSPipeline:
+class FFmpegLLHLSPipeline(FFmpegFeed):
+    """The ffmpeg binary encodes the ladder into fragmented MP4, one pipe per rendition; the
+    packager cuts the fragments into LL-HLS parts and segments."""
+
+    log = log
+
     def __init__(self, out_dir: str, variants: list[dict], *, segment_seconds: int,
                  list_size: int, ffmpeg_path: str = "", part_target: float = DEFAULT_PART_TARGET,
                  notify=None, **_ignored):
-        if not variants:
-            raise ValueError("at least one variant is needed")
+        super().__init__(variants)
         self._ffmpeg = resolve_ffmpeg(ffmpeg_path)
         self.packager = Packager(out_dir, variants, segment_seconds=segment_seconds,
                                  list_size=list_size, part_target=part_target, notify=notify)
-        self._variants = variants
         self._segment_seconds = segment_seconds
-        self._proc: subprocess.Popen | None = None
         self._readers: list[threading.Thread] = []
-        self._finished = False
-        self._packets = {"video": 0, "audio": 0, "script": 0}
-        self._errors: list[str] = []
 
-    def _start(self) -> None:
+    def _spawn(self) -> subprocess.Popen:
         pipes = [os.pipe() for _ in self._variants]
         self.command = build_command(self._ffmpeg, self._variants, [w for _, w in pipes],
                                      segment_seconds=self._segment_seconds,
                                      part_target=self.packager.part_target)
         try:
-            self._proc = subprocess.Popen(self.command, stdin=subprocess.PIPE,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                          pass_fds=[w for _, w in pipes])
+            proc = subprocess.Popen(self.command, stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    pass_fds=[w for _, w in pipes])
+        except BaseException:
+            for r, _ in pipes:
+                os.close(r)
+            raise
         finally:
             for _, w in pipes:
                 os.close(w)
-        self._proc.stdin.write(flv.FILE_HEADER)
-        threading.Thread(target=self._read_errors, daemon=True).start()
         for n, (r, _) in enumerate(pipes):
             t = threading.Thread(target=self._read_output, args=(n, r), daemon=True)
             t.start()
             self._readers.append(t)
-
-    def _read_errors(self) -> None:
-        for line in self._proc.stderr:
-            text = line.decode(errors="replace").rstrip()
-            if text:
-                self._error(f"ffmpeg: {text}")
-
-    def _error(self, text: str) -> None:
-        self._errors.append(text)
-        del self._errors[:-20]
-        log.warning("%s", text)
+        return proc
 
     def _read_output(self, n: int, fd: int) -> None:
         feeder = FMP4Feeder(self.packager.rendition(n))
@@ -110,44 +100,15 @@ class FFmpegLLHLSPipeline:
                 feeder.feed(data)
         except (BMFFError, OSError) as exc:
             self._error(f"rendition {n}: {exc}")
-            self._proc.kill()
+            if self._proc is not None:
+                self._proc.kill()
         finally:
             os.close(fd)
 
-    def push(self, tag_type: int, timestamp_ms: int, payload: bytes) -> None:
-        if self._finished:
-            raise RuntimeError("push() after finish()")
-        if tag_type not in (8, 9):
-            self._packets["script"] += 1
-            return
-        if self._proc is None:
-            self._start()
-        self._packets["video" if tag_type == 9 else "audio"] += 1
-        try:
-            self._proc.stdin.write(flv.encode_tag(tag_type, timestamp_ms, bytes(payload)))
-        except (BrokenPipeError, ValueError):
-            raise RuntimeError(f"ffmpeg exited: {' | '.join(self._errors[-3:]) or 'no message'}")
-
-    def finish(self) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        if self._proc is None:
-            return
-        try:
-            self._proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        try:
-            code = self._proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            code = self._proc.wait()
+    def _after_exit(self) -> None:
         for t in self._readers:
             t.join(10)
         self.packager.finish()
-        if code != 0:
-            raise RuntimeError(f"ffmpeg exited with {code}: {' | '.join(self._errors[-3:])}")
 
     def stats(self) -> dict:
         return {"backend": "ffmpeg", "low_latency": True, "started": self._proc is not None,

@@ -84,49 +84,53 @@ def build_command(ffmpeg: str, out_dir: str, variants: list[dict], *, segment_se
     return cmd
 
 
-class FFmpegPipeline:
-    """`Pipeline`'s interface over an ffmpeg subprocess."""
+class FFmpegFeed:
+    """An ffmpeg subprocess fed the stream as FLV on its stdin: `Pipeline`'s `push`/`finish`
+    around it, its stderr kept (the newest 20 lines) and logged. Subclasses say how ffmpeg is
+    started (`_spawn`) and what follows its exit (`_after_exit`)."""
 
-    def __init__(self, out_dir: str, variants: list[dict], *, segment_seconds: int,
-                 list_size: int, ffmpeg_path: str = "", **_ignored):
+    log = log
+
+    def __init__(self, variants: list[dict]):
         if not variants:
             raise ValueError("at least one variant is needed")
-        for n in range(len(variants)):
-            os.makedirs(os.path.join(out_dir, str(n)), exist_ok=True)
-        self.command = build_command(resolve_ffmpeg(ffmpeg_path), out_dir, variants,
-                                     segment_seconds=segment_seconds, list_size=list_size)
+        self._variants = variants
         self._proc: subprocess.Popen | None = None
-        self._started = False
         self._finished = False
         self._packets = {"video": 0, "audio": 0, "script": 0}
         self._errors: list[str] = []
-        self._variants = variants
-        self._out_dir = out_dir
+
+    def _spawn(self) -> subprocess.Popen:
+        raise NotImplementedError
+
+    def _after_exit(self) -> None:
+        """ffmpeg has exited (before its exit status is judged)."""
 
     def _start(self) -> None:
-        self._proc = subprocess.Popen(self.command, stdin=subprocess.PIPE,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = self._spawn()
         self._proc.stdin.write(flv.FILE_HEADER)
         threading.Thread(target=self._read_errors, daemon=True).start()
-        self._started = True
 
     def _read_errors(self) -> None:
         for line in self._proc.stderr:
             text = line.decode(errors="replace").rstrip()
             if text:
-                self._errors.append(text)
-                del self._errors[:-20]
-                log.warning("ffmpeg: %s", text)
+                self._error(f"ffmpeg: {text}")
+
+    def _error(self, text: str) -> None:
+        self._errors.append(text)
+        del self._errors[:-20]
+        self.log.warning("%s", text)
 
     def push(self, tag_type: int, timestamp_ms: int, payload: bytes) -> None:
         if self._finished:
             raise RuntimeError("push() after finish()")
-        if tag_type not in (8, 9):
+        if tag_type not in (flv.TAG_AUDIO, flv.TAG_VIDEO):
             self._packets["script"] += 1
             return
-        if not self._started:
+        if self._proc is None:
             self._start()
-        self._packets["video" if tag_type == 9 else "audio"] += 1
+        self._packets["video" if tag_type == flv.TAG_VIDEO else "audio"] += 1
         try:
             self._proc.stdin.write(flv.encode_tag(tag_type, timestamp_ms, bytes(payload)))
         except (BrokenPipeError, ValueError):
@@ -147,6 +151,7 @@ class FFmpegPipeline:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             code = self._proc.wait()
+        self._after_exit()
         if code != 0:
             raise self._exit_error(f"ffmpeg exited with {code}: {' | '.join(self._errors[-3:])}")
 
@@ -157,9 +162,27 @@ class FFmpegPipeline:
             return OSError(errno.ENOSPC, message)
         return RuntimeError(message)
 
+
+class FFmpegPipeline(FFmpegFeed):
+    """`Pipeline`'s interface over an ffmpeg subprocess that writes MPEG-TS HLS itself."""
+
+    def __init__(self, out_dir: str, variants: list[dict], *, segment_seconds: int,
+                 list_size: int, ffmpeg_path: str = "", **_ignored):
+        super().__init__(variants)
+        for n in range(len(variants)):
+            os.makedirs(os.path.join(out_dir, str(n)), exist_ok=True)
+        self.command = build_command(resolve_ffmpeg(ffmpeg_path), out_dir, variants,
+                                     segment_seconds=segment_seconds, list_size=list_size)
+        self._out_dir = out_dir
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(self.command, stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
     def stats(self) -> dict:
-        return {"backend": "ffmpeg", "started": self._started, "finished": self._finished,
-                "packets_in": dict(self._packets), "errors": list(self._errors),
+        return {"backend": "ffmpeg", "started": self._proc is not None,
+                "finished": self._finished, "packets_in": dict(self._packets),
+                "errors": list(self._errors),
                 "renditions": [{"name": v.get("name", str(n)),
                                 "segments_on_disk": _segments_on_disk(self._out_dir, n)}
                                for n, v in enumerate(self._variants)]}
