@@ -14,7 +14,7 @@ LAYERS = [
                 "chat.render"]),
     ("infrastructure", ["store", "bus", "config", "logs", "heartbeat", "emoji", "runtime",
                         "stream_state", "log_collector"]),
-    ("domain", ["stats", "chat", "status"]),
+    ("domain", ["stats", "chat", "status", "recordings"]),
     ("processes", ["api", "web", "ingest", "transcode", "services"]),
     ("top", ["supervisor", "cli"]),
 ]
