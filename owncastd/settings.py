@@ -365,6 +365,8 @@ _SETTING_LIST = [
             "{enabled, maxAgeDays (30), maxTotalMB (20000), public (false: replays need the "
             "admin), renditions ([0]), minFreeMB (1024: below it recording pauses)}.",
             check=_recording, setter="recording", shown_at=("recording",)),
+    Setting("recording_grace", int, 30, "Seconds a stream may be offline (a broadcaster "
+            "reconnecting) and still continue the same recording.", check=_positive),
     Setting("clips.max_seconds", int, 120, "Longest clip, in seconds.", check=_positive),
     Setting("clips.allowed", str, "anyone", "Who may make clips: anyone (rate-limited per "
             "address) or moderators (chat moderators and the admin).",

@@ -10,7 +10,7 @@ segment after a gap (missed segments, a restarted transcoder, a new ingest conne
 after a live DISCONTINUITY is marked EXT-X-DISCONTINUITY.
 
 One broadcast = one recording: it starts when the store says online while `recording.enabled`
-and ends `RECONNECT_GRACE` s after the stream went offline, so a transcoder restart, a
+and ends `recording_grace` s (30) after the stream went offline, so a transcoder restart, a
 takeover or a broadcaster reconnecting within that grace stay in one recording. When the data
 dir's file system has less than `minFreeMB` free, no segment is kept (one warning; the live
 stream is untouched) until there is room again. Retention (age, total size; never the one
@@ -40,7 +40,6 @@ from ..store import utcnow
 log = logging.getLogger("owncastd.recorder")
 
 POLL_INTERVAL = 0.5
-RECONNECT_GRACE = 30.0      # seconds offline after which a broadcast's recording ends
 RETENTION_INTERVAL = 60.0
 MB = 1_000_000
 
@@ -273,7 +272,7 @@ class Recorder:
                 self.offline_since = None
             elif self.offline_since is None:
                 self.offline_since = now
-            elif now - self.offline_since > RECONNECT_GRACE:
+            elif now - self.offline_since > self.config.get("recording_grace"):
                 self._finish(self.current)
         if policy["enabled"] and online and self.current is None and self._room(policy):
             self._start(policy)
