@@ -19,7 +19,7 @@ from ..datadir import DataDir
 from ..green import gevent_patched
 from ..runtime import child_config
 from ..stats.viewers import ViewerTracker
-from . import (admin, chat, chat_ws, hls, integrations, metrics, public, replays, stats,
+from . import (admin, chat, chat_ws, clips, hls, integrations, metrics, public, replays, stats,
                tokens, webhooks, webui)
 from .auth import AdminAuth, IntegrationAuth
 from .errors import handle_unexpected, serialize_error
@@ -27,7 +27,7 @@ from .metrics import HTTPMetrics
 
 # Modules with an `add_routes(app, services)` function, in order.
 ROUTE_MODULES = [public, admin, hls, stats, chat_ws, chat, integrations, tokens, webhooks, webui,
-                 metrics, replays]
+                 metrics, replays, clips]
 
 
 @dataclass

@@ -85,9 +85,25 @@ class ReplayFileResource(_Base):
         if not library.valid_file(name):
             raise _not_found()
         path = os.path.join(*parts, name)
+        if rendition is None and name == library.MASTER:
+            self._master(resp, r["id"], path)
+            return
         playlist = name.endswith(".m3u8")
         send_file(resp, path, "no-cache" if playlist or r["endTime"] is None
                   else SEGMENT_CACHE, req.get_header("Range"), follow=False)
+
+    def _master(self, resp, rec_id: str, path: str) -> None:
+        """Served at /replay/<id> (no trailing slash), so relative entries resolve against
+        /replay/: they get the id in front (the file keeps them relative to its folder)."""
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            raise _not_found() from None
+        resp.content_type = "application/vnd.apple.mpegurl"
+        resp.set_header("Cache-Control", "no-cache")
+        resp.text = "".join(line if line.startswith("#") or not line.strip()
+                            else f"{rec_id}/{line}" for line in text.splitlines(True))
 
     def on_get_thumbnail(self, req, resp, rec_id: str):
         self.on_get(req, resp, rec_id, None, library.THUMBNAIL)

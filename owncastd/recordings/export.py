@@ -5,7 +5,9 @@ size: it is FRAGMENTED MP4 with an empty moov at the front
 (`-movflags frag_keyframe+empty_moov+default_base_moof`). A classic `+faststart` file (one
 moov with every sample's index, at the front) would need the whole file written first.
 A range starts at the keyframe at or before `start` (ffmpeg's input seek with stream copy),
-so it is exact to within one GOP; it ends at `end`.
+so it is exact to within one GOP; it ends at `end`. Audio is AAC (the ladder's audio, or an
+AAC passthrough): MPEG-TS carries it as ADTS, which MP4 wants as AudioSpecificConfig
+(`aac_adtstoasc`, a no-op for fMP4 sources).
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def ffmpeg_remux(source: str, offset: float, length: float, output: list[str]) -
     seek = ["-ss", f"{offset:.3f}"] if offset > 0.001 else []
     return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", *seek,
             "-i", source, "-t", f"{length:.3f}", "-map", "0:v?", "-map", "0:a?",
-            "-c", "copy", *output]
+            "-c", "copy", "-bsf:a", "aac_adtstoasc", *output]
 
 
 class MP4Stream:

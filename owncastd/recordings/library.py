@@ -6,6 +6,7 @@ the transcoder's files), <id>/N/init-<k>.<ext> fMP4 init segments, <id>/thumbnai
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -55,6 +56,16 @@ def kept_segments(data_dir: str, rec_id: str, rendition: int) -> list[playlist.K
             return playlist.parse_vod(f.read())
     except OSError:
         return []
+
+
+def keep_file(src: str, dst: str) -> None:
+    """Hard link `src` as `dst`; a copy only when they are on different file systems."""
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copyfile(src, dst)
 
 
 def size_of(path: str) -> int:

@@ -22,7 +22,6 @@ progress (its kept inodes are those of its own files) or finishes it if the stre
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -49,16 +48,6 @@ def _write_atomic(path: str, text: str) -> None:
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
-
-
-def keep_file(src: str, dst: str) -> None:
-    """Hard link `src` as `dst`; a copy only when they are on different file systems."""
-    try:
-        os.link(src, dst)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-            raise
-        shutil.copyfile(src, dst)
 
 
 class RenditionTrack:
@@ -113,7 +102,7 @@ class RenditionTrack:
             try:
                 map_name = self._keep_map(live_dir, e.map_uri)
                 name = f"seg-{self.next_number}{os.path.splitext(e.uri)[1] or '.ts'}"
-                keep_file(src, os.path.join(self.directory, name))
+                library.keep_file(src, os.path.join(self.directory, name))
             except FileNotFoundError:   # left the live window meanwhile
                 self.gap = True
                 continue
@@ -133,7 +122,7 @@ class RenditionTrack:
         st = os.stat(src)
         if st.st_ino != self.map_inode:
             name = f"init-{self.next_number}{os.path.splitext(map_uri)[1] or '.mp4'}"
-            keep_file(src, os.path.join(self.directory, name))
+            library.keep_file(src, os.path.join(self.directory, name))
             self.map_inode, self.map_name = st.st_ino, name
         return self.map_name
 

@@ -1,0 +1,255 @@
+"""Clips (issue 17): anyone (or only moderators and the admin: `clips.allowed`) clips the last
+N seconds of the live stream, or a range of a replay; clips are public.
+
+    POST /api/clips              {"lastSeconds": 30, "title": ...} while live, or
+                                 {"streamId": <replay id>, "relativeStartTime": S,
+                                  "relativeEndTime": E, "title": ...}
+    GET  /api/clips              the list
+    GET  /clip/<id>              the clip's HLS playlist; /clip/<id>/<file> its segments
+    GET  /clip/<id>.mp4          the MP4 (recordings/clips.py says how it is cut)
+    GET  /clips/<id>             a page with Open Graph tags that plays the MP4
+    POST /api/admin/clips/delete {"id": ...}
+
+Each address may make `clips.per_address_per_hour` clips (429 beyond), so clip spam cannot
+fill the disk; a clip is at most `clips.max_seconds` long.
+"""
+from __future__ import annotations
+
+import html
+import os
+from datetime import datetime, timedelta, timezone
+
+import falcon
+
+from .. import bus
+from ..datadir import DataDir
+from ..recordings import clips, export, library
+from ..stats.viewers import client_address
+from ..store import utcnow
+from .body import read_object
+from .errors import BadRequest
+from .files import send_file
+from .replays import ReplayAccess
+
+MAX_TITLE = 200
+SEGMENT_CACHE = "public, max-age=31536000, immutable"
+
+
+def _not_found():
+    return falcon.HTTPNotFound(title="Not Found", description="no such clip")
+
+
+def _number(body: dict, name: str, required: bool = True) -> float | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value \
+            or value in (float("inf"), float("-inf")):
+        raise BadRequest(f"{name}: expected a number of seconds")
+    return float(value)
+
+
+def clip_view(c: dict) -> dict:
+    return {"id": c["id"], "stream_id": c["stream_id"], "title": c["title"],
+            "relativeStartTime": c["relativeStartTime"],
+            "relativeEndTime": c["relativeEndTime"], "durationSeconds": c["durationSeconds"],
+            "manifest": f"/clip/{c['id']}", "download": f"/clip/{c['id']}.mp4",
+            "page": f"/clips/{c['id']}", "timestamp": c["timestamp"]}
+
+
+class ClipsResource:
+    def __init__(self, services, access: ReplayAccess):
+        self.config = services.config
+        self.store = services.store
+        self.data_dir = services.data_dir
+        self.chat = services.chat
+        self.publisher = services.publisher
+        self.access = access
+
+    def on_get(self, req, resp):
+        resp.media = [clip_view(c) for c in self.store.clips()]
+
+    def _may_clip(self, req) -> None:
+        if self.config.get("clips.allowed") == "anyone" or self.access.is_admin(req):
+            return
+        user = self.chat.moderation.user_for_token(req.get_param("accessToken"))
+        if user is None or not self.chat.moderation.is_moderator(user):
+            raise falcon.HTTPForbidden(title="Forbidden", description="only moderators "
+                                       "(?accessToken=) and the admin may make clips here")
+
+    def on_post(self, req, resp):
+        self._may_clip(req)
+        address = client_address(req)
+        hour_ago = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+        per_hour = self.config.get("clips.per_address_per_hour")
+        if self.store.count_clips_since(address, hour_ago) >= per_hour:
+            raise falcon.HTTPTooManyRequests(
+                title="Too Many Requests", headers={"Retry-After": "600"},
+                description=f"at most {per_hour} clips an hour from one address")
+        body = read_object(req)
+        title = body.get("title", "")
+        if not isinstance(title, str) or len(title) > MAX_TITLE:
+            raise BadRequest(f"title: expected a string of at most {MAX_TITLE} characters")
+        max_seconds = self.config.get("clips.max_seconds")
+        if "lastSeconds" in body:
+            piece = self._live(_number(body, "lastSeconds"), max_seconds)
+        else:
+            self.access.require(req)     # a replay's clip: whoever may watch the replay
+            piece = self._replay(body, max_seconds)
+        clip_id = library.new_id()
+        try:
+            duration = clips.make(self.data_dir, clip_id, piece["source"], piece["kept"],
+                                  piece["start"], piece["end"])
+        except clips.ClipError as exc:
+            raise BadRequest(str(exc)) from None
+        except FileNotFoundError:
+            raise BadRequest("that part of the stream is no longer available") from None
+        shift = piece["label_offset"]
+        clip = {"id": clip_id, "stream_id": piece["stream_id"],
+                "title": title.strip() or self.config.get("instance.stream_title")
+                or self.config.get("instance.name"),
+                "relativeStartTime": round(piece["start"] + shift, 3),
+                "relativeEndTime": round(piece["end"] + shift, 3),
+                "durationSeconds": duration, "size": clips.size_of(self.data_dir, clip_id),
+                "address": address, "timestamp": utcnow()}
+        self.store.add_clip(clip)
+        view = clip_view(clip)
+        self.publisher.publish(bus.EVENT_CLIP_CREATED, view)
+        resp.media = {"id": clip_id, "manifest": view["manifest"],
+                      "download": view["download"], "page": view["page"],
+                      "durationSeconds": duration}
+
+    def _live(self, seconds: float, max_seconds: int) -> dict:
+        if not 1 <= seconds <= max_seconds:
+            raise BadRequest(f"lastSeconds: from 1 to {max_seconds}")
+        if not self.store.get_state("online"):
+            raise BadRequest("the stream is not live: clip a replay with streamId instead")
+        source, kept = clips.live_segments(self.data_dir, 0)
+        total = sum(k.duration for k in kept)
+        if total <= 0:
+            raise BadRequest("no video yet: try again in a few seconds")
+        # Times are labelled relative to the recording in progress, if one is (its end is
+        # the live edge); else to the live window.
+        current = next((r for r in self.store.recordings() if r["endTime"] is None), None)
+        return {"stream_id": current["id"] if current else "live", "source": source,
+                "kept": kept, "start": max(0.0, total - seconds), "end": total,
+                "label_offset": max(0.0, current["durationSeconds"] - total) if current
+                else 0.0}
+
+    def _replay(self, body: dict, max_seconds: int) -> dict:
+        stream_id = body.get("streamId")
+        if not isinstance(stream_id, str):
+            raise BadRequest("expected lastSeconds, or streamId with relativeStartTime and "
+                             "relativeEndTime")
+        r = self.store.recording(stream_id) if library.valid_id(stream_id) else None
+        if r is None:
+            raise falcon.HTTPNotFound(title="Not Found", description="no such replay")
+        rendition = r["renditions"][0]
+        kept = library.kept_segments(self.data_dir, r["id"], rendition)
+        try:
+            start, end = export.check_range(sum(k.duration for k in kept),
+                                            _number(body, "relativeStartTime"),
+                                            _number(body, "relativeEndTime"))
+        except export.RangeError as exc:
+            raise BadRequest(str(exc)) from None
+        if end - start > max_seconds:
+            raise BadRequest(f"a clip is at most {max_seconds} s long")
+        source = os.path.dirname(library.rendition_playlist(self.data_dir, r["id"], rendition))
+        return {"stream_id": r["id"], "source": source, "kept": kept, "start": start,
+                "end": end, "label_offset": 0.0}
+
+
+class ClipFileResource:
+    """/clip/<id> (playlist), /clip/<id>.mp4, /clip/<id>/<file>."""
+
+    def __init__(self, services):
+        self.store = services.store
+        self.paths = DataDir(services.data_dir)
+
+    def _clip(self, clip_id: str) -> dict:
+        c = self.store.clip(clip_id) if library.valid_id(clip_id) else None
+        if c is None:
+            raise _not_found()
+        return c
+
+    def on_get(self, req, resp, clip_id: str, name: str | None = None):
+        if name is None and clip_id.endswith(".mp4"):
+            c = self._clip(clip_id[:-4])
+            send_file(resp, os.path.join(self.paths.clip(c["id"]), clips.MP4), SEGMENT_CACHE,
+                      req.get_header("Range"), follow=False)
+            return
+        c = self._clip(clip_id)
+        if name is None:   # served at /clip/<id>: entries need the id in front
+            try:
+                with open(os.path.join(self.paths.clip(c["id"]), clips.PLAYLIST)) as f:
+                    text = f.read()
+            except OSError:
+                raise _not_found() from None
+            resp.content_type = "application/vnd.apple.mpegurl"
+            resp.set_header("Cache-Control", "public, max-age=60")
+            resp.text = "".join(line if line.startswith("#") or not line.strip()
+                                else f"{c['id']}/{line}" for line in text.splitlines(True))
+            return
+        if not library.valid_file(name) or name == clips.MP4:
+            raise _not_found()
+        send_file(resp, os.path.join(self.paths.clip(c["id"]), name), SEGMENT_CACHE,
+                  req.get_header("Range"), follow=False)
+
+
+class ClipPageResource(ClipFileResource):
+    """A page that plays the MP4, with Open Graph tags so a shared link shows the clip."""
+
+    def on_get(self, req, resp, clip_id: str, name: str | None = None):
+        c = self._clip(clip_id)
+        base = req.prefix     # scheme://host as the request reached us
+        title = html.escape(c["title"])
+        mp4 = html.escape(f"{base}/clip/{c['id']}.mp4")
+        page = html.escape(f"{base}/clips/{c['id']}")
+        resp.content_type = "text/html; charset=utf-8"
+        resp.set_header("Cache-Control", "public, max-age=60")
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Content-Security-Policy", "default-src 'none'; media-src 'self'; "
+                        "style-src 'self'; img-src 'self'; frame-ancestors *")
+        resp.text = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<meta property="og:type" content="video.other">
+<meta property="og:title" content="{title}">
+<meta property="og:url" content="{page}">
+<meta property="og:video" content="{mp4}">
+<meta property="og:video:type" content="video/mp4">
+<meta property="og:image" content="{html.escape(base)}/logo">
+<meta name="twitter:card" content="player">
+<link rel="stylesheet" href="/static/style.css">
+</head><body>
+<h1>{title}</h1>
+<video controls playsinline preload="metadata" src="/clip/{c['id']}.mp4"></video>
+<p><a href="/clip/{c['id']}.mp4" download>Download</a></p>
+</body></html>
+"""
+
+
+class ClipDeleteResource:
+    def __init__(self, services):
+        self.store = services.store
+        self.data_dir = services.data_dir
+
+    def on_post(self, req, resp):
+        clip_id = read_object(req).get("id")
+        if not isinstance(clip_id, str):
+            raise BadRequest("id: expected the id of a clip")
+        if not library.valid_id(clip_id) or not self.store.delete_clip(clip_id):
+            raise _not_found()
+        clips.delete(self.data_dir, clip_id)
+        resp.media = {"success": True, "message": f"clip {clip_id} deleted"}
+
+
+def add_routes(app, services) -> None:
+    access = ReplayAccess(services.config)
+    app.add_route("/api/clips", ClipsResource(services, access))
+    app.add_route("/api/admin/clips/delete", ClipDeleteResource(services))
+    files = ClipFileResource(services)
+    app.add_route("/clip/{clip_id}", files)
+    app.add_route("/clip/{clip_id}/{name}", files)
+    app.add_route("/clips/{clip_id}", ClipPageResource(services))

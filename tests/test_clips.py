@@ -1,0 +1,114 @@
+"""Clips (issue 17) on a real daemon while a real ffmpeg publishes: the last N seconds as an
+MP4 and an HLS playlist, the page with Open Graph tags, the list, deletion, bad input and the
+per-address rate limit."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+import requests
+
+from conftest import temporary_daemon, wait_until
+from test_ingest import ffmpeg_publish, stop_proc
+from test_recording import SEGMENT_SECONDS, ffprobe, top_level_boxes
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+[clips]
+per_address_per_hour = 3
+max_seconds = 20
+[video]
+latency_level = 1
+variants = [
+  { videoBitrate = 200, scaledWidth = 256, framerate = 15, cpuUsageLevel = 0, audioPassthrough = true },
+]
+"""
+
+
+@pytest.fixture(scope="module")
+def live():
+    def prepare(d):
+        path = os.path.join(d.data_dir, "clips.toml")
+        with open(path, "w") as f:
+            f.write(CONFIG)
+        d.extra_args += ["--config", path]
+
+    with temporary_daemon(prepare) as d:
+        pub = ffmpeg_publish(d, seconds=120, size="320x180", rate=15)
+        try:
+            def enough_video():
+                text = d.get("/hls/0/stream.m3u8").text
+                return text.count("#EXTINF") >= 5
+            wait_until(enough_video, 45, 0.5, what="10 s of live video")
+            yield d
+        finally:
+            stop_proc(pub)
+
+
+def test_a_clip_of_the_last_seconds_while_live(live):
+    d = live
+    r = d.post("/api/clips", json={"lastSeconds": 6, "title": "that <moment>"}, timeout=60)
+    assert r.status_code == 200, r.text
+    clip = r.json()
+    assert clip["manifest"] == f"/clip/{clip['id']}"
+    assert clip["download"] == f"/clip/{clip['id']}.mp4"
+    assert abs(clip["durationSeconds"] - 6) <= SEGMENT_SECONDS, clip
+    mp4 = d.get(clip["download"])
+    assert mp4.status_code == 200 and mp4.headers["Content-Type"] == "video/mp4"
+    assert top_level_boxes(mp4.content, 3)[:2] == ["ftyp", "moov"]   # +faststart
+    path = os.path.join(d.data_dir, "clip.mp4")
+    with open(path, "wb") as f:
+        f.write(mp4.content)
+    probe = ffprobe(path)
+    assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
+    # The HLS form plays end to end.
+    probe = ffprobe(d.url + clip["manifest"])
+    assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
+    # The page shares it: Open Graph tags, the title escaped.
+    page = d.get(f"/clips/{clip['id']}")
+    assert page.status_code == 200
+    assert '<meta property="og:video" content="http://127.0.0.1:' in page.text
+    assert "that &lt;moment&gt;" in page.text and "<moment>" not in page.text
+    listed = d.get("/api/clips").json()
+    mine = [c for c in listed if c["id"] == clip["id"]][0]
+    assert mine["title"] == "that <moment>" and mine["manifest"] == clip["manifest"]
+    assert set(mine) >= {"id", "stream_id", "title", "relativeStartTime", "relativeEndTime",
+                         "durationSeconds", "manifest", "timestamp"}
+    # The admin deletes it: gone from the list and the URLs.
+    assert d.post("/api/admin/clips/delete", json={"id": clip["id"]}).status_code == 401
+    r = d.post("/api/admin/clips/delete", auth=d.auth, json={"id": clip["id"]})
+    assert r.status_code == 200, r.text
+    assert d.get(clip["download"]).status_code == 404
+    assert d.get(clip["manifest"]).status_code == 404
+    assert not os.path.exists(os.path.join(d.data_dir, "clips", clip["id"]))
+
+
+@pytest.mark.parametrize("body", [{"lastSeconds": 0}, {"lastSeconds": 21},
+                                  {"lastSeconds": "5"}, {"lastSeconds": 5, "title": 7},
+                                  {"lastSeconds": 5, "title": "x" * 201}, {"title": "no range"},
+                                  {"streamId": "x", "relativeStartTime": 0}, [1]])
+def test_bad_clip_requests_are_400(live, body):
+    r = live.post("/api/clips", json=body)
+    assert r.status_code in (400, 404), (body, r.status_code, r.text)
+    assert r.json()["success"] is False and r.json()["message"]
+
+
+def test_path_tricks_are_404(live):
+    for path in ["/clip/..%2F..%2Fowncast.db", "/clip/..", "/clip/nope.mp4", "/clips/nope",
+                 "/clip/%2e%2e/x", "/clips/..%2Fowncast.db"]:
+        r = requests.get(live.url + path, timeout=5)
+        assert r.status_code == 404, (path, r.status_code)
+    assert live.post("/api/admin/clips/delete", auth=live.auth,
+                     json={"id": "../x"}).status_code == 404
+
+
+def test_clip_spam_from_one_address_is_429(live):
+    assert live.get("/api/clips").json() == []     # the first test's clip was deleted
+    codes = [live.post("/api/clips", json={"lastSeconds": 2}, timeout=60).status_code
+             for _ in range(4)]
+    assert codes == [200, 200, 200, 429], codes   # 3 an hour (clips.per_address_per_hour)
+    r = live.post("/api/clips", json={"lastSeconds": 2})
+    assert r.status_code == 429 and r.headers.get("Retry-After")
+    assert "clips an hour" in r.json()["message"]
