@@ -53,6 +53,7 @@ class StreamTranscoder:
         self.stream = stream
         self.resumed = resumed
         self.waiting_for_headers = True
+        self.headers_seen: set[int] = set()
         self.pipeline = Pipeline(out_dir, settings["variants"], **options)
         self.last_media = time.monotonic()
         self.stop_deadline: float | None = None
@@ -61,12 +62,20 @@ class StreamTranscoder:
         self.last_media = time.monotonic()
         if kind not in (media.AUDIO, media.VIDEO):
             return
+        header = flags & media.FLAG_SEQUENCE_HEADER
         if self.waiting_for_headers:
             # Start on sequence headers (a fresh stream sends them first; a resumed one gets
-            # them, flagged REPEAT, right before a keyframe).
-            if not flags & media.FLAG_SEQUENCE_HEADER:
+            # them, flagged REPEAT, right before a keyframe): take the first of each kind up
+            # to the first frame, so a resumed stream gets its audio header too, not only
+            # the video header that comes first.
+            if header:
+                if kind in self.headers_seen:
+                    return
+                self.headers_seen.add(kind)
+            elif not self.headers_seen:
                 return
-            self.waiting_for_headers = False
+            else:
+                self.waiting_for_headers = False
         elif flags & media.FLAG_REPEAT:
             return  # the pipeline already has them
         self.pipeline.push(kind, timestamp_ms, payload)
