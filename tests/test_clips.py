@@ -27,6 +27,25 @@ variants = [
 """
 
 
+def plays_in_chromium(url: str) -> bool:
+    """Open the clip's page in Debian's chromium and see its video play past 1 s."""
+    from playwright.sync_api import sync_playwright
+    from test_webui import CHROMIUM, CHROMIUM_ARGS
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.evaluate("document.querySelector('video').muted = true; "
+                          "document.querySelector('video').play()")
+            page.wait_for_function("document.querySelector('video').currentTime > 1",
+                                   timeout=30_000)
+            return True
+        finally:
+            browser.close()
+
+
 @pytest.fixture(scope="module")
 def live():
     def prepare(d):
@@ -71,6 +90,7 @@ def test_a_clip_of_the_last_seconds_while_live(live):
     assert page.status_code == 200
     assert '<meta property="og:video" content="http://127.0.0.1:' in page.text
     assert "that &lt;moment&gt;" in page.text and "<moment>" not in page.text
+    assert plays_in_chromium(d.url + f"/clips/{clip['id']}")
     listed = d.get("/api/clips").json()
     mine = [c for c in listed if c["id"] == clip["id"]][0]
     assert mine["title"] == "that <moment>" and mine["manifest"] == clip["manifest"]

@@ -119,6 +119,11 @@ def test_one_recording_with_discontinuities_plays_end_to_end(recorded):
     assert published - down - 2 * SEGMENT_SECONDS - 0.02 * published <= recorded_s, \
         (recorded_s, published, down, media)
     assert recorded_s <= published + 0.02 * published
+    # Audio goes on after the transcoder restart: the segment after the first discontinuity.
+    after_restart = [line for line in media.split("#EXT-X-DISCONTINUITY", 1)[1].splitlines()
+                     if line and not line.startswith("#")][0]
+    segment = os.path.join(d.data_dir, "recordings", replay["id"], "0", after_restart)
+    assert sorted({s["codec_type"] for s in ffprobe(segment)["streams"]}) == ["audio", "video"]
     thumb = d.get(f"/replay/{replay['id']}/thumbnail.jpg", auth=d.auth)
     assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
 
@@ -156,7 +161,7 @@ def test_a_range_outside_the_recording_is_400(recorded, query):
 def test_path_tricks_in_ids_are_404(recorded):
     d, replays, _ = recorded
     rec_id = replays[0]["id"]
-    for path in ["/replay/..%2F..%2Fowncast.db", "/replay/..", "/replay/%2e%2e",
+    for path in ["/replay/..%2F..%2Fowncast.db", "/replay/%2e%2e",
                  f"/replay/{rec_id}/0/..%2F..%2F..%2Fowncast.db", f"/replay/{rec_id}/0/.%2e",
                  f"/replay/{rec_id}/..%2F0/stream.m3u8", f"/replay/{rec_id}/9/stream.m3u8",
                  f"/replay/{rec_id}/0/.export-x.m3u8", "/api/replays/..%2Fx/download",
@@ -192,3 +197,25 @@ def test_a_bad_recording_setting_is_400(recorded):
                   {"enabled": True, "renditions": []}, {"enabled": True, "colour": 1}]:
         r = d.post("/api/admin/config/recording", auth=d.auth, json={"value": value})
         assert r.status_code == 400 and r.json()["message"].startswith("recording"), r.text
+
+
+def test_the_replay_page(recorded):
+    d, replays, _ = recorded
+    page = d.get(f"/replays/{replays[0]['id']}")
+    assert page.status_code == 200 and "/static/js/replay.js" in page.text
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert d.get("/replays/..%2F..%2Fowncast.db").status_code == 404
+    assert d.get("/static/js/replay.js").status_code == 200
+
+
+def test_delete_a_replay(recorded):   # last: the other tests use the recording
+    d, replays, _ = recorded
+    rec_id = replays[0]["id"]
+    assert d.post("/api/admin/replays/delete", json={"id": rec_id}).status_code == 401
+    r = d.post("/api/admin/replays/delete", auth=d.auth, json={"id": rec_id})
+    assert r.status_code == 200, r.text
+    assert d.get("/api/replays", auth=d.auth).json() == []
+    assert d.get(f"/replay/{rec_id}", auth=d.auth).status_code == 404
+    assert not os.path.exists(os.path.join(d.data_dir, "recordings", rec_id))
+    assert d.post("/api/admin/replays/delete", auth=d.auth,
+                  json={"id": rec_id}).status_code == 404
