@@ -8,6 +8,7 @@
     DATA/emoji/                 custom emoji (emoji.py)
     DATA/recordings/<id>/       a recording: stream.m3u8 (master), N/stream.m3u8 + segments
                                 (hard links of hls/N's), thumbnail.jpg (recordings/)
+    DATA/clipbuffer/0/          the last clips.max_seconds of the live stream (hard links)
     DATA/clips/<id>/            a clip: stream.m3u8, its segments, clip.mp4 (recordings/clips.py)
     DATA/run/                   bus sockets and heartbeats (or a short folder under $TMPDIR)
     DATA/<file>                 operator files named by settings: the logo, the GeoIP database
@@ -34,6 +35,7 @@ class DataDir:
     EMOJI = "emoji"
     RECORDINGS = "recordings"
     CLIPS = "clips"
+    CLIP_BUFFER = "clipbuffer"
     MASTER_PLAYLIST = "stream.m3u8"
 
     def __init__(self, root: str):
@@ -46,6 +48,7 @@ class DataDir:
         self.emoji = self.file(self.EMOJI)
         self.recordings = self.file(self.RECORDINGS)
         self.clips = self.file(self.CLIPS)
+        self.clip_buffer = self.file(self.CLIP_BUFFER)
         self.master_playlist = os.path.join(self.hls, self.MASTER_PLAYLIST)
 
     def __fspath__(self) -> str:

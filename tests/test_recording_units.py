@@ -136,3 +136,24 @@ def test_covering_segments_and_vod_render():
     assert playlist.covering(kept, 3.0, 7.0) == (1, 4, 2.0)
     assert playlist.covering(kept, 0.0, 10.0) == (0, 5, 0.0)
     assert playlist.render_vod(kept[:1], True).splitlines()[-1] == "#EXT-X-ENDLIST"
+
+
+def test_the_clip_buffer_keeps_the_last_max_seconds_while_recording_is_off(tmp_path):
+    rec, config, hls = recorder_in(tmp_path, {"minFreeMB": 0})
+    config.save({"recording": {"enabled": False}, "clips.max_seconds": 4})
+    live = os.path.join(hls, "0")
+    for i in range(6):     # a live window of two 2 s segments slides over 12 s
+        live_playlist(live, [(f"stream-{j}.ts", bytes([j]) * 188) for j in (i, i + 1)],
+                      first_seq=i)
+        rec.cycle(now=i)
+    folder = os.path.join(str(tmp_path), "clipbuffer", "0")
+    kept = playlist.parse_vod(open(os.path.join(folder, "stream.m3u8")).read())
+    # 4 s plus ClipBuffer.SPARE segments, the newest; older links removed
+    assert [k.name for k in kept] == ["seg-3.ts", "seg-4.ts", "seg-5.ts", "seg-6.ts"]
+    assert sorted(n for n in os.listdir(folder) if n.startswith("seg-")) == \
+        ["seg-3.ts", "seg-4.ts", "seg-5.ts", "seg-6.ts"]
+    assert config.store.recordings() == []
+    config.store.set_state("online", False)
+    rec.cycle(now=10)
+    rec.cycle(now=10 + config.get("recording_grace") + 1)
+    assert not os.path.exists(folder)

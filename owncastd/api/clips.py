@@ -104,12 +104,11 @@ class ClipsResource:
             raise BadRequest(str(exc)) from None
         except FileNotFoundError:
             raise BadRequest("that part of the stream is no longer available") from None
-        shift = piece["label_offset"]
         clip = {"id": clip_id, "stream_id": piece["stream_id"],
                 "title": title.strip() or self.config.get("instance.stream_title")
                 or self.config.get("instance.name"),
-                "relativeStartTime": round(piece["start"] + shift, 3),
-                "relativeEndTime": round(piece["end"] + shift, 3),
+                "relativeStartTime": round(piece["start"], 3),
+                "relativeEndTime": round(piece["end"], 3),
                 "durationSeconds": duration, "size": clips.size_of(self.data_dir, clip_id),
                 "address": address, "timestamp": utcnow()}
         self.store.add_clip(clip)
@@ -124,17 +123,23 @@ class ClipsResource:
             raise BadRequest(f"lastSeconds: from 1 to {max_seconds}")
         if not self.store.get_state("online"):
             raise BadRequest("the stream is not live: clip a replay with streamId instead")
-        source, kept = clips.live_segments(self.data_dir, 0)
+        # The recording in progress if it keeps rendition 0 (times then are the recording's),
+        # else the recorder's buffer of the last clips.max_seconds.
+        current = next((r for r in self.store.recordings()
+                        if r["endTime"] is None and 0 in r["renditions"]), None)
+        if current is not None:
+            stream_id = current["id"]
+            source = os.path.dirname(library.rendition_playlist(self.data_dir, current["id"],
+                                                                0))
+            kept = library.kept_segments(self.data_dir, current["id"], 0)
+        else:
+            stream_id = "live"
+            source, kept = clips.clip_buffer(self.data_dir)
         total = sum(k.duration for k in kept)
         if total <= 0:
             raise BadRequest("no video yet: try again in a few seconds")
-        # Times are labelled relative to the recording in progress, if one is (its end is
-        # the live edge); else to the live window.
-        current = next((r for r in self.store.recordings() if r["endTime"] is None), None)
-        return {"stream_id": current["id"] if current else "live", "source": source,
-                "kept": kept, "start": max(0.0, total - seconds), "end": total,
-                "label_offset": max(0.0, current["durationSeconds"] - total) if current
-                else 0.0}
+        return {"stream_id": stream_id, "source": source, "kept": kept,
+                "start": max(0.0, total - seconds), "end": total}
 
     def _replay(self, body: dict, max_seconds: int) -> dict:
         stream_id = body.get("streamId")
@@ -156,7 +161,7 @@ class ClipsResource:
             raise BadRequest(f"a clip is at most {max_seconds} s long")
         source = os.path.dirname(library.rendition_playlist(self.data_dir, r["id"], rendition))
         return {"stream_id": r["id"], "source": source, "kept": kept, "start": start,
-                "end": end, "label_offset": 0.0}
+                "end": end}
 
 
 class ClipFileResource:

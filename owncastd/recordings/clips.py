@@ -25,9 +25,10 @@ class ClipError(ValueError):
     pass
 
 
-def live_segments(data_dir: str, rendition: int) -> tuple[str, list[playlist.Kept]]:
-    """The live window of a rendition as Kept entries named by their live URIs."""
-    folder = os.path.join(DataDir(data_dir).hls, str(rendition))
+def clip_buffer(data_dir: str) -> tuple[str, list[playlist.Kept]]:
+    """The recorder's buffer of the last clips.max_seconds of rendition 0 (its folder and
+    segments; the recorder child keeps it, services/recorder.py ClipBuffer)."""
+    folder = os.path.join(DataDir(data_dir).clip_buffer, "0")
     try:
         with open(os.path.join(folder, PLAYLIST)) as f:
             entries = playlist.parse_live(f.read())

@@ -135,6 +135,44 @@ class RenditionTrack:
         return sum(k.duration for k in self.kept)
 
 
+class ClipBuffer:
+    """The last `clips.max_seconds` of the live stream's rendition 0, kept by hard link in
+    DATA/clipbuffer/0/ whether or not recording is on, so a viewer can clip the last two
+    minutes although the live playlist lists only a few segments (api/clips.py)."""
+
+    SPARE = 2   # segments kept beyond the length, so a clip of the full length still fits
+
+    def __init__(self, data_dir: str):
+        self.data_dir = data_dir
+        self.folder = os.path.join(DataDir(data_dir).clip_buffer, "0")
+        self.track: RenditionTrack | None = None
+
+    def follow(self, max_seconds: float) -> None:
+        if self.track is None:
+            self.clear()
+            self.track = RenditionTrack(self.folder)
+        added, _ = self.track.follow(os.path.join(DataDir(self.data_dir).hls, "0"))
+        if not added:
+            return
+        kept = self.track.kept
+        while len(kept) > self.SPARE and \
+                sum(k.duration for k in kept[self.SPARE:]) > max_seconds:
+            path = os.path.join(self.folder, kept.pop(0).name)
+            try:
+                # forget its inode: once both links are gone the number may be reused
+                self.track.inodes.discard(os.stat(path).st_ino)
+                os.unlink(path)
+            except OSError:
+                pass
+        if kept:
+            kept[0].discontinuity = False
+        self.track.write(ended=False)
+
+    def clear(self) -> None:
+        self.track = None
+        shutil.rmtree(DataDir(self.data_dir).clip_buffer, ignore_errors=True)
+
+
 class ActiveRecording:
     def __init__(self, data_dir: str, rec_id: str, renditions: list[int], resume: bool = False):
         self.id = rec_id
@@ -233,6 +271,8 @@ class Recorder:
         self.offline_since: float | None = None
         self.paused = False
         self.next_retention = 0.0
+        self.buffer = ClipBuffer(data_dir)
+        self.buffer_offline_since: float | None = None
         os.makedirs(DataDir(data_dir).recordings, exist_ok=True)
         self._recover()
 
@@ -274,10 +314,21 @@ class Recorder:
                                                 thumbnail=library.THUMBNAIL)
             else:
                 self.current.mark_gap()
+        self._follow_buffer(online, now)
         if now >= self.next_retention:
             self.next_retention = now + RETENTION_INTERVAL
             library.apply_retention(self.store, self.data_dir, policy,
                                     self.current.id if self.current else None)
+
+    def _follow_buffer(self, online: bool, now: float) -> None:
+        if online:
+            self.buffer_offline_since = None
+            self.buffer.follow(self.config.get("clips.max_seconds"))
+        elif self.buffer_offline_since is None:
+            self.buffer_offline_since = now
+        elif self.buffer.track is not None and \
+                now - self.buffer_offline_since > self.config.get("recording_grace"):
+            self.buffer.clear()
 
     def _room(self, policy: dict) -> bool:
         """False (with one warning per episode) below the disk-space floor."""
