@@ -3,7 +3,7 @@
 Run: ``.venv/bin/pytest -q bench/bench_export.py`` (a few minutes on 2 cores the first time,
 which generates the recording; it is cached in /tmp/owncastd-bench-cache).
 
-Recording: MINUTES of 3 renditions (360p@800k, 240p@400k, 144p@200k, 15 fps, GOP 2 s, AAC
+Recording: MINUTES (10) of 3 renditions (360p@800k, 240p@400k, 144p@200k, 15 fps, GOP 2 s, AAC
 64k, 2 s MPEG-TS segments), laid out as the recorder keeps one (DATA/recordings/<id>/N/).
 Exported: rendition 0 (the largest), whole, by owncastd's export path
 (`recordings.export.MP4Stream`: ffmpeg's HLS demuxer, `-c copy`, fragmented MP4 to a pipe,
@@ -27,7 +27,7 @@ import pytest
 
 from owncastd.recordings import export, library
 
-MINUTES = int(os.environ.get("BENCH_EXPORT_MINUTES", "15"))
+MINUTES = int(os.environ.get("BENCH_EXPORT_MINUTES", "10"))
 LADDER = [(360, 800), (240, 400), (144, 200)]
 CACHE = os.environ.get("OWNCASTD_BENCH_CACHE", "/tmp/owncastd-bench-cache")
 REC_ID = "bench-export"

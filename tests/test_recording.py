@@ -208,6 +208,29 @@ def test_the_replay_page(recorded):
     assert d.get("/static/js/replay.js").status_code == 200
 
 
+def test_owncastctl_recordings_and_the_recording_setting(recorded, tmp_path):
+    from test_ctl import ctl
+    d, replays, _ = recorded
+    rec_id = replays[0]["id"]
+    listed = ctl(tmp_path, "recordings", "list", server=d)
+    assert listed.returncode == 0 and rec_id in listed.stdout, listed.stderr
+    out = tmp_path / "part.mp4"
+    r = ctl(tmp_path, "recordings", "export", rec_id, "--start", "0", "--end", "10",
+            "-o", str(out), server=d, timeout=120)
+    assert r.returncode == 0, r.stderr
+    probe = ffprobe(str(out))
+    assert abs(float(probe["format"]["duration"]) - 10) <= SEGMENT_SECONDS
+    bad = ctl(tmp_path, "recordings", "export", rec_id, "--start", "5000", "-o",
+              str(tmp_path / "x.mp4"), server=d)
+    assert bad.returncode != 0 and "outside the recording" in bad.stderr
+    r = ctl(tmp_path, "config", "set", "recording.maxAgeDays", "7", server=d)
+    assert r.returncode == 0, r.stderr
+    shown = d.get("/api/admin/serverconfig", auth=d.auth).json()["recording"]
+    assert shown["maxAgeDays"] == 7 and shown["enabled"] is True   # the other fields kept
+    bad = ctl(tmp_path, "config", "set", "recording.enabled", "maybe", server=d)
+    assert bad.returncode != 0 and "recording.enabled" in bad.stderr
+
+
 def test_delete_a_replay(recorded):   # last: the other tests use the recording
     d, replays, _ = recorded
     rec_id = replays[0]["id"]

@@ -93,9 +93,12 @@ class ClipsResource:
         max_seconds = self.config.get("clips.max_seconds")
         if "lastSeconds" in body:
             piece = self._live(_number(body, "lastSeconds"), max_seconds)
-        else:
+        elif isinstance(body.get("streamId"), str):
             self.access.require(req)     # a replay's clip: whoever may watch the replay
             piece = self._replay(body, max_seconds)
+        else:
+            raise BadRequest("expected lastSeconds, or streamId with relativeStartTime and "
+                             "relativeEndTime")
         clip_id = library.new_id()
         try:
             duration = clips.make(self.data_dir, clip_id, piece["source"], piece["kept"],
@@ -142,10 +145,7 @@ class ClipsResource:
                 "start": max(0.0, total - seconds), "end": total}
 
     def _replay(self, body: dict, max_seconds: int) -> dict:
-        stream_id = body.get("streamId")
-        if not isinstance(stream_id, str):
-            raise BadRequest("expected lastSeconds, or streamId with relativeStartTime and "
-                             "relativeEndTime")
+        stream_id = body["streamId"]
         r = self.store.recording(stream_id) if library.valid_id(stream_id) else None
         if r is None:
             raise falcon.HTTPNotFound(title="Not Found", description="no such replay")
