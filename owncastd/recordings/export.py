@@ -27,13 +27,13 @@ class RangeError(ValueError):
 
 def check_range(duration: float, start: float | None, end: float | None) -> tuple[float, float]:
     start = 0.0 if start is None else start
-    end = duration if end is None else end
-    if not (start >= 0 and end > start):
+    if start < 0 or (end is not None and end <= start):
         raise RangeError("start must be at least 0 and end after start")
-    if start >= duration or end > duration + 0.5:
-        raise RangeError(f"the range {start:g}-{end:g} s is outside the recording "
-                         f"(0-{duration:.3f} s)")
-    return start, min(end, duration)
+    if start >= duration:
+        raise RangeError(f"start {start:g} s is outside the recording (0-{duration:.3f} s)")
+    if end is not None and end > duration + 0.5:
+        raise RangeError(f"end {end:g} s is outside the recording (0-{duration:.3f} s)")
+    return start, duration if end is None else min(end, duration)
 
 
 def range_playlist(directory: str, kept: list[playlist.Kept], start: float,
