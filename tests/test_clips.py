@@ -138,3 +138,23 @@ def test_clip_spam_from_one_address_is_429(live):
     r = live.post("/api/clips", json={"lastSeconds": 2})
     assert r.status_code == 429 and r.headers.get("Retry-After")
     assert "clips an hour" in r.json()["message"]
+
+
+def test_clipping_restricted_to_moderators(tmp_path):
+    from conftest import basic_auth, in_process_app
+    client, config, _, _ = in_process_app(str(tmp_path), {"stream_key": "clips-key-0123456789",
+                                                          "clips.allowed": "moderators"},
+                                          emoji=False)
+    r = client.simulate_post("/api/clips", json={"lastSeconds": 5})
+    assert r.status_code == 403 and "moderators" in r.json["message"]
+    user = client.simulate_post("/api/chat/register", json={"displayName": "mod"}).json
+    r = client.simulate_post("/api/clips", json={"lastSeconds": 5},
+                             params={"accessToken": user["accessToken"]})
+    assert r.status_code == 403                       # a chatter, not a moderator
+    config.store.set_chat_user_moderator(user["id"], True)
+    r = client.simulate_post("/api/clips", json={"lastSeconds": 5},
+                             params={"accessToken": user["accessToken"]})
+    assert r.status_code == 400 and "not live" in r.json["message"]   # past the check
+    r = client.simulate_post("/api/clips", json={"lastSeconds": 5},
+                             headers=basic_auth("clips-key-0123456789"))
+    assert r.status_code == 400 and "not live" in r.json["message"]

@@ -206,6 +206,31 @@ def test_the_replay_page(recorded):
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert d.get("/replays/..%2F..%2Fowncast.db").status_code == 404
     assert d.get("/static/js/replay.js").status_code == 200
+    # It plays in chromium (the admin's credentials, as a browser would after its prompt),
+    # and seeks: the playlist is VOD.
+    from playwright.sync_api import sync_playwright
+    from test_webui import CHROMIUM, CHROMIUM_ARGS
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(http_credentials={"username": "admin",
+                                                            "password": d.key})
+            page = context.new_page()
+            page.goto(d.url + f"/replays/{replays[0]['id']}")
+            video = "document.getElementById('video')"
+            wait_until(lambda: page.evaluate(f"{video}.readyState") >= 1, 30, 0.25,
+                       what="the replay's metadata")
+            page.evaluate(f"{video}.muted = true; {video}.play()")
+            wait_until(lambda: page.evaluate(f"{video}.currentTime") > 1, 30, 0.25,
+                       what="the replay to play")
+            assert page.evaluate(f"{video}.duration") > 30
+            page.evaluate(f"{video}.currentTime = 25")
+            wait_until(lambda: page.evaluate(f"{video}.currentTime") > 26, 30, 0.25,
+                       what="playing on after a seek to 25 s")
+            assert page.text_content("#replay-title") == replays[0]["title"]
+        finally:
+            browser.close()
 
 
 def test_owncastctl_recordings_and_the_recording_setting(recorded, tmp_path):
