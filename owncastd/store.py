@@ -125,7 +125,8 @@ MIGRATIONS: list[str] = [
         duration REAL NOT NULL DEFAULT 0,
         size INTEGER NOT NULL DEFAULT 0,
         renditions TEXT NOT NULL,
-        thumbnail TEXT NOT NULL DEFAULT ''
+        thumbnail TEXT NOT NULL DEFAULT '',
+        location TEXT NOT NULL DEFAULT 'local'
     );
     CREATE TABLE clips (
         id TEXT PRIMARY KEY,
@@ -136,7 +137,8 @@ MIGRATIONS: list[str] = [
         duration REAL NOT NULL,
         size INTEGER NOT NULL,
         address TEXT NOT NULL,
-        timestamp TEXT NOT NULL
+        timestamp TEXT NOT NULL,
+        location TEXT NOT NULL DEFAULT 'local'
     );
     CREATE INDEX clips_address_time ON clips(address, timestamp);
     """,
@@ -568,8 +570,8 @@ class Store:
                                                      json.dumps(renditions)))
 
     def update_recording(self, rec_id: str, **fields) -> None:
-        """Set some of end_time, duration, size, thumbnail."""
-        allowed = {"end_time", "duration", "size", "thumbnail"}
+        """Set some of end_time, duration, size, thumbnail, location ("local" or "s3")."""
+        allowed = {"end_time", "duration", "size", "thumbnail", "location"}
         names = [k for k in fields if k in allowed]
         if not names:
             return
@@ -615,6 +617,10 @@ class Store:
     def delete_clip(self, clip_id: str) -> bool:
         with self._lock:
             return self._db.execute("DELETE FROM clips WHERE id = ?", (clip_id,)).rowcount > 0
+
+    def set_clip_location(self, clip_id: str, location: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE clips SET location = ? WHERE id = ?", (location, clip_id))
 
     def count_clips_since(self, address: str, since: str) -> int:
         with self._lock:
@@ -701,14 +707,15 @@ _USER_COLUMNS = "id, display_name, created_at, disabled_at, moderator"
 def _recording(r) -> dict:
     return {"id": r["id"], "title": r["title"], "startTime": r["start_time"],
             "endTime": r["end_time"], "durationSeconds": r["duration"], "size": r["size"],
-            "renditions": json.loads(r["renditions"]), "thumbnail": r["thumbnail"]}
+            "renditions": json.loads(r["renditions"]), "thumbnail": r["thumbnail"],
+            "location": r["location"]}
 
 
 def _clip(r) -> dict:
     return {"id": r["id"], "stream_id": r["stream_id"], "title": r["title"],
             "relativeStartTime": r["relative_start"], "relativeEndTime": r["relative_end"],
             "durationSeconds": r["duration"], "size": r["size"], "address": r["address"],
-            "timestamp": r["timestamp"]}
+            "timestamp": r["timestamp"], "location": r["location"]}
 
 
 def _chat_user(r) -> dict:

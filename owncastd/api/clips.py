@@ -16,6 +16,7 @@ fill the disk; a clip is at most `clips.max_seconds` long.
 from __future__ import annotations
 
 import html
+import logging
 import os
 from datetime import datetime, timedelta, timezone
 
@@ -24,12 +25,16 @@ import falcon
 from .. import bus
 from ..datadir import DataDir
 from ..recordings import clips, export, library
+from ..services.remote_recordings import RemoteMedia, presigned_playlist
 from ..stats.viewers import client_address
 from ..store import utcnow
 from .body import read_object
 from .errors import BadRequest
 from .files import send_file
 from .replays import ReplayAccess
+from .webui import hls_origins
+
+log = logging.getLogger("owncastd.api")
 
 MAX_TITLE = 200
 SEGMENT_CACHE = "public, max-age=31536000, immutable"
@@ -102,7 +107,7 @@ class ClipsResource:
         clip_id = library.new_id()
         try:
             duration = clips.make(self.data_dir, clip_id, piece["source"], piece["kept"],
-                                  piece["start"], piece["end"])
+                                  piece["start"], piece["end"], piece.get("fetch"))
         except clips.ClipError as exc:
             raise BadRequest(str(exc)) from None
         except FileNotFoundError:
@@ -115,11 +120,27 @@ class ClipsResource:
                 "durationSeconds": duration, "size": clips.size_of(self.data_dir, clip_id),
                 "address": address, "timestamp": utcnow()}
         self.store.add_clip(clip)
+        self._upload(clip_id)
         view = clip_view(clip)
         self.publisher.publish(bus.EVENT_CLIP_CREATED, view)
         resp.media = {"id": clip_id, "manifest": view["manifest"],
                       "download": view["download"], "page": view["page"],
                       "durationSeconds": duration}
+
+    def _upload(self, clip_id: str) -> None:
+        """With S3 on, the clip's MP4 (multipart) and segments go to the bucket."""
+        remote = RemoteMedia.from_config(self.config)
+        if remote is None:
+            return
+        folder = DataDir(self.data_dir).clip(clip_id)
+        try:
+            remote.upload_folder(folder, f"clips/{clip_id}")
+        except Exception as exc:
+            log.warning("clip %s stays in the data dir: uploading it to S3 failed: %s",
+                        clip_id, exc)
+            return
+        self.store.set_clip_location(clip_id, "s3")
+        RemoteMedia.drop_local_media(folder)
 
     def _live(self, seconds: float, max_seconds: int) -> dict:
         if not 1 <= seconds <= max_seconds:
@@ -160,16 +181,43 @@ class ClipsResource:
         if end - start > max_seconds:
             raise BadRequest(f"a clip is at most {max_seconds} s long")
         source = os.path.dirname(library.rendition_playlist(self.data_dir, r["id"], rendition))
-        return {"stream_id": r["id"], "source": source, "kept": kept, "start": start,
-                "end": end}
+        piece = {"stream_id": r["id"], "source": source, "kept": kept, "start": start,
+                 "end": end}
+        if r["location"] == "s3":     # its segments are in the bucket: download the few
+            remote = RemoteMedia.from_config(self.config)
+            if remote is None:
+                raise falcon.HTTPServiceUnavailable(
+                    title="Service Unavailable", description="this replay is in the S3 "
+                    "bucket, and S3 storage is not configured now")
+            prefix = f"recordings/{r['id']}/{rendition}"
+
+            def fetch(name: str, destination: str) -> None:
+                try:
+                    remote.download(f"{prefix}/{name}", destination)
+                except Exception as exc:   # botocore: the bucket unreachable, a lost object
+                    raise clips.ClipError(f"the replay's segments could not be read from "
+                                          f"S3: {exc}") from None
+            piece["fetch"] = fetch
+        return piece
 
 
 class ClipFileResource:
     """/clip/<id> (playlist), /clip/<id>.mp4, /clip/<id>/<file>."""
 
     def __init__(self, services):
+        self.config = services.config
         self.store = services.store
         self.paths = DataDir(services.data_dir)
+
+    def _remote(self, c: dict) -> RemoteMedia | None:
+        if c["location"] != "s3":
+            return None
+        remote = RemoteMedia.from_config(self.config)
+        if remote is None:
+            raise falcon.HTTPServiceUnavailable(
+                title="Service Unavailable", description="this clip is in the S3 bucket, "
+                "and S3 storage is not configured now")
+        return remote
 
     def _clip(self, clip_id: str) -> dict:
         c = self.store.clip(clip_id) if library.valid_id(clip_id) else None
@@ -180,6 +228,9 @@ class ClipFileResource:
     def on_get(self, req, resp, clip_id: str, name: str | None = None):
         if name is None and clip_id.endswith(".mp4"):
             c = self._clip(clip_id[:-4])
+            remote = self._remote(c)
+            if remote is not None:
+                raise falcon.HTTPFound(remote.url(f"clips/{c['id']}/{clips.MP4}"))
             send_file(resp, os.path.join(self.paths.clip(c["id"]), clips.MP4), SEGMENT_CACHE,
                       req.get_header("Range"), follow=False)
             return
@@ -192,11 +243,19 @@ class ClipFileResource:
                 raise _not_found() from None
             resp.content_type = "application/vnd.apple.mpegurl"
             resp.set_header("Cache-Control", "public, max-age=60")
+            remote = self._remote(c)
+            if remote is not None:
+                resp.text = presigned_playlist(text,
+                                               lambda e: remote.url(f"clips/{c['id']}/{e}"))
+                return
             resp.text = "".join(line if line.startswith("#") or not line.strip()
                                 else f"{c['id']}/{line}" for line in text.splitlines(True))
             return
         if not library.valid_file(name) or name == clips.MP4:
             raise _not_found()
+        remote = self._remote(c)
+        if remote is not None:
+            raise falcon.HTTPFound(remote.url(f"clips/{c['id']}/{name}"))
         send_file(resp, os.path.join(self.paths.clip(c["id"]), name), SEGMENT_CACHE,
                   req.get_header("Range"), follow=False)
 
@@ -213,7 +272,8 @@ class ClipPageResource(ClipFileResource):
         resp.content_type = "text/html; charset=utf-8"
         resp.set_header("Cache-Control", "public, max-age=60")
         resp.set_header("X-Content-Type-Options", "nosniff")
-        resp.set_header("Content-Security-Policy", "default-src 'none'; media-src 'self'; "
+        media = " ".join(["'self'"] + hls_origins(self.config))   # the bucket, with S3 on
+        resp.set_header("Content-Security-Policy", f"default-src 'none'; media-src {media}; "
                         "style-src 'self'; img-src 'self'; frame-ancestors *")
         resp.text = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -237,6 +297,7 @@ class ClipPageResource(ClipFileResource):
 
 class ClipDeleteResource:
     def __init__(self, services):
+        self.config = services.config
         self.store = services.store
         self.data_dir = services.data_dir
 
@@ -244,8 +305,13 @@ class ClipDeleteResource:
         clip_id = read_object(req).get("id")
         if not isinstance(clip_id, str):
             raise BadRequest("id: expected the id of a clip")
-        if not library.valid_id(clip_id) or not self.store.delete_clip(clip_id):
+        c = self.store.clip(clip_id) if library.valid_id(clip_id) else None
+        if c is None:
             raise _not_found()
+        remote = RemoteMedia.from_config(self.config) if c["location"] == "s3" else None
+        if remote is not None:
+            remote.delete_prefix(f"clips/{clip_id}")
+        self.store.delete_clip(clip_id)
         clips.delete(self.data_dir, clip_id)
         resp.media = {"success": True, "message": f"clip {clip_id} deleted"}
 

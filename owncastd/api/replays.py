@@ -20,6 +20,7 @@ import os
 import falcon
 
 from ..recordings import export, library
+from ..services.remote_recordings import RemoteMedia, presigned_playlist
 from ..settings import recording_policy
 from .auth import REALM, admin_credentials_ok
 from .body import read_object
@@ -53,9 +54,22 @@ def _not_found():
 
 class _Base:
     def __init__(self, services, access: ReplayAccess):
+        self.config = services.config
         self.store = services.store
         self.data_dir = services.data_dir
         self.access = access
+
+    def remote(self) -> RemoteMedia | None:
+        """The bucket, when S3 storage is on (a recording there needs it)."""
+        return RemoteMedia.from_config(self.config)
+
+    def remote_for(self, r: dict) -> RemoteMedia:
+        remote = self.remote() if r["location"] == "s3" else None
+        if remote is None and r["location"] == "s3":
+            raise falcon.HTTPServiceUnavailable(
+                title="Service Unavailable", description="this replay is in the S3 bucket, "
+                "and S3 storage is not configured now")
+        return remote
 
     def recording(self, rec_id: str) -> dict:
         r = self.store.recording(rec_id) if library.valid_id(rec_id) else None
@@ -89,6 +103,20 @@ class ReplayFileResource(_Base):
             self._master(resp, r["id"], path)
             return
         playlist = name.endswith(".m3u8")
+        if r["location"] == "s3":
+            remote = self.remote_for(r)
+            prefix = "/".join(["recordings", r["id"]] + ([rendition] if rendition else []))
+            if playlist:
+                try:
+                    with open(path) as f:
+                        text = f.read()
+                except OSError:
+                    raise _not_found() from None
+                resp.content_type = "application/vnd.apple.mpegurl"
+                resp.set_header("Cache-Control", "private, max-age=600")
+                resp.text = presigned_playlist(text, lambda e: remote.url(f"{prefix}/{e}"))
+                return
+            raise falcon.HTTPFound(remote.url(f"{prefix}/{name}"))
         send_file(resp, path, "no-cache" if playlist or r["endTime"] is None
                   else SEGMENT_CACHE, req.get_header("Range"), follow=False)
 
@@ -146,7 +174,12 @@ class ReplayDownloadResource(_Base):
         resp.content_type = "video/mp4"
         resp.set_header("Content-Disposition", f'attachment; filename="{r["id"]}.mp4"')
         resp.set_header("Cache-Control", "no-store")
-        resp.stream = export.MP4Stream(self.data_dir, r["id"], rendition, start, end)
+        url_of = None
+        if r["location"] == "s3":
+            remote = self.remote_for(r)
+            prefix = f"recordings/{r['id']}/{rendition}"
+            url_of = lambda name: remote.url(f"{prefix}/{name}")  # noqa: E731
+        resp.stream = export.MP4Stream(self.data_dir, r["id"], rendition, start, end, url_of)
 
 
 class ReplayDeleteResource(_Base):
@@ -158,7 +191,7 @@ class ReplayDeleteResource(_Base):
         if r["endTime"] is None:
             raise BadRequest("this replay is still being recorded; it can be deleted once "
                              "the stream has ended")
-        library.delete(self.store, self.data_dir, r["id"])
+        library.delete(self.store, self.data_dir, r["id"], self.remote())
         resp.media = {"success": True, "message": f"replay {r['id']} deleted"}
 
 

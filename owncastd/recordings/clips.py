@@ -39,9 +39,13 @@ def clip_buffer(data_dir: str) -> tuple[str, list[playlist.Kept]]:
 
 
 def make(data_dir: str, clip_id: str, source_dir: str, kept: list[playlist.Kept],
-         start: float, end: float) -> float:
-    """Make clip `clip_id` of [start, end) seconds of `kept` (files in `source_dir`);
-    return the MP4's duration. On failure nothing is left behind."""
+         start: float, end: float, fetch=None) -> float:
+    """Make clip `clip_id` of [start, end) seconds of `kept` (files in `source_dir`, or got
+    by `fetch(name, destination)`: a replay in the bucket); return the MP4's duration. On
+    failure nothing is left behind."""
+    if fetch is None:
+        def fetch(name: str, destination: str) -> None:
+            keep_file(os.path.join(source_dir, name), destination)
     first, last, first_t = playlist.covering(kept, start, end)
     if first >= last:
         raise ClipError("no video in that range")
@@ -51,13 +55,12 @@ def make(data_dir: str, clip_id: str, source_dir: str, kept: list[playlist.Kept]
         names, maps = [], {}
         for i, k in enumerate(kept[first:last]):
             name = f"seg-{i}{os.path.splitext(k.name)[1] or '.ts'}"
-            keep_file(os.path.join(source_dir, k.name), os.path.join(folder, name))
+            fetch(k.name, os.path.join(folder, name))
             map_name = None
             if k.map_name:
                 if k.map_name not in maps:
                     maps[k.map_name] = f"init-{i}{os.path.splitext(k.map_name)[1] or '.mp4'}"
-                    keep_file(os.path.join(source_dir, k.map_name),
-                              os.path.join(folder, maps[k.map_name]))
+                    fetch(k.map_name, os.path.join(folder, maps[k.map_name]))
                 map_name = maps[k.map_name]
             names.append(playlist.Kept(name, k.duration, k.discontinuity and i > 0, map_name))
         with open(os.path.join(folder, PLAYLIST), "w") as f:

@@ -37,20 +37,25 @@ def check_range(duration: float, start: float | None, end: float | None) -> tupl
 
 
 def range_playlist(directory: str, kept: list[playlist.Kept], start: float,
-                   end: float) -> tuple[str, float]:
+                   end: float, url_of=None) -> tuple[str, float]:
     """Write a VOD playlist of just the segments covering [start, end) into `directory` (a
-    dot file, so no URL serves it); return its path and the offset of `start` into it."""
+    dot file, so no URL serves it); return its path and the offset of `start` into it.
+    `url_of(name)`: where each file is when it is not beside the playlist (the bucket)."""
     first, last, first_t = playlist.covering(kept, start, end)
+    chosen = kept[first:last]
+    if url_of is not None:
+        chosen = [playlist.Kept(url_of(k.name), k.duration, k.discontinuity,
+                                url_of(k.map_name) if k.map_name else None) for k in chosen]
     fd, path = tempfile.mkstemp(dir=directory, prefix=".export-", suffix=".m3u8")
     with os.fdopen(fd, "w") as f:
-        f.write(playlist.render_vod(kept[first:last], ended=True))
+        f.write(playlist.render_vod(chosen, ended=True))
     return path, start - first_t
 
 
 def ffmpeg_remux(source: str, offset: float, length: float, output: list[str]) -> list[str]:
     seek = ["-ss", f"{offset:.3f}"] if offset > 0.001 else []
     return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", *seek,
-            "-i", source, "-t", f"{length:.3f}", "-map", "0:v?", "-map", "0:a?",
+            "-protocol_whitelist", "file,http,https,tcp,tls,crypto", "-i", source, "-t", f"{length:.3f}", "-map", "0:v?", "-map", "0:a?",
             "-c", "copy", "-bsf:a", "aac_adtstoasc", *output]
 
 
@@ -58,10 +63,11 @@ class MP4Stream:
     """An iterable WSGI body: ffmpeg's MP4 output in chunks; closing it ends ffmpeg and
     removes the range playlist (a client that goes away stops the remux)."""
 
-    def __init__(self, data_dir: str, rec_id: str, rendition: int, start: float, end: float):
+    def __init__(self, data_dir: str, rec_id: str, rendition: int, start: float, end: float,
+                 url_of=None):
         directory = os.path.dirname(library.rendition_playlist(data_dir, rec_id, rendition))
         kept = library.kept_segments(data_dir, rec_id, rendition)
-        self.playlist, offset = range_playlist(directory, kept, start, end)
+        self.playlist, offset = range_playlist(directory, kept, start, end, url_of)
         self.proc = subprocess.Popen(
             ffmpeg_remux(self.playlist, offset, end - start, FRAGMENTED_MP4 + ["pipe:1"]),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

@@ -81,8 +81,12 @@ def size_of(path: str) -> int:
     return total
 
 
-def delete(store, data_dir: str, rec_id: str) -> bool:
-    """Remove a recording's record and files; False if there was no such recording."""
+def delete(store, data_dir: str, rec_id: str, remote=None) -> bool:
+    """Remove a recording's record and files (and its objects in the bucket, through
+    `remote.delete_prefix`, when S3 is on); False if there was no such recording."""
+    record = store.recording(rec_id)
+    if remote is not None and record is not None and record["location"] == "s3":
+        remote.delete_prefix(f"recordings/{rec_id}")
     found = store.delete_recording(rec_id)
     path = folder(data_dir, rec_id)
     if os.path.isdir(path):
@@ -92,7 +96,7 @@ def delete(store, data_dir: str, rec_id: str) -> bool:
 
 
 def apply_retention(store, data_dir: str, policy: dict, current: str | None,
-                    now: datetime | None = None) -> list[str]:
+                    now: datetime | None = None, remote=None) -> list[str]:
     """Delete finished recordings older than maxAgeDays, then the oldest until all fit in
     maxTotalMB. The one being written (`current`) is never deleted, and counts toward the
     total. Returns the ids deleted."""
@@ -103,7 +107,7 @@ def apply_retention(store, data_dir: str, policy: dict, current: str | None,
     for r in records:
         if r["id"] != current and r["endTime"] and \
                 datetime.fromisoformat(r["startTime"]) < oldest_kept:
-            delete(store, data_dir, r["id"])
+            delete(store, data_dir, r["id"], remote)
             deleted.append(r["id"])
     left = [r for r in records if r["id"] not in deleted]
     total = sum(r["size"] for r in left)
@@ -113,7 +117,7 @@ def apply_retention(store, data_dir: str, policy: dict, current: str | None,
             break
         if r["id"] == current or not r["endTime"]:
             continue
-        delete(store, data_dir, r["id"])
+        delete(store, data_dir, r["id"], remote)
         deleted.append(r["id"])
         total -= r["size"]
     for rec_id in deleted:

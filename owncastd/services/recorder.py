@@ -35,6 +35,7 @@ from ..recordings import library, playlist
 from ..runtime import start_child, stop_on_signals
 from ..settings import recording_policy
 from ..store import utcnow
+from .remote_recordings import RemoteMedia
 
 log = logging.getLogger("owncastd.recorder")
 
@@ -318,7 +319,8 @@ class Recorder:
         if now >= self.next_retention:
             self.next_retention = now + RETENTION_INTERVAL
             library.apply_retention(self.store, self.data_dir, policy,
-                                    self.current.id if self.current else None)
+                                    self.current.id if self.current else None,
+                                    remote=self._remote())
 
     def _follow_buffer(self, online: bool, now: float) -> None:
         if online:
@@ -372,9 +374,33 @@ class Recorder:
         self.next_retention = 0.0
         log.info("recording %s finished: %.1f s, %d bytes", rec.id, rec.duration,
                  library.size_of(rec.path))
+        self._upload(rec)
         if self.publisher is not None:
             r = self.store.recording(rec.id)
             self.publisher.publish(bus.EVENT_RECORDING_FINISHED, library.public_view(r))
+
+    def _remote(self) -> RemoteMedia | None:
+        try:
+            return RemoteMedia.from_config(self.config)
+        except Exception as exc:   # unusable settings: storage.py says so too
+            log.warning("S3 settings unusable for recordings: %s", exc)
+            return None
+
+    def _upload(self, rec: ActiveRecording) -> None:
+        """With S3 on, the finished recording's media goes to the bucket (its playlists stay
+        here); if that fails it stays local, with a warning."""
+        remote = self._remote()
+        if remote is None:
+            return
+        try:
+            sent = remote.upload_folder(rec.path, f"recordings/{rec.id}")
+        except Exception as exc:
+            log.warning("recording %s stays in the data dir: uploading it to S3 failed: %s",
+                        rec.id, exc)
+            return
+        self.store.update_recording(rec.id, location="s3")
+        RemoteMedia.drop_local_media(rec.path)
+        log.info("recording %s uploaded to S3 (%d bytes)", rec.id, sent)
 
     def close(self) -> None:
         """At shutdown the recording stays in progress: the next recorder resumes it."""
