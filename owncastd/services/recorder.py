@@ -17,8 +17,10 @@ stream is untouched) until there is room again. Retention (age, total size; neve
 being written) runs every `RETENTION_INTERVAL` s and after each recording. A recording
 finished is announced on the bus (`event.recording_finished`, for webhooks).
 
-State lives in the files: a restarted recorder resumes the recording the store says is in
-progress (its kept inodes are those of its own files) or finishes it if the stream is gone.
+State lives in the files (at shutdown a recording stays in progress): a restarted recorder
+resumes the recording the store says is in progress (its kept inodes are those of its own
+files) or finishes it if the stream is gone. With S3 on, a finished recording's media goes
+to the bucket (`remote_recordings.py`).
 """
 from __future__ import annotations
 
@@ -401,9 +403,6 @@ class Recorder:
         self.store.update_recording(rec.id, location="s3")
         RemoteMedia.drop_local_media(rec.path)
         log.info("recording %s uploaded to S3 (%d bytes)", rec.id, sent)
-
-    def close(self) -> None:
-        """At shutdown the recording stays in progress: the next recorder resumes it."""
 
 
 def run(config, data_dir: str, stop: threading.Event) -> None:
