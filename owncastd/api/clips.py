@@ -10,8 +10,8 @@ N seconds of the live stream, or a range of a replay; clips are public.
     GET  /clips/<id>             a page with Open Graph tags that plays the MP4
     POST /api/admin/clips/delete {"id": ...}
 
-Each address may make `clips.per_address_per_hour` clips (429 beyond), so clip spam cannot
-fill the disk; a clip is at most `clips.max_seconds` long.
+Each address may make `clips.per_address_per_hour` clips (429 beyond), one at a time, so clip
+spam cannot fill the disk; a clip is at most `clips.max_seconds` long.
 """
 from __future__ import annotations
 
@@ -70,6 +70,9 @@ class ClipsResource:
         self.chat = services.chat
         self.publisher = services.publisher
         self.access = access
+        # Addresses with a clip being made in this worker: one at a time each, so parallel
+        # requests cannot all pass the hourly count before any of them is stored.
+        self.in_flight: set[str] = set()
 
     def on_get(self, req, resp):
         resp.media = [clip_view(c) for c in self.store.clips()]
@@ -85,6 +88,17 @@ class ClipsResource:
     def on_post(self, req, resp):
         self._may_clip(req)
         address = client_address(req)
+        if address in self.in_flight:
+            raise falcon.HTTPTooManyRequests(
+                title="Too Many Requests", headers={"Retry-After": "5"},
+                description="a clip from this address is being made; one at a time")
+        self.in_flight.add(address)
+        try:
+            self._make(req, resp, address)
+        finally:
+            self.in_flight.discard(address)
+
+    def _make(self, req, resp, address: str) -> None:
         hour_ago = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
         per_hour = self.config.get("clips.per_address_per_hour")
         if self.store.count_clips_since(address, hour_ago) >= per_hour:
