@@ -170,3 +170,26 @@ def test_clipping_restricted_to_moderators(tmp_path):
     r = client.simulate_post("/api/clips", json={"lastSeconds": 5},
                              headers=basic_auth("clips-key-0123456789"))
     assert r.status_code == 400 and "not live" in r.json["message"]
+
+
+def test_a_moderator_deletes_a_clip(tmp_path):
+    from conftest import in_process_app
+    client, config, _, _ = in_process_app(str(tmp_path), {"stream_key": "clips-key-0123456789"},
+                                          emoji=False)
+    clip = {"id": "20261201-000000-abcdef01", "stream_id": "live", "title": "t",
+            "relativeStartTime": 0, "relativeEndTime": 2, "durationSeconds": 2, "size": 1,
+            "address": "127.0.0.1", "timestamp": "2026-12-01T00:00:00+00:00"}
+    config.store.add_clip(clip)
+    os.makedirs(os.path.join(str(tmp_path), "clips", clip["id"]))
+    user = client.simulate_post("/api/chat/register", json={"displayName": "m"}).json
+    body = {"id": clip["id"]}
+    assert client.simulate_post("/api/clips/delete", json=body).status_code == 401
+    r = client.simulate_post("/api/clips/delete", json=body,
+                             params={"accessToken": user["accessToken"]})
+    assert r.status_code == 403                       # not a moderator
+    config.store.set_chat_user_moderator(user["id"], True)
+    r = client.simulate_post("/api/clips/delete", json=body,
+                             params={"accessToken": user["accessToken"]})
+    assert r.status_code == 200, r.text
+    assert config.store.clips() == []
+    assert not os.path.exists(os.path.join(str(tmp_path), "clips", clip["id"]))

@@ -8,7 +8,8 @@ N seconds of the live stream, or a range of a replay; clips are public.
     GET  /clip/<id>              the clip's HLS playlist; /clip/<id>/<file> its segments
     GET  /clip/<id>.mp4          the MP4 (recordings/clips.py says how it is cut)
     GET  /clips/<id>             a page with Open Graph tags that plays the MP4
-    POST /api/admin/clips/delete {"id": ...}
+    POST /api/admin/clips/delete {"id": ...}; a chat moderator: POST /api/clips/delete
+                                 ?accessToken=...
 
 Each address may make `clips.per_address_per_hour` clips (429 beyond), one at a time, so clip
 spam cannot fill the disk; a clip is at most `clips.max_seconds` long.
@@ -29,6 +30,7 @@ from ..services.remote_recordings import RemoteMedia, presigned_playlist
 from ..stats.viewers import client_address
 from ..store import utcnow
 from .body import read_object
+from .chat import chat_moderator
 from .errors import BadRequest
 from .files import send_file
 from .replays import ReplayAccess
@@ -310,15 +312,22 @@ class ClipPageResource(ClipFileResource):
 
 
 class ClipDeleteResource:
-    def __init__(self, services):
+    """POST /api/admin/clips/delete (the admin) and POST /api/clips/delete (a chat moderator,
+    ?accessToken=, as the chat moderation routes)."""
+
+    def __init__(self, services, moderators: bool = False):
         self.config = services.config
         self.store = services.store
         self.data_dir = services.data_dir
+        self.chat = services.chat
+        self.moderators = moderators
 
     def on_post(self, req, resp):
-        clip_id = read_object(req).get("id")
+        clip_id = read_object(req).get("id")    # (bounded) body first: bad bodies are 400s
         if not isinstance(clip_id, str):
             raise BadRequest("id: expected the id of a clip")
+        if self.moderators:
+            chat_moderator(self.chat, req)
         c = self.store.clip(clip_id) if library.valid_id(clip_id) else None
         if c is None:
             raise _not_found()
@@ -334,6 +343,7 @@ def add_routes(app, services) -> None:
     access = ReplayAccess(services.config)
     app.add_route("/api/clips", ClipsResource(services, access))
     app.add_route("/api/admin/clips/delete", ClipDeleteResource(services))
+    app.add_route("/api/clips/delete", ClipDeleteResource(services, moderators=True))
     files = ClipFileResource(services)
     app.add_route("/clip/{clip_id}", files)
     app.add_route("/clip/{clip_id}/{name}", files)
