@@ -15,6 +15,7 @@ import requests
 from conftest import temporary_daemon, wait_until
 from test_faults import child_named, kill_and_wait_restored
 from test_ingest import ffmpeg_publish, stop_proc
+from test_webhooks import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +64,10 @@ def recorded():
         r = d.post("/api/admin/config/recording", auth=d.auth,
                    json={"value": {"enabled": True, "minFreeMB": 0}})
         assert r.status_code == 200, r.text
+        d.receiver = Receiver()
+        r = d.post("/api/admin/webhooks/create", auth=d.auth, json={
+            "url": d.receiver.url, "events": ["RECORDING_FINISHED", "CLIP_CREATED"]})
+        assert r.status_code == 200, r.text
         a = ffmpeg_publish(d, seconds=PUBLISH_A, size="320x180", rate=15)
         try:
             wait_until(lambda: d.get("/api/status").json()["online"], 15, what="online")
@@ -84,7 +89,10 @@ def recorded():
             listed = d.get("/api/replays", auth=d.auth).json()
             return listed if listed and not listed[0]["inProgress"] else None
         replays = wait_until(finished, 60, 0.5, what="the recording to finish")
-        yield d, replays, (PUBLISH_A + PUBLISH_B, down)
+        try:
+            yield d, replays, (PUBLISH_A + PUBLISH_B, down)
+        finally:
+            d.receiver.close()
 
 
 def test_one_recording_with_discontinuities_plays_end_to_end(recorded):
@@ -254,6 +262,31 @@ def test_owncastctl_recordings_and_the_recording_setting(recorded, tmp_path):
     assert shown["maxAgeDays"] == 7 and shown["enabled"] is True   # the other fields kept
     bad = ctl(tmp_path, "config", "set", "recording.enabled", "maybe", server=d)
     assert bad.returncode != 0 and "recording.enabled" in bad.stderr
+
+
+def test_a_clip_of_a_replay_and_the_webhooks(recorded):
+    d, replays, _ = recorded
+    rec_id = replays[0]["id"]
+    [finished] = wait_until(lambda: d.receiver.of_type("RECORDING_FINISHED"), 20,
+                            what="the RECORDING_FINISHED webhook")
+    assert finished["eventData"]["id"] == rec_id
+    assert finished["eventData"]["manifest"] == f"/replay/{rec_id}"
+    r = requests.post(d.url + "/api/clips", auth=d.auth, timeout=60, json={
+        "streamId": rec_id, "relativeStartTime": 4, "relativeEndTime": 10, "title": "t"})
+    assert r.status_code == 200, r.text
+    clip = r.json()
+    assert abs(clip["durationSeconds"] - 6) <= SEGMENT_SECONDS
+    listed = [c for c in d.get("/api/clips").json() if c["id"] == clip["id"]][0]
+    assert listed["stream_id"] == rec_id and listed["relativeStartTime"] == 4
+    [created] = wait_until(lambda: d.receiver.of_type("CLIP_CREATED"), 20,
+                           what="the CLIP_CREATED webhook")
+    assert created["eventData"]["id"] == clip["id"]
+    for body in [{"streamId": rec_id, "relativeStartTime": 0, "relativeEndTime": 500},
+                 {"streamId": rec_id, "relativeStartTime": 5, "relativeEndTime": 5}]:
+        r = d.post("/api/clips", auth=d.auth, json=body)
+        assert r.status_code == 400, (body, r.text)
+    assert d.post("/api/clips", json={"streamId": rec_id, "relativeStartTime": 0,
+                                      "relativeEndTime": 4}).status_code == 401   # not public
 
 
 def test_delete_a_replay(recorded):   # last: the other tests use the recording
