@@ -157,3 +157,27 @@ def test_the_clip_buffer_keeps_the_last_max_seconds_while_recording_is_off(tmp_p
     rec.cycle(now=10)
     rec.cycle(now=10 + config.get("recording_grace") + 1)
     assert not os.path.exists(folder)
+
+
+def test_an_earlier_broadcasts_segments_in_the_live_window_are_not_kept(tmp_path):
+    import time as _time
+    from owncastd.store import utcnow
+    rec, config, hls = recorder_in(tmp_path, {"minFreeMB": 0})
+    live = os.path.join(hls, "0")
+    # The new stream's playlist continues the old one's window after a discontinuity.
+    live_playlist(live, [("stream-7.ts", b"old" * 60), ("stream-8.ts", b"old" * 60)])
+    past = _time.time() - 3600
+    for name in ("stream-7.ts", "stream-8.ts"):
+        os.utime(os.path.join(live, name), (past, past))
+    config.store.set_state("lastConnectTime", utcnow())
+    rec.cycle(now=0)
+    assert rec.current.empty
+    live_playlist(live, [("stream-7.ts", b"old" * 60), ("stream-8.ts", b"old" * 60),
+                         ("stream-9.ts", b"new" * 60)])
+    os.utime(os.path.join(live, "stream-7.ts"), (past, past))
+    os.utime(os.path.join(live, "stream-8.ts"), (past, past))
+    rec.cycle(now=1)
+    kept = library.kept_segments(str(tmp_path), rec.current.id, 0)
+    assert [k.name for k in kept] == ["seg-0.ts"] and not kept[0].discontinuity
+    assert open(os.path.join(library.folder(str(tmp_path), rec.current.id), "0",
+                             "seg-0.ts"), "rb").read().startswith(b"new")

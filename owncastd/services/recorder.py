@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import threading
 import time
+from datetime import datetime
 
 from .. import bus
 from ..datadir import DataDir
@@ -53,12 +54,25 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def connected_at(store) -> float | None:
+    """When the broadcaster connected (the store's lastConnectTime), as a Unix time."""
+    value = store.get_state("lastConnectTime")
+    try:
+        return datetime.fromisoformat(value).timestamp() if value else None
+    except (TypeError, ValueError):
+        return None
+
+
 class RenditionTrack:
     """What one rendition of the recording has kept."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, since: float | None = None):
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
+        # Segments written before this time (the broadcast's connect) belong to an earlier
+        # broadcast: a new stream's playlist continues the old one's window after a
+        # DISCONTINUITY, and those must not open this recording.
+        self.since = since
         self.kept: list[playlist.Kept] = []
         self.inodes: set[int] = set()
         self.last_inode: int | None = None     # of the newest segment kept
@@ -98,6 +112,10 @@ class RenditionTrack:
                 previous_inode = None
                 continue
             if st.st_ino in self.inodes:
+                previous_inode = st.st_ino
+                continue
+            if self.since is not None and st.st_mtime < self.since:
+                self.inodes.add(st.st_ino)     # an earlier broadcast's: never kept
                 previous_inode = st.st_ino
                 continue
             disc = e.discontinuity or self.gap or (
@@ -150,10 +168,10 @@ class ClipBuffer:
         self.folder = os.path.join(DataDir(data_dir).clip_buffer, "0")
         self.track: RenditionTrack | None = None
 
-    def follow(self, max_seconds: float) -> None:
+    def follow(self, max_seconds: float, since: float | None) -> None:
         if self.track is None:
             self.clear()
-            self.track = RenditionTrack(self.folder)
+            self.track = RenditionTrack(self.folder, since)
         added, _ = self.track.follow(os.path.join(DataDir(self.data_dir).hls, "0"))
         if not added:
             return
@@ -177,13 +195,15 @@ class ClipBuffer:
 
 
 class ActiveRecording:
-    def __init__(self, data_dir: str, rec_id: str, renditions: list[int], resume: bool = False):
+    def __init__(self, data_dir: str, rec_id: str, renditions: list[int], resume: bool = False,
+                 since: float | None = None):
         self.id = rec_id
         self.data_dir = data_dir
         self.path = library.folder(data_dir, rec_id)
         self.renditions = renditions
-        make = RenditionTrack.resume if resume else RenditionTrack
-        self.tracks = {n: make(os.path.join(self.path, str(n))) for n in renditions}
+        self.tracks = {n: RenditionTrack.resume(os.path.join(self.path, str(n))) if resume
+                       else RenditionTrack(os.path.join(self.path, str(n)), since)
+                       for n in renditions}
         self.thumbnail: subprocess.Popen | None = None
         self.has_thumbnail = os.path.exists(os.path.join(self.path, library.THUMBNAIL))
 
@@ -327,7 +347,7 @@ class Recorder:
     def _follow_buffer(self, online: bool, now: float) -> None:
         if online:
             self.buffer_offline_since = None
-            self.buffer.follow(self.config.get("clips.max_seconds"))
+            self.buffer.follow(self.config.get("clips.max_seconds"), connected_at(self.store))
         elif self.buffer_offline_since is None:
             self.buffer_offline_since = now
         elif self.buffer.track is not None and \
@@ -352,7 +372,8 @@ class Recorder:
         title = self.config.get("instance.stream_title") or self.config.get("instance.name")
         renditions = sorted(set(policy["renditions"]))
         self.store.add_recording(rec_id, title, utcnow(), renditions)
-        self.current = ActiveRecording(self.data_dir, rec_id, renditions)
+        self.current = ActiveRecording(self.data_dir, rec_id, renditions,
+                                       since=connected_at(self.store))
         self.offline_since = None
         log.info("recording %s started (renditions %s)", rec_id, renditions)
 
