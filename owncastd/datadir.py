@@ -6,6 +6,10 @@
     DATA/hls/                   the transcoder's output: stream.m3u8, N/stream.m3u8, N/*.ts
     DATA/hls-s3/                playlists rewritten for S3 (services/storage.py)
     DATA/emoji/                 custom emoji (emoji.py)
+    DATA/recordings/<id>/       a recording: stream.m3u8 (master), N/stream.m3u8 + segments
+                                (hard links of hls/N's), thumbnail.jpg (recordings/)
+    DATA/clipbuffer/0/          the last clips.max_seconds of the live stream (hard links)
+    DATA/clips/<id>/            a clip: stream.m3u8, its segments, clip.mp4 (recordings/clips.py)
     DATA/run/                   bus sockets and heartbeats (or a short folder under $TMPDIR)
     DATA/<file>                 operator files named by settings: the logo, the GeoIP database
 
@@ -29,6 +33,9 @@ class DataDir:
     HLS = "hls"
     HLS_S3 = "hls-s3"
     EMOJI = "emoji"
+    RECORDINGS = "recordings"
+    CLIPS = "clips"
+    CLIP_BUFFER = "clipbuffer"
     MASTER_PLAYLIST = "stream.m3u8"
 
     def __init__(self, root: str):
@@ -39,6 +46,9 @@ class DataDir:
         self.hls = self.file(self.HLS)
         self.hls_s3 = self.file(self.HLS_S3)
         self.emoji = self.file(self.EMOJI)
+        self.recordings = self.file(self.RECORDINGS)
+        self.clips = self.file(self.CLIPS)
+        self.clip_buffer = self.file(self.CLIP_BUFFER)
         self.master_playlist = os.path.join(self.hls, self.MASTER_PLAYLIST)
 
     def __fspath__(self) -> str:
@@ -53,6 +63,13 @@ class DataDir:
 
     def media_playlist(self, rendition: int) -> str:
         return os.path.join(self.hls, str(rendition), self.MASTER_PLAYLIST)
+
+    def recording(self, rec_id: str) -> str:
+        """A recording's folder (ids are checked by recordings.ids before they get here)."""
+        return os.path.join(self.recordings, rec_id)
+
+    def clip(self, clip_id: str) -> str:
+        return os.path.join(self.clips, clip_id)
 
     @property
     def run(self) -> str:

@@ -2,7 +2,7 @@
 
 - `all` (default): one machine does everything, as always.
 - `origin`: the node that owns the media and the once-per-instance services in a multi-node
-  layout: RTMP ingest, the transcoder, S3 upload, the sampler, the directory pings and the
+  layout: RTMP ingest, the transcoder, S3 upload, the recorder, the sampler, the directory pings and the
   webhooks (each fires once per event for the whole instance, not once per node), plus a web
   pool that serves `/hls/` to the edges (or their nginx cache) and the API. Its children are
   those of `all`; the name says which node of a layout it is.
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 ROLES = ("all", "origin", "web")
 
-_MEDIA_AND_SINGLETONS = ("ingest", "transcoder", "storage", "sampler", "directory", "webhooks")
+_MEDIA_AND_SINGLETONS = ("ingest", "transcoder", "storage", "recorder", "sampler", "directory",
+                         "webhooks")
 
 CHILDREN = {
     "all": ("web",) + _MEDIA_AND_SINGLETONS,

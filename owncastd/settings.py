@@ -245,6 +245,41 @@ def _s3(v: dict) -> str | None:
     return None
 
 
+RECORDING_FIELDS = {"enabled": bool, "maxAgeDays": int, "maxTotalMB": int, "public": bool,
+                    "renditions": list, "minFreeMB": int}
+RECORDING_DEFAULTS = {"enabled": False, "maxAgeDays": 30, "maxTotalMB": 20000, "public": False,
+                      "renditions": [0], "minFreeMB": 1024}
+
+
+def _recording(v: dict) -> str | None:
+    unknown = set(v) - set(RECORDING_FIELDS)
+    if unknown:
+        return f"unknown field(s) {', '.join(sorted(unknown))}; known: " \
+               + ", ".join(RECORDING_FIELDS)
+    if not isinstance(v.get("enabled"), bool):
+        return ".enabled: expected true or false"
+    for key, t in RECORDING_FIELDS.items():
+        value = v.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, t) or (t is int and isinstance(value, bool)):
+            return f".{key}: expected {_TYPE_WORDS[t]}"
+        if t is int and value < (0 if key == "minFreeMB" else 1):
+            return f".{key}: must be at least {0 if key == 'minFreeMB' else 1}"
+    renditions = v.get("renditions")
+    if renditions is not None:
+        if not renditions or len(renditions) > 16 or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 16
+                for n in renditions):
+            return ".renditions: expected a non-empty list of rendition numbers (0 to 15)"
+    return None
+
+
+def recording_policy(value: dict) -> dict:
+    """The recording setting with every field present (absent ones take their defaults)."""
+    return {**RECORDING_DEFAULTS, **(value if isinstance(value, dict) else {})}
+
+
 DEFAULT_VARIANTS = [{
     "videoPassthrough": False, "audioPassthrough": True, "videoBitrate": 1200,
     "audioBitrate": 0, "framerate": 24, "cpuUsageLevel": 2,
@@ -395,6 +430,19 @@ _SETTING_LIST = [
             check=_positive),
     Setting("chat.allowed_origins", list, [], "Extra Origins (e.g. https://embed.example) "
             "allowed to open the chat websocket besides this server's own."),
+    # Recordings, replays and clips (issue 17: owncastd/recordings/).
+    Setting("recording", dict, {"enabled": False}, "Keep each broadcast as a replay: "
+            "{enabled, maxAgeDays (30), maxTotalMB (20000), public (false: replays need the "
+            "admin), renditions ([0]), minFreeMB (1024: below it recording pauses)}.",
+            check=_recording, setter="recording", shown_at=("recording",)),
+    Setting("recording_grace", int, 30, "Seconds a stream may be offline (a broadcaster "
+            "reconnecting) and still continue the same recording.", check=_positive),
+    Setting("clips.max_seconds", int, 120, "Longest clip, in seconds.", check=_positive),
+    Setting("clips.allowed", str, "anyone", "Who may make clips: anyone (rate-limited per "
+            "address) or moderators (chat moderators and the admin).",
+            check=_one_of("anyone", "moderators")),
+    Setting("clips.per_address_per_hour", int, 10, "Clips one address may make per hour "
+            "(beyond: 429).", check=_positive),
     # Edge limits, RTMP side (issue 19)
     Setting("limits.rtmp.handshake_timeout", int, 10, "Seconds an RTMP connection has to "
             "finish the handshake and send connect.", check=_positive),

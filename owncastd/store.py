@@ -139,6 +139,33 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE chat_clients ADD COLUMN host TEXT NOT NULL DEFAULT ''
     """,
+    # 7: recordings of broadcasts and clips of them (issue 17: owncastd/recordings/).
+    """
+    CREATE TABLE recordings (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        start_time TEXT NOT NULL,
+        end_time TEXT,
+        duration REAL NOT NULL DEFAULT 0,
+        size INTEGER NOT NULL DEFAULT 0,
+        renditions TEXT NOT NULL,
+        thumbnail TEXT NOT NULL DEFAULT '',
+        location TEXT NOT NULL DEFAULT 'local'
+    );
+    CREATE TABLE clips (
+        id TEXT PRIMARY KEY,
+        stream_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        relative_start REAL NOT NULL,
+        relative_end REAL NOT NULL,
+        duration REAL NOT NULL,
+        size INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        location TEXT NOT NULL DEFAULT 'local'
+    );
+    CREATE INDEX clips_address_time ON clips(address, timestamp);
+    """,
 ]
 
 LOG_LEVELS_WARNING_UP = ("warning", "error", "critical")
@@ -613,6 +640,73 @@ class Store:
                              (utcnow(), webhook_id))
 
 
+    # -- recordings and clips (issue 17: owncastd/recordings/) ----------------------------
+
+    def add_recording(self, rec_id: str, title: str, start_time: str,
+                      renditions: list[int]) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO recordings(id, title, start_time, renditions) "
+                             "VALUES (?, ?, ?, ?)", (rec_id, title, start_time,
+                                                     json.dumps(renditions)))
+
+    def update_recording(self, rec_id: str, **fields) -> None:
+        """Set some of end_time, duration, size, thumbnail, location ("local" or "s3")."""
+        allowed = {"end_time", "duration", "size", "thumbnail", "location"}
+        names = [k for k in fields if k in allowed]
+        if not names:
+            return
+        with self._lock:
+            self._db.execute(f"UPDATE recordings SET {', '.join(k + ' = ?' for k in names)} "
+                             "WHERE id = ?", [fields[k] for k in names] + [rec_id])
+
+    def recordings(self) -> list[dict]:
+        """Every recording, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM recordings ORDER BY start_time DESC").fetchall()
+        return [_recording(r) for r in rows]
+
+    def recording(self, rec_id: str) -> dict | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM recordings WHERE id = ?", (rec_id,)).fetchone()
+        return None if r is None else _recording(r)
+
+    def delete_recording(self, rec_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM recordings WHERE id = ?",
+                                    (rec_id,)).rowcount > 0
+
+    def add_clip(self, clip: dict) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO clips(id, stream_id, title, relative_start, relative_end, duration,"
+                " size, address, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (clip["id"], clip["stream_id"], clip["title"], clip["relativeStartTime"],
+                 clip["relativeEndTime"], clip["durationSeconds"], clip["size"],
+                 clip["address"], clip["timestamp"]))
+
+    def clips(self) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM clips ORDER BY timestamp DESC").fetchall()
+        return [_clip(r) for r in rows]
+
+    def clip(self, clip_id: str) -> dict | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM clips WHERE id = ?", (clip_id,)).fetchone()
+        return None if r is None else _clip(r)
+
+    def delete_clip(self, clip_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM clips WHERE id = ?", (clip_id,)).rowcount > 0
+
+    def set_clip_location(self, clip_id: str, location: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE clips SET location = ? WHERE id = ?", (location, clip_id))
+
+    def count_clips_since(self, address: str, since: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM clips WHERE address = ? AND "
+                                    "timestamp >= ?", (address, since)).fetchone()[0]
+
     # -- chat users, bans and moderators (issue 16: chat/moderation.py) ---------------------
 
     def add_chat_user(self, user_id: str, access_token: str | None, display_name: str) -> dict:
@@ -689,6 +783,20 @@ class Store:
 
 
 _USER_COLUMNS = "id, display_name, created_at, disabled_at, moderator"
+
+
+def _recording(r) -> dict:
+    return {"id": r["id"], "title": r["title"], "startTime": r["start_time"],
+            "endTime": r["end_time"], "durationSeconds": r["duration"], "size": r["size"],
+            "renditions": json.loads(r["renditions"]), "thumbnail": r["thumbnail"],
+            "location": r["location"]}
+
+
+def _clip(r) -> dict:
+    return {"id": r["id"], "stream_id": r["stream_id"], "title": r["title"],
+            "relativeStartTime": r["relative_start"], "relativeEndTime": r["relative_end"],
+            "durationSeconds": r["duration"], "size": r["size"], "address": r["address"],
+            "timestamp": r["timestamp"], "location": r["location"]}
 
 
 def _chat_user(r) -> dict:

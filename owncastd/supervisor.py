@@ -159,6 +159,7 @@ class Supervisor:
             ChildSpec("transcoder", lambda: python_module("owncastd.transcode.worker", *data)),
             ChildSpec("sampler", lambda: python_module("owncastd.services.sampler", *data)),
             ChildSpec("storage", lambda: python_module("owncastd.services.storage", *data)),
+            ChildSpec("recorder", lambda: python_module("owncastd.services.recorder", *data)),
             ChildSpec("directory", lambda: python_module("owncastd.services.directory", *data)),
             ChildSpec("webhooks", lambda: python_module("owncastd.services.webhooks", *data)),
             ChildSpec("bridge", lambda: python_module("owncastd.bridge", *data)),

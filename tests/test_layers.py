@@ -14,7 +14,7 @@ LAYERS = [
                 "chat.render"]),
     ("infrastructure", ["store", "store_pg", "bus", "config", "metrics", "logs", "heartbeat",
                         "emoji", "runtime", "stream_state", "log_collector"]),
-    ("domain", ["stats", "chat", "status"]),
+    ("domain", ["stats", "chat", "status", "recordings"]),
     ("processes", ["api", "web", "ingest", "transcode", "services", "bridge", "llhls"]),
     ("top", ["supervisor", "cli"]),
 ]

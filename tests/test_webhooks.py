@@ -17,7 +17,7 @@ from owncastd.services.webhooks import webhook_events
 KEY = "webhooks-test-key-123456"
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{KEY}".encode()).decode()}
 ALL_EVENTS = ["CHAT", "USER_JOINED", "NAME_CHANGE", "VISIBILITY-UPDATE", "STREAM_STARTED",
-              "STREAM_STOPPED", "STREAM_TITLE_UPDATED"]
+              "STREAM_STOPPED", "STREAM_TITLE_UPDATED", "RECORDING_FINISHED", "CLIP_CREATED"]
 
 
 @pytest.fixture
@@ -71,6 +71,11 @@ def test_event_mapping():
     assert webhook_events("event.config_changed", {"key": "instance.name"}, config) == []
     assert webhook_events("event.config_changed", {"key": "instance.stream_title"},
                           config)[0][0] == "STREAM_TITLE_UPDATED"
+    # issue 17: the replay and the clip as the API lists them
+    assert webhook_events("event.recording_finished", {"id": "r1", "manifest": "/replay/r1"},
+                          config) == [("RECORDING_FINISHED", {"id": "r1",
+                                                              "manifest": "/replay/r1"})]
+    assert webhook_events("event.clip_created", {"id": "c1"}, config)[0][0] == "CLIP_CREATED"
 
 
 # -- delivery on the real daemon -------------------------------------------------------------

@@ -10,7 +10,7 @@ import falcon
 from .. import bus, status, stream_keys
 from ..config import ConfigError
 from ..runtime import Runtime, running_pid
-from ..settings import APPLIES_NEXT_STREAM, SETTINGS, Setting, field_problem
+from ..settings import APPLIES_NEXT_STREAM, SETTINGS, Setting, field_problem, recording_policy
 from . import validate
 from .body import read_value
 from .errors import BadRequest
@@ -73,6 +73,7 @@ class ServerConfigResource:
             "supportedCodecs": validate.supported_codecs(),
             "yp": {"enabled": c["instance.directory_enabled"],
                    "instanceUrl": c["instance.server_url"]},
+            "recording": recording_policy(c["recording"]),   # issue 17, every field shown
         }
 
 

@@ -8,9 +8,10 @@ from .body import read_object
 from .errors import BadRequest
 from .validate import outbound_url
 
-# The events one can subscribe to (D12): 0.0.7's, plus STREAM_TITLE_UPDATED.
+# The events one can subscribe to (D12): 0.0.7's, plus STREAM_TITLE_UPDATED, and (issue 17)
+# RECORDING_FINISHED and CLIP_CREATED.
 EVENTS = ("CHAT", "USER_JOINED", "NAME_CHANGE", "VISIBILITY-UPDATE", "STREAM_STARTED",
-          "STREAM_STOPPED", "STREAM_TITLE_UPDATED")
+          "STREAM_STOPPED", "STREAM_TITLE_UPDATED", "RECORDING_FINISHED", "CLIP_CREATED")
 MAX_URL = 2048
 
 

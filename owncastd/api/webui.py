@@ -14,7 +14,10 @@ import re
 from importlib import resources
 from urllib.parse import urlsplit
 
+import falcon
+
 from ..markup import EMBED_HOSTS
+from ..recordings.library import valid_id
 from .files import UPLOAD_CSP, DirectoryResource, FileResource, resolve_inside, send_file
 
 ASSETS = str(resources.files("owncastd") / "assets")
@@ -77,6 +80,15 @@ class PageResource:
             resp.set_header("X-Frame-Options", "DENY")
 
 
+class ReplayPageResource(PageResource):
+    """GET /replays/<id>: the page that plays a replay (issue 17; api/replays.py serves it)."""
+
+    def on_get(self, req, resp, rec_id: str) -> None:
+        if not valid_id(rec_id):
+            raise falcon.HTTPNotFound(title="Not Found", description="no such replay")
+        super().on_get(req, resp)
+
+
 class CustomStylesResource:
     """GET /customstyles.css: the operator's CSS, as a stylesheet (never inlined into a page)."""
 
@@ -108,5 +120,7 @@ def add_routes(app, services) -> None:
     chat_page = PageResource(config, "embed-chat.html", embeddable=True)
     for path in ("/embed/chat", "/embed/chat/readwrite", "/embed/chat/readonly"):  # 0.0.7 paths
         app.add_route(path, chat_page)
+    app.add_route("/replays/{rec_id}", ReplayPageResource(config, "replay.html",
+                                                          embeddable=True))
     app.add_route("/customstyles.css", CustomStylesResource(config))
     app.add_route("/static/{path:path}", DirectoryResource(WEB_ROOT, "public, max-age=60"))

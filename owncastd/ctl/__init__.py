@@ -15,7 +15,7 @@ top-level group and `run`), one module per command group (`stream`, `config`, `c
 """
 from __future__ import annotations
 
-from . import chat, config, stats, stream, tokens, webhooks  # noqa: F401  (register commands)
+from . import chat, config, recordings, stats, stream, tokens, webhooks  # noqa: F401  (commands)
 from .main import main, run
 
 __all__ = ["main", "run"]

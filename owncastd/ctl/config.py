@@ -12,11 +12,35 @@ from typing import Any
 
 import click
 
-from ..settings import ConfigError, Setting, by_cli_name, coerce, field_problem
+from ..settings import (RECORDING_FIELDS, ConfigError, Setting, by_cli_name, coerce,
+                        field_problem)
 from .main import client_of, main
 from .output import cell, emit, emit_result, table
 
 SETTINGS = by_cli_name()
+# One field of an object setting, e.g. `config set recording.enabled true` (issue 17).
+FIELDS = {f"recording.{name}": ("recording", name, t) for name, t in RECORDING_FIELDS.items()}
+
+
+def parse_field(setting: Setting, field: str, kind: type, text: str, current: Any) -> Any:
+    """The whole object with `field` set from the operator's text, checked by the rules."""
+    text = text.strip()
+    try:
+        if kind is bool:
+            if text.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError
+            value: Any = text.lower() in ("1", "true", "yes", "on")
+        elif kind is int:
+            value = int(text)
+        elif text.startswith("["):
+            value = json.loads(text)
+        else:    # a list of numbers: 0,1
+            value = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        problem = f".{field}: cannot parse {text!r}"
+        raise ConfigError(field_problem(setting.key, problem), setting.key, problem) from None
+    merged = {"enabled": False, **(current if isinstance(current, dict) else {}), field: value}
+    return coerce(setting.key, merged)
 
 
 def parse_value(setting: Setting, text: str) -> Any:
@@ -114,14 +138,28 @@ def _settings_help() -> str:
     return "\n".join(f"  {n:<{width}}  {s.help}" for n, s in sorted(SETTINGS.items()))
 
 
-@config.command("set", epilog="\b\nSettings:\n" + _settings_help())
-@click.argument("setting", type=click.Choice(sorted(SETTINGS)), metavar="SETTING")
+@config.command("set", epilog="\b\nSettings:\n" + _settings_help()
+                + "\n  recording.FIELD  one field of recording, e.g. recording.enabled true")
+@click.argument("setting", type=click.Choice(sorted(SETTINGS) + sorted(FIELDS)),
+                metavar="SETTING")
 @click.argument("value")
 @click.pass_context
 def config_set(ctx, setting, value):
     """Change SETTING to VALUE (checked here before it is sent; `-` reads VALUE from stdin)."""
     if value == "-":
         value = click.get_text_stream("stdin").read().rstrip("\n")
+    if setting in FIELDS:
+        name, field, kind = FIELDS[setting]
+        s = SETTINGS[name]
+        current = read_value(s, client_of(ctx).admin("GET", "/api/admin/serverconfig"), None)
+        try:
+            parsed = parse_field(s, field, kind, value, current)
+        except ConfigError as exc:
+            raise click.BadParameter(field_problem(name, exc.problem or str(exc)),
+                                     param_hint="VALUE") from None
+        data = client_of(ctx).admin("POST", f"/api/admin/config/{s.setter}", {"value": parsed})
+        emit_result(ctx, data, "changed")
+        return
     s = SETTINGS[setting]
     try:
         parsed = parse_value(s, value)

@@ -10,7 +10,7 @@ from .main import client_of, main
 from .output import emit, emit_result, table
 
 WEBHOOK_EVENTS = ("CHAT", "USER_JOINED", "NAME_CHANGE", "VISIBILITY-UPDATE", "STREAM_STARTED",
-                  "STREAM_STOPPED", "STREAM_TITLE_UPDATED")
+                  "STREAM_STOPPED", "STREAM_TITLE_UPDATED", "RECORDING_FINISHED", "CLIP_CREATED")
 
 
 @main.group()

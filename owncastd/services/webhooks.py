@@ -59,6 +59,10 @@ def webhook_events(topic: str, payload: dict, config) -> list[tuple[str, dict]]:
                                                      payload.get("time") or timestamp()))]
     if topic == bus.EVENT_CONFIG_CHANGED and payload.get("key") == "instance.stream_title":
         return [("STREAM_TITLE_UPDATED", stream_event_data(config, new_id(), timestamp()))]
+    if topic == bus.EVENT_RECORDING_FINISHED:    # issue 17: the replay, as /api/replays has it
+        return [("RECORDING_FINISHED", dict(payload))]
+    if topic == bus.EVENT_CLIP_CREATED:          # the clip, as /api/clips has it
+        return [("CLIP_CREATED", dict(payload))]
     return []
 
 

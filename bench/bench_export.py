@@ -1,0 +1,138 @@
+"""Export of a recording to MP4 (issue 17) vs `ffmpeg -c copy` of the same playlist.
+
+Run: ``.venv/bin/pytest -q bench/bench_export.py`` (a few minutes on 2 cores the first time,
+which generates the recording; it is cached in /tmp/owncastd-bench-cache).
+
+Recording: MINUTES (60) of 3 renditions (360p@800k, 240p@400k, 144p@200k, 15 fps, GOP 2 s, AAC
+64k, 2 s MPEG-TS segments), laid out as the recorder keeps one (DATA/recordings/<id>/N/).
+Exported: rendition 0 (the largest), whole, by owncastd's export path
+(`recordings.export.MP4Stream`: ffmpeg's HLS demuxer, `-c copy`, fragmented MP4 to a pipe,
+read in 256 KiB chunks the way the API worker sends them, written to a file) and by the plain
+`ffmpeg -i stream.m3u8 -c copy out.mp4` (a regular MP4 file, moov at the end). Alternated
+A B B A A B, best of each. CPU = the process's and its children's user+system seconds.
+
+Targets: speed ours/ffmpeg >= 1.0 and CPU ours/ffmpeg <= 1.0, within a 5 % allowance for
+the shared machine's noise; the exporting ffmpeg's RSS flat (max - RSS at 10 % <= 20 MiB).
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from owncastd.recordings import export, library
+
+MINUTES = int(os.environ.get("BENCH_EXPORT_MINUTES", "60"))
+LADDER = [(360, 800), (240, 400), (144, 200)]
+CACHE = os.environ.get("OWNCASTD_BENCH_CACHE", "/tmp/owncastd-bench-cache")
+REC_ID = "bench-export"
+ALLOWANCE = 1.05
+RSS_FLAT_MIB = 20
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+
+def make_recording() -> str:
+    data = os.path.join(CACHE, f"export-{MINUTES}min")
+    rec = os.path.join(data, "recordings", REC_ID)
+    if os.path.exists(os.path.join(rec, "stream.m3u8")):
+        return data
+    shutil.rmtree(data, ignore_errors=True)
+    for i, (height, kbps) in enumerate(LADDER):
+        folder = os.path.join(rec, str(i))
+        os.makedirs(folder)
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+             f"testsrc2=size={height * 16 // 9 // 2 * 2}x{height}:rate=15",
+             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+             "-t", str(MINUTES * 60), "-c:v", "libx264", "-preset", "ultrafast", "-g", "30",
+             "-b:v", f"{kbps}k", "-c:a", "aac", "-b:a", "64k", "-f", "hls", "-hls_time", "2",
+             "-hls_list_size", "0", "-hls_playlist_type", "vod",
+             "-hls_segment_filename", os.path.join(folder, "seg-%d.ts"),
+             os.path.join(folder, "stream.m3u8")], check=True)
+    with open(os.path.join(rec, "stream.m3u8"), "w") as f:
+        f.write("#EXTM3U\n" + "".join(f"#EXT-X-STREAM-INF:BANDWIDTH={kbps * 1000}\n{i}/stream.m3u8\n"
+                                      for i, (_, kbps) in enumerate(LADDER)))
+    return data
+
+
+def cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def ours(data: str, duration: float, out: str) -> dict:
+    began, cpu0 = time.monotonic(), cpu()
+    stream = export.MP4Stream(data, REC_ID, 0, 0.0, duration)
+    proc = psutil.Process(stream.proc.pid)
+    total, rss = 0, []
+    try:
+        with open(out, "wb") as f:    # the same sink as ffmpeg's: a file on the same disk
+            for n, chunk in enumerate(stream):
+                f.write(chunk)
+                total += len(chunk)
+                if n % 64 == 0:
+                    try:
+                        rss.append(proc.memory_info().rss)
+                    except psutil.Error:
+                        pass
+    finally:
+        stream.close()
+    return {"seconds": time.monotonic() - began, "cpu": cpu() - cpu0, "bytes": total,
+            "rss": rss}
+
+
+def plain_ffmpeg(data: str, out: str) -> dict:
+    began, cpu0 = time.monotonic(), cpu()
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i",
+                    library.rendition_playlist(data, REC_ID, 0), "-c", "copy",
+                    "-bsf:a", "aac_adtstoasc", out], check=True)
+    return {"seconds": time.monotonic() - began, "cpu": cpu() - cpu0,
+            "bytes": os.path.getsize(out)}
+
+
+def test_export_vs_ffmpeg_copy(tmp_path, bench_report):
+    data = make_recording()
+    kept = library.kept_segments(data, REC_ID, 0)
+    duration = sum(k.duration for k in kept)
+    size = library.size_of(os.path.join(data, "recordings", REC_ID, "0"))
+    runs = {"ours": [], "ffmpeg": []}
+    for who in ("ours", "ffmpeg", "ffmpeg", "ours", "ours", "ffmpeg"):
+        if who == "ours":
+            runs[who].append(ours(data, duration, str(tmp_path / "ours.mp4")))
+        else:
+            runs[who].append(plain_ffmpeg(data, str(tmp_path / "copy.mp4")))
+    best_ours = min(runs["ours"], key=lambda r: r["seconds"])
+    best_ff = min(runs["ffmpeg"], key=lambda r: r["seconds"])
+    cpu_ours = min(r["cpu"] for r in runs["ours"])
+    cpu_ff = min(r["cpu"] for r in runs["ffmpeg"])
+    speed = best_ff["seconds"] / best_ours["seconds"]
+    cpu_ratio = cpu_ours / cpu_ff
+    rss = best_ours["rss"]
+    growth = (max(rss) - rss[len(rss) // 10]) / 2 ** 20 if len(rss) >= 10 else 0.0
+    mb = size / 1e6
+    for i, (height, kbps) in enumerate(LADDER):
+        folder = os.path.join(data, "recordings", REC_ID, str(i))
+        bench_report.notes.append(
+            f"export: rendition {i} ({height}p@{kbps}k+64k AAC, MPEG-TS) "
+            f"{library.size_of(folder) / 1e6 / (duration / 3600):.0f} MB/hour")
+    bench_report.notes.append(
+        f"export: {MINUTES} min recording, rendition 0 {mb:.1f} MB: ours "
+        f"{best_ours['seconds']:.2f} s = {mb / best_ours['seconds']:.0f} MB/s, CPU "
+        f"{cpu_ours:.2f} s, out {best_ours['bytes'] / 1e6:.1f} MB fMP4; ffmpeg -c copy "
+        f"{best_ff['seconds']:.2f} s = {mb / best_ff['seconds']:.0f} MB/s, CPU {cpu_ff:.2f} s, "
+        f"out {best_ff['bytes'] / 1e6:.1f} MB; exporting ffmpeg RSS {min(rss) / 2**20:.0f}-"
+        f"{max(rss) / 2**20:.0f} MiB")
+    ok = [bench_report.check("export speed ours/ffmpeg -c copy", speed, ">= 1.0",
+                             speed * ALLOWANCE >= 1.0, "5 % noise allowance"),
+          bench_report.check("export CPU ours/ffmpeg -c copy", cpu_ratio, "<= 1.0",
+                             cpu_ratio <= ALLOWANCE, "5 % noise allowance"),
+          bench_report.check("export ffmpeg RSS growth MiB", growth, f"<= {RSS_FLAT_MIB}",
+                             growth <= RSS_FLAT_MIB, "memory flat while exporting")]
+    assert all(ok), (speed, cpu_ratio, growth)

@@ -1,0 +1,98 @@
+"""Clips: a short piece of the live stream or of a recording, as HLS and as an MP4.
+
+A clip is made of whole segments (each starts with a keyframe): the segments covering the
+range are hard-linked into DATA/clips/<id>/ with a VOD playlist, and `clip.mp4` is remuxed
+from them with `ffmpeg -c copy` and `+faststart` (a clip is short, so the moov can be moved to
+the front after writing). The MP4 starts at the keyframe at or before the asked start (no
+re-encode), so it may begin up to one GOP early; the HLS playlist is the whole segments.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+from ..datadir import DataDir
+from . import export, playlist
+from .library import keep_file
+
+MP4 = "clip.mp4"
+PLAYLIST = "stream.m3u8"
+
+
+class ClipError(ValueError):
+    pass
+
+
+def clip_buffer(data_dir: str) -> tuple[str, list[playlist.Kept]]:
+    """The recorder's buffer of the last clips.max_seconds of rendition 0 (its folder and
+    segments; the recorder child keeps it, services/recorder.py ClipBuffer)."""
+    folder = os.path.join(DataDir(data_dir).clip_buffer, "0")
+    try:
+        with open(os.path.join(folder, PLAYLIST)) as f:
+            entries = playlist.parse_live(f.read())
+    except OSError:
+        return folder, []
+    return folder, [playlist.Kept(e.uri, e.duration, e.discontinuity, e.map_uri)
+                    for e in entries]
+
+
+def make(data_dir: str, clip_id: str, source_dir: str, kept: list[playlist.Kept],
+         start: float, end: float, fetch=None) -> float:
+    """Make clip `clip_id` of [start, end) seconds of `kept` (files in `source_dir`, or got
+    by `fetch(name, destination)`: a replay in the bucket); return the MP4's duration. On
+    failure nothing is left behind."""
+    if fetch is None:
+        def fetch(name: str, destination: str) -> None:
+            keep_file(os.path.join(source_dir, name), destination)
+    first, last, first_t = playlist.covering(kept, start, end)
+    if first >= last:
+        raise ClipError("no video in that range")
+    folder = DataDir(data_dir).clip(clip_id)
+    os.makedirs(folder)
+    try:
+        names, maps = [], {}
+        for i, k in enumerate(kept[first:last]):
+            name = f"seg-{i}{os.path.splitext(k.name)[1] or '.ts'}"
+            fetch(k.name, os.path.join(folder, name))
+            map_name = None
+            if k.map_name:
+                if k.map_name not in maps:
+                    maps[k.map_name] = f"init-{i}{os.path.splitext(k.map_name)[1] or '.mp4'}"
+                    fetch(k.map_name, os.path.join(folder, maps[k.map_name]))
+                map_name = maps[k.map_name]
+            names.append(playlist.Kept(name, k.duration, k.discontinuity and i > 0, map_name))
+        with open(os.path.join(folder, PLAYLIST), "w") as f:
+            f.write(playlist.render_vod(names, ended=True))
+        tmp = os.path.join(folder, ".clip.mp4")
+        out = subprocess.run(export.ffmpeg_remux(
+            os.path.join(folder, PLAYLIST), start - first_t, end - start,
+            ["-movflags", "+faststart", "-f", "mp4", "-y", tmp]),
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+        if out.returncode != 0:
+            raise ClipError("remuxing the clip failed: "
+                            + out.stderr.decode(errors="replace")[-300:])
+        os.replace(tmp, os.path.join(folder, MP4))
+        return mp4_duration(os.path.join(folder, MP4))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def mp4_duration(path: str) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
+                          path], capture_output=True, timeout=30)
+    try:
+        return round(float(json.loads(out.stdout)["format"]["duration"]), 3)
+    except (ValueError, KeyError):
+        return 0.0
+
+
+def size_of(data_dir: str, clip_id: str) -> int:
+    folder = DataDir(data_dir).clip(clip_id)
+    return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder))
+
+
+def delete(data_dir: str, clip_id: str) -> None:
+    shutil.rmtree(DataDir(data_dir).clip(clip_id), ignore_errors=True)
