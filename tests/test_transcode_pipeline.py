@@ -475,9 +475,10 @@ def test_resolution_change_mid_stream(tmp_path):
     r = st["renditions"][0]   # (the joint skips a slot: one repeated frame)
     assert r["frames_out"] == 180 + r["frames_duplicated"] and r["error"] is None
     assert st["renditions"][1]["frames_out"] == 180 and st["renditions"][1]["error"] is None
-    # (the joint leaves a few ms of gap, so a one-frame tail segment may follow segment 2)
+    # (the joint leaves a few ms of gap, so a one-frame tail segment may follow segment 2; with a
+    # passthrough rendition every rendition cuts at the source's keyframes, just after the gap)
     info = read_media_playlist(str(tmp_path / "out" / "0" / "stream.m3u8"))
-    assert [round(s["duration"], 2) for s in info["segments"][:3]] == [2.0, 2.0, 2.0]
+    assert [round(s["duration"], 1) for s in info["segments"][:3]] == [2.0, 2.0, 2.0]
     last = tmp_path / "out" / "0" / info["segments"][2]["uri"]
     assert (streams(last)["video"]["width"], streams(last)["video"]["height"]) == (640, 360)
     # passthrough switches to the new SPS/PPS: the new size decodes from its segment

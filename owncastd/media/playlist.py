@@ -59,8 +59,8 @@ class MediaPlaylist:
             pl._discontinuity_next = True
         return pl
 
-    def add(self, seq, duration, uri, nbytes=0):
-        self.entries.append([seq, duration, uri, self._discontinuity_next])
+    def add(self, seq, duration, uri, nbytes=0, discontinuity=False):
+        self.entries.append([seq, duration, uri, self._discontinuity_next or discontinuity])
         self._discontinuity_next = False
         if duration > 0.05:
             self.peak_bps = max(self.peak_bps, int(nbytes * 8 / duration))
@@ -213,14 +213,15 @@ class StreamPlaylists:
         return os.path.join(self.out_dir, str(index))
 
     def segment_done(self, index: int, seq: int, duration: float, path: str | None, final: bool,
-                     variants) -> None:
+                     variants, discontinuity: bool = False) -> None:
         """Rendition ``index`` closed segment ``seq`` at ``path`` (None: no segment, only the
         end of the playlist). ``variants()`` gives the master playlist's entries, written once
-        every rendition has a segment."""
+        every rendition has a segment. ``discontinuity``: the segment follows a restart of that
+        rendition alone (EXT-X-DISCONTINUITY before it)."""
         with self.lock:
             pl = self.media[index]
             if path is not None:
-                pl.add(seq, duration, os.path.basename(path), os.path.getsize(path))
+                pl.add(seq, duration, os.path.basename(path), os.path.getsize(path), discontinuity)
             if final:
                 pl.ended = True
             pl.write()

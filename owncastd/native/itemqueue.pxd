@@ -3,7 +3,15 @@
 # Threads: the caller's thread runs Pipeline.push() (demux, decode, audio encode) and hands work
 # to one worker thread per rendition (scale, video encode, mux, segment) through an ItemQueue.
 # Only the queues are shared; each side owns the rest of its state.
+#
+# Overload policy: decoded frames are never waited for. A frame that would make the queue hold
+# more than max_span_ms of video is shed (freed, counted) instead, unless it starts a segment;
+# audio and packets are never shed. So a rendition whose encoder is slower than real time lowers
+# its own frame rate while the others, and audio, go on at full rate, and its lag stays bounded.
+# Input that arrives faster than real time (a backlog, a file) is not overload: then the producer
+# waits for room instead (may_shed false, decided by the router's clock).
 
+from libc.stdint cimport int64_t
 from libc.threads cimport cnd_t, mtx_t
 
 from owncastd.native.libavcodec cimport AVPacket
@@ -16,8 +24,13 @@ cdef enum ItemKind:
     ITEM_END = 4     # flush and close the playlist
     ITEM_ABORT = 5   # stop without flushing (pipeline dropped without finish())
 
+cdef enum ItemFlags:
+    ITEM_AFTER_SHED = 1   # frames were shed just before this one: leave their slots empty
+    ITEM_CUT = 2          # a segment starts at this frame (the router's mark): never shed
+
 cdef struct Item:
     int kind
+    int flags
     AVFrame *frame
     AVPacket *pkt
     Item *next
@@ -28,7 +41,12 @@ cdef struct ItemQueue:
     Item *head
     Item *tail
     int frames       # decoded frames queued: the only items worth bounding (memory, latency)
-    int max_frames
+    int max_frames   # backstop on memory; the real bound is max_span_ms
+    int64_t max_span_ms       # overload policy: at most this much media (ms) of frames waits
+    int64_t newest_ms         # time of the newest queued frame, oldest_ms of the oldest
+    int64_t oldest_ms
+    bint shed_pending         # a frame was shed since the last one queued
+    int64_t shed              # frames shed (read by stats under the GIL: word-sized)
 
 cdef struct ItemList:
     # A plain FIFO of items owned by one thread (no lock).
@@ -42,8 +60,9 @@ cdef struct Route:
     bint video_passthrough
     int audio_encoder  # index of its AAC encoder (AudioEncoder), -1 = audio passthrough
 
-cdef void queue_init(ItemQueue *q, int max_frames) noexcept nogil
+cdef void queue_init(ItemQueue *q, int max_frames, int64_t max_span_ms) noexcept nogil
 cdef int queue_put(ItemQueue *q, int kind, AVFrame *frame, AVPacket *pkt) noexcept nogil
+cdef int queue_put_frame(ItemQueue *q, AVFrame *frame, int64_t t_ms, bint cut, bint may_shed) noexcept nogil
 cdef Item *queue_get(ItemQueue *q) noexcept nogil
 cdef void queue_destroy(ItemQueue *q) noexcept nogil
 cdef void item_free(Item *it) noexcept nogil

@@ -16,6 +16,11 @@ cdef class Router:
     cdef AudioDecoder adec
     cdef readonly AudioEncoder aenc     # None when every rendition passes audio through
     cdef bint decode_video
+    cdef bint any_passthrough               # a video passthrough rendition: cut at source keyframes
+    cdef int64_t cut_step_ms, next_cut_ms    # the segment grid the cut marks follow
+    cdef bint grid_started
+    cdef int64_t lateness_ms, max_lateness_ms   # wall clock minus media time (overload: see .pyx)
+    cdef readonly int64_t queue_ms
     cdef readonly int source_width, source_height, sample_rate, channels
     cdef readonly int64_t frames_decoded, video_decode_errors, audio_decode_errors
 
@@ -26,4 +31,6 @@ cdef class Router:
     cdef void flush(self) noexcept nogil
     cdef void broadcast(self, int kind) noexcept nogil
     cdef int _decode_video(self) noexcept nogil
+    cdef bint _is_cut(self, int64_t t, bint key) noexcept nogil
+    cdef bint _live(self, int64_t t) noexcept nogil
     cdef int _decode_audio(self, int64_t fallback_ms) noexcept nogil

@@ -5,19 +5,27 @@ H.264 is decoded once and each frame goes to every encoded rendition; video pass
 renditions get the access unit rewritten as Annex B. AAC packets go as they are to audio
 passthrough renditions; AAC is decoded once and encoded once per distinct bitrate for the
 others (encode.AudioEncoder routes those packets itself).
+
+Segment cuts are decided here, once for all renditions: the first frame at or after each point
+of a grid of segment_seconds (from the first frame) is marked as a cut; with a video passthrough
+rendition in the ladder, the first source keyframe there instead, since passthrough can only cut
+at the source's keyframes. Encoders make a marked frame an IDR frame and the queues never shed
+it, so every rendition, passthrough included, cuts at the same instants.
 """
 import threading
 
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport calloc, free
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from owncastd.native.bitstream cimport StreamConfig
 from owncastd.native.decode cimport AudioDecoder, VideoDecoder
 from owncastd.native.encode cimport AudioEncoder
-from owncastd.native.itemqueue cimport ITEM_AUDIO, ITEM_FRAME, ITEM_VIDEO, queue_put
+from owncastd.native.itemqueue cimport ITEM_AUDIO, ITEM_VIDEO, queue_put, queue_put_frame
 from owncastd.native.libavcodec cimport (AV_PKT_FLAG_KEY, AVPacket, av_packet_clone,
                                          av_packet_copy_props, av_packet_free)
-from owncastd.native.libavutil cimport AVFrame, av_frame_clone, av_frame_unref
+from owncastd.native.libavutil cimport (AV_NOPTS_VALUE, AV_PICTURE_TYPE_I, AV_PICTURE_TYPE_NONE,
+                                        AVFrame, av_frame_clone, av_frame_unref)
 from owncastd.native.rendition cimport Rendition
 
 from owncastd.media import flv
@@ -26,8 +34,10 @@ from owncastd.native.error import FFmpegError
 
 cdef class Router:
 
-    def __cinit__(self, list renditions, int decoder_threads):
+    def __cinit__(self, list renditions, int decoder_threads, int segment_seconds, int queue_ms):
         self.renditions = renditions
+        self.queue_ms = queue_ms
+        self.cut_step_ms = <int64_t>segment_seconds * 1000
         self.nroutes = len(renditions)
         self.routes = <Route *>calloc(self.nroutes, sizeof(Route))
         if self.routes == NULL:
@@ -53,6 +63,8 @@ cdef class Router:
             self.routes[i].audio_encoder = -1
             if not r.video_passthrough:
                 any_encoded = True
+            else:
+                self.any_passthrough = True
             if has_audio and not r.audio_passthrough:
                 if r.audio_bitrate not in bitrates:
                     bitrates.append(r.audio_bitrate)
@@ -127,8 +139,35 @@ cdef class Router:
         if self.decode_video:
             self.vdec.open(config.avcc, config.avcc_size)
 
+    cdef bint _is_cut(self, int64_t t, bint key) noexcept nogil:
+        """Whether a segment starts at this frame (time t ms); advances the grid when so."""
+        cdef int64_t tolerance = 50 if self.any_passthrough else 5
+        if not self.grid_started:
+            self.grid_started = True
+            self.next_cut_ms = t + self.cut_step_ms
+            return True
+        if t < self.next_cut_ms - tolerance or (self.any_passthrough and not key):
+            return False
+        # The next grid point after this one (a gap skips the points it spans).
+        self.next_cut_ms += ((t + tolerance - self.next_cut_ms) // self.cut_step_ms + 1) * self.cut_step_ms
+        return True
+
+    cdef bint _live(self, int64_t t) noexcept nogil:
+        """Whether frames may be shed: the input arrives at real time. Input that got ahead of
+        the wall clock by more than a queue's bound (a backlog drained, a file pushed at full
+        speed) is not overload: then the queues make the caller wait instead."""
+        cdef timespec now
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        self.lateness_ms = now.tv_sec * 1000 + now.tv_nsec // 1000000 - t
+        if not self.grid_started or self.lateness_ms > self.max_lateness_ms:
+            self.max_lateness_ms = self.lateness_ms   # the latest the input has been: its pace
+        return self.max_lateness_ms - self.lateness_ms <= self.queue_ms
+
     cdef int _decode_video(self) noexcept nogil:
         cdef int ret, i
+        cdef bint live
+        cdef int64_t t
+        cdef bint cut
         cdef AVFrame *frame
         cdef AVFrame *copy
         while True:
@@ -144,11 +183,18 @@ cdef class Router:
                 self.source_width = frame.width
                 self.source_height = frame.height
             if self.decode_video:
+                t = frame.best_effort_timestamp
+                if t == AV_NOPTS_VALUE:
+                    t = frame.pts
+                live = self._live(t)
+                cut = self._is_cut(t, frame.key_frame != 0)
+                # The encoders read the cut mark from pict_type (the decoder's is of no use).
+                frame.pict_type = AV_PICTURE_TYPE_I if cut else AV_PICTURE_TYPE_NONE
                 for i in range(self.nroutes):
                     if not self.routes[i].video_passthrough:
                         copy = av_frame_clone(frame)
                         if copy != NULL:
-                            queue_put(self.routes[i].queue, ITEM_FRAME, copy, NULL)
+                            queue_put_frame(self.routes[i].queue, copy, t, cut, live)
             av_frame_unref(frame)
             if not self.decode_video and self.source_width:
                 self.vdec.close()   # passthrough only: the size was all we needed

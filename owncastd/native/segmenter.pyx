@@ -151,6 +151,8 @@ cdef class Segmenter:
         if ret < 0:
             return ret
         self.seq += 1
+        if self.restarting is False:
+            self.discontinuity_next = False
         return 0
 
     cdef int _notify(self, int64_t seq, double duration, const char *path, bint final) noexcept nogil:
@@ -160,7 +162,8 @@ cdef class Segmenter:
             try:
                 handler = self.on_segment()
                 if handler is not None:
-                    handler(self.index, seq, duration, path.decode() if path != NULL else None, final)
+                    handler(self.index, seq, duration, path.decode() if path != NULL else None, final,
+                            self.discontinuity_next and not self.restarting)
             except Exception as exc:  # a full disk must stop this rendition, not the process
                 self.failure = exc
                 return AVERROR(EINVAL)
@@ -202,7 +205,12 @@ cdef class Segmenter:
         if self.last_vpts != AV_NOPTS_VALUE and pkt.pts > self.last_vpts:
             self.vdur = pkt.pts - self.last_vpts if self.vdur == 0 else min(self.vdur, pkt.pts - self.last_vpts)
         if not self.segment_has_data:
-            if self.segments == 0:
+            if self.restarting:
+                # The first packet after interrupt(): a new segment starts here, on the grid.
+                self.restarting = False
+                self.seg_start = pkt.pts
+                self.next_cut = grid_after(pkt.pts, self.grid_origin, self.segment_ticks)
+            elif self.segments == 0:
                 self.grid_origin = pkt.pts
                 # Audio a few ms ahead of the first frame rides along; EXTINF counts from video.
                 self.seg_start = pkt.pts
@@ -295,6 +303,28 @@ cdef class Segmenter:
             return self._rejected(ret)
         self.segment_has_data = True
         self.audio_packets += 1
+        return 0
+
+    cdef int interrupt(self) noexcept nogil:
+        """The rendition had an error and restarts: close the open segment where its media ends,
+        drop the audio waiting for video, and start the next segment (after a discontinuity) at
+        the next video packet."""
+        cdef int ret
+        while self.pending.head != NULL:
+            item_free(list_pop(&self.pending))
+            self.audio_dropped += 1
+        if self.mux == NULL or not self.has_video:
+            return 0
+        if self.segment_has_data:
+            ret = self._close_segment(self.last_end, False)
+            if ret < 0:
+                return ret
+            ret = self._open_file()
+            if ret < 0:
+                return ret
+            av_opt_set(self.mux.priv_data, b"mpegts_flags", b"+resend_headers", 0)
+        self.restarting = True
+        self.discontinuity_next = True
         return 0
 
     cdef int finish(self) noexcept nogil:
