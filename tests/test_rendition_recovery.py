@@ -104,5 +104,6 @@ def test_an_encoder_that_cannot_start_is_still_a_rendition_error(tmp_path):
     with pytest.raises(RuntimeError):
         for tag in tags:
             p.push(*tag)
-        p.finish()
+    with pytest.raises(RuntimeError):
+        p.finish()   # (also ends its worker thread)
     assert p.stats()["renditions"][0]["recoveries"] == 0

@@ -50,7 +50,10 @@ class MediaPlaylist:
         info = read_media_playlist(pl.path)
         if info is not None:
             pl.discontinuity_sequence = info["discontinuity_sequence"]
-            pl.target = max(pl.target, info["target_duration"])
+            if not info["ended"]:
+                # The same stream resumed (a worker restart): the same playlist life, the same
+                # target. After EXT-X-ENDLIST a new stream starts a new one, at its own value.
+                pl.target = max(pl.target, info["target_duration"])
             seq = info["media_sequence"]
             if seq + len(info["segments"]) == next_seq:
                 for s in info["segments"]:
@@ -65,6 +68,9 @@ class MediaPlaylist:
         if duration > 0.05:
             self.peak_bps = max(self.peak_bps, int(nbytes * 8 / duration))
         # EXT-X-TARGETDURATION never shrinks (RFC 8216 wants it constant) and covers every EXTINF.
+        # Cuts on the shared segment grid never move it; a source whose keyframes are further
+        # apart than a segment (with passthrough every rendition cuts there) can, at its first
+        # long segment.
         self.target = max(self.target, math.ceil(duration - 0.001))
         while len(self.entries) > self.list_size:
             if self.entries.pop(0)[3]:   # a DISCONTINUITY tag left the window (RFC 8216 6.2.1)

@@ -4,6 +4,7 @@ from libc.errno cimport ENOMEM
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from libc.threads cimport (cnd_broadcast, cnd_destroy, cnd_init, cnd_wait, mtx_destroy, mtx_init,
                            mtx_lock, mtx_plain, mtx_unlock)
 
@@ -29,6 +30,7 @@ cdef inline Item *_new_item(int kind, AVFrame *frame, AVPacket *pkt) noexcept no
         return NULL
     it.kind = kind
     it.flags = 0
+    it.queued_ms = 0
     it.frame = frame
     it.pkt = pkt
     it.next = NULL
@@ -68,8 +70,35 @@ cdef int queue_put(ItemQueue *q, int kind, AVFrame *frame, AVPacket *pkt) noexce
     return 0
 
 
+cdef int64_t _now_us() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1000000 + ts.tv_nsec // 1000
+
+
+cdef inline int64_t _now_ms() noexcept nogil:
+    return _now_us() // 1000
+
+
+cdef int64_t queue_now_ms() noexcept nogil:
+    return _now_us() // 1000
+
+
+cdef void queue_note_cost(ItemQueue *q, int64_t cost_us) noexcept nogil:
+    """The consumer took cost_us for one frame (a word-sized store: no lock needed)."""
+    q.frame_cost_us = cost_us if q.frame_cost_us == 0 else (7 * q.frame_cost_us + cost_us) // 8
+
+
 cdef inline bint _full(ItemQueue *q, int64_t t_ms) noexcept nogil:
+    # Not live: bounded in media time (the producer waits, as fast as the encoder goes).
     return q.frames > 0 and (t_ms - q.oldest_ms >= q.max_span_ms or q.frames >= q.max_frames)
+
+
+cdef inline bint _overloaded(ItemQueue *q, int64_t now) noexcept nogil:
+    # Live: bounded in wall time, i.e. in the lag this queue adds, whatever the encoder's speed.
+    return q.frames > 0 and (q.frames * q.frame_cost_us >= q.max_span_ms * 1000
+                             or now - q.oldest_queued_ms >= q.max_span_ms
+                             or q.frames >= q.max_frames)
 
 
 cdef int queue_put_frame(ItemQueue *q, AVFrame *frame, int64_t t_ms, bint cut, bint may_shed) noexcept nogil:
@@ -78,11 +107,12 @@ cdef int queue_put_frame(ItemQueue *q, AVFrame *frame, int64_t t_ms, bint cut, b
     frame (a segment starts there) is never shed, so every rendition still cuts at the same
     instants and each segment starts with a keyframe. Without may_shed it waits for room."""
     cdef Item *it
+    cdef int64_t now = _now_ms()
     mtx_lock(&q.lock)
     if not may_shed:
         while _full(q, t_ms):
             cnd_wait(&q.changed, &q.lock)
-    elif not cut and _full(q, t_ms):
+    elif not cut and _overloaded(q, now):
         q.shed += 1
         q.shed_pending = True
         mtx_unlock(&q.lock)
@@ -94,12 +124,14 @@ cdef int queue_put_frame(ItemQueue *q, AVFrame *frame, int64_t t_ms, bint cut, b
         return AVERROR(ENOMEM)
     if cut:
         it.flags |= ITEM_CUT
+    it.queued_ms = now
     mtx_lock(&q.lock)
     if q.shed_pending:
         it.flags |= ITEM_AFTER_SHED
         q.shed_pending = False
     if q.frames == 0:
         q.oldest_ms = t_ms
+        q.oldest_queued_ms = now
     q.newest_ms = t_ms
     _append(q, it)
     q.frames += 1
@@ -120,21 +152,23 @@ cdef Item *queue_get(ItemQueue *q) noexcept nogil:
     if it.kind == ITEM_FRAME:
         q.frames -= 1
         if q.frames > 0:
-            q.oldest_ms = _first_frame_ms(q.head, q.newest_ms)
+            _note_oldest(q)
     cnd_broadcast(&q.changed)
     mtx_unlock(&q.lock)
     it.next = NULL
     return it
 
 
-cdef inline int64_t _first_frame_ms(Item *it, int64_t fallback) noexcept nogil:
+cdef inline void _note_oldest(ItemQueue *q) noexcept nogil:
     # The queue is short (max_span_ms of frames plus their audio): a scan is cheap.
+    cdef Item *it = q.head
     while it != NULL:
         if it.kind == ITEM_FRAME and it.frame != NULL:
-            return it.frame.best_effort_timestamp if it.frame.best_effort_timestamp != AV_NOPTS_VALUE \
-                else it.frame.pts
+            q.oldest_ms = it.frame.best_effort_timestamp \
+                if it.frame.best_effort_timestamp != AV_NOPTS_VALUE else it.frame.pts
+            q.oldest_queued_ms = it.queued_ms
+            return
         it = it.next
-    return fallback
 
 
 cdef void queue_destroy(ItemQueue *q) noexcept nogil:

@@ -52,7 +52,7 @@ cdef class Pipeline:
     def __init__(self, str out_dir, list variants, *, int segment_seconds, int list_size,
                  str codec="libx264", int64_t media_sequence_start=0, bint discontinuity=False,
                  int threads=0, int decoder_threads=0, int queue_frames=240, int queue_ms=0,
-                 int keep_segments=10):
+                 int keep_segments=10, bint live=False):
         if not variants:
             raise ValueError("variants: at least one is needed")
         if segment_seconds < 1:
@@ -89,7 +89,7 @@ cdef class Pipeline:
                                      media_sequence_start, threads, queue_frames, queue_ms, codec,
                                      on_segment)
                            for i, v in enumerate(variants)]
-        self.router = Router(self.renditions, decoder_threads, segment_seconds, queue_ms)
+        self.router = Router(self.renditions, decoder_threads, segment_seconds, live)
 
     def __dealloc__(self):
         if self.started and not self.finished and self.router is not None:

@@ -19,8 +19,7 @@ cdef class Router:
     cdef bint any_passthrough               # a video passthrough rendition: cut at source keyframes
     cdef int64_t cut_step_ms, next_cut_ms    # the segment grid the cut marks follow
     cdef bint grid_started
-    cdef int64_t lateness_ms, max_lateness_ms   # wall clock minus media time (overload: see .pyx)
-    cdef readonly int64_t queue_ms
+    cdef bint live                          # frames may be shed (itemqueue.pxd: overload policy)
     cdef readonly int source_width, source_height, sample_rate, channels
     cdef readonly int64_t frames_decoded, video_decode_errors, audio_decode_errors
 
@@ -32,5 +31,4 @@ cdef class Router:
     cdef void broadcast(self, int kind) noexcept nogil
     cdef int _decode_video(self) noexcept nogil
     cdef bint _is_cut(self, int64_t t, bint key) noexcept nogil
-    cdef bint _live(self, int64_t t) noexcept nogil
     cdef int _decode_audio(self, int64_t fallback_ms) noexcept nogil

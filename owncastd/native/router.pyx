@@ -16,7 +16,6 @@ import threading
 
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport calloc, free
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from owncastd.native.bitstream cimport StreamConfig
 from owncastd.native.decode cimport AudioDecoder, VideoDecoder
@@ -34,9 +33,9 @@ from owncastd.native.error import FFmpegError
 
 cdef class Router:
 
-    def __cinit__(self, list renditions, int decoder_threads, int segment_seconds, int queue_ms):
+    def __cinit__(self, list renditions, int decoder_threads, int segment_seconds, bint live):
         self.renditions = renditions
-        self.queue_ms = queue_ms
+        self.live = live
         self.cut_step_ms = <int64_t>segment_seconds * 1000
         self.nroutes = len(renditions)
         self.routes = <Route *>calloc(self.nroutes, sizeof(Route))
@@ -152,20 +151,8 @@ cdef class Router:
         self.next_cut_ms += ((t + tolerance - self.next_cut_ms) // self.cut_step_ms + 1) * self.cut_step_ms
         return True
 
-    cdef bint _live(self, int64_t t) noexcept nogil:
-        """Whether frames may be shed: the input arrives at real time. Input that got ahead of
-        the wall clock by more than a queue's bound (a backlog drained, a file pushed at full
-        speed) is not overload: then the queues make the caller wait instead."""
-        cdef timespec now
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        self.lateness_ms = now.tv_sec * 1000 + now.tv_nsec // 1000000 - t
-        if not self.grid_started or self.lateness_ms > self.max_lateness_ms:
-            self.max_lateness_ms = self.lateness_ms   # the latest the input has been: its pace
-        return self.max_lateness_ms - self.lateness_ms <= self.queue_ms
-
     cdef int _decode_video(self) noexcept nogil:
         cdef int ret, i
-        cdef bint live
         cdef int64_t t
         cdef bint cut
         cdef AVFrame *frame
@@ -186,7 +173,6 @@ cdef class Router:
                 t = frame.best_effort_timestamp
                 if t == AV_NOPTS_VALUE:
                     t = frame.pts
-                live = self._live(t)
                 cut = self._is_cut(t, frame.key_frame != 0)
                 # The encoders read the cut mark from pict_type (the decoder's is of no use).
                 frame.pict_type = AV_PICTURE_TYPE_I if cut else AV_PICTURE_TYPE_NONE
@@ -194,7 +180,7 @@ cdef class Router:
                     if not self.routes[i].video_passthrough:
                         copy = av_frame_clone(frame)
                         if copy != NULL:
-                            queue_put_frame(self.routes[i].queue, copy, t, cut, live)
+                            queue_put_frame(self.routes[i].queue, copy, t, cut, self.live)
             av_frame_unref(frame)
             if not self.decode_video and self.source_width:
                 self.vdec.close()   # passthrough only: the size was all we needed

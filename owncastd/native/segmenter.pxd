@@ -23,6 +23,7 @@ cdef class Segmenter:
     cdef readonly int64_t seq
     cdef int64_t seg_start, next_cut, last_end, last_vdts, last_vpts, vdur, last_adts
     cdef ItemList pending                     # audio waiting for video to reach its time
+    cdef int64_t audio_end                    # end of the newest audio muxed (the last segment's end)
     cdef bint restarting                      # after interrupt(): the next video starts a segment
     cdef bint discontinuity_next              # the next segment follows an interrupt()
 

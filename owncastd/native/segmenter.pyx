@@ -295,6 +295,7 @@ cdef class Segmenter:
                 if ret < 0:
                     return ret
         self.last_adts = pkt.dts
+        self.audio_end = max(self.audio_end, pkt.pts + pkt.duration)
         if not self.has_video:
             self.last_end = max(self.last_end, pkt.pts + pkt.duration)
         pkt.stream_index = self.aindex
@@ -335,5 +336,8 @@ cdef class Segmenter:
             if ret < 0:
                 return ret
         if self.mux != NULL and self.mux.pb != NULL and self.segment_has_data:
-            return self._close_segment(self.last_end, True)
+            # The stream ends with whichever track ends last (video frames shed at the very
+            # end under overload must not shorten the segment its audio fills).
+            return self._close_segment(max(self.last_end, min(self.audio_end,
+                                                               self.seg_start + self.segment_ticks)), True)
         return self._notify(-1, 0.0, NULL, True)
