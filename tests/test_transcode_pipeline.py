@@ -130,7 +130,7 @@ def test_media_playlists(hls):
         segs = info["segments"]
         assert [s["uri"] for s in segs] == [f"stream-{i}.ts" for i in range(len(segs))]
         for s in segs:
-            assert math.ceil(s["duration"] - 1e-3) <= info["target_duration"]
+            assert math.floor(s["duration"] + 0.5) <= info["target_duration"]   # RFC 8216 4.3.3.1
         for s in segs[:-1]:
             assert abs(s["duration"] - SEGMENT) <= 0.1
         durations.append([round(s["duration"], 1) for s in segs])
@@ -168,9 +168,11 @@ def test_discontinuity_continues_playlist(source, tmp_path):
     assert p.stats()["media_sequence_start"] == 3
     text = (tmp_path / "0" / "stream.m3u8").read_text()
     info = read_media_playlist(str(tmp_path / "0" / "stream.m3u8"))
-    assert info["media_sequence"] == 0 and info["ended"]
-    assert [s["uri"] for s in info["segments"]] == [f"stream-{i}.ts" for i in range(6)]
-    assert [s["discontinuity"] for s in info["segments"]] == [False] * 3 + [True] + [False] * 2
+    # The first run ended (EXT-X-ENDLIST): the new stream's window starts afresh at number 3
+    # (tests/test_segments.py); a worker resumed mid-stream keeps the window (test_transcode_daemon).
+    assert info["media_sequence"] == 3 and info["ended"]
+    assert [s["uri"] for s in info["segments"]] == [f"stream-{i}.ts" for i in range(3, 6)]
+    assert [s["discontinuity"] for s in info["segments"]] == [True] + [False] * 2
     assert text.count("#EXT-X-ENDLIST") == 1 and text.rstrip().endswith("#EXT-X-ENDLIST")
     assert text.index("#EXT-X-DISCONTINUITY") < text.index("stream-3.ts")
     assert streams(tmp_path / "0" / "stream-4.ts")["video"]["width"] == 640

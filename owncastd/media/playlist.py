@@ -44,18 +44,23 @@ class MediaPlaylist:
         """Load the playlist left by a previous worker so new segments follow a DISCONTINUITY.
 
         Entries are kept only when their numbering runs into next_seq (a playlist's numbers
-        are implicit), so a rendition that fell behind restarts its window at next_seq.
+        are implicit), so a rendition that fell behind restarts its window at next_seq, and
+        only when the playlist did not end (a new stream after EXT-X-ENDLIST starts afresh).
         """
         pl = cls(directory, segment_seconds, list_size, keep_extra)
         info = read_media_playlist(pl.path)
         if info is not None:
             pl.discontinuity_sequence = info["discontinuity_sequence"]
-            if not info["ended"]:
-                # The same stream resumed (a worker restart): the same playlist life, the same
-                # target. After EXT-X-ENDLIST a new stream starts a new one, at its own value.
-                pl.target = max(pl.target, info["target_duration"])
             seq = info["media_sequence"]
-            if seq + len(info["segments"]) == next_seq:
+            if info["ended"]:
+                # After EXT-X-ENDLIST a new stream starts a new playlist life: the numbers go on,
+                # but the last broadcast's segments leave the window (counted, RFC 8216 6.2.1)
+                # and TARGETDURATION starts from this stream's own value.
+                pl.discontinuity_sequence += sum(1 for s in info["segments"] if s["discontinuity"])
+            else:
+                # The same stream resumed (a worker restart): same playlist, same target.
+                pl.target = max(pl.target, info["target_duration"])
+            if not info["ended"] and seq + len(info["segments"]) == next_seq:
                 for s in info["segments"]:
                     pl.entries.append([seq, s["duration"], s["uri"], s["discontinuity"]])
                     seq += 1
@@ -67,11 +72,12 @@ class MediaPlaylist:
         self._discontinuity_next = False
         if duration > 0.05:
             self.peak_bps = max(self.peak_bps, int(nbytes * 8 / duration))
-        # EXT-X-TARGETDURATION never shrinks (RFC 8216 wants it constant) and covers every EXTINF.
-        # Cuts on the shared segment grid never move it; a source whose keyframes are further
-        # apart than a segment (with passthrough every rendition cuts there) can, at its first
-        # long segment.
-        self.target = max(self.target, math.ceil(duration - 0.001))
+        # EXT-X-TARGETDURATION never shrinks (RFC 8216 wants it constant) and covers every EXTINF
+        # rounded to the nearest integer (RFC 8216 4.3.3.1), so a segment a frame longer than
+        # the grid (frame-rate conversion) does not move it. A source whose keyframes are
+        # further apart than a segment (with passthrough every rendition cuts there) can, at
+        # its first long segment.
+        self.target = max(self.target, math.floor(duration + 0.5))
         while len(self.entries) > self.list_size:
             if self.entries.pop(0)[3]:   # a DISCONTINUITY tag left the window (RFC 8216 6.2.1)
                 self.discontinuity_sequence += 1

@@ -160,6 +160,11 @@ cdef class VideoEncoder:
             self.frames_dropped += 1
             self.cut_pending = cut
             return 0
+        if not cut and slot == self.next_idr_slot and t * self.fps < slot * 1000:
+            # It only rounds into the slot where the next segment starts: leave that slot to
+            # the cut frame coming next, so every rendition starts the segment at one instant.
+            self.frames_dropped += 1
+            return 0
         if fill and self.prev != NULL and slot - self.last_slot <= self.fps:
             while self.last_slot + 1 < slot:
                 ret = self._encode_slot(self.prev, self.last_slot + 1, out, False)
@@ -193,6 +198,7 @@ cdef class VideoEncoder:
         if idr:
             # The router marked a segment start here, for every rendition alike.
             src.pict_type = AV_PICTURE_TYPE_I
+            self.next_idr_slot = self.first_slot + ((slot - self.first_slot) // self.gop + 1) * self.gop
         else:
             src.pict_type = AV_PICTURE_TYPE_NONE
         self.last_slot = slot
