@@ -10,7 +10,7 @@ import pytest
 from owncastd.media import flv
 from owncastd.media.playlist import read_media_playlist
 
-from test_transcode_pipeline import make_flv, run
+from test_transcode_pipeline import make_flv, probe, run
 
 pytestmark = [
     pytest.mark.slow,
@@ -92,3 +92,32 @@ def test_target_duration_holds_across_a_gap_in_the_input(tmp_path):
     for pl in playlists(out, 2):
         assert pl["target_duration"] == 2, pl
         assert all(s["duration"] <= 2.05 for s in pl["segments"]), pl
+
+
+def _start_times(path):
+    out = probe(path, "-show_entries", "packet=codec_type,pts_time")["packets"]
+    first = {}
+    for p in out:
+        first.setdefault(p["codec_type"], float(p["pts_time"]))
+    return first
+
+
+def test_late_audio_is_interleaved_by_timestamp(tmp_path):
+    """Audio arriving 1.5 s after the video of the same instant (a phone app's separate threads)
+    still lands in the segment of its own time: per segment, A/V start within 50 ms."""
+    src = make_flv(tmp_path / "in.flv", seconds=10, size="320x180", gop=30)
+    tags = list(flv.read_tags(src))
+    # Arrival order: each audio tag moves behind the video of 1.5 s later.
+    keyed = [((ts + 1500 if kind == flv.TAG_AUDIO and not flv.is_aac_sequence_header(payload)
+               else ts), n, (kind, ts, payload)) for n, (kind, ts, payload) in enumerate(tags)]
+    late = [tag for _, _, tag in sorted(keyed)]
+    out = tmp_path / "out"
+    p = run(None, out, LADDER[:1] + LADDER[2:], tags=late, segment_seconds=2)
+    assert p.stats()["timestamp_jumps"] == 0
+    for i in range(2):
+        info = playlists(out, 2)[i]
+        assert sum(s["duration"] for s in info["segments"]) == pytest.approx(10, rel=0.02)
+        for s in info["segments"]:
+            start = _start_times(out / str(i) / s["uri"])
+            assert set(start) == {"video", "audio"}, (i, s)
+            assert abs(start["audio"] - start["video"]) <= 0.05, (i, s["uri"], start)

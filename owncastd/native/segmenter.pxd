@@ -23,6 +23,9 @@ cdef class Segmenter:
     cdef readonly int64_t seq
     cdef int64_t seg_start, next_cut, last_end, last_vdts, last_vpts, vdur, last_adts
     cdef ItemList pending                     # audio waiting for video to reach its time
+    cdef ItemList vpending                    # video waiting for late audio (AUDIO_WAIT at most)
+    cdef int64_t audio_newest, video_newest   # newest pts taken of each track (1/90000)
+    cdef int deferred_error                   # an error while draining inside take_audio()
     cdef int64_t audio_end                    # end of the newest audio muxed (the last segment's end)
     cdef bint restarting                      # after interrupt(): the next video starts a segment
     cdef bint discontinuity_next              # the next segment follows an interrupt()
@@ -36,6 +39,8 @@ cdef class Segmenter:
     cdef bint is_open(self) noexcept nogil
     cdef int open(self) noexcept nogil
     cdef int write_video(self, AVPacket *pkt) noexcept nogil
+    cdef int _mux_video(self, AVPacket *pkt) noexcept nogil
+    cdef int _drain_video(self, bint force) noexcept nogil
     cdef int take_audio(self, Item *it) noexcept nogil
     cdef int finish(self) noexcept nogil
     cdef int interrupt(self) noexcept nogil
