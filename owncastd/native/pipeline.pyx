@@ -51,7 +51,7 @@ cdef class Pipeline:
 
     def __init__(self, str out_dir, list variants, *, int segment_seconds, int list_size,
                  str codec="libx264", int64_t media_sequence_start=0, bint discontinuity=False,
-                 int threads=0, int decoder_threads=0, int queue_frames=240, int queue_ms=0,
+                 int threads=0, int decoder_threads=0, int queue_frames=60, int queue_ms=0,
                  int keep_segments=10, bint live=False):
         if not variants:
             raise ValueError("variants: at least one is needed")

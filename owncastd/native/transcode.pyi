@@ -53,7 +53,7 @@ class Pipeline:
     def __init__(self, out_dir: str, variants: list[dict[str, Any]], *, segment_seconds: int,
                  list_size: int, codec: str = "libx264", media_sequence_start: int = 0,
                  discontinuity: bool = False, threads: int = 0, decoder_threads: int = 0,
-                 queue_frames: int = 240, queue_ms: int = 0, keep_segments: int = 10,
+                 queue_frames: int = 60, queue_ms: int = 0, keep_segments: int = 10,
                  live: bool = False) -> None:
         """Create ``out_dir/N`` for every variant (see :class:`Variant`).
 
