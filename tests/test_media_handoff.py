@@ -181,3 +181,15 @@ def test_audio_of_lost_batches_is_kept_up_to_a_bound_in_media_time():
     sent = [i[3] for i in q.items if i[0] == handoff.AUDIO and not i[1] & handoff.FLAG_SEQUENCE_HEADER]
     assert sent == list(range(5000 - kept * 100, 5001, 100))   # the newest 3 s, in order
     assert h.stats.handed_audio + h.stats.dropped_audio == 51
+
+
+def test_audio_still_waiting_at_the_end_is_counted_as_dropped():
+    q = Queue(0)
+    h = handoff.Handoff(q)
+    h.start(1, {})
+    h.audio(0, AAC_SEQ)
+    h.audio(10, AAC)
+    h.audio(33, AAC)
+    h.flush()
+    h.stop({"reason": "done"})   # still no room
+    assert h.stats.dropped_audio == 2 and h.stats.handed_audio == 0

@@ -131,6 +131,10 @@ class Handoff:
         self.flush()
         self._control.append(pack(STOP, 0, self.stream, 0, json.dumps(info).encode()))
         self.flush()
+        # Audio still waiting when the stream ends is lost with it (and counted, so the
+        # stream's totals add up).
+        self.stats.dropped_audio += len(self._backlog)
+        self._backlog.clear()
 
     def _add(self, kind: int, flags: int, timestamp_ms: int, payload: bytes) -> None:
         # Header and payload go in as two parts, joined once by flush(): a payload is copied
