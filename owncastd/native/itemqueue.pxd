@@ -68,7 +68,7 @@ cdef void queue_init(ItemQueue *q, int max_frames, int64_t max_span_ms) noexcept
 cdef int queue_put(ItemQueue *q, int kind, AVFrame *frame, AVPacket *pkt) noexcept nogil
 cdef int queue_put_frame(ItemQueue *q, AVFrame *frame, int64_t t_ms, bint cut, bint may_shed) noexcept nogil
 cdef Item *queue_get(ItemQueue *q) noexcept nogil
-cdef int64_t queue_now_ms() noexcept nogil
+cdef int64_t queue_now_us() noexcept nogil
 cdef void queue_note_cost(ItemQueue *q, int64_t cost_us) noexcept nogil
 cdef void queue_destroy(ItemQueue *q) noexcept nogil
 cdef void item_free(Item *it) noexcept nogil

@@ -80,8 +80,8 @@ cdef inline int64_t _now_ms() noexcept nogil:
     return _now_us() // 1000
 
 
-cdef int64_t queue_now_ms() noexcept nogil:
-    return _now_us() // 1000
+cdef int64_t queue_now_us() noexcept nogil:
+    return _now_us()
 
 
 cdef void queue_note_cost(ItemQueue *q, int64_t cost_us) noexcept nogil:
@@ -103,7 +103,7 @@ cdef inline bint _overloaded(ItemQueue *q, int64_t now) noexcept nogil:
 
 cdef int queue_put_frame(ItemQueue *q, AVFrame *frame, int64_t t_ms, bint cut, bint may_shed) noexcept nogil:
     """Queue a decoded frame (media time t_ms): returns 0 when queued, 1 when shed (the frame
-    is freed) because the queue already holds max_span_ms of video or max_frames frames. A cut
+    is freed) because the frames queued already add max_span_ms of lag (see _overloaded). A cut
     frame (a segment starts there) is never shed, so every rendition still cuts at the same
     instants and each segment starts with a keyframe. Without may_shed it waits for room."""
     cdef Item *it

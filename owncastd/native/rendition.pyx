@@ -17,7 +17,7 @@ from owncastd.native.error cimport av_error_string, make_error
 from owncastd.native.itemqueue cimport (ITEM_ABORT, ITEM_AFTER_SHED, ITEM_AUDIO, ITEM_CUT,
                                         ITEM_END, ITEM_FRAME, ITEM_VIDEO, Item, item_free,
                                         queue_destroy, queue_get, queue_init, queue_note_cost,
-                                        queue_now_ms)
+                                        queue_now_us)
 from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_CODEC_ID_H264, AV_PKT_FLAG_KEY,
                                          AVPacket, av_packet_rescale_ts, avcodec_parameters_alloc,
                                          avcodec_parameters_from_context)
@@ -128,9 +128,9 @@ cdef class Rendition:
             elif kind == ITEM_FRAME:
                 if it.flags & ITEM_AFTER_SHED:
                     self.encoder.after_shed = True
-                started = queue_now_ms()
+                started = queue_now_us()
                 ret = self._encode_frame(it.frame)
-                queue_note_cost(&self.queue, (queue_now_ms() - started) * 1000)
+                queue_note_cost(&self.queue, queue_now_us() - started)
             elif kind == ITEM_VIDEO:
                 ret = self._copy_video(it.pkt)
             elif kind == ITEM_AUDIO:
