@@ -3,8 +3,8 @@
 Publishes (ffmpeg -re, stream copy of a cached file, so the publisher costs no encoding) a
 1080p60 source with film-grain noise, which x264 cannot shortcut, into a 1080p60/720p60/480p30
 ladder (x264 veryfast: Owncast's cpuUsageLevel 2) on this 2-core machine, and beside it a
-sustainable load (640x360@30 test pattern into a 360p30/240p30 ladder). Every second it looks at each rendition's newest segment (ffprobe) and
-reports:
+sustainable load (640x360@30 test pattern into a 360p30/240p30 ladder). Every second it looks
+at each rendition's newest segment (ffprobe) and reports:
   glass-to-live-edge lag: wall time since the publish started minus the end of the newest
     segment on the output timeline (which starts at the first frame). Target: <= 2 segment
     lengths (the policy's stated bound, docs/ARCHITECTURE.md);
