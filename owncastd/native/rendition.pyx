@@ -9,6 +9,7 @@ renditions never wait for it. Errors that a restart cannot cure stop it for good
 recorded and raised by push()/finish()): writing the playlist (a full disk), an error before any
 output since the last restart (an encoder that cannot open).
 """
+from libc.errno cimport EIO, ENOSPC
 from libc.stdint cimport int64_t
 
 from owncastd.native.bitstream cimport StreamConfig, dup_padded
@@ -21,8 +22,9 @@ from owncastd.native.itemqueue cimport (ITEM_ABORT, ITEM_AFTER_SHED, ITEM_AUDIO,
 from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_CODEC_ID_H264, AV_PKT_FLAG_KEY,
                                          AVPacket, av_packet_rescale_ts, avcodec_parameters_alloc,
                                          avcodec_parameters_from_context)
-from owncastd.native.libavutil cimport (AVERROR_EXTERNAL, AVMEDIA_TYPE_AUDIO, AVMEDIA_TYPE_VIDEO,
-                                        AVFrame, AVRational, av_channel_layout_default)
+from owncastd.native.libavutil cimport (AVERROR, AVERROR_EXTERNAL, AVMEDIA_TYPE_AUDIO,
+                                        AVMEDIA_TYPE_VIDEO, AVFrame, AVRational,
+                                        av_channel_layout_default)
 from owncastd.native.segmenter cimport Segmenter
 
 from owncastd.media import flv
@@ -157,6 +159,8 @@ cdef class Rendition:
         """Restart this rendition after an error at the next cut; False when it cannot be."""
         if self.segmenter.failure is not None or not self.output_since_recovery:
             return False
+        if err == AVERROR(ENOSPC) or err == AVERROR(EIO) or not self.segmenter.can_write():
+            return False   # the output itself failed (a full disk): the worker retries later
         if self.segmenter.interrupt() < 0:
             return False
         with gil:

@@ -37,6 +37,7 @@ cdef class Segmenter:
     cdef readonly object failure              # the exception on_segment raised, if any
 
     cdef bint is_open(self) noexcept nogil
+    cdef bint can_write(self) noexcept nogil
     cdef int open(self) noexcept nogil
     cdef int write_video(self, AVPacket *pkt) noexcept nogil
     cdef int _mux_video(self, AVPacket *pkt) noexcept nogil

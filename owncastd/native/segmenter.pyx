@@ -81,6 +81,10 @@ cdef class Segmenter:
     cdef bint is_open(self) noexcept nogil:
         return self.mux != NULL
 
+    cdef bint can_write(self) noexcept nogil:
+        """Whether a segment file is open (not after a failed close or open)."""
+        return self.mux == NULL or self.mux.pb != NULL
+
     cdef int open(self) noexcept nogil:
         """Create the muxer with the streams the rendition has, and the first segment file."""
         cdef int ret
@@ -379,6 +383,8 @@ cdef class Segmenter:
             self.audio_dropped += 1
         if self.mux == NULL or not self.has_video:
             return 0
+        if self.mux.pb == NULL:
+            return AVERROR(EINVAL)   # the last segment file could not be closed or opened
         if self.segment_has_data:
             ret = self._close_segment(self.last_end, False)
             if ret < 0:
