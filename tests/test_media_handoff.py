@@ -119,8 +119,11 @@ def test_after_a_dropped_batch_video_waits_for_a_keyframe():
     h.video(132, KEY)              # recovery: headers again, then the keyframe
     h.video(165, INTER)
     h.flush()
-    assert h.stats.dropped_video == 3 and h.stats.dropped_audio == 1
-    assert h.stats.handed_video == 3 and h.stats.handed_audio == 1
+    # The lost batch's audio went out with the next one, ahead of it: no audio lost.
+    assert h.stats.dropped_video == 3 and h.stats.dropped_audio == 0
+    assert h.stats.handed_video == 3 and h.stats.handed_audio == 2
+    sent_audio = [i[3] for i in q.items if i[0] == handoff.AUDIO and not i[1] & handoff.FLAG_SEQUENCE_HEADER]
+    assert sent_audio == [40, 100]
     assert h.stats.batches_dropped == 1
     sent_video = [i for i in q.items if i[0] == handoff.VIDEO and not i[1] & handoff.FLAG_SEQUENCE_HEADER]
     assert [i[3] for i in sent_video] == [0, 132, 165]
@@ -136,8 +139,9 @@ def test_control_records_survive_a_dropped_batch():
     q.room = 10
     h.stop({"reason": "done"})
     kinds = [item[0] for item in q.items]
-    assert kinds == [handoff.START, handoff.STOP]  # the START of the lost batch went out later
-    assert h.stats.dropped_audio == 1
+    # The START of the lost batch went out later, and its audio with it.
+    assert kinds == [handoff.START, handoff.AUDIO, handoff.STOP]
+    assert h.stats.dropped_audio == 0
 
 
 def test_stream_details_from_metadata():
@@ -159,3 +163,33 @@ def test_key_matching():
     assert not key_matches("secret-ke", "secret-key")
     assert not key_matches("", "")
     assert not key_matches("anything", "")
+
+
+def test_audio_of_lost_batches_is_kept_up_to_a_bound_in_media_time():
+    q = Queue(0)                   # the transcoder is stuck
+    h = handoff.Handoff(q)
+    h.start(1, {})
+    h.audio(0, AAC_SEQ)
+    for ts in range(0, 5000, 100):  # 5 s of audio, one lost batch per frame
+        h.audio(ts, AAC)
+        h.flush()
+    kept = handoff.AUDIO_BACKLOG_MS // 100
+    assert h.stats.dropped_audio == 50 - kept and h.stats.handed_audio == 0
+    q.room = 10
+    h.audio(5000, AAC)
+    h.flush()
+    sent = [i[3] for i in q.items if i[0] == handoff.AUDIO and not i[1] & handoff.FLAG_SEQUENCE_HEADER]
+    assert sent == list(range(5000 - kept * 100, 5001, 100))   # the newest 3 s, in order
+    assert h.stats.handed_audio + h.stats.dropped_audio == 51
+
+
+def test_audio_still_waiting_at_the_end_is_counted_as_dropped():
+    q = Queue(0)
+    h = handoff.Handoff(q)
+    h.start(1, {})
+    h.audio(0, AAC_SEQ)
+    h.audio(10, AAC)
+    h.audio(33, AAC)
+    h.flush()
+    h.stop({"reason": "done"})   # still no room
+    assert h.stats.dropped_audio == 2 and h.stats.handed_audio == 0

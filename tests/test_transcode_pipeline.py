@@ -130,7 +130,7 @@ def test_media_playlists(hls):
         segs = info["segments"]
         assert [s["uri"] for s in segs] == [f"stream-{i}.ts" for i in range(len(segs))]
         for s in segs:
-            assert math.ceil(s["duration"] - 1e-3) <= info["target_duration"]
+            assert math.floor(s["duration"] + 0.5) <= info["target_duration"]   # RFC 8216 4.3.3.1
         for s in segs[:-1]:
             assert abs(s["duration"] - SEGMENT) <= 0.1
         durations.append([round(s["duration"], 1) for s in segs])
@@ -168,9 +168,11 @@ def test_discontinuity_continues_playlist(source, tmp_path):
     assert p.stats()["media_sequence_start"] == 3
     text = (tmp_path / "0" / "stream.m3u8").read_text()
     info = read_media_playlist(str(tmp_path / "0" / "stream.m3u8"))
-    assert info["media_sequence"] == 0 and info["ended"]
-    assert [s["uri"] for s in info["segments"]] == [f"stream-{i}.ts" for i in range(6)]
-    assert [s["discontinuity"] for s in info["segments"]] == [False] * 3 + [True] + [False] * 2
+    # The first run ended (EXT-X-ENDLIST): the new stream's window starts afresh at number 3
+    # (tests/test_segments.py); a worker resumed mid-stream keeps the window (test_transcode_daemon).
+    assert info["media_sequence"] == 3 and info["ended"]
+    assert [s["uri"] for s in info["segments"]] == [f"stream-{i}.ts" for i in range(3, 6)]
+    assert [s["discontinuity"] for s in info["segments"]] == [True] + [False] * 2
     assert text.count("#EXT-X-ENDLIST") == 1 and text.rstrip().endswith("#EXT-X-ENDLIST")
     assert text.index("#EXT-X-DISCONTINUITY") < text.index("stream-3.ts")
     assert streams(tmp_path / "0" / "stream-4.ts")["video"]["width"] == 640
@@ -475,9 +477,10 @@ def test_resolution_change_mid_stream(tmp_path):
     r = st["renditions"][0]   # (the joint skips a slot: one repeated frame)
     assert r["frames_out"] == 180 + r["frames_duplicated"] and r["error"] is None
     assert st["renditions"][1]["frames_out"] == 180 and st["renditions"][1]["error"] is None
-    # (the joint leaves a few ms of gap, so a one-frame tail segment may follow segment 2)
+    # (the joint leaves a few ms of gap, so a one-frame tail segment may follow segment 2; with a
+    # passthrough rendition every rendition cuts at the source's keyframes, just after the gap)
     info = read_media_playlist(str(tmp_path / "out" / "0" / "stream.m3u8"))
-    assert [round(s["duration"], 2) for s in info["segments"][:3]] == [2.0, 2.0, 2.0]
+    assert [round(s["duration"], 1) for s in info["segments"][:3]] == [2.0, 2.0, 2.0]
     last = tmp_path / "out" / "0" / info["segments"][2]["uri"]
     assert (streams(last)["video"]["width"], streams(last)["video"]["height"]) == (640, 360)
     # passthrough switches to the new SPS/PPS: the new size decodes from its segment

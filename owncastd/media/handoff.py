@@ -9,9 +9,11 @@ thousands of messages a minute, and one ZeroMQ send per read instead of per mess
 keeps ingest's CPU per megabyte low.
 
 Drop policy (the queue to the transcoder is bounded, and ingest never waits for it):
-* when a batch cannot be queued, its audio and video frames are dropped and counted, and video
-  stays dropped until the next keyframe, since frames that depend on a lost one cannot be
-  decoded;
+* when a batch cannot be queued, its video frames are dropped and counted, and video stays
+  dropped until the next keyframe, since frames that depend on a lost one cannot be decoded;
+  its audio frames are kept and go out in front of the next batch, up to AUDIO_BACKLOG_MS of
+  media (older ones are then dropped and counted): audio is small and a gap in it is what a
+  viewer notices first, so a stall costs video frames, not sound;
 * START/STOP records of a lost batch are kept and go out in front of the next batch (the
   transcoder also learns of a stream's end from the bus event `event.stream_stopped`);
 * codec sequence headers are kept by ingest and sent again, flagged REPEAT, in front of every
@@ -37,6 +39,7 @@ FLAG_SEQUENCE_HEADER = 2
 FLAG_REPEAT = 4          # a cached sequence header sent again (see module doc)
 
 AUDIO_ONLY_REPEAT_MS = 2000   # how often an audio-only stream repeats its sequence header
+AUDIO_BACKLOG_MS = 3000       # audio of lost batches kept for the next send, at most this much media
 
 HEADER = struct.Struct("!BBHIII")
 MAX_RECORD = 64 * 1024 * 1024  # a record longer than this is corrupt, not media
@@ -111,11 +114,14 @@ class Handoff:
     _audio_header: bytes | None = None
     _skip_to_keyframe: bool = False
     _audio_repeated_at: int | None = None   # media time of the last audio-only repeat
+    _audio_parts: list = field(default_factory=list)   # this batch's audio frames: (ts, header, payload)
+    _backlog: list = field(default_factory=list)       # audio of lost batches, oldest first
 
     def start(self, stream: int, info: dict) -> None:
         self.flush()
         self.stream = stream
         self.stats = HandoffStats()
+        self._backlog.clear()   # the last stream's audio that never went out: gone with it
         self._video_header = self._audio_header = None
         self._skip_to_keyframe = False
         self._audio_repeated_at = None
@@ -126,6 +132,10 @@ class Handoff:
         self.flush()
         self._control.append(pack(STOP, 0, self.stream, 0, json.dumps(info).encode()))
         self.flush()
+        # Audio still waiting when the stream ends is lost with it (and counted, so the
+        # stream's totals add up).
+        self.stats.dropped_audio += len(self._backlog)
+        self._backlog.clear()
 
     def _add(self, kind: int, flags: int, timestamp_ms: int, payload: bytes) -> None:
         # Header and payload go in as two parts, joined once by flush(): a payload is copied
@@ -155,11 +165,14 @@ class Handoff:
         if flags & FLAG_SEQUENCE_HEADER:
             self._audio_header = payload
             self._audio_repeated_at = timestamp_ms
-        else:
-            if self._video_header is None and self._audio_header is not None:
-                self._repeat_audio_header(timestamp_ms)
-            self._audio += 1
-        self._add(AUDIO, flags, timestamp_ms, payload)
+            self._add(AUDIO, flags, timestamp_ms, payload)
+            return
+        if self._video_header is None and self._audio_header is not None:
+            self._repeat_audio_header(timestamp_ms)
+        self._audio += 1
+        record = header(AUDIO, flags, self.stream, timestamp_ms, len(payload))
+        self._records += (record, payload)
+        self._audio_parts.append((timestamp_ms, record, payload))
 
     def _repeat_audio_header(self, timestamp_ms: int) -> None:
         # No video, so no keyframes to repeat headers before: repeat on a clock instead (a
@@ -172,17 +185,24 @@ class Handoff:
         self.stats.repeats += 1
 
     def flush(self) -> None:
-        if not self._records and not self._control:
+        if not self._records and not self._control and not self._backlog:
             return
-        if self.send(b"".join(self._control + self._records)):
+        backlog = [part for _, record, payload in self._backlog for part in (record, payload)]
+        if self.send(b"".join(self._control + backlog + self._records)):
             self._control.clear()
             self.stats.handed_video += self._video
-            self.stats.handed_audio += self._audio
+            self.stats.handed_audio += self._audio + len(self._backlog)
+            self._backlog.clear()
         else:
             self.stats.batches_dropped += 1
             self.stats.dropped_video += self._video
-            self.stats.dropped_audio += self._audio
             if self._video:
                 self._skip_to_keyframe = True
+            self._backlog += self._audio_parts
+            newest = self._backlog[-1][0] if self._backlog else 0
+            while self._backlog and not 0 <= newest - self._backlog[0][0] < AUDIO_BACKLOG_MS:
+                self._backlog.pop(0)
+                self.stats.dropped_audio += 1
         self._records.clear()
+        self._audio_parts.clear()
         self._video = self._audio = 0

@@ -44,28 +44,40 @@ class MediaPlaylist:
         """Load the playlist left by a previous worker so new segments follow a DISCONTINUITY.
 
         Entries are kept only when their numbering runs into next_seq (a playlist's numbers
-        are implicit), so a rendition that fell behind restarts its window at next_seq.
+        are implicit), so a rendition that fell behind restarts its window at next_seq, and
+        only when the playlist did not end (a new stream after EXT-X-ENDLIST starts afresh).
         """
         pl = cls(directory, segment_seconds, list_size, keep_extra)
         info = read_media_playlist(pl.path)
         if info is not None:
             pl.discontinuity_sequence = info["discontinuity_sequence"]
-            pl.target = max(pl.target, info["target_duration"])
             seq = info["media_sequence"]
-            if seq + len(info["segments"]) == next_seq:
+            if info["ended"]:
+                # After EXT-X-ENDLIST a new stream starts a new playlist life: the numbers go on,
+                # but the last broadcast's segments leave the window (counted, RFC 8216 6.2.1)
+                # and TARGETDURATION starts from this stream's own value.
+                pl.discontinuity_sequence += sum(1 for s in info["segments"] if s["discontinuity"])
+            else:
+                # The same stream resumed (a worker restart): same playlist, same target.
+                pl.target = max(pl.target, info["target_duration"])
+            if not info["ended"] and seq + len(info["segments"]) == next_seq:
                 for s in info["segments"]:
                     pl.entries.append([seq, s["duration"], s["uri"], s["discontinuity"]])
                     seq += 1
             pl._discontinuity_next = True
         return pl
 
-    def add(self, seq, duration, uri, nbytes=0):
-        self.entries.append([seq, duration, uri, self._discontinuity_next])
+    def add(self, seq, duration, uri, nbytes=0, discontinuity=False):
+        self.entries.append([seq, duration, uri, self._discontinuity_next or discontinuity])
         self._discontinuity_next = False
         if duration > 0.05:
             self.peak_bps = max(self.peak_bps, int(nbytes * 8 / duration))
-        # EXT-X-TARGETDURATION never shrinks (RFC 8216 wants it constant) and covers every EXTINF.
-        self.target = max(self.target, math.ceil(duration - 0.001))
+        # EXT-X-TARGETDURATION never shrinks (RFC 8216 wants it constant) and covers every EXTINF
+        # rounded to the nearest integer (RFC 8216 4.3.3.1), so a segment a frame longer than
+        # the grid (frame-rate conversion) does not move it. A source whose keyframes are
+        # further apart than a segment (with passthrough every rendition cuts there) can, at
+        # its first long segment.
+        self.target = max(self.target, math.floor(duration + 0.5))
         while len(self.entries) > self.list_size:
             if self.entries.pop(0)[3]:   # a DISCONTINUITY tag left the window (RFC 8216 6.2.1)
                 self.discontinuity_sequence += 1
@@ -213,14 +225,15 @@ class StreamPlaylists:
         return os.path.join(self.out_dir, str(index))
 
     def segment_done(self, index: int, seq: int, duration: float, path: str | None, final: bool,
-                     variants) -> None:
+                     variants, discontinuity: bool = False) -> None:
         """Rendition ``index`` closed segment ``seq`` at ``path`` (None: no segment, only the
         end of the playlist). ``variants()`` gives the master playlist's entries, written once
-        every rendition has a segment."""
+        every rendition has a segment. ``discontinuity``: the segment follows a restart of that
+        rendition alone (EXT-X-DISCONTINUITY before it)."""
         with self.lock:
             pl = self.media[index]
             if path is not None:
-                pl.add(seq, duration, os.path.basename(path), os.path.getsize(path))
+                pl.add(seq, duration, os.path.basename(path), os.path.getsize(path), discontinuity)
             if final:
                 pl.ended = True
             pl.write()

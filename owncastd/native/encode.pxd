@@ -22,6 +22,8 @@ cdef class VideoEncoder:
     cdef AVFrame *prev                        # last source frame, repeated into skipped slots
     cdef AVPacket *out_pkt
     cdef int64_t last_slot, next_idr_slot, first_slot
+    cdef bint after_shed                      # set by the rendition: frames before this one were shed
+    cdef bint cut_pending                     # a cut frame lost its slot: the next frame is the IDR
     cdef readonly int64_t frames_in, frames_out, frames_dropped, frames_duplicated
     cdef readonly int64_t frames_letterboxed  # source size changed: fitted with black bars
     cdef readonly object video_codecs         # RFC 6381 string, from the first keyframe's SPS
@@ -30,7 +32,7 @@ cdef class VideoEncoder:
     cdef int open(self, int src_w, int src_h) noexcept nogil
     cdef int encode(self, AVFrame *frame, Segmenter out) noexcept nogil
     cdef int flush(self, Segmenter out) noexcept nogil
-    cdef int _encode_slot(self, AVFrame *frame, int64_t slot, Segmenter out) noexcept nogil
+    cdef int _encode_slot(self, AVFrame *frame, int64_t slot, Segmenter out, bint idr) noexcept nogil
     cdef int _scale(self, AVFrame *frame) noexcept nogil
     cdef int _drain(self, Segmenter out) noexcept nogil
 

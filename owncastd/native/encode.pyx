@@ -2,11 +2,11 @@
 """Encoders (C, no GIL): video scaled (libswscale) and encoded to H.264 (libx264 or another
 libavcodec encoder) per rendition, and AAC encoded once per distinct bitrate for all renditions.
 
-Video runs at a constant output rate (ffmpeg's -r) with IDR frames forced on a grid from the
-first frame, so every encoded rendition starts segments at the same instants. Audio output
-follows input time: samples are counted while the input is continuous, a gap in the input is
-filled with silence (or, past MAX_SILENCE_SECONDS, left as a gap) and input that overlaps what
-was already queued is trimmed, so audio never drifts from video after a loss.
+Video runs at a constant output rate (ffmpeg's -r) with IDR frames forced where the router
+marked a segment start (pict_type I), so every rendition starts segments at the same instants.
+Audio output follows input time: samples are counted while the input is continuous, a gap in
+the input is filled with silence (or, past MAX_SILENCE_SECONDS, left as a gap) and input that
+overlaps what was already queued is trimmed, so audio never drifts from video after a loss.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.errno cimport EAGAIN, EINVAL, ENOMEM
@@ -128,7 +128,7 @@ cdef class VideoEncoder:
         self.enc.bit_rate = self.bitrate
         self.enc.rc_max_rate = self.maxrate
         self.enc.rc_buffer_size = <int>self.bufsize
-        self.enc.gop_size = self.gop
+        self.enc.gop_size = self.gop * 2   # a backstop: IDRs come where the router marks cuts
         self.enc.thread_count = self.threads
         ret = avcodec_open2(self.enc, codec, &opts)
         av_dict_free(&opts)   # options the encoder does not know are left over: ignored
@@ -152,6 +152,9 @@ cdef class VideoEncoder:
     cdef int encode(self, AVFrame *frame, Segmenter out) noexcept nogil:
         cdef int64_t t, slot
         cdef int ret
+        cdef bint cut = frame.pict_type == AV_PICTURE_TYPE_I or self.cut_pending
+        cdef bint fill = not self.after_shed   # shed frames' slots stay empty (overload)
+        self.after_shed = False
         self.frames_in += 1
         t = frame.best_effort_timestamp
         if t == AV_NOPTS_VALUE:
@@ -164,19 +167,26 @@ cdef class VideoEncoder:
         slot = (t * self.fps + 500) // 1000
         if slot <= self.last_slot:
             self.frames_dropped += 1
+            self.cut_pending = cut
             return 0
-        if self.prev != NULL and slot - self.last_slot <= self.fps:
+        if not cut and slot == self.next_idr_slot and t * self.fps < slot * 1000:
+            # It only rounds into the slot where the next segment starts: leave that slot to
+            # the cut frame coming next, so every rendition starts the segment at one instant.
+            self.frames_dropped += 1
+            return 0
+        if fill and self.prev != NULL and slot - self.last_slot <= self.fps:
             while self.last_slot + 1 < slot:
-                ret = self._encode_slot(self.prev, self.last_slot + 1, out)
+                ret = self._encode_slot(self.prev, self.last_slot + 1, out, False)
                 if ret < 0:
                     return ret
                 self.frames_duplicated += 1
-        ret = self._encode_slot(frame, slot, out)
+        self.cut_pending = False
+        ret = self._encode_slot(frame, slot, out, cut)
         av_frame_free(&self.prev)
         self.prev = av_frame_clone(frame)
         return ret
 
-    cdef int _encode_slot(self, AVFrame *frame, int64_t slot, Segmenter out) noexcept nogil:
+    cdef int _encode_slot(self, AVFrame *frame, int64_t slot, Segmenter out, bint idr) noexcept nogil:
         cdef int ret
         cdef AVFrame *src = frame
         if frame.width != self.width or frame.height != self.height or frame.format != self.pix_fmt:
@@ -187,9 +197,8 @@ cdef class VideoEncoder:
         src.pts = slot
         if self.first_slot < 0:
             self.first_slot = slot
-        if slot >= self.next_idr_slot:
-            # IDR on a grid from the first frame: all encoded renditions get the same first
-            # frame, so all start segments at the same instants.
+        if idr:
+            # The router marked a segment start here, for every rendition alike.
             src.pict_type = AV_PICTURE_TYPE_I
             self.next_idr_slot = self.first_slot + ((slot - self.first_slot) // self.gop + 1) * self.gop
         else:

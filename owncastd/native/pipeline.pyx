@@ -42,7 +42,7 @@ cdef class Pipeline:
 
     cdef object renditions, probe, hls
     cdef object __weakref__
-    cdef readonly int segment_seconds, list_size
+    cdef readonly int segment_seconds, list_size, queue_ms
     cdef readonly int64_t media_sequence_start
     cdef bint started, finished, has_video, has_audio
     cdef bint tracks_changed          # a track's first header after a start without it
@@ -54,7 +54,8 @@ cdef class Pipeline:
 
     def __init__(self, str out_dir, list variants, *, int segment_seconds, int list_size,
                  str codec="libx264", int64_t media_sequence_start=0, bint discontinuity=False,
-                 int threads=0, int decoder_threads=0, int queue_frames=8, int keep_segments=10):
+                 int threads=0, int decoder_threads=0, int queue_frames=60, int queue_ms=0,
+                 int keep_segments=10, bint live=False):
         if not variants:
             raise ValueError("variants: at least one is needed")
         if segment_seconds < 1:
@@ -82,10 +83,16 @@ cdef class Pipeline:
         # The renditions hold this pipeline weakly: one dropped without finish() is freed at
         # once, and its __dealloc__ stops their threads.
         on_segment = weakref.WeakMethod(self._on_segment)
+        if queue_ms <= 0:
+            # Overload policy: at most half a segment of video waits for each encoder, so the
+            # output stays within about two segment lengths of live (docs/ARCHITECTURE.md).
+            queue_ms = segment_seconds * 500
+        self.queue_ms = queue_ms
         self.renditions = [Rendition(i, v, self.hls.directory(i), segment_seconds,
-                                     media_sequence_start, threads, queue_frames, codec, on_segment)
+                                     media_sequence_start, threads, queue_frames, queue_ms, codec,
+                                     on_segment)
                            for i, v in enumerate(variants)]
-        self.router = Router(self.renditions, decoder_threads)
+        self.router = Router(self.renditions, decoder_threads, segment_seconds, live)
 
     def __dealloc__(self):
         if self.started and not self.finished and self.router is not None:
@@ -351,8 +358,15 @@ cdef class Pipeline:
 
     # ---- playlists (called by the worker threads, with the GIL)
 
-    def _on_segment(self, int index, int64_t seq, double duration, path, bint final):
-        self.hls.segment_done(index, seq, duration, path, final, self._master_variants)
+    def _on_segment(self, int index, int64_t seq, double duration, path, bint final,
+                    bint discontinuity=False):
+        self.hls.segment_done(index, seq, duration, path, final, self._master_variants,
+                              discontinuity)
+
+    def debug_fail_rendition(self, int index):
+        """TEST ONLY: make rendition `index` fail at its next video item as if its encoder (or
+        muxer) had returned an error, to exercise per-rendition recovery."""
+        (<Rendition>self.renditions[index]).inject_error = True
 
     def _master_variants(self):
         entries = []

@@ -24,9 +24,18 @@ cdef class Rendition:
     cdef readonly object exception            # the typed error push()/finish() raise
     cdef public object thread
     cdef public object video_codecs, audio_codecs   # RFC 6381, set by the pipeline (passthrough)
+    cdef object variant, codec                # to open a new encoder when recovering
+    cdef int threads
+    cdef bint recovering                      # after an error: waiting for the next cut/keyframe
+    cdef bint output_since_recovery           # a recovery that never produced output gives up
+    cdef public bint inject_error             # TEST ONLY (Pipeline.debug_fail_rendition)
+    cdef readonly int64_t recoveries, frames_lost
+    cdef readonly object last_error           # the error the last recovery was for
 
     cdef void _run(self) noexcept nogil
     cdef void _fail(self, int err, const char *what) noexcept nogil
+    cdef bint _recover(self, int err, const char *what) noexcept nogil
+    cdef bint _resumes_here(self, Item *it) noexcept nogil
     cdef int _encode_frame(self, AVFrame *frame) noexcept nogil
     cdef int _copy_video(self, AVPacket *pkt) noexcept nogil
     cdef int _finish(self) noexcept nogil

@@ -1,17 +1,29 @@
 # cython: language_level=3
 """One output variant: its worker thread takes items from its queue and encodes (or copies)
-video, hands audio and video to its Segmenter, and records the first error, which stops it."""
+video and hands audio and video to its Segmenter.
+
+Recovery: an encoding or muxing error restarts this rendition alone. Its open segment is closed,
+a new encoder is made, and it resumes at the next cut frame (or source keyframe, passthrough)
+after an EXT-X-DISCONTINUITY in its playlist; media in between is dropped and counted. The other
+renditions never wait for it. Errors that a restart cannot cure stop it for good (the first is
+recorded and raised by push()/finish()): writing the playlist (a full disk), an error before any
+output since the last restart (an encoder that cannot open).
+"""
+from libc.errno cimport EIO, ENOSPC
 from libc.stdint cimport int64_t
 
 from owncastd.native.bitstream cimport StreamConfig, dup_padded
 from owncastd.native.encode cimport AudioEncoder, VideoEncoder
 from owncastd.native.error cimport av_error_string, make_error
-from owncastd.native.itemqueue cimport (ITEM_ABORT, ITEM_AUDIO, ITEM_END, ITEM_FRAME, ITEM_VIDEO,
-                                        Item, item_free, queue_destroy, queue_get, queue_init)
+from owncastd.native.itemqueue cimport (ITEM_ABORT, ITEM_AFTER_SHED, ITEM_AUDIO, ITEM_CUT,
+                                        ITEM_END, ITEM_FRAME, ITEM_VIDEO, Item, item_free,
+                                        queue_destroy, queue_get, queue_init, queue_note_cost,
+                                        queue_now_us)
 from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_CODEC_ID_H264, AV_PKT_FLAG_KEY,
                                          AVPacket, av_packet_rescale_ts, avcodec_parameters_alloc,
                                          avcodec_parameters_from_context)
-from owncastd.native.libavutil cimport (AVMEDIA_TYPE_AUDIO, AVMEDIA_TYPE_VIDEO, AVFrame, AVRational,
+from owncastd.native.libavutil cimport (AVERROR, AVERROR_EXTERNAL, AVMEDIA_TYPE_AUDIO,
+                                        AVMEDIA_TYPE_VIDEO, AVFrame, AVRational,
                                         av_channel_layout_default)
 from owncastd.native.segmenter cimport Segmenter
 
@@ -19,13 +31,16 @@ from owncastd.media import flv
 from owncastd.native.error import error_from_exception
 
 cdef AVRational TS90K = AVRational(1, 90000)
+cdef const char *MUXING = b"muxing"
+cdef const char *ENCODING = b"encoding"
 
 
 cdef class Rendition:
 
     def __init__(self, int index, dict v, str directory, int segment_seconds, int64_t first_seq,
-                 int threads, int queue_frames, str default_codec, on_segment):
+                 int threads, int queue_frames, int64_t queue_ms, str default_codec, on_segment):
         self.index = index
+        self.variant, self.threads, self.codec = v, threads, default_codec
         self.name = v.get("name") or f"variant {index}"
         self.video_passthrough = bool(v.get("video_passthrough"))
         self.audio_bitrate = int(v.get("audio_bitrate") or 0)
@@ -36,7 +51,7 @@ cdef class Rendition:
         if not self.video_passthrough:
             self.encoder = VideoEncoder(*self.encoder_args)
         self.segmenter = Segmenter(index, directory, segment_seconds, first_seq, on_segment)
-        queue_init(&self.queue, queue_frames)
+        queue_init(&self.queue, queue_frames, queue_ms)
 
     def __dealloc__(self):
         queue_destroy(&self.queue)
@@ -96,6 +111,8 @@ cdef class Rendition:
         cdef Item *it
         cdef int ret
         cdef int kind
+        cdef const char *what
+        cdef int64_t started
         while True:
             it = queue_get(&self.queue)
             kind = it.kind
@@ -110,11 +127,21 @@ cdef class Rendition:
             if kind == ITEM_ABORT:
                 item_free(it)
                 return
-            if self.failed:   # keep draining so the producer never blocks on us
+            if self.failed or (self.recovering and not self._resumes_here(it)):
+                # Keep draining so the producer never blocks on us.
+                if self.recovering and kind != ITEM_AUDIO:
+                    self.frames_lost += 1
                 item_free(it)
                 continue
-            if kind == ITEM_FRAME:
+            if self.inject_error and kind != ITEM_AUDIO:
+                self.inject_error = False
+                ret = AVERROR_EXTERNAL   # the test hook's stand-in for an encoder failure
+            elif kind == ITEM_FRAME:
+                if it.flags & ITEM_AFTER_SHED:
+                    self.encoder.after_shed = True
+                started = queue_now_us()
                 ret = self._encode_frame(it.frame)
+                queue_note_cost(&self.queue, queue_now_us() - started)
             elif kind == ITEM_VIDEO:
                 ret = self._copy_video(it.pkt)
             elif kind == ITEM_AUDIO:
@@ -122,8 +149,41 @@ cdef class Rendition:
                 if ret == 1:    # kept in the interleaving queue
                     continue
             if ret < 0:
-                self._fail(ret, b"muxing" if kind != ITEM_FRAME else b"encoding")
+                what = MUXING if kind != ITEM_FRAME else ENCODING
+                if not self._recover(ret, what):
+                    self._fail(ret, what)
+            elif kind != ITEM_AUDIO:
+                self.output_since_recovery = True
             item_free(it)
+
+    cdef bint _resumes_here(self, Item *it) noexcept nogil:
+        """While recovering: whether this item is where the rendition starts again."""
+        if it.kind == ITEM_FRAME and it.flags & ITEM_CUT:
+            self.recovering = False
+        elif it.kind == ITEM_VIDEO and it.pkt.flags & AV_PKT_FLAG_KEY:
+            self.recovering = False
+        return not self.recovering
+
+    cdef bint _recover(self, int err, const char *what) noexcept nogil:
+        """Restart this rendition after an error at the next cut; False when it cannot be."""
+        if self.segmenter.failure is not None or not self.output_since_recovery:
+            return False
+        if err == AVERROR(ENOSPC) or err == AVERROR(EIO) or not self.segmenter.can_write():
+            return False   # the output itself failed (a full disk): the worker retries later
+        if self.segmenter.interrupt() < 0:
+            return False
+        with gil:
+            try:
+                if self.encoder is not None:
+                    self.encoder = VideoEncoder(self.variant, self.segmenter.segment_ticks // 90000,
+                                                self.threads, self.codec)
+            except Exception:
+                return False
+            self.last_error = f"{what.decode()}: {av_error_string(err)}"
+            self.recoveries += 1
+            self.recovering = True
+            self.output_since_recovery = False
+        return True
 
     cdef void _fail(self, int err, const char *what) noexcept nogil:
         self.failed = True
@@ -145,6 +205,8 @@ cdef class Rendition:
             if ret < 0:
                 self.encoder.frames_in += 1
                 return ret
+            if self.segmenter.is_open():   # a new encoder after a recovery: same muxer
+                return self.encoder.encode(frame, self.segmenter)
             with gil:
                 self.encoder.codec_parameters_into(self.segmenter)
             ret = self.segmenter.open()
@@ -190,7 +252,14 @@ cdef class Rendition:
             "framerate": enc.fps if enc is not None else 0,
             "frames_in": enc.frames_in if enc is not None else self.copied_in,
             "frames_out": enc.frames_out if enc is not None else self.copied_out,
-            "frames_dropped": enc.frames_dropped if enc is not None else self.copied_dropped,
+            # Shed under overload (the queue's time bound) + dropped by frame-rate conversion.
+            "frames_dropped": (enc.frames_dropped if enc is not None else self.copied_dropped)
+                              + self.queue.shed,
+            "frames_shed": self.queue.shed,
+            "frames_lost_recovering": self.frames_lost,
+            "recoveries": self.recoveries,
+            "recovering": bool(self.recovering),
+            "last_recovered_error": self.last_error,
             "frames_duplicated": enc.frames_duplicated if enc is not None else 0,
             "video_packets": seg.video_packets,
             "audio_packets": seg.audio_packets,

@@ -21,6 +21,10 @@ cdef class Router:
     cdef bint passthrough_audio_stale   # AAC config changed with no encoder to switch to
     cdef int fallback_encoder           # AAC encoder that stands by for passthrough routes
     cdef readonly list warnings         # refusals and losses, as logged
+    cdef bint any_passthrough               # a video passthrough rendition: cut at source keyframes
+    cdef int64_t cut_step_ms, next_cut_ms    # the segment grid the cut marks follow
+    cdef bint grid_started
+    cdef bint live                          # frames may be shed (itemqueue.pxd: overload policy)
     cdef readonly int source_width, source_height, sample_rate, channels
     cdef readonly int64_t frames_decoded, video_decode_errors, audio_decode_errors
     cdef readonly int64_t video_reopen_failures, audio_config_changes
@@ -35,4 +39,5 @@ cdef class Router:
     cdef void flush(self) noexcept nogil
     cdef void broadcast(self, int kind) noexcept nogil
     cdef int _decode_video(self) noexcept nogil
+    cdef bint _is_cut(self, int64_t t, bint key) noexcept nogil
     cdef int _decode_audio(self, int64_t fallback_ms) noexcept nogil

@@ -8,6 +8,12 @@ instead, with a warning. AAC packets go as they are to audio passthrough renditi
 decoded once and encoded once per distinct bitrate for the others (encode.AudioEncoder routes
 those packets itself). Audio that is not AAC cannot pass through: it is encoded at
 FALLBACK_AUDIO_KBPS, and so is passed-through AAC from a mid-stream config change on.
+
+Segment cuts are decided here, once for all renditions: the first frame at or after each point
+of a grid of segment_seconds (from the first frame) is marked as a cut; with a video passthrough
+rendition in the ladder, the first source keyframe there instead, since passthrough can only cut
+at the source's keyframes. Encoders make a marked frame an IDR frame and the queues never shed
+it, so every rendition, passthrough included, cuts at the same instants.
 """
 import logging
 import threading
@@ -18,11 +24,12 @@ from libc.stdlib cimport calloc, free
 from owncastd.native.bitstream cimport VIDEO_AV1, VIDEO_H264, VIDEO_HEVC, StreamConfig
 from owncastd.native.decode cimport AudioDecoder, VideoDecoder
 from owncastd.native.encode cimport AudioEncoder
-from owncastd.native.itemqueue cimport ITEM_AUDIO, ITEM_FRAME, ITEM_VIDEO, queue_put
+from owncastd.native.itemqueue cimport ITEM_AUDIO, ITEM_VIDEO, queue_put, queue_put_frame
 from owncastd.native.libavcodec cimport (AV_CODEC_ID_AV1, AV_CODEC_ID_H264, AV_CODEC_ID_HEVC,
                                          AV_PKT_FLAG_KEY, AVCodecID, AVPacket, av_packet_clone,
                                          av_packet_copy_props, av_packet_free)
-from owncastd.native.libavutil cimport AVFrame, av_frame_clone, av_frame_unref
+from owncastd.native.libavutil cimport (AV_NOPTS_VALUE, AV_PICTURE_TYPE_I, AV_PICTURE_TYPE_NONE,
+                                        AVFrame, av_frame_clone, av_frame_unref)
 from owncastd.native.rendition cimport Rendition
 
 from owncastd.media import flv
@@ -44,8 +51,10 @@ cdef AVCodecID video_codec_id(int codec) noexcept nogil:
 
 cdef class Router:
 
-    def __cinit__(self, list renditions, int decoder_threads):
+    def __cinit__(self, list renditions, int decoder_threads, int segment_seconds, bint live):
         self.renditions = renditions
+        self.live = live
+        self.cut_step_ms = <int64_t>segment_seconds * 1000
         self.nroutes = len(renditions)
         self.routes = <Route *>calloc(self.nroutes, sizeof(Route))
         if self.routes == NULL:
@@ -82,6 +91,8 @@ cdef class Router:
             self.routes[i].audio_encoder = -1
             if not r.video_passthrough:
                 any_encoded = True
+            else:
+                self.any_passthrough = True
             if has_audio and (not r.audio_passthrough or not config.has_aac):
                 kbps = r.audio_bitrate or FALLBACK_AUDIO_KBPS
                 if kbps not in bitrates:
@@ -245,8 +256,23 @@ cdef class Router:
                 log.warning("the video decoder could not be reopened for the new sequence header: "
                             "video stops until a keyframe it can decode")
 
+    cdef bint _is_cut(self, int64_t t, bint key) noexcept nogil:
+        """Whether a segment starts at this frame (time t ms); advances the grid when so."""
+        cdef int64_t tolerance = 50 if self.any_passthrough else 5
+        if not self.grid_started:
+            self.grid_started = True
+            self.next_cut_ms = t + self.cut_step_ms
+            return True
+        if t < self.next_cut_ms - tolerance or (self.any_passthrough and not key):
+            return False
+        # The next grid point after this one (a gap skips the points it spans).
+        self.next_cut_ms += ((t + tolerance - self.next_cut_ms) // self.cut_step_ms + 1) * self.cut_step_ms
+        return True
+
     cdef int _decode_video(self) noexcept nogil:
         cdef int ret, i
+        cdef int64_t t
+        cdef bint cut
         cdef AVFrame *frame
         cdef AVFrame *copy
         while True:
@@ -262,11 +288,17 @@ cdef class Router:
                 self.source_width = frame.width     # at the start, or a new size mid-stream
                 self.source_height = frame.height
             if self.decode_video:
+                t = frame.best_effort_timestamp
+                if t == AV_NOPTS_VALUE:
+                    t = frame.pts
+                cut = self._is_cut(t, frame.key_frame != 0)
+                # The encoders read the cut mark from pict_type (the decoder's is of no use).
+                frame.pict_type = AV_PICTURE_TYPE_I if cut else AV_PICTURE_TYPE_NONE
                 for i in range(self.nroutes):
                     if not self.routes[i].video_passthrough:
                         copy = av_frame_clone(frame)
                         if copy != NULL:
-                            queue_put(self.routes[i].queue, ITEM_FRAME, copy, NULL)
+                            queue_put_frame(self.routes[i].queue, copy, t, cut, self.live)
             av_frame_unref(frame)
             if not self.decode_video:
                 self.vdec.close()   # passthrough only: the size was all we needed

@@ -23,18 +23,28 @@ cdef class Segmenter:
     cdef readonly int64_t seq
     cdef int64_t seg_start, next_cut, last_end, last_vdts, last_vpts, vdur, last_adts
     cdef ItemList pending                     # audio waiting for video to reach its time
+    cdef ItemList vpending                    # video waiting for late audio (AUDIO_WAIT at most)
+    cdef int64_t audio_newest, video_newest   # newest pts taken of each track (1/90000)
+    cdef int deferred_error                   # an error while draining inside take_audio()
+    cdef int64_t audio_end                    # end of the newest audio muxed (the last segment's end)
+    cdef bint restarting                      # after interrupt(): the next video starts a segment
+    cdef bint discontinuity_next              # the next segment follows an interrupt()
 
     # stats (written by the worker thread, read under the GIL: word-sized)
     cdef readonly int64_t video_packets, audio_packets, segments, audio_dropped, mux_rejected
 
-    cdef object on_segment                    # weak method: (index, seq, duration, path, final)
+    cdef object on_segment                    # weak method: (index, seq, duration, path, final, discontinuity)
     cdef readonly object failure              # the exception on_segment raised, if any
 
     cdef bint is_open(self) noexcept nogil
+    cdef bint can_write(self) noexcept nogil
     cdef int open(self) noexcept nogil
     cdef int write_video(self, AVPacket *pkt) noexcept nogil
+    cdef int _mux_video(self, AVPacket *pkt) noexcept nogil
+    cdef int _drain_video(self, bint force) noexcept nogil
     cdef int take_audio(self, Item *it) noexcept nogil
     cdef int finish(self) noexcept nogil
+    cdef int interrupt(self) noexcept nogil
     cdef int _open_file(self) noexcept nogil
     cdef int _close_segment(self, int64_t end, bint final) noexcept nogil
     cdef int _notify(self, int64_t seq, double duration, const char *path, bint final) noexcept nogil

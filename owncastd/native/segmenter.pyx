@@ -2,9 +2,10 @@
 """One rendition's muxer and segment cutter (C, no GIL): MPEG-TS through one libavformat
 muxer, cut into numbered segment files at a grid of segment_seconds.
 
-Video cuts before a keyframe that reaches the next grid point (the encoders force IDR frames on
-that grid, so every encoded rendition cuts at the same instants); audio waits in a queue until
-video reaches its time, so segments interleave and cut cleanly. Audio-only streams cut on the
+Video cuts before a keyframe that reaches the next grid point (the router marks the same cut
+frames for every rendition); packets are muxed in timestamp order: audio waits in a queue until
+video reaches its time, and video waits for audio that arrives late (a phone app sending the
+tracks from separate threads), up to AUDIO_WAIT, so segments interleave and cut cleanly. Audio-only streams cut on the
 grid at any packet. A segment is written to a hidden temp name, renamed, then announced to
 on_segment (which updates the playlists, with the GIL).
 """
@@ -13,10 +14,13 @@ import os
 from libc.errno cimport EINVAL, ENOMEM
 from libc.stdint cimport INT64_MAX, int64_t
 from libc.stdio cimport rename, snprintf
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 
 from owncastd.native.itemqueue cimport Item, item_free, list_append, list_clear, list_pop
-from owncastd.native.libavcodec cimport (AV_PKT_FLAG_KEY, AVPacket, avcodec_parameters_copy,
-                                         avcodec_parameters_free, av_packet_rescale_ts)
+from owncastd.native.libavcodec cimport (AV_PKT_FLAG_KEY, AVPacket, av_packet_clone,
+                                         avcodec_parameters_copy, avcodec_parameters_free,
+                                         av_packet_rescale_ts)
 from owncastd.native.libavformat cimport (AVIO_FLAG_WRITE, AVStream, av_write_frame,
                                           av_write_trailer, avformat_alloc_output_context2,
                                           avformat_free_context, avformat_new_stream,
@@ -27,6 +31,7 @@ from owncastd.native.libavutil cimport (AV_NOPTS_VALUE, AVERROR, AVERROR_INVALID
 cdef AVRational TS90K = AVRational(1, 90000)
 cdef int64_t CUT_TOLERANCE = 4500   # 50 ms: a keyframe this close to the grid point cuts there
 cdef int MAX_PENDING_AUDIO = 500    # audio waiting for video to interleave with (~10 s)
+cdef int64_t AUDIO_WAIT = 3 * 90000  # how long video waits for late audio (1/90000 s)
 
 
 cdef inline int64_t grid_after(int64_t t, int64_t origin, int64_t step) noexcept nogil:
@@ -50,6 +55,8 @@ cdef class Segmenter:
         self.last_vdts = AV_NOPTS_VALUE
         self.last_vpts = AV_NOPTS_VALUE
         self.last_adts = AV_NOPTS_VALUE
+        self.audio_newest = AV_NOPTS_VALUE
+        self.video_newest = AV_NOPTS_VALUE
 
     def __init__(self, int index, str directory, int segment_seconds, int64_t first_seq, on_segment):
         self.index = index
@@ -63,6 +70,7 @@ cdef class Segmenter:
 
     def __dealloc__(self):
         list_clear(&self.pending)
+        list_clear(&self.vpending)
         if self.mux != NULL:
             if self.mux.pb != NULL:
                 avio_closep(&self.mux.pb)
@@ -72,6 +80,10 @@ cdef class Segmenter:
 
     cdef bint is_open(self) noexcept nogil:
         return self.mux != NULL
+
+    cdef bint can_write(self) noexcept nogil:
+        """Whether a segment file is open (not after a failed close or open)."""
+        return self.mux == NULL or self.mux.pb != NULL
 
     cdef int open(self) noexcept nogil:
         """Create the muxer with the streams the rendition has, and the first segment file."""
@@ -151,6 +163,8 @@ cdef class Segmenter:
         if ret < 0:
             return ret
         self.seq += 1
+        if self.restarting is False:
+            self.discontinuity_next = False
         return 0
 
     cdef int _notify(self, int64_t seq, double duration, const char *path, bint final) noexcept nogil:
@@ -160,7 +174,8 @@ cdef class Segmenter:
             try:
                 handler = self.on_segment()
                 if handler is not None:
-                    handler(self.index, seq, duration, path.decode() if path != NULL else None, final)
+                    handler(self.index, seq, duration, path.decode() if path != NULL else None, final,
+                            self.discontinuity_next and not self.restarting)
             except Exception as exc:  # a full disk must stop this rendition, not the process
                 self.failure = exc
                 return AVERROR(EINVAL)
@@ -188,8 +203,51 @@ cdef class Segmenter:
         return err
 
     cdef int write_video(self, AVPacket *pkt) noexcept nogil:
-        """Mux one video packet (timestamps in 1/90000), cutting a segment before a keyframe
-        that reaches the next grid point. Returns 1 when written, 0 when the muxer refused it."""
+        """Take one video packet (timestamps in 1/90000; the caller keeps pkt). It is muxed at
+        once, or, while the audio track is behind it, kept (a copy) until audio reaches its
+        time or AUDIO_WAIT passed. Returns 1 when taken, 0 when the muxer refused it, < 0 on
+        error."""
+        cdef Item *it
+        cdef int ret = self.deferred_error
+        if ret < 0:
+            self.deferred_error = 0
+            return ret
+        if self.video_newest == AV_NOPTS_VALUE or pkt.dts > self.video_newest:
+            self.video_newest = pkt.dts
+        if self.aindex < 0 and self.vpending.head == NULL:
+            return self._mux_video(pkt)   # no audio to wait for
+        it = <Item *>malloc(sizeof(Item))
+        if it == NULL:
+            return AVERROR(ENOMEM)
+        memset(it, 0, sizeof(Item))
+        it.pkt = av_packet_clone(pkt)
+        if it.pkt == NULL:
+            free(it)
+            return AVERROR(ENOMEM)
+        list_append(&self.vpending, it)
+        ret = self._drain_video(False)
+        return ret if ret < 0 else 1
+
+    cdef int _drain_video(self, bint force) noexcept nogil:
+        """Mux the waiting video that audio has caught up with (all of it when force)."""
+        cdef Item *it
+        cdef int ret
+        while self.vpending.head != NULL:
+            it = self.vpending.head
+            if not (force or self.aindex < 0
+                    or (self.audio_newest != AV_NOPTS_VALUE and self.audio_newest >= it.pkt.dts)
+                    or self.video_newest - it.pkt.dts >= AUDIO_WAIT):
+                return 0
+            it = list_pop(&self.vpending)
+            ret = self._mux_video(it.pkt)
+            item_free(it)
+            if ret < 0:
+                return ret
+        return 0
+
+    cdef int _mux_video(self, AVPacket *pkt) noexcept nogil:
+        """Mux one video packet, cutting a segment before a keyframe that reaches the next grid
+        point. Returns 1 when written, 0 when the muxer refused it."""
         cdef int ret
         cdef int64_t shift
         cdef bint key = (pkt.flags & AV_PKT_FLAG_KEY) != 0
@@ -202,7 +260,12 @@ cdef class Segmenter:
         if self.last_vpts != AV_NOPTS_VALUE and pkt.pts > self.last_vpts:
             self.vdur = pkt.pts - self.last_vpts if self.vdur == 0 else min(self.vdur, pkt.pts - self.last_vpts)
         if not self.segment_has_data:
-            if self.segments == 0:
+            if self.restarting:
+                # The first packet after interrupt(): a new segment starts here, on the grid.
+                self.restarting = False
+                self.seg_start = pkt.pts
+                self.next_cut = grid_after(pkt.pts, self.grid_origin, self.segment_ticks)
+            elif self.segments == 0:
                 self.grid_origin = pkt.pts
                 # Audio a few ms ahead of the first frame rides along; EXTINF counts from video.
                 self.seg_start = pkt.pts
@@ -235,13 +298,24 @@ cdef class Segmenter:
         """Take one audio item. Returns 1 when it kept the item (queued for interleaving),
         0 when the caller still owns it, < 0 on error."""
         cdef AVPacket *pkt = it.pkt
+        cdef int ret = self.deferred_error
+        if ret < 0:
+            self.deferred_error = 0
+            return ret
         if not self.has_audio or self.audio_par == NULL:
             return 0
         av_packet_rescale_ts(pkt, pkt.time_base, TS90K)
         pkt.time_base = TS90K
         if not self.has_video:
             return self._write_audio(pkt)
+        if self.audio_newest == AV_NOPTS_VALUE or pkt.pts > self.audio_newest:
+            self.audio_newest = pkt.pts
         list_append(&self.pending, it)
+        if self.vpending.head != NULL:
+            ret = self._drain_video(False)   # late audio: the video waiting for it can go
+            if ret < 0:
+                self.deferred_error = ret    # the item is ours now: report at the next call
+                return 1
         if self.pending.count > MAX_PENDING_AUDIO:
             # Video stalled or absent: let audio through rather than hold it forever.
             if self.mux != NULL:
@@ -287,6 +361,7 @@ cdef class Segmenter:
                 if ret < 0:
                     return ret
         self.last_adts = pkt.dts
+        self.audio_end = max(self.audio_end, pkt.pts + pkt.duration)
         if not self.has_video:
             self.last_end = max(self.last_end, pkt.pts + pkt.duration)
         pkt.stream_index = self.aindex
@@ -297,13 +372,44 @@ cdef class Segmenter:
         self.audio_packets += 1
         return 0
 
+    cdef int interrupt(self) noexcept nogil:
+        """The rendition had an error and restarts: close the open segment where its media ends,
+        drop the audio waiting for video, and start the next segment (after a discontinuity) at
+        the next video packet."""
+        cdef int ret
+        list_clear(&self.vpending)
+        while self.pending.head != NULL:
+            item_free(list_pop(&self.pending))
+            self.audio_dropped += 1
+        if self.mux == NULL or not self.has_video:
+            return 0
+        if self.mux.pb == NULL:
+            return AVERROR(EINVAL)   # the last segment file could not be closed or opened
+        if self.segment_has_data:
+            ret = self._close_segment(self.last_end, False)
+            if ret < 0:
+                return ret
+            ret = self._open_file()
+            if ret < 0:
+                return ret
+            av_opt_set(self.mux.priv_data, b"mpegts_flags", b"+resend_headers", 0)
+        self.restarting = True
+        self.discontinuity_next = True
+        return 0
+
     cdef int finish(self) noexcept nogil:
         """Write the audio still waiting, close the last segment and end the playlist."""
         cdef int ret
         if self.mux != NULL:
+            ret = self._drain_video(True)
+            if ret < 0:
+                return ret
             ret = self._flush_pending(INT64_MAX)
             if ret < 0:
                 return ret
         if self.mux != NULL and self.mux.pb != NULL and self.segment_has_data:
-            return self._close_segment(self.last_end, True)
+            # The stream ends with whichever track ends last (video frames shed at the very
+            # end under overload must not shorten the segment its audio fills).
+            return self._close_segment(max(self.last_end, min(self.audio_end,
+                                                               self.seg_start + self.segment_ticks)), True)
         return self._notify(-1, 0.0, NULL, True)

@@ -32,8 +32,14 @@ class Pipeline:
 
     Work runs without the GIL: push() holds it only to take the payload bytes; decoding and
     AAC encoding happen on the caller's thread, scaling/H.264 encoding/muxing on one worker
-    thread per rendition (bounded queue of ``queue_frames`` decoded frames each, so push()
-    blocks when the encoders fall behind).
+    thread per rendition, through a queue of decoded frames bounded in time (``queue_ms``).
+    With ``live=True`` (the transcoder worker) a rendition whose encoder falls behind sheds
+    video frames before encoding (never audio, never the frame a segment starts at) so that its
+    queue never holds more than ``queue_ms`` of its encoder's work; otherwise push() waits.
+    Every segment starts at the same instant in every rendition (the first frame past each
+    segment_seconds grid point, or with a passthrough rendition the first source keyframe).
+    An encoding/muxing error restarts that rendition alone at the next segment start, after an
+    EXT-X-DISCONTINUITY in its playlist (``recoveries`` in stats()).
 
     Nothing is configured until both sequence headers (AVC and AAC) arrived, or 1 s of input
     (600 tags) passed with one of them: then a stream without audio (or video) is assumed.
@@ -47,7 +53,8 @@ class Pipeline:
     def __init__(self, out_dir: str, variants: list[dict[str, Any]], *, segment_seconds: int,
                  list_size: int, codec: str = "libx264", media_sequence_start: int = 0,
                  discontinuity: bool = False, threads: int = 0, decoder_threads: int = 0,
-                 queue_frames: int = 8, keep_segments: int = 10) -> None:
+                 queue_frames: int = 60, queue_ms: int = 0, keep_segments: int = 10,
+                 live: bool = False) -> None:
         """Create ``out_dir/N`` for every variant (see :class:`Variant`).
 
         ``discontinuity=True`` continues the playlists a previous pipeline left in out_dir:
@@ -55,6 +62,8 @@ class Pipeline:
         numbering continues from ``max(media_sequence_start, next_media_sequence(out_dir))``.
         ``threads``: encoder threads per rendition (0 = auto: CPU count, between 2 and 4).
         ``decoder_threads``: H.264 decoder threads (0 = auto: 1 on up to 2 CPUs, else libav's).
+        ``queue_ms``: each rendition's queue bound in milliseconds (0 = half a segment);
+        ``queue_frames``: a backstop on frames queued (memory). ``live``: shed under overload.
         Segments older than the playlist window plus ``keep_segments`` are deleted. Raises ValueError for an empty variant list or
         segment_seconds/list_size below 1.
         """
@@ -72,6 +81,8 @@ class Pipeline:
         Raises TracksChangedError when a track's first sequence header arrives after the stream
         started without that track: finish() this pipeline and start another with the headers.
         """
+    def debug_fail_rendition(self, index: int) -> None:
+        """TEST ONLY: rendition ``index`` fails at its next video item as if its encoder had."""
     def finish(self) -> None:
         """Flush decoders and encoders, close the last segments, append EXT-X-ENDLIST to every
         media playlist and (re)write the master playlist; waits for the worker threads.
@@ -84,8 +95,10 @@ class Pipeline:
         "unexpected_stream"}, "decode_errors": {"video", "audio"}, "audio_encode_errors",
         "frames_decoded", "timestamp_jumps",
         "renditions": [{"name", "video_passthrough", "audio_passthrough", "width", "height",
-        "framerate", "frames_in", "frames_out", "frames_dropped", "frames_duplicated", "video_packets",
-        "audio_packets", "audio_dropped", "mux_rejected", "segments", "next_sequence", "error"}]}``.
+        "framerate", "frames_in", "frames_out", "frames_dropped" (frame-rate conversion + shed),
+        "frames_shed" (overload), "frames_duplicated", "video_packets", "audio_packets",
+        "audio_dropped", "mux_rejected", "segments", "next_sequence", "recoveries", "recovering",
+        "frames_lost_recovering", "last_recovered_error", "error"}]}``.
         Counters of running renditions may be a moment stale."""
 
 class FFmpegError(RuntimeError):

@@ -32,6 +32,7 @@ RECV_QUEUE = 200            # messages; with ingest's queue, the bound before fr
 IDLE_FINISH = 15.0          # seconds without media before a stream without STOP is finished
 STOP_GRACE = 2.0            # after the bus says a stream stopped, wait this long for its STOP
 DISK_FULL_RETRY = 5.0       # seconds before a stream whose output hit a full disk tries again
+SHED_LOG_INTERVAL = 10.0    # seconds between overload log lines (the shed rate of each rendition)
 
 
 def hls_dir(data_dir: str) -> str:
@@ -57,11 +58,13 @@ class StreamTranscoder:
             options["ffmpeg_path"] = settings["ffmpeg_path"]
         else:
             from ..native.transcode import Pipeline
+            options["live"] = True   # overload sheds video frames rather than falling behind
         self.stream = stream
         self.resumed = resumed
         self.waiting_for_headers = True
         self.headers: dict[int, bytes] = {}   # kind -> the sequence header the pipeline has
         self.pipeline = Pipeline(out_dir, settings["variants"], **options)
+        self.watch = RenditionWatch() if "live" in options else None
         self.last_media = time.monotonic()
         self.stop_deadline: float | None = None
 
@@ -91,6 +94,43 @@ class StreamTranscoder:
         except (RuntimeError, OSError) as exc:   # OSError: the final playlists (a full disk)
             log.error("stream %d: transcoding failed: %s", self.stream, exc)
         return self.pipeline.stats()
+
+
+class RenditionWatch:
+    """Logs, once per interval, the video frames each rendition shed under overload (as a rate)
+    and, at once, a rendition that restarted after an error (native pipeline stats)."""
+
+    CHECK = 1.0   # seconds between looks at the stats
+
+    def __init__(self, interval: float = SHED_LOG_INTERVAL):
+        self.interval = interval
+        self.since = self.checked = time.monotonic()
+        self.shed_then: list[int] = []
+        self.recoveries: list[int] = []
+
+    def observe(self, stream: int, stats_of, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if now - self.checked < self.CHECK:
+            return
+        self.checked = now
+        renditions = stats_of().get("renditions", [])
+        for i, r in enumerate(renditions):
+            done = r.get("recoveries", 0)
+            if done > (self.recoveries[i] if i < len(self.recoveries) else 0):
+                log.error("stream %d: rendition %d (%s) restarted after an error (%s); it resumes "
+                          "at the next segment", stream, i, r.get("name"), r.get("last_recovered_error"))
+        self.recoveries = [r.get("recoveries", 0) for r in renditions]
+        if now - self.since < self.interval:
+            return
+        shed = [r.get("frames_shed", 0) for r in renditions]
+        elapsed, self.since = now - self.since, now
+        if len(self.shed_then) == len(shed):
+            rates = [(i, (n - before) / elapsed) for i, (n, before) in enumerate(zip(shed, self.shed_then))]
+            busy = [f"{i} ({renditions[i].get('name')}) {rate:.1f}/s" for i, rate in rates if rate > 0]
+            if busy:
+                log.warning("stream %d: overloaded: shedding video frames before encoding to stay "
+                            "live: %s", stream, ", ".join(busy))
+        self.shed_then = shed
 
 
 class Worker:
@@ -138,6 +178,8 @@ class Worker:
             ready = dict(poller.poll(500))
             if self.current is not None:
                 self.meter.observe(self.current.stream, self.current.pipeline.stats)
+                if self.current.watch is not None:
+                    self.current.watch.observe(self.current.stream, self.current.pipeline.stats)
             if stopped.socket in ready:
                 event = stopped.recv(timeout_ms=0)
                 if event and self.current is not None and \

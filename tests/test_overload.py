@@ -1,0 +1,136 @@
+"""The overload policy (issue 13 item 3): fed at real time with more video than one rendition's
+encoder can take, that rendition sheds video frames before encoding, its lag stays bounded,
+audio is never shed, the other renditions keep every frame, and all cut at the same instants."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from owncastd.media import flv
+from owncastd.media.playlist import read_media_playlist
+from owncastd.native.transcode import Pipeline
+from owncastd.transcode import ladder
+
+from test_transcode_pipeline import probe
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not shutil.which("ffmpeg") or not shutil.which("ffprobe"),
+                       reason="needs the ffmpeg and ffprobe CLIs"),
+]
+
+SEGMENT = 2
+SECONDS = 12
+
+
+def noisy_flv(path, seconds=SECONDS, size="1280x720", rate=60):
+    """Film grain defeats x264's shortcuts: a slow preset on this cannot keep up at 60 fps."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=s={size}:r={rate}",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+                    "-vf", "noise=alls=40:allf=t+u", "-t", str(seconds),
+                    "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "4M", "-g", str(rate),
+                    "-c:a", "aac", "-ac", "2", "-f", "flv", str(path)], check=True)
+    return str(path)
+
+
+def variants():
+    slow = ladder.normalize_variant({"videoBitrate": 3000, "scaledHeight": 720, "framerate": 60,
+                                     "audioBitrate": 96}, segment_seconds=SEGMENT)
+    slow["preset"] = "slower"   # far below 60 fps at 720p on this machine
+    fast = ladder.normalize_variant({"videoBitrate": 300, "scaledHeight": 144, "framerate": 30,
+                                     "audioBitrate": 64, "cpuUsageLevel": 0}, segment_seconds=SEGMENT)
+    return [slow, fast]
+
+
+class SegmentClock(threading.Thread):
+    """Notes the wall time at which each segment of each rendition first shows in its playlist."""
+
+    def __init__(self, out_dir, count):
+        super().__init__(daemon=True)
+        self.out_dir, self.count = out_dir, count
+        self.seen = {}   # (rendition, uri) -> (wall time, media end of that segment)
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            now = time.monotonic()
+            for i in range(self.count):
+                info = read_media_playlist(str(self.out_dir / str(i) / "stream.m3u8"))
+                end = 0.0
+                for s in (info or {}).get("segments", []):
+                    end += s["duration"]
+                    self.seen.setdefault((i, s["uri"]), (now, end))
+            time.sleep(0.05)
+
+
+def push_in_real_time(p, tags):
+    start = time.monotonic()
+    first = None
+    for tag in tags:
+        kind, ts, _ = tag
+        if kind in (flv.TAG_AUDIO, flv.TAG_VIDEO):
+            first = ts if first is None else first
+            delay = start + (ts - first) / 1000 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        p.push(*tag)
+    return start
+
+
+def test_overloaded_rendition_sheds_video_and_stays_near_live(tmp_path):
+    tags = list(flv.read_tags(noisy_flv(tmp_path / "in.flv")))
+    audio_in = sum(1 for kind, _, payload in tags
+                   if kind == flv.TAG_AUDIO and not flv.is_aac_sequence_header(payload))
+    out = tmp_path / "out"
+    p = Pipeline(str(out), variants(), segment_seconds=SEGMENT, list_size=20, live=True)
+    assert p.queue_ms == SEGMENT * 500
+    clock = SegmentClock(out, 2)
+    clock.start()
+    start = push_in_real_time(p, tags)
+    p.finish()
+    clock.stop.set()
+    clock.join()
+    st = p.stats()["renditions"]
+    slow, fast = st
+    # The slow rendition shed frames before encoding; the fast one kept (nearly) all of them.
+    # (how many depends on the machine's load: "slower" x264 at 720p60 is far from real time here)
+    assert slow["frames_shed"] > 0, slow
+    assert slow["frames_in"] + slow["frames_shed"] == p.stats()["frames_decoded"]
+    assert slow["frames_dropped"] >= slow["frames_shed"]
+    assert fast["frames_shed"] <= 0.05 * SECONDS * 60, fast
+    # Shed slots stay empty: no repeated frames stand in for them.
+    assert slow["frames_duplicated"] <= 5
+    # Audio is never shed: every rendition muxed all of it.
+    for r in st:
+        assert r["audio_dropped"] == 0 and r["audio_packets"] >= audio_in - 2, r
+    # Lag: each segment showed up within two segment lengths of the moment its media had
+    # been pushed (plus a margin for the shared machine).
+    lags = [wall - start - end for (i, _), (wall, end) in clock.seen.items()]
+    assert lags and max(lags) <= 2 * SEGMENT + 1.0, sorted(lags)[-5:]
+    # Both renditions cut at the same instants with the same numbers.
+    lists = [read_media_playlist(str(out / str(i) / "stream.m3u8")) for i in range(2)]
+    assert [s["uri"] for s in lists[0]["segments"]] == [s["uri"] for s in lists[1]["segments"]]
+    for a, b in zip(lists[0]["segments"], lists[1]["segments"]):
+        assert a["duration"] == pytest.approx(b["duration"], abs=0.05), lists
+    assert lists[0]["target_duration"] == lists[1]["target_duration"] == SEGMENT
+    # Audio continuity in the overloaded rendition's output: no gap over 100 ms.
+    pts = [float(pk["pts_time"]) for pk in probe(
+        out / "0" / "stream.m3u8", "-select_streams", "a", "-show_entries", "packet=pts_time")["packets"]]
+    gaps = [b - a for a, b in zip(pts, pts[1:])]
+    assert pts and max(gaps) < 0.1, max(gaps)
+
+
+def test_a_pipeline_that_is_not_live_never_sheds(tmp_path):
+    """Fed from a file (live=False, the default) the pipeline waits for its encoders instead."""
+    tags = list(flv.read_tags(noisy_flv(tmp_path / "in.flv", seconds=4, size="640x360", rate=30)))
+    v = variants()
+    p = Pipeline(str(tmp_path / "out"), v, segment_seconds=SEGMENT, list_size=20)
+    for tag in tags:
+        p.push(*tag)
+    p.finish()
+    for r in p.stats()["renditions"]:
+        assert r["frames_shed"] == 0, r

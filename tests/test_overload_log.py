@@ -1,0 +1,41 @@
+"""The transcoder worker's overload and recovery log lines (transcode/worker.py RenditionWatch)."""
+from __future__ import annotations
+
+import logging
+
+from owncastd.transcode.worker import RenditionWatch
+
+
+def stats(*renditions):
+    return lambda: {"renditions": [dict(name=f"r{i}", **r) for i, r in enumerate(renditions)]}
+
+
+def test_shed_rate_is_logged_once_per_interval(caplog):
+    caplog.set_level(logging.WARNING, logger="owncastd.transcoder")
+    w = RenditionWatch(interval=10)
+    t0 = w.since
+    w.observe(7, stats({"frames_shed": 0}, {"frames_shed": 0}), now=t0 + 10)
+    assert not caplog.records   # the first look only sets the baseline
+    for k in range(1, 10):      # looks within the interval say nothing
+        w.observe(7, stats({"frames_shed": 30 * k}, {"frames_shed": 0}), now=t0 + 10 + k)
+    assert not caplog.records
+    w.observe(7, stats({"frames_shed": 300}, {"frames_shed": 0}), now=t0 + 20)
+    [rec] = caplog.records
+    assert "stream 7: overloaded" in rec.message and "0 (r0) 30.0/s" in rec.message
+    assert "1 (r1)" not in rec.message
+    caplog.clear()
+    w.observe(7, stats({"frames_shed": 300}, {"frames_shed": 0}), now=t0 + 30)
+    assert not caplog.records   # nothing shed in that interval: quiet
+
+
+def test_a_rendition_restart_is_logged_at_once(caplog):
+    caplog.set_level(logging.ERROR, logger="owncastd.transcoder")
+    w = RenditionWatch(interval=10)
+    t0 = w.since
+    w.observe(3, stats({"recoveries": 0}, {"recoveries": 0}), now=t0 + 1)
+    w.observe(3, stats({"recoveries": 0}, {"recoveries": 1, "last_recovered_error": "encoding: boom"}),
+              now=t0 + 2)
+    [rec] = caplog.records
+    assert "rendition 1 (r1) restarted" in rec.message and "encoding: boom" in rec.message
+    w.observe(3, stats({"recoveries": 0}, {"recoveries": 1}), now=t0 + 3)
+    assert len(caplog.records) == 1
