@@ -105,11 +105,12 @@ def test_change_applies_on_every_worker_and_through_owncastctl():
     with temporary_daemon() as d:
         r = d.post("/api/admin/config/adminpass", auth=d.auth, json={"value": NEW_PASSWORD})
         assert r.status_code == 200, r.text
-        for _ in range(16):   # no session: a new connection each, so both workers answer
+        for i in range(16):   # no session: a new connection each, so both workers answer
             assert requests.get(d.url + "/api/admin/status", auth=("admin", NEW_PASSWORD),
                                 timeout=5).status_code == 200
-            assert requests.get(d.url + "/api/admin/status", auth=("admin", d.key),
-                                timeout=5).status_code == 401
+            if i % 4 == 0:    # a few wrong ones: more would use up the login failure budget
+                assert requests.get(d.url + "/api/admin/status", auth=("admin", d.key),
+                                    timeout=5).status_code == 401
         ctl = subprocess.run(
             [OWNCASTCTL, "--server", d.url, "--password", NEW_PASSWORD, "config", "set",
              "adminpass", "-"], input="third-password-42\n", capture_output=True, text=True,
