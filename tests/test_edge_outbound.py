@@ -118,7 +118,7 @@ def _title_hook(d, url):
 
 def _logs(d) -> str:
     return "\n".join(e["message"] for e in
-                     d.get("/api/admin/logs", auth=d.auth).json()) + d.output()
+                     d.get("/api/admin/logs", auth=d.auth).json()) + "\n" + d.output()
 
 
 def test_webhook_to_a_private_address_is_not_sent_when_denied():
