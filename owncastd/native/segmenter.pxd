@@ -38,6 +38,7 @@ cdef class Segmenter:
 
     cdef bint is_open(self) noexcept nogil
     cdef bint can_write(self) noexcept nogil
+    cdef int _add_stream(self, AVCodecParameters *par) noexcept nogil
     cdef int open(self) noexcept nogil
     cdef int write_video(self, AVPacket *pkt) noexcept nogil
     cdef int _mux_video(self, AVPacket *pkt) noexcept nogil

@@ -85,31 +85,33 @@ cdef class Segmenter:
         """Whether a segment file is open (not after a failed close or open)."""
         return self.mux == NULL or self.mux.pb != NULL
 
+    cdef int _add_stream(self, AVCodecParameters *par) noexcept nogil:
+        """A muxer stream with these parameters on the 90 kHz clock: its index, or an AVERROR."""
+        cdef AVStream *st = avformat_new_stream(self.mux, NULL)
+        if st == NULL:
+            return AVERROR(ENOMEM)
+        cdef int ret = avcodec_parameters_copy(st.codecpar, par)
+        if ret < 0:
+            return ret
+        st.time_base = TS90K
+        return st.index
+
     cdef int open(self) noexcept nogil:
         """Create the muxer with the streams the rendition has, and the first segment file."""
         cdef int ret
-        cdef AVStream *st
         ret = avformat_alloc_output_context2(&self.mux, NULL, b"mpegts", NULL)
         if ret < 0:
             return ret
         if self.has_video:
-            st = avformat_new_stream(self.mux, NULL)
-            if st == NULL:
-                return AVERROR(ENOMEM)
-            ret = avcodec_parameters_copy(st.codecpar, self.video_par)
+            ret = self._add_stream(self.video_par)
             if ret < 0:
                 return ret
-            st.time_base = TS90K
-            self.vindex = st.index
+            self.vindex = ret
         if self.has_audio and self.audio_par != NULL:
-            st = avformat_new_stream(self.mux, NULL)
-            if st == NULL:
-                return AVERROR(ENOMEM)
-            ret = avcodec_parameters_copy(st.codecpar, self.audio_par)
+            ret = self._add_stream(self.audio_par)
             if ret < 0:
                 return ret
-            st.time_base = TS90K
-            self.aindex = st.index
+            self.aindex = ret
         ret = self._open_file()
         if ret < 0:
             return ret
