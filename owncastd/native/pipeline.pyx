@@ -368,6 +368,11 @@ cdef class Pipeline:
         muxer) had returned an error, to exercise per-rendition recovery."""
         (<Rendition>self.renditions[index]).inject_error = True
 
+    def debug_slow_rendition(self, int index, int frame_cost_us):
+        """TEST ONLY: make every video frame rendition `index` encodes cost `frame_cost_us` more,
+        so an overload can be made on any machine, however fast."""
+        (<Rendition>self.renditions[index]).debug_frame_cost_us = frame_cost_us
+
     def _master_variants(self):
         entries = []
         for r, pl in zip(self.renditions, self.hls.media):

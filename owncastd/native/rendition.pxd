@@ -29,6 +29,7 @@ cdef class Rendition:
     cdef bint recovering                      # after an error: waiting for the next cut/keyframe
     cdef bint output_since_recovery           # a recovery that never produced output gives up
     cdef public bint inject_error             # TEST ONLY (Pipeline.debug_fail_rendition)
+    cdef public int debug_frame_cost_us       # TEST ONLY (Pipeline.debug_slow_rendition)
     cdef readonly int64_t recoveries, frames_lost
     cdef readonly object last_error           # the error the last recovery was for
 

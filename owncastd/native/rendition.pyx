@@ -11,6 +11,7 @@ output since the last restart (an encoder that cannot open).
 """
 from libc.errno cimport EIO, ENOSPC
 from libc.stdint cimport int64_t
+from posix.unistd cimport usleep
 
 from owncastd.native.bitstream cimport StreamConfig, dup_padded
 from owncastd.native.encode cimport AudioEncoder, VideoEncoder
@@ -140,6 +141,8 @@ cdef class Rendition:
                 if it.flags & ITEM_AFTER_SHED:
                     self.encoder.after_shed = True
                 started = queue_now_us()
+                if self.debug_frame_cost_us > 0:
+                    usleep(self.debug_frame_cost_us)   # the test hook's stand-in for a slow CPU
                 ret = self._encode_frame(it.frame)
                 queue_note_cost(&self.queue, queue_now_us() - started)
             elif kind == ITEM_VIDEO:

@@ -83,6 +83,8 @@ class Pipeline:
         """
     def debug_fail_rendition(self, index: int) -> None:
         """TEST ONLY: rendition ``index`` fails at its next video item as if its encoder had."""
+    def debug_slow_rendition(self, index: int, frame_cost_us: int) -> None:
+        """TEST ONLY: every video frame rendition ``index`` encodes costs ``frame_cost_us`` more."""
     def finish(self) -> None:
         """Flush decoders and encoders, close the last segments, append EXT-X-ENDLIST to every
         media playlist and (re)write the master playlist; waits for the worker threads.
