@@ -30,7 +30,7 @@ import os
 import threading
 import time
 
-from . import playlist
+from . import bmff, playlist
 from .playlist import Part, RenditionReport, Segment
 
 log = logging.getLogger("owncastd.llhls")
@@ -73,8 +73,15 @@ class RenditionSink:
 
     # -- input ------------------------------------------------------------------------------
 
-    def init(self, data: bytes, codecs: str = "", size: tuple[int, int] | None = None) -> None:
-        """The init segment; `codecs` (RFC 6381) and the video `size` go into the master."""
+    def init(self, data: bytes, codecs: str | None = None,
+             size: tuple[int, int] | None = None) -> None:
+        """The init segment; `codecs` (RFC 6381) and the video `size` go into the master
+        (read from the init's boxes when not given)."""
+        if codecs is None:
+            tracks = bmff.parse_init(data).values()
+            video = [t for t in tracks if t.handler == b"vide"]
+            codecs = ",".join(t.codec for t in tracks if t.codec)
+            size = (video[0].width, video[0].height) if video else None
         os.makedirs(self.dir, exist_ok=True)
         write_atomic(os.path.join(self.dir, self.init_uri), data)
         self.codecs = codecs
@@ -82,11 +89,16 @@ class RenditionSink:
         self.packager._rendition_ready()
 
     def fragment(self, data: bytes, start: float | None, duration: float,
-                 independent: bool) -> None:
+                 independent: bool, *, segment_start: bool | None = None,
+                 part_complete: bool = False) -> None:
+        """`segment_start`: the producer says whether a segment starts here (None: a segment
+        starts at the first independent fragment on the grid); `part_complete`: this fragment
+        ends its part, which is published at once (not when the next fragment arrives)."""
         with self.packager.lock:
-            self._fragment(data, start, duration, independent)
+            self._fragment(data, start, duration, independent, segment_start, part_complete)
 
-    def _fragment(self, data, start, duration, independent) -> None:
+    def _fragment(self, data, start, duration, independent, segment_start=None,
+                  part_complete=False) -> None:
         seg_seconds = self.packager.segment_seconds
         if not self.segments:
             if start is None or not independent:
@@ -95,7 +107,9 @@ class RenditionSink:
             self._next_boundary = start + seg_seconds
             self._open_segment(start)
         elif start is not None:
-            if independent and start >= self._next_boundary - 1e-3:
+            if segment_start is None:
+                segment_start = independent and start >= self._next_boundary - 1e-3
+            if segment_start:
                 self._close_part(start)
                 self._close_segment(start)
                 while self._next_boundary <= start + 1e-3:
@@ -113,6 +127,9 @@ class RenditionSink:
         self._part_file.flush()
         self._part_bytes += len(data)
         self._segment_bytes += data
+        if part_complete:
+            self._close_part(self._part_end)
+            return
         self.packager.notify("hls.chunk", {"rendition": self.index, "token": self.token,
                                            "part": self._part_number, "size": self._part_bytes})
 

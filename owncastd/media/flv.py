@@ -181,6 +181,86 @@ def parse_avc_config(record: bytes) -> AVCConfig:
     return AVCConfig(record[1], record[2], record[3], nal_length_size, sps, pps)
 
 
+class _Bits:
+    """Big-endian bit reader with Exp-Golomb codes (H.264 7.2), over an RBSP."""
+
+    def __init__(self, data: bytes):
+        self.value = int.from_bytes(data, "big")
+        self.left = len(data) * 8
+
+    def u(self, n: int) -> int:
+        if n > self.left:
+            raise ValueError("SPS is truncated")
+        self.left -= n
+        return (self.value >> self.left) & ((1 << n) - 1)
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("SPS has a malformed Exp-Golomb code")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+def h264_sps_size(sps: bytes) -> tuple[int, int]:
+    """(width, height) of the pictures an H.264 SPS NAL unit (with its header byte) describes,
+    cropping applied (H.264 7.3.2.1.1). Raises ValueError for a malformed SPS."""
+    rbsp = bytes(sps[1:]).replace(b"\x00\x00\x03", b"\x00\x00")
+    b = _Bits(rbsp)
+    profile = b.u(8)
+    b.u(16)            # constraint flags, level
+    b.ue()             # seq_parameter_set_id
+    chroma, frame_mbs_only = 1, 1
+    if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
+        chroma = b.ue()
+        if chroma == 3:
+            b.u(1)     # separate_colour_plane_flag
+        b.ue()
+        b.ue()         # bit depths
+        b.u(1)         # qpprime_y_zero_transform_bypass_flag
+        if b.u(1):     # seq_scaling_matrix_present_flag
+            for i in range(8 if chroma != 3 else 12):
+                if b.u(1):
+                    last = nxt = 8
+                    for _ in range(16 if i < 6 else 64):
+                        if nxt:
+                            nxt = (last + b.se() + 256) % 256
+                        last = nxt or last
+    b.ue()             # log2_max_frame_num_minus4
+    poc_type = b.ue()
+    if poc_type == 0:
+        b.ue()
+    elif poc_type == 1:
+        b.u(1)
+        b.se()
+        b.se()
+        for _ in range(b.ue()):
+            b.se()
+    b.ue()             # max_num_ref_frames
+    b.u(1)             # gaps_in_frame_num_value_allowed_flag
+    width_mbs = b.ue() + 1
+    height_units = b.ue() + 1
+    frame_mbs_only = b.u(1)
+    if not frame_mbs_only:
+        b.u(1)         # mb_adaptive_frame_field_flag
+    b.u(1)             # direct_8x8_inference_flag
+    width, height = width_mbs * 16, (2 - frame_mbs_only) * height_units * 16
+    if b.u(1):         # frame_cropping_flag
+        left, right, top, bottom = b.ue(), b.ue(), b.ue(), b.ue()
+        unit_x = 2 if chroma in (1, 2) else 1
+        unit_y = (2 if chroma == 1 else 1) * (2 - frame_mbs_only)
+        width -= unit_x * (left + right)
+        height -= unit_y * (top + bottom)
+    if width <= 0 or height <= 0:
+        raise ValueError("SPS crops the picture away")
+    return width, height
+
+
 def h264_codecs_from_annexb(data: bytes) -> str | None:
     """``avc1.PPCCLL`` from the first SPS in an Annex B H.264 access unit, or None."""
     i = data.find(b"\x00\x00\x01")

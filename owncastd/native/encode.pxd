@@ -24,6 +24,7 @@ cdef class VideoEncoder:
     cdef int64_t last_slot, next_idr_slot, first_slot
     cdef bint after_shed                      # set by the rendition: frames before this one were shed
     cdef bint cut_pending                     # a cut frame lost its slot: the next frame is the IDR
+    cdef public bint global_header            # SPS/PPS in extradata only (fMP4 output)
     cdef readonly int64_t frames_in, frames_out, frames_dropped, frames_duplicated
     cdef readonly int64_t frames_letterboxed  # source size changed: fitted with black bars
     cdef readonly object video_codecs         # RFC 6381 string, from the first keyframe's SPS

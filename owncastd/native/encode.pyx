@@ -16,7 +16,8 @@ from libc.string cimport memset
 
 from owncastd.native.error cimport make_error
 from owncastd.native.itemqueue cimport ITEM_AUDIO, Route, queue_put
-from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_PKT_FLAG_KEY, AVCodec,
+from owncastd.native.libavcodec cimport (AV_CODEC_FLAG_GLOBAL_HEADER, AV_CODEC_ID_AAC,
+                                         AV_PKT_FLAG_KEY, AVCodec,
                                          AVCodecContext, AVPacket, av_packet_alloc,
                                          av_packet_clone, av_packet_free, av_packet_rescale_ts,
                                          av_packet_unref, avcodec_alloc_context3,
@@ -130,6 +131,8 @@ cdef class VideoEncoder:
         self.enc.rc_buffer_size = <int>self.bufsize
         self.enc.gop_size = self.gop * 2   # a backstop: IDRs come where the router marks cuts
         self.enc.thread_count = self.threads
+        if self.global_header:
+            self.enc.flags |= AV_CODEC_FLAG_GLOBAL_HEADER   # the mp4 muxer's avcC needs them
         ret = avcodec_open2(self.enc, codec, &opts)
         av_dict_free(&opts)   # options the encoder does not know are left over: ignored
         if ret < 0:

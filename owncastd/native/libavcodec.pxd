@@ -59,6 +59,7 @@ cdef extern from "libavcodec/avcodec.h" nogil:
         int width
         int height
         int sample_rate
+        int frame_size
         int64_t bit_rate
         AVChannelLayout ch_layout
 

@@ -1,17 +1,26 @@
 # libavformat (FFmpeg 5.1): output muxing and avio.
+from libc.stdint cimport int64_t
+
 from owncastd.native.libavcodec cimport AVCodecParameters, AVPacket
 from owncastd.native.libavutil cimport AVDictionary, AVRational
 
 cdef extern from "libavformat/avio.h" nogil:
     int AVIO_FLAG_WRITE
     ctypedef struct AVIOContext:
-        pass
+        unsigned char *buffer
     int avio_open(AVIOContext **s, const char *url, int flags)
+    AVIOContext *avio_alloc_context(unsigned char *buffer, int buffer_size, int write_flag,
+                                    void *opaque,
+                                    int (*read_packet)(void *opaque, unsigned char *buf, int buf_size),
+                                    int (*write_packet)(void *opaque, unsigned char *buf, int buf_size),
+                                    int64_t (*seek)(void *opaque, int64_t offset, int whence))
+    void avio_context_free(AVIOContext **s)
     int avio_closep(AVIOContext **s)
     void avio_flush(AVIOContext *s)
 
 cdef extern from "libavformat/avformat.h" nogil:
     unsigned avformat_version()
+    int AVFMT_FLAG_CUSTOM_IO
 
     ctypedef struct AVOutputFormat:
         const char *name

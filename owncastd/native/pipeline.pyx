@@ -41,6 +41,7 @@ cdef class Pipeline:
     """Transcode one stream's FLV tags into HLS under out_dir. See transcode.pyi."""
 
     cdef object renditions, probe, hls
+    cdef object packager                # LL-HLS output (owncastd.llhls.packager.Packager) or None
     cdef object __weakref__
     cdef readonly int segment_seconds, list_size, queue_ms
     cdef readonly int64_t media_sequence_start
@@ -55,7 +56,7 @@ cdef class Pipeline:
     def __init__(self, str out_dir, list variants, *, int segment_seconds, int list_size,
                  str codec="libx264", int64_t media_sequence_start=0, bint discontinuity=False,
                  int threads=0, int decoder_threads=0, int queue_frames=60, int queue_ms=0,
-                 int keep_segments=10, bint live=False):
+                 int keep_segments=10, bint live=False, packager=None):
         if not variants:
             raise ValueError("variants: at least one is needed")
         if segment_seconds < 1:
@@ -78,8 +79,16 @@ cdef class Pipeline:
         self.probe = []
         self.timeline = Timeline()
         self.config = StreamConfig()
-        self.hls = StreamPlaylists(out_dir, len(variants), segment_seconds, list_size,
-                                   keep_segments, media_sequence_start if discontinuity else None)
+        self.packager = packager
+        if packager is None:
+            self.hls = StreamPlaylists(out_dir, len(variants), segment_seconds, list_size,
+                                       keep_segments, media_sequence_start if discontinuity else None)
+            directories = [self.hls.directory(i) for i in range(len(variants))]
+            sinks = [None] * len(variants)
+        else:
+            # LL-HLS: each rendition's fMP4 fragments go to its sink, which writes the files
+            directories = [os.path.join(out_dir, str(i)) for i in range(len(variants))]
+            sinks = [packager.rendition(i) for i in range(len(variants))]
         # The renditions hold this pipeline weakly: one dropped without finish() is freed at
         # once, and its __dealloc__ stops their threads.
         on_segment = weakref.WeakMethod(self._on_segment)
@@ -88,9 +97,10 @@ cdef class Pipeline:
             # output stays within about two segment lengths of live (docs/ARCHITECTURE.md).
             queue_ms = segment_seconds * 500
         self.queue_ms = queue_ms
-        self.renditions = [Rendition(i, v, self.hls.directory(i), segment_seconds,
+        self.renditions = [Rendition(i, v, directories[i], segment_seconds,
                                      media_sequence_start, threads, queue_frames, queue_ms, codec,
-                                     on_segment)
+                                     on_segment, sinks[i],
+                                     packager.part_target if packager is not None else 0.0)
                            for i, v in enumerate(variants)]
         self.router = Router(self.renditions, decoder_threads, segment_seconds, live)
 
@@ -147,7 +157,10 @@ cdef class Pipeline:
         for r in self.renditions:
             (<Rendition>r).thread.join()
         self.finished = True
-        self.hls.write_master(self._master_variants())
+        if self.packager is not None:
+            self.packager.finish()   # the last parts and segments, EXT-X-ENDLIST
+        else:
+            self.hls.write_master(self._master_variants())
         failed = [r for r in self.renditions if (<Rendition>r).exception is not None]
         if len(failed) == 1:
             raise (<Rendition>failed[0]).exception

@@ -39,7 +39,8 @@ cdef const char *ENCODING = b"encoding"
 cdef class Rendition:
 
     def __init__(self, int index, dict v, str directory, int segment_seconds, int64_t first_seq,
-                 int threads, int queue_frames, int64_t queue_ms, str default_codec, on_segment):
+                 int threads, int queue_frames, int64_t queue_ms, str default_codec, on_segment,
+                 sink=None, double part_target=0.0):
         self.index = index
         self.variant, self.threads, self.codec = v, threads, default_codec
         self.name = v.get("name") or f"variant {index}"
@@ -49,9 +50,10 @@ cdef class Rendition:
         if self.audio_passthrough:
             self.audio_bitrate = 0
         self.encoder_args = (v, segment_seconds, threads, default_codec)
+        self.segmenter = Segmenter(index, directory, segment_seconds, first_seq, on_segment,
+                                   sink, part_target)
         if not self.video_passthrough:
-            self.encoder = VideoEncoder(*self.encoder_args)
-        self.segmenter = Segmenter(index, directory, segment_seconds, first_seq, on_segment)
+            self.encoder = self._new_encoder(v)
         queue_init(&self.queue, queue_frames, queue_ms)
 
     def __dealloc__(self):
@@ -60,10 +62,15 @@ cdef class Rendition:
     def encode_video_instead(self):
         """Encode this passthrough rendition's video at the source size (before start: the
         source codec cannot be passed through)."""
-        v, segment_seconds, threads, codec = self.encoder_args
-        self.encoder = VideoEncoder(dict(v, framerate=v.get("framerate") or 30), segment_seconds,
-                                    threads, codec)
+        v = self.encoder_args[0]
+        self.encoder = self._new_encoder(dict(v, framerate=v.get("framerate") or 30))
         self.video_passthrough = False
+
+    def _new_encoder(self, dict v):
+        _, segment_seconds, threads, codec = self.encoder_args
+        encoder = VideoEncoder(v, segment_seconds, threads, codec)
+        encoder.global_header = self.segmenter.fmp4
+        return encoder
 
     def configure(self, StreamConfig config, bint has_video, bint has_audio, AudioEncoder aenc,
                   int audio_encoder, int sample_rate, int channels):
@@ -84,7 +91,14 @@ cdef class Rendition:
             if seg.video_par.extradata == NULL:
                 raise MemoryError()
             seg.video_par.extradata_size = config.param_sets_size
-            self.video_codecs = flv.parse_avc_config(config.avc_config).codecs
+            avc = flv.parse_avc_config(config.avc_config)
+            self.video_codecs = avc.codecs
+            if seg.fmp4:
+                # the mp4 muxer states the size in its header, before any frame is decoded
+                try:
+                    seg.video_par.width, seg.video_par.height = flv.h264_sps_size(avc.sps[0])
+                except ValueError:
+                    pass   # the muxer refuses it: this rendition fails with that error
         if not has_audio:
             return
         seg.audio_par = avcodec_parameters_alloc()
@@ -178,8 +192,7 @@ cdef class Rendition:
         with gil:
             try:
                 if self.encoder is not None:
-                    self.encoder = VideoEncoder(self.variant, self.segmenter.segment_ticks // 90000,
-                                                self.threads, self.codec)
+                    self.encoder = self._new_encoder(self.variant)
             except Exception:
                 return False
             self.last_error = f"{what.decode()}: {av_error_string(err)}"
@@ -270,6 +283,7 @@ cdef class Rendition:
             "mux_rejected": seg.mux_rejected,
             "audio_disabled": bool(seg.audio_disabled),
             "segments": seg.segments,
+            "parts": seg.fragments,   # LL-HLS (fMP4): one fragment per part
             "next_sequence": seg.seq,
             "error": self.error,
         }

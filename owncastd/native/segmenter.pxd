@@ -1,9 +1,16 @@
-# One rendition's MPEG-TS muxer and segment cutter (C, no GIL): see segmenter.pyx.
-from libc.stdint cimport int64_t
+# One rendition's muxer and segment cutter (C, no GIL): MPEG-TS files, or CMAF fMP4 fragments
+# for LL-HLS. See segmenter.pyx.
+from libc.stdint cimport int64_t, uint8_t
 
 from owncastd.native.itemqueue cimport Item, ItemList
 from owncastd.native.libavcodec cimport AVCodecParameters, AVPacket
 from owncastd.native.libavformat cimport AVFormatContext
+
+
+cdef struct OutBuffer:                        # what the fMP4 muxer wrote since the last delivery
+    uint8_t *data
+    size_t size, cap
+    bint failed                               # out of memory: the delivery reports it
 
 
 cdef class Segmenter:
@@ -34,7 +41,16 @@ cdef class Segmenter:
     cdef readonly int64_t video_packets, audio_packets, segments, audio_dropped, mux_rejected
 
     cdef object on_segment                    # weak method: (index, seq, duration, path, final, discontinuity)
-    cdef readonly object failure              # the exception on_segment raised, if any
+    cdef readonly object failure              # the exception on_segment (or the sink) raised
+
+    # fMP4 (LL-HLS): the muxer writes into `out`; each fragment (a part) goes to `sink`
+    cdef readonly bint fmp4
+    cdef object sink                          # owncastd.llhls.packager.RenditionSink
+    cdef OutBuffer out
+    cdef int64_t part_ticks                   # PART-TARGET in 1/90000 s
+    cdef int64_t frag_start, frag_end         # the timing track's span in the open fragment (dts)
+    cdef bint frag_has_data, frag_independent, frag_new_segment
+    cdef readonly int64_t fragments
 
     cdef bint is_open(self) noexcept nogil
     cdef bint can_write(self) noexcept nogil
@@ -53,3 +69,9 @@ cdef class Segmenter:
     cdef int _rejected(self, int err) noexcept nogil
     cdef int _flush_pending(self, int64_t limit) noexcept nogil
     cdef int _write_audio(self, AVPacket *pkt) noexcept nogil
+    cdef int _open_fmp4(self) noexcept nogil
+    cdef void _free_mux(self) noexcept nogil
+    cdef int _write_fmp4(self, AVPacket *pkt, int64_t dts, int64_t duration, bint timing,
+                         bint key) noexcept nogil
+    cdef int _flush_fragment(self) noexcept nogil
+    cdef int _deliver(self, bint init) noexcept nogil

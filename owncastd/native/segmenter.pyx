@@ -1,6 +1,8 @@
 # cython: language_level=3
 """One rendition's muxer and segment cutter (C, no GIL): MPEG-TS through one libavformat
-muxer, cut into numbered segment files at a grid of segment_seconds.
+muxer, cut into numbered segment files at a grid of segment_seconds; or, for LL-HLS (a `sink`
+given), CMAF fragmented MP4 through the mp4 muxer into memory (`frag_custom`: a fragment is
+flushed where this code says), each fragment one part handed to the sink.
 
 Video cuts before a keyframe that reaches the next grid point (the router marks the same cut
 frames for every rendition); packets are muxed in timestamp order: audio waits in a queue until
@@ -8,30 +10,62 @@ video reaches its time, and video waits for audio that arrives late (a phone app
 tracks from separate threads), up to AUDIO_WAIT, so segments interleave and cut cleanly. Audio-only streams cut on the
 grid at any packet. A segment is written to a hidden temp name, renamed, then announced to
 on_segment (which updates the playlists, with the GIL).
+
+fMP4: the header (ftyp + moov) goes to `sink.init(bytes)`; a fragment (moof + mdat) ends after
+the last video frame that keeps it within the part target, and at every segment cut (before
+the cut frame, an IDR frame), and goes to `sink.fragment(bytes, start, duration, independent,
+segment_start=, part_complete=True)`, so a part is published as soon as its last frame is
+muxed. Timing is the video track's decode time (the audio's in a stream without video).
+Only that call takes the GIL.
 """
 import os
 
 from libc.errno cimport EINVAL, ENOMEM
-from libc.stdint cimport INT64_MAX, int64_t
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport INT64_MAX, int64_t, uint8_t
 from libc.stdio cimport rename, snprintf
-from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memset
 
 from owncastd.native.itemqueue cimport Item, item_free, list_append, list_clear, list_pop
-from owncastd.native.libavcodec cimport (AV_PKT_FLAG_KEY, AVPacket, av_packet_clone,
+from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_PKT_FLAG_KEY, AVPacket, av_packet_clone,
                                          avcodec_parameters_copy, avcodec_parameters_free,
                                          av_packet_rescale_ts)
-from owncastd.native.libavformat cimport (AVIO_FLAG_WRITE, AVStream, av_write_frame,
-                                          av_write_trailer, avformat_alloc_output_context2,
-                                          avformat_free_context, avformat_new_stream,
-                                          avformat_write_header, avio_closep, avio_flush, avio_open)
+from owncastd.native.libavformat cimport (AVFMT_FLAG_CUSTOM_IO, AVIO_FLAG_WRITE, AVIOContext,
+                                          AVStream, av_write_frame, av_write_trailer,
+                                          avformat_alloc_output_context2, avformat_free_context,
+                                          avformat_new_stream, avformat_write_header,
+                                          avio_alloc_context, avio_closep, avio_context_free,
+                                          avio_flush, avio_open)
 from owncastd.native.libavutil cimport (AV_NOPTS_VALUE, AVERROR, AVERROR_INVALIDDATA, AVRational,
-                                        av_opt_set)
+                                        av_free, av_freep, av_malloc, av_opt_set)
 
 cdef AVRational TS90K = AVRational(1, 90000)
 cdef int64_t CUT_TOLERANCE = 4500   # 50 ms: a keyframe this close to the grid point cuts there
 cdef int MAX_PENDING_AUDIO = 500    # audio waiting for video to interleave with (~10 s)
 cdef int64_t AUDIO_WAIT = 3 * 90000  # how long video waits for late audio (1/90000 s)
+cdef int IO_BUFFER = 65536           # the fMP4 muxer's write buffer (flushed at each fragment)
+# CMAF: an init segment, then a fragment whenever flushed (av_write_frame(ctx, NULL)).
+cdef const char *FMP4_FLAGS = b"+frag_custom+empty_moov+default_base_moof+cmaf+skip_trailer"
+cdef int64_t DEFAULT_FRAME = 3000    # a video frame's duration when nothing says (30 fps)
+
+
+cdef int collect_output(void *opaque, uint8_t *buf, int size) noexcept nogil:
+    """The fMP4 muxer's write callback: append to the segmenter's OutBuffer."""
+    cdef OutBuffer *out = <OutBuffer *>opaque
+    cdef size_t cap
+    cdef uint8_t *grown
+    if out.size + size > out.cap:
+        cap = out.cap * 2 if out.cap * 2 > out.size + size else out.size + size + IO_BUFFER
+        grown = <uint8_t *>realloc(out.data, cap)
+        if grown == NULL:
+            out.failed = True
+            return AVERROR(ENOMEM)
+        out.data = grown
+        out.cap = cap
+    memcpy(out.data + out.size, buf, size)
+    out.size += size
+    return size
 
 
 cdef inline int64_t grid_after(int64_t t, int64_t origin, int64_t step) noexcept nogil:
@@ -57,9 +91,16 @@ cdef class Segmenter:
         self.last_adts = AV_NOPTS_VALUE
         self.audio_newest = AV_NOPTS_VALUE
         self.video_newest = AV_NOPTS_VALUE
+        self.frag_start = AV_NOPTS_VALUE
 
-    def __init__(self, int index, str directory, int segment_seconds, int64_t first_seq, on_segment):
+    def __init__(self, int index, str directory, int segment_seconds, int64_t first_seq, on_segment,
+                 sink=None, double part_target=0.0):
+        """`sink` (an LL-HLS RenditionSink) makes this an fMP4 segmenter with parts of at most
+        `part_target` seconds; otherwise MPEG-TS files in `directory`."""
         self.index = index
+        self.fmp4 = sink is not None
+        self.sink = sink
+        self.part_ticks = <int64_t>(part_target * 90000)
         self.segment_ticks = <int64_t>segment_seconds * 90000
         self.seq = first_seq
         self.tmp_pattern = _printf_pattern(directory, ".stream-%lld.ts.tmp")
@@ -71,15 +112,27 @@ cdef class Segmenter:
     def __dealloc__(self):
         list_clear(&self.pending)
         list_clear(&self.vpending)
-        if self.mux != NULL:
-            if self.mux.pb != NULL:
-                avio_closep(&self.mux.pb)
-            avformat_free_context(self.mux)
+        self._free_mux()
+        free(self.out.data)
         avcodec_parameters_free(&self.video_par)
         avcodec_parameters_free(&self.audio_par)
 
     cdef bint is_open(self) noexcept nogil:
         return self.mux != NULL
+
+    cdef void _free_mux(self) noexcept nogil:
+        cdef AVIOContext *pb
+        if self.mux == NULL:
+            return
+        pb = self.mux.pb
+        self.mux.pb = NULL
+        avformat_free_context(self.mux)
+        self.mux = NULL
+        if pb != NULL and self.fmp4:
+            av_freep(&pb.buffer)
+            avio_context_free(&pb)
+        elif pb != NULL:
+            avio_closep(&pb)
 
     cdef bint can_write(self) noexcept nogil:
         """Whether a segment file is open (not after a failed close or open)."""
@@ -99,7 +152,10 @@ cdef class Segmenter:
     cdef int open(self) noexcept nogil:
         """Create the muxer with the streams the rendition has, and the first segment file."""
         cdef int ret
-        ret = avformat_alloc_output_context2(&self.mux, NULL, b"mpegts", NULL)
+        cdef const char *format_name = b"mpegts"
+        if self.fmp4:
+            format_name = b"mp4"
+        ret = avformat_alloc_output_context2(&self.mux, NULL, format_name, NULL)
         if ret < 0:
             return ret
         if self.has_video:
@@ -112,22 +168,103 @@ cdef class Segmenter:
             if ret < 0:
                 return ret
             self.aindex = ret
-        ret = self._open_file()
+        ret = self._open_fmp4() if self.fmp4 else self._open_file()
         if ret < 0:
             return ret
         ret = avformat_write_header(self.mux, NULL)
         if ret < 0 and self.aindex >= 0 and self.has_video:
             # The muxer refused the audio config (a corrupt AAC sequence header can pass for a
             # valid one): carry on with video alone rather than lose the rendition.
-            avio_closep(&self.mux.pb)
-            avformat_free_context(self.mux)
-            self.mux = NULL
+            self._free_mux()
+            self.out.size = 0
             self.vindex = self.aindex = -1
             self.has_audio = False
             self.audio_disabled = True
             return self.open()
+        if ret < 0:
+            return ret
+        if self.fmp4:
+            return self._deliver(True)   # the init segment
         # mpegts keeps 1/90000, which every packet here is already in.
-        return ret if ret < 0 else 0
+        return 0
+
+    cdef int _open_fmp4(self) noexcept nogil:
+        """The mp4 muxer writes into self.out (memory), fragments when told."""
+        cdef uint8_t *buf = <uint8_t *>av_malloc(IO_BUFFER)
+        if buf == NULL:
+            return AVERROR(ENOMEM)
+        self.mux.pb = avio_alloc_context(buf, IO_BUFFER, 1, &self.out, NULL, collect_output, NULL)
+        if self.mux.pb == NULL:
+            av_free(buf)
+            return AVERROR(ENOMEM)
+        self.mux.flags |= AVFMT_FLAG_CUSTOM_IO
+        self.segment_has_data = False
+        self.segment_has_video = False
+        return av_opt_set(self.mux.priv_data, b"movflags", FMP4_FLAGS, 0)
+
+    cdef int _write_fmp4(self, AVPacket *pkt, int64_t dts, int64_t duration, bint timing,
+                         bint key) noexcept nogil:
+        """Mux one packet (1/90000) into the open fragment; `timing`: its track times parts."""
+        cdef AVStream *st = self.mux.streams[pkt.stream_index]
+        cdef int ret
+        av_packet_rescale_ts(pkt, TS90K, st.time_base)
+        if pkt.stream_index == self.aindex and self.audio_par.codec_id == AV_CODEC_ID_AAC and \
+                st.time_base.num == 1 and st.time_base.den == self.audio_par.sample_rate:
+            # The exact frame length: the muxer takes a fragment's last sample duration from
+            # the packet, and a millisecond-rounded one would leave a gap at every fragment.
+            pkt.duration = self.audio_par.frame_size if self.audio_par.frame_size > 0 else 1024
+        pkt.time_base = st.time_base
+        ret = av_write_frame(self.mux, pkt)
+        if ret < 0:
+            return ret
+        self.frag_has_data = True
+        if timing:
+            if self.frag_start == AV_NOPTS_VALUE:
+                self.frag_start = dts
+                self.frag_end = dts
+                self.frag_independent = key
+            if dts + duration > self.frag_end:
+                self.frag_end = dts + duration
+        return 0
+
+    cdef int _flush_fragment(self) noexcept nogil:
+        """End the open fragment (one part) and hand it to the sink."""
+        cdef int ret
+        if not self.frag_has_data:
+            return 0
+        ret = av_write_frame(self.mux, NULL)
+        if ret < 0:
+            return ret
+        ret = self._deliver(False)
+        self.fragments += 1
+        self.frag_has_data = False
+        self.frag_start = AV_NOPTS_VALUE
+        self.frag_independent = False
+        self.frag_new_segment = False
+        return ret
+
+    cdef int _deliver(self, bint init) noexcept nogil:
+        """Give what the muxer wrote to the sink: the init segment, or the fragment just flushed."""
+        avio_flush(self.mux.pb)
+        if self.out.failed:
+            return AVERROR(ENOMEM)
+        with gil:
+            try:
+                data = PyBytes_FromStringAndSize(<char *>self.out.data, self.out.size)
+                self.out.size = 0
+                if init:
+                    self.sink.init(data)
+                elif self.frag_start == AV_NOPTS_VALUE:
+                    self.sink.fragment(data, None, 0.0, False)   # audio only: joins the part
+                else:
+                    self.sink.fragment(data, self.frag_start / 90000.0,
+                                       (self.frag_end - self.frag_start) / 90000.0,
+                                       self.frag_independent, segment_start=self.frag_new_segment,
+                                       part_complete=True)
+            except Exception as exc:  # a full disk must stop this rendition, not the process
+                self.failure = exc
+                return AVERROR(EINVAL)
+        return 0
 
     cdef int _open_file(self) noexcept nogil:
         cdef char path[4096]
@@ -184,7 +321,19 @@ cdef class Segmenter:
         return 0
 
     cdef int _cut(self, int64_t at) noexcept nogil:
-        cdef int ret = self._close_segment(at, False)
+        cdef int ret
+        if self.fmp4:
+            # The open fragment ends here (audio alone in it rides on with the cut frame); the
+            # next one starts a segment.
+            ret = self._flush_fragment() if self.frag_start != AV_NOPTS_VALUE else 0
+            self.frag_new_segment = True
+            self.segments += 1
+            self.segment_has_data = False
+            self.segment_has_video = False
+            self.seg_start = at
+            self.next_cut = grid_after(at, self.grid_origin, self.segment_ticks)
+            return ret
+        ret = self._close_segment(at, False)
         if ret < 0:
             return ret
         ret = self._open_file()
@@ -279,6 +428,18 @@ cdef class Segmenter:
             ret = self._cut(pkt.pts)
             if ret < 0:
                 return ret
+        if self.fmp4:
+            if pkt.duration <= 0:
+                pkt.duration = self.vdur if self.vdur > 0 else DEFAULT_FRAME
+            if self.frag_start != AV_NOPTS_VALUE and \
+                    pkt.dts + pkt.duration - self.frag_start > self.part_ticks:
+                # This frame would make the part longer than PART-TARGET: the part ends before it.
+                ret = self._flush_pending(pkt.dts - 1)
+                if ret < 0:
+                    return ret
+                ret = self._flush_fragment()
+                if ret < 0:
+                    return ret
         ret = self._flush_pending(pkt.dts)
         if ret < 0:
             return ret
@@ -288,12 +449,22 @@ cdef class Segmenter:
         if self.last_vpts == AV_NOPTS_VALUE or pkt.pts > self.last_vpts:
             self.last_vpts = pkt.pts
         self.last_end = max(self.last_end, pkt.pts + (self.vdur if self.vdur > 0 else pkt.duration))
-        ret = av_write_frame(self.mux, pkt)
+        if self.fmp4:
+            ret = self._write_fmp4(pkt, self.last_vdts, pkt.duration, True, key)
+        else:
+            ret = av_write_frame(self.mux, pkt)
         if ret < 0:
             return self._rejected(ret)
         self.segment_has_data = True
         self.segment_has_video = True
         self.video_packets += 1
+        if self.fmp4 and self.frag_end + (self.frag_end - self.last_vdts) - self.frag_start \
+                > self.part_ticks:
+            # The next frame (as long as this one) would not fit: publish the part now rather
+            # than when that frame arrives.
+            ret = self._flush_fragment()
+            if ret < 0:
+                return ret
         return 1
 
     cdef int take_audio(self, Item *it) noexcept nogil:
@@ -362,12 +533,20 @@ cdef class Segmenter:
                 ret = self._cut(pkt.pts)
                 if ret < 0:
                     return ret
+            elif self.fmp4 and self.frag_start != AV_NOPTS_VALUE and \
+                    pkt.dts + pkt.duration - self.frag_start > self.part_ticks:
+                ret = self._flush_fragment()
+                if ret < 0:
+                    return ret
         self.last_adts = pkt.dts
         self.audio_end = max(self.audio_end, pkt.pts + pkt.duration)
         if not self.has_video:
             self.last_end = max(self.last_end, pkt.pts + pkt.duration)
         pkt.stream_index = self.aindex
-        ret = av_write_frame(self.mux, pkt)
+        if self.fmp4:
+            ret = self._write_fmp4(pkt, pkt.dts, pkt.duration, not self.has_video, True)
+        else:
+            ret = av_write_frame(self.mux, pkt)
         if ret < 0:
             return self._rejected(ret)
         self.segment_has_data = True
@@ -387,6 +566,16 @@ cdef class Segmenter:
             return 0
         if self.mux.pb == NULL:
             return AVERROR(EINVAL)   # the last segment file could not be closed or opened
+        if self.fmp4:
+            # The open part ends where the media does; the next video packet starts a segment
+            # (same timeline, so a gap rather than a discontinuity).
+            ret = self._flush_fragment() if self.frag_start != AV_NOPTS_VALUE else 0
+            if self.segment_has_data:
+                self.segments += 1
+            self.segment_has_data = False
+            self.frag_new_segment = True
+            self.restarting = True
+            return ret
         if self.segment_has_data:
             ret = self._close_segment(self.last_end, False)
             if ret < 0:
@@ -409,6 +598,15 @@ cdef class Segmenter:
             ret = self._flush_pending(INT64_MAX)
             if ret < 0:
                 return ret
+        if self.fmp4:
+            # The last part; the sink's owner ends the playlists (Packager.finish).
+            if self.mux == NULL or not self.frag_has_data:
+                return 0
+            if self.has_video and self.frag_start == AV_NOPTS_VALUE:
+                return 0   # audio past the last frame (< a frame): no part of its own
+            if self.segment_has_data:
+                self.segments += 1
+            return self._flush_fragment()
         if self.mux != NULL and self.mux.pb != NULL and self.segment_has_data:
             # The stream ends with whichever track ends last (video frames shed at the very
             # end under overload must not shorten the segment its audio fills).

@@ -47,12 +47,21 @@ class StreamTranscoder:
         options = dict(segment_seconds=settings["segment_seconds"],
                        list_size=settings["list_size"], codec=settings["variants"][0]["codec"],
                        discontinuity=seen)
-        if settings["low_latency"]:
-            # LL-HLS is produced from the ffmpeg binary for now, whichever backend is chosen
-            # (the native pipeline keeps MPEG-TS until it feeds owncastd.llhls): docs/LLHLS.md
+        if settings["low_latency"] and settings["backend"] == "ffmpeg":
+            # LL-HLS from the ffmpeg binary: fMP4 on pipes, cut by owncastd.llhls (docs/LLHLS.md)
             from ..llhls.ffmpeg_producer import FFmpegLLHLSPipeline as Pipeline
             options.update(ffmpeg_path=settings["ffmpeg_path"], notify=notify,
                            part_target=settings["part_target"])
+        elif settings["low_latency"]:
+            # LL-HLS from the native pipeline: its segmenters write CMAF fragments (one a part)
+            # into the packager, which writes parts, segments and playlists (docs/LLHLS.md)
+            from ..llhls.packager import Packager
+            from ..native.transcode import Pipeline
+            options["packager"] = Packager(out_dir, settings["variants"],
+                                           segment_seconds=settings["segment_seconds"],
+                                           list_size=settings["list_size"],
+                                           part_target=settings["part_target"], notify=notify)
+            options["live"] = True
         elif settings["backend"] == "ffmpeg":
             from .ffmpeg_backend import FFmpegPipeline as Pipeline
             options["ffmpeg_path"] = settings["ffmpeg_path"]
