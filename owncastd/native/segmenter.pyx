@@ -600,12 +600,13 @@ cdef class Segmenter:
                 return ret
         if self.fmp4:
             # The last part; the sink's owner ends the playlists (Packager.finish).
-            if self.mux == NULL or not self.frag_has_data:
+            if self.mux == NULL:
                 return 0
-            if self.has_video and self.frag_start == AV_NOPTS_VALUE:
-                return 0   # audio past the last frame (< a frame): no part of its own
             if self.segment_has_data:
                 self.segments += 1
+                self.segment_has_data = False
+            if not self.frag_has_data or (self.has_video and self.frag_start == AV_NOPTS_VALUE):
+                return 0   # flushed already, or audio past the last frame: no part of its own
             return self._flush_fragment()
         if self.mux != NULL and self.mux.pb != NULL and self.segment_has_data:
             # The stream ends with whichever track ends last (video frames shed at the very
