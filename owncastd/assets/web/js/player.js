@@ -16,6 +16,18 @@ import { h } from "./dom.js";
 const STREAM_URL = "/hls/stream.m3u8";
 const WORKER_URL = "/static/vendor/hls.js/hls.worker.js";
 const PING_INTERVAL_MS = 5000; // viewer counting (D18)
+// Keeping a low-latency stream at its target latency (PART-HOLD-BACK): hls.js speeds playback
+// up only with more than 1 s buffered, which a viewer at a 1 s target never has, so the latency
+// the start gave (loading the keyframe's parts) stayed for the session. Here: play at
+// CATCH_UP_RATE while more than CATCH_UP_FROM s behind the target and enough is buffered,
+// back to 1 within CATCH_UP_UNTIL s of it; more than JUMP_BEHIND s behind (after a long stall),
+// jump to the target position when it is buffered (measured: docs/LLHLS.md).
+const CATCH_UP_RATE = 1.1;
+const CATCH_UP_FROM = 0.12;
+const CATCH_UP_UNTIL = 0.03;
+const CATCH_UP_MIN_BUFFER = 0.5;
+const LATENCY_CHECK_MS = 250;
+const JUMP_BEHIND = 1.5;
 const DEBUG = new URLSearchParams(window.location.search).get("debug") === "1";
 
 export class Player {
@@ -25,6 +37,7 @@ export class Player {
     this.hls = null;
     this.attached = false;
     this.pingTimer = null;
+    this.latencyTimer = null;
 
     this.message = h("p", { class: "offline-message", id: "offline-message" });
     this.offline = h("div", { class: "offline", id: "offline" },
@@ -76,9 +89,11 @@ export class Player {
       // start on a keyframe, a stall), so a viewer returns to the live edge by itself;
       // liveSyncOnStallIncrease: a stall raises the target latency by 0.25 s, not hls.js's 1 s
       // (measured: one stall at start-up otherwise costs a whole second for the session).
+      // maxLiveSyncPlaybackRate 1: hls.js's own catch-up stays off (see keepLatency).
       const hls = new Hls({ workerPath: WORKER_URL, enableWorker: true, lowLatencyMode: true,
-        maxLiveSyncPlaybackRate: 1.1, liveSyncOnStallIncrease: 0.25 });
+        maxLiveSyncPlaybackRate: 1, liveSyncOnStallIncrease: 0.25 });
       this.hls = hls;
+      this.latencyTimer = setInterval(() => this.keepLatency(), LATENCY_CHECK_MS);
       hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
         this.fillQualityMenu(data.levels);
         this.play();
@@ -107,6 +122,8 @@ export class Player {
     this.attached = false;
     this.recovered = false;
     this.stopPing();
+    clearInterval(this.latencyTimer);
+    this.latencyTimer = null;
     if (this.hls) {
       this.hls.destroy();
       this.hls = null;
@@ -153,6 +170,23 @@ export class Player {
     if (!auto || !this.hls) return;
     const level = this.hls.levels[this.hls.currentLevel];
     auto.textContent = this.hls.autoLevelEnabled && level ? `Auto (${levelName(level)})` : "Auto";
+  }
+
+  /** Low latency only (playlists with parts): play a little faster while behind the target. */
+  keepLatency() {
+    const hls = this.hls;
+    const details = hls && hls.latestLevelDetails;
+    if (!details || !details.live || !details.partList || this.video.paused) return;
+    const behind = hls.latency - hls.targetLatency;
+    const ahead = bufferAhead(this.video);
+    if (behind > JUMP_BEHIND && ahead > behind + CATCH_UP_MIN_BUFFER) {
+      this.video.currentTime += behind;
+      return;
+    }
+    const fast = this.video.playbackRate > 1;
+    const want = ahead > CATCH_UP_MIN_BUFFER && behind > (fast ? CATCH_UP_UNTIL : CATCH_UP_FROM);
+    const rate = want ? CATCH_UP_RATE : 1;
+    if (this.video.playbackRate !== rate) this.video.playbackRate = rate;
   }
 
   showLatency() {
