@@ -9,7 +9,8 @@ Chromium and reports p50/p90 latency and rebuffers:
 - `nginx-rtmp`: nginx 1.22 + ngx_rtmp_module `hls on` (hls_fragment 2s, the GOP), bare hls.js
   page with hls.js's defaults, same box, same stream.
 Targets (issue 15): ll-1 p50 <= 2.0 s and p90 <= 2.5 s; ll-ladder p50 <= 3.0 s; zero rebuffers
-in ll-1. A scenario is selected with OWNCASTD_BENCH_LATENCY=ll-1,legacy (default: all);
+in both (a missed target fails the test). The load average at the end of each run is reported
+beside the numbers: the machine is shared, and a saturated one moves them by seconds. A scenario is selected with OWNCASTD_BENCH_LATENCY=ll-1,legacy (default: all);
 OWNCASTD_BENCH_PART_MS sets the LL-HLS part target (333 ms).
 """
 from __future__ import annotations
@@ -85,6 +86,7 @@ def test_owncastd_latency(name, bench_report):
 
 
 def report(bench_report, name, result):
+    result["load_average"] = round(os.getloadavg()[0], 1)
     bench_report.notes.append(f"glass-to-glass {name}: " + json.dumps(result))
     print(f"glass-to-glass {name}: {json.dumps(result)}")
     assert result["samples"] > 0, f"{name}: no frame was read back: {result}"
@@ -97,7 +99,7 @@ def report(bench_report, name, result):
     for key, limit in checks:
         ok &= bench_report.check(f"glass-to-glass {name} {key} (s)", result[key], f"<= {limit}",
                                  result[key] <= limit, f"{result['samples']} samples")
-    if name == "ll-1":
+    if name in ("ll-1", "ll-ladder"):
         ok &= bench_report.check(f"glass-to-glass {name} rebuffers", result["rebuffers"] or 0,
                                  "== 0", result["rebuffers"] == 0, f"{SECONDS:g} s")
     assert ok, f"{name}: {result}"

@@ -54,7 +54,7 @@ class Pipeline:
                  list_size: int, codec: str = "libx264", media_sequence_start: int = 0,
                  discontinuity: bool = False, threads: int = 0, decoder_threads: int = 0,
                  queue_frames: int = 60, queue_ms: int = 0, keep_segments: int = 10,
-                 live: bool = False) -> None:
+                 live: bool = False, packager: Any = None) -> None:
         """Create ``out_dir/N`` for every variant (see :class:`Variant`).
 
         ``discontinuity=True`` continues the playlists a previous pipeline left in out_dir:
@@ -64,7 +64,12 @@ class Pipeline:
         ``decoder_threads``: H.264 decoder threads (0 = auto: 1 on up to 2 CPUs, else libav's).
         ``queue_ms``: each rendition's queue bound in milliseconds (0 = half a segment);
         ``queue_frames``: a backstop on frames queued (memory). ``live``: shed under overload.
-        Segments older than the playlist window plus ``keep_segments`` are deleted. Raises ValueError for an empty variant list or
+        Segments older than the playlist window plus ``keep_segments`` are deleted.
+        ``packager`` (an ``owncastd.llhls.packager.Packager`` for these variants): LL-HLS
+        instead of MPEG-TS: each rendition writes CMAF fMP4 (init, then one fragment per part of
+        at most ``packager.part_target``, segments at the same cuts) into
+        ``packager.rendition(N)``, which writes the files and playlists; finish() calls
+        ``packager.finish()``. Raises ValueError for an empty variant list or
         segment_seconds/list_size below 1.
         """
     def push(self, tag_type: int, timestamp_ms: int, payload: bytes | bytearray | memoryview) -> None:
