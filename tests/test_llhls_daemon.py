@@ -117,3 +117,53 @@ def test_new_stream_resets_target_duration_of_mpegts_playlists(daemon_factory):
         assert target() == 1, d.get("/hls/0/stream.m3u8").text
     finally:
         stop_proc(pub)
+
+
+def test_killed_transcoder_continues_the_low_latency_playlists(ll_daemon):
+    """Issue 15: a transcoder worker killed mid-stream (SIGKILL: no flush) is restarted by the
+    supervisor; the new one continues each LL-HLS playlist (numbers go on, the segment it left
+    open is completed) after EXT-X-DISCONTINUITY with a new init, instead of restarting it."""
+    d = ll_daemon
+    r = d.post("/api/admin/config/video/lowlatency", json={"value": True}, auth=d.auth)
+    assert r.status_code == 200
+    pub = ffmpeg_publish(d, seconds=40, size="640x360", rate=30)
+    try:
+        def listed(n, at_least):
+            text = d.get(f"/hls/{n}/stream.m3u8").text
+            return text.count("#EXTINF") >= at_least and text
+        before = [wait_until(lambda: listed(n, 3), 30, what="three segments") for n in range(2)]
+        [worker] = d.children_named("owncastd.transcode.worker")
+        worker.kill()
+        after = [wait_until(lambda: "#EXT-X-DISCONTINUITY\n" in (listed(n, 1) or "") and
+                            listed(n, 1).split("#EXT-X-DISCONTINUITY\n", 1)[1].count("#EXTINF") >= 2
+                            and listed(n, 1), 40, what="two segments after the restart")
+                 for n in range(2)]
+        assert pub.poll() is None   # the broadcaster never noticed
+        for n in range(2):
+            old_seq = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", before[n]).group(1))
+            text = after[n]
+            target, pt, seq, segs, open_parts, hint, reports = parse(text)
+            assert seq == old_seq and target == 1 and pt == 0.333   # the same playlist, going on
+            head, tail = text.split("#EXT-X-DISCONTINUITY\n", 1)
+            old_init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', head).group(1)
+            new_init = re.match(r'#EXT-X-MAP:URI="([^"]+)"', tail).group(1)
+            assert new_init != old_init
+            # the old run's segments, then the new run's, with part numbers going up
+            uris = [uri for uri, _, _ in segs]
+            assert uris == sorted(uris, key=lambda u: int(u.rsplit("-s", 1)[1][:-4]))
+            numbers = [int(u.rsplit("-p", 1)[1][:-4]) for u in re.findall(r'-p\d+\.m4s', text)]
+            assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+            for uri, duration, parts in segs:
+                assert duration <= target + 0.05
+                assert d.get(f"/hls/{n}/{uri}").status_code == 200
+            # the new run plays: its init and first new segment are valid H.264 + AAC
+            first_new = re.search(r"#EXTINF:[\d.]+,\n(\S+)", tail).group(1)
+            path = os.path.join(d.data_dir, f"after-{n}.mp4")
+            with open(path, "wb") as f:
+                f.write(d.get(f"/hls/{n}/{new_init}").content + d.get(f"/hls/{n}/{first_new}").content)
+            probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
+                                    "-of", "csv=p=0", path], capture_output=True, text=True,
+                                   timeout=30)
+            assert probe.returncode == 0 and "h264" in probe.stdout and "aac" in probe.stdout
+    finally:
+        stop_proc(pub)

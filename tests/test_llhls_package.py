@@ -86,11 +86,12 @@ def test_reader_rejects_garbage_with_bmff_error_only(streams):
         bmff.FragmentReader().feed(b"\x00\x00\x00\x08moof\x00\x00\x00\x08mdat")   # no init
 
 
-def package(out, streams, part_target=0.333, segment_seconds=1):
+def package(out, streams, part_target=0.333, segment_seconds=1, resume=False):
     events = []
     variants = [{"video_bitrate": 1000, "audio_bitrate": 128}, {"video_bitrate": 300}]
     p = Packager(str(out), variants, segment_seconds=segment_seconds, list_size=3,
-                 part_target=part_target, notify=lambda t, x: events.append((t, x)))
+                 part_target=part_target, notify=lambda t, x: events.append((t, x)),
+                 resume=resume)
     feeders = [FMP4Feeder(p.rendition(n)) for n in range(len(streams))]
     # feed the renditions in media-time order, as a real-time producer delivers them
     timed = []
@@ -222,3 +223,49 @@ def test_delta_update_skips_old_segments(streams, tmp_path):
 def test_part_target_is_validated(tmp_path):
     with pytest.raises(ValueError):
         Packager(str(tmp_path), [{}], segment_seconds=1, part_target=2.0)
+
+
+def test_a_restarted_producer_continues_the_playlists(streams, tmp_path):
+    """A transcoder restart mid-stream: the new packager (resume=True) keeps the segments and
+    numbering, completes the open segment from its parts, and its own segments follow
+    EXT-X-DISCONTINUITY with their own init; the media times restart (a new pipeline)."""
+    p1, _ = package(tmp_path, streams)          # 4 complete segments + an open one, no finish
+    open_seg = p1.rendition(0).segments[-1]
+    assert not open_seg.complete and open_seg.parts
+    p2, events = package(tmp_path, streams, resume=True)
+    assert p2.resumed and p2.token != p1.token
+    for n in range(2):
+        d = tmp_path / str(n)
+        text = (d / "stream.m3u8").read_text()
+        target, pt, seq, segs, open_parts, hint, reports = parse(text)
+        assert target == 1 and seq == 0 and len(segs) == 9 and open_parts
+        uris = [uri for uri, _, _ in segs]
+        assert uris[:5] == [f"{p1.token}-s{m}.m4s" for m in range(5)]
+        assert uris[5:] == [f"{p2.token}-s{m}.m4s" for m in range(5, 9)]
+        # the segment the old run left open is complete: its parts' bytes, their durations
+        s4 = p2.rendition(n).segments[4]
+        assert (d / s4.uri).read_bytes() == b"".join((d / part.uri).read_bytes() for part in s4.parts)
+        assert abs(segs[4][1] - sum(part.duration for part in s4.parts)) < 1e-3
+        lines = text.splitlines()
+        cut = lines.index("#EXT-X-DISCONTINUITY")
+        assert lines.count("#EXT-X-DISCONTINUITY") == 1
+        assert lines[cut + 1] == f'#EXT-X-MAP:URI="init-{p2.token}.mp4"'
+        assert lines[cut - 1] == uris[4] and f'#EXT-X-MAP:URI="init-{p1.token}.mp4"' in lines
+        numbers = [part.number for seg in p2.rendition(n).segments for part in seg.parts]
+        assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+        new = [part.number for seg in p2.rendition(n).segments[5:] for part in seg.parts]
+        assert new[0] == p1.rendition(n).segments[-1].parts[-1].number + 1
+        assert [x["next_part"] for t, x in events if t == "hls.part" and x["rendition"] == n][0] \
+            == new[0] + 1
+        # old segments keep their program date-times; new ones follow their media times
+        segments = p2.rendition(n).segments
+        assert [round(s.pdt, 3) for s in segments[:4]] == \
+            [round(s.pdt, 3) for s in p1.rendition(n).segments[:4]]
+        assert all(abs(b.pdt - a.pdt - a.duration) < 1e-3
+                   for a, b in zip(segments[5:], segments[6:]))
+        assert playlist.parse_position(text)[:2] == p2.rendition(n).position()
+    # an ended playlist is not continued: a new stream starts from 0
+    p2.finish()
+    p3, _ = package(tmp_path, streams, resume=True)
+    assert not p3.resumed and parse((tmp_path / "0" / "stream.m3u8").read_text())[3][0][0] \
+        == f"{p3.token}-s0.m4s"

@@ -68,7 +68,8 @@ class RenditionSink:
         self._part_bytes = 0
         self._segment_bytes = bytearray()
         self._next_boundary: float | None = None
-        self._origin_wall: float | None = None
+        self._run_origin: tuple[float, float] | None = None   # (wall, media) of this run's start
+        self._offset = 0.0             # added to this run's media times (a resumed playlist's end)
         self.ended = False
 
     # -- input ------------------------------------------------------------------------------
@@ -100,13 +101,20 @@ class RenditionSink:
     def _fragment(self, data, start, duration, independent, segment_start=None,
                   part_complete=False) -> None:
         seg_seconds = self.packager.segment_seconds
-        if not self.segments:
+        if self._run_origin is None:
             if start is None or not independent:
                 return   # a stream starts at a keyframe
-            self._origin_wall = time.time()
+            # A resumed playlist continues after its last segment, on a new timeline.
+            resumed = bool(self.segments)
+            if resumed:
+                last = self.segments[-1]
+                self._offset = last.start + last.duration - start
+            self._run_origin = (time.time(), start + self._offset)
+            start += self._offset
             self._next_boundary = start + seg_seconds
-            self._open_segment(start)
+            self._open_segment(start, discontinuity=resumed)
         elif start is not None:
+            start += self._offset
             if segment_start is None:
                 segment_start = independent and start >= self._next_boundary - 1e-3
             if segment_start:
@@ -135,11 +143,14 @@ class RenditionSink:
 
     # -- cutting ----------------------------------------------------------------------------
 
-    def _open_segment(self, start: float) -> None:
-        msn = self.segments[-1].msn + 1 if self.segments else 0
-        wall = self._origin_wall + (start - self.segments[0].start if self.segments else 0.0)
+    def _open_segment(self, start: float, discontinuity: bool = False) -> None:
+        last = self.segments[-1] if self.segments else None
+        msn = last.msn + 1 if last else 0
+        wall = self._run_origin[0] + (start - self._run_origin[1])
         self.segments.append(Segment(msn=msn, start=start, pdt=wall,
-                                     uri=f"{self.token}-s{msn}.m4s"))
+                                     uri=f"{self.token}-s{msn}.m4s", init_uri=self.init_uri,
+                                     discontinuity=discontinuity,
+                                     dseq=(last.dseq if last else 0) + discontinuity))
         self._segment_bytes = bytearray()
 
     def _part_name(self, number: int) -> str:
@@ -179,6 +190,42 @@ class RenditionSink:
                         "(keyframes off the grid?)", self.index, seg.msn, seg.duration,
                         self.packager.target)
         self._trim()
+
+    def resume(self) -> tuple[int, float] | None:
+        """Continue the playlist a stopped producer left (a transcoder restart mid-stream):
+        its segments stay, an open one is completed from its parts, part and segment numbers
+        go on, and this run's first segment follows EXT-X-DISCONTINUITY with its own init.
+        Returns the old playlist's (TARGETDURATION, PART-TARGET), or None (nothing to resume)."""
+        try:
+            with open(os.path.join(self.dir, "stream.m3u8"), encoding="utf-8") as f:
+                found = playlist.read_media_playlist(f.read())
+        except (OSError, UnicodeDecodeError):
+            return None
+        if found is None:
+            return None
+        target, part_target, segments = found
+        last = segments[-1]
+        if not last.complete:
+            last.duration = sum(p.duration for p in last.parts)
+            try:
+                data = b"".join(open(os.path.join(self.dir, p.uri), "rb").read()
+                                for p in last.parts)
+                write_atomic(os.path.join(self.dir, last.uri), data)
+            except OSError:
+                pass   # a part is gone: only that segment's URL is lost
+        numbers = [p.number for s in segments for p in s.parts]
+        self._part_number = max(numbers) + 1 if numbers else 0
+        self.segments = segments
+        # what the old run left that no longer has a place: its hinted part, files not listed
+        listed = {self.init_uri} | {s.uri for s in segments} | {s.init_uri for s in segments} | \
+            {p.uri for s in segments for p in s.parts}
+        for name in os.listdir(self.dir):
+            if name.endswith((".m4s", ".mp4", ".partial", ".tmp")) and name not in listed:
+                try:
+                    os.unlink(os.path.join(self.dir, name))
+                except FileNotFoundError:
+                    pass
+        return target, part_target
 
     def _trim(self) -> None:
         window = self.packager.window
@@ -229,7 +276,7 @@ class RenditionSink:
             self.ended = True
             end = self._part_end
             self._close_part(end)
-            if self.segments[-1].parts:
+            if self.segments[-1].parts and not self.segments[-1].complete:
                 self._close_segment(end)
             self._publish(part_done=False)
 
@@ -239,7 +286,10 @@ class Packager:
 
     def __init__(self, out_dir: str, variants: list[dict], *, segment_seconds: float,
                  list_size: int = 3, part_target: float = DEFAULT_PART_TARGET,
-                 notify=None, token: str | None = None):
+                 notify=None, token: str | None = None, resume: bool = False):
+        """`resume`: continue the playlists in out_dir (a transcoder restarted mid-stream) when
+        every rendition has one with the same TARGETDURATION and PART-TARGET; otherwise, and
+        by default, start new ones."""
         if not 0.05 <= part_target <= segment_seconds:
             raise ValueError("part target must be between 0.05 s and the segment length")
         self.out_dir = out_dir
@@ -252,7 +302,20 @@ class Packager:
         self.lock = threading.RLock()
         self._notify = notify
         self.renditions = [RenditionSink(self, n) for n in range(len(variants))]
-        self._clean()
+        self.resumed = resume and self._resume()
+        if not self.resumed:
+            self._clean()
+
+    def _resume(self) -> bool:
+        if not all(os.path.isfile(os.path.join(r.dir, "stream.m3u8")) for r in self.renditions):
+            return False
+        expected = (self.target, float(playlist.part_target_text(self.part_target)))
+        found = [r.resume() for r in self.renditions]
+        if all(f == expected for f in found):
+            return True
+        for r in self.renditions:   # not all of them can go on: start afresh
+            r.segments, r._part_number = [], 0
+        return False
 
     def _clean(self) -> None:
         """A new stream starts new playlists: earlier output (either format) goes."""

@@ -33,6 +33,9 @@ class Segment:
     uri: str
     parts: list[Part] = field(default_factory=list)
     duration: float | None = None   # set once complete
+    init_uri: str = ""               # its EXT-X-MAP ("" = the playlist's)
+    discontinuity: bool = False      # follows a restart of the transcoder (new timeline, new init)
+    dseq: int = 0                    # its discontinuity sequence number
 
     @property
     def complete(self) -> bool:
@@ -84,6 +87,8 @@ def media_playlist(*, target: int, part_target: float, init_uri: str,
              server_control(target, part_target),
              f"#EXT-X-PART-INF:PART-TARGET={part_target_text(part_target)}",
              f"#EXT-X-MEDIA-SEQUENCE:{segments[0].msn}"]
+    if segments[0].dseq:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{segments[0].dseq}")
     complete = [s for s in segments if s.complete]
     edge = segments[-1].start + (segments[-1].duration or sum(p.duration
                                                               for p in segments[-1].parts))
@@ -95,9 +100,12 @@ def media_playlist(*, target: int, part_target: float, init_uri: str,
             skipped += 1
         lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
     else:
-        lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
+        lines.append(f'#EXT-X-MAP:URI="{segments[0].init_uri or init_uri}"')
     part_from = edge - PART_WINDOW_TARGETS * target
-    for seg in segments[skipped:]:
+    for n, seg in enumerate(segments[skipped:]):
+        if seg.discontinuity and (n or skipped):
+            lines.append("#EXT-X-DISCONTINUITY")
+            lines.append(f'#EXT-X-MAP:URI="{seg.init_uri or init_uri}"')
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(seg.pdt)}")
         if seg.start + (seg.duration or 0) > part_from or not seg.complete:
             for part in seg.parts:
@@ -157,6 +165,60 @@ def parse_position(text: str) -> tuple[int, int, int] | None:
     if last is None:
         return None
     return last[0], last[1], last_complete
+
+
+def read_media_playlist(text: str) -> tuple[int, float, list[Segment]] | None:
+    """(TARGETDURATION, PART-TARGET, segments) of a live media playlist `media_playlist`
+    wrote (full, not ended), to continue it after a restart; None when it cannot be continued.
+    Segment starts are relative to the first listed; a last segment without EXTINF is open."""
+    if "#EXT-X-ENDLIST" in text or "#EXT-X-SKIP" in text:
+        return None
+    target = part_target = msn = None
+    dseq, init, pdt, discontinuity, start = 0, "", 0.0, False, 0.0
+    segments: list[Segment] = []
+    parts: list[Part] = []
+    try:
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            tag, _, value = line.partition(":")
+            if tag == "#EXT-X-TARGETDURATION":
+                target = int(value)
+            elif tag == "#EXT-X-PART-INF":
+                part_target = float(value.split("=", 1)[1])
+            elif tag == "#EXT-X-MEDIA-SEQUENCE":
+                msn = int(value)
+            elif tag == "#EXT-X-DISCONTINUITY-SEQUENCE":
+                dseq = int(value)
+            elif tag == "#EXT-X-MAP":
+                init = value.split('URI="', 1)[1].split('"', 1)[0]
+            elif tag == "#EXT-X-DISCONTINUITY":
+                discontinuity = True
+                dseq += 1 if segments or parts else 0
+            elif tag == "#EXT-X-PROGRAM-DATE-TIME":
+                pdt = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            elif tag == "#EXT-X-PART":
+                attrs = dict(a.split("=", 1) for a in value.split(","))
+                uri = attrs["URI"].strip('"')
+                parts.append(Part(number=int(uri.rsplit("-p", 1)[1][:-4]), index=len(parts),
+                                  duration=float(attrs["DURATION"]),
+                                  independent=attrs.get("INDEPENDENT") == "YES", uri=uri))
+            elif tag == "#EXTINF":
+                duration = float(value.rstrip(","))
+                segments.append(Segment(msn=msn + len(segments), start=start, pdt=pdt,
+                                        uri=lines[i + 1], parts=parts, duration=duration,
+                                        init_uri=init, discontinuity=discontinuity, dseq=dseq))
+                start += duration
+                parts, discontinuity = [], False
+        if parts:
+            segments.append(Segment(msn=msn + len(segments), start=start, pdt=pdt,
+                                    uri=f"{parts[0].uri.rsplit('-p', 1)[0]}-s{msn + len(segments)}.m4s",
+                                    parts=parts, init_uri=init, discontinuity=discontinuity,
+                                    dseq=dseq))
+    except (ValueError, IndexError, KeyError, TypeError):
+        return None
+    if target is None or part_target is None or msn is None or not segments:
+        return None
+    return target, part_target, segments
 
 
 def stale_for(path: str, segment_seconds: float) -> bool:

@@ -60,7 +60,8 @@ class StreamTranscoder:
             options["packager"] = Packager(out_dir, settings["variants"],
                                            segment_seconds=settings["segment_seconds"],
                                            list_size=settings["list_size"],
-                                           part_target=settings["part_target"], notify=notify)
+                                           part_target=settings["part_target"], notify=notify,
+                                           resume=resumed)
             options["live"] = True
         elif settings["backend"] == "ffmpeg":
             from .ffmpeg_backend import FFmpegPipeline as Pipeline
