@@ -60,11 +60,12 @@ class FFmpegLLHLSPipeline(FFmpegFeed):
 
     def __init__(self, out_dir: str, variants: list[dict], *, segment_seconds: int,
                  list_size: int, ffmpeg_path: str = "", part_target: float = DEFAULT_PART_TARGET,
-                 notify=None, **_ignored):
+                 notify=None, resume: bool = False, **_ignored):
         super().__init__(variants)
         self._ffmpeg = resolve_ffmpeg(ffmpeg_path)
         self.packager = Packager(out_dir, variants, segment_seconds=segment_seconds,
-                                 list_size=list_size, part_target=part_target, notify=notify)
+                                 list_size=list_size, part_target=part_target, notify=notify,
+                                 resume=resume)
         self._segment_seconds = segment_seconds
         self._readers: list[threading.Thread] = []
 

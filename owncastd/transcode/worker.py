@@ -51,7 +51,7 @@ class StreamTranscoder:
             # LL-HLS from the ffmpeg binary: fMP4 on pipes, cut by owncastd.llhls (docs/LLHLS.md)
             from ..llhls.ffmpeg_producer import FFmpegLLHLSPipeline as Pipeline
             options.update(ffmpeg_path=settings["ffmpeg_path"], notify=notify,
-                           part_target=settings["part_target"])
+                           part_target=settings["part_target"], resume=resumed)
         elif settings["low_latency"]:
             # LL-HLS from the native pipeline: its segmenters write CMAF fragments (one a part)
             # into the packager, which writes parts, segments and playlists (docs/LLHLS.md)
