@@ -259,8 +259,8 @@ def test_a_restarted_producer_continues_the_playlists(streams, tmp_path):
             == new[0] + 1
         # old segments keep their program date-times; new ones follow their media times
         segments = p2.rendition(n).segments
-        assert [round(s.pdt, 3) for s in segments[:4]] == \
-            [round(s.pdt, 3) for s in p1.rendition(n).segments[:4]]
+        assert all(abs(a.pdt - b.pdt) < 0.002   # written with millisecond precision
+                   for a, b in zip(segments[:4], p1.rendition(n).segments[:4]))
         assert all(abs(b.pdt - a.pdt - a.duration) < 1e-3
                    for a, b in zip(segments[5:], segments[6:]))
         assert playlist.parse_position(text)[:2] == p2.rendition(n).position()
