@@ -133,3 +133,27 @@ def test_video_only_and_audio_only_sources(tmp_path):
         _, events = media_of(str(out / "0"))
         handlers = {t.handler for t in events[0][2].values()}
         assert handlers == ({b"vide"} if kind == "video" else {b"soun"})
+
+
+def test_a_rendition_restarted_after_an_error_goes_on_at_the_next_segment(source, tmp_path):
+    """Per-rendition recovery (Pipeline.debug_fail_rendition) in fMP4 mode: the rendition
+    closes its part, resumes at the next cut with a new segment; the other never waits."""
+    norm = [ladder.normalize_variant(v, segment_seconds=1) for v in LADDER[:2]]
+    packager = Packager(str(tmp_path), norm, segment_seconds=1, part_target=0.333)
+    p = Pipeline(str(tmp_path), norm, segment_seconds=1, list_size=3, packager=packager)
+    for i, tag in enumerate(flv.read_tags(source)):
+        if i == 150:
+            p.debug_fail_rendition(0)
+        p.push(*tag)
+    p.finish()
+    st = p.stats()["renditions"]
+    assert st[0]["recoveries"] == 1 and st[0]["frames_lost_recovering"] > 0
+    assert st[0]["error"] is None and st[1]["recoveries"] == 0
+    for n in range(2):
+        d = tmp_path / str(n)
+        segs = parse((d / "stream.m3u8").read_text())[3]
+        assert len(segs) == 6
+        for seg in packager.rendition(n).segments:
+            assert seg.parts and seg.parts[0].independent
+            assert (d / seg.uri).read_bytes() == b"".join((d / q.uri).read_bytes()
+                                                          for q in seg.parts)
