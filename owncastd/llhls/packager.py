@@ -109,7 +109,8 @@ class RenditionSink:
             if resumed:
                 last = self.segments[-1]
                 self._offset = last.start + last.duration - start
-            self._run_origin = (time.time(), start + self._offset)
+            # the wall clock of this first fragment's first frame: it arrives once complete
+            self._run_origin = (time.time() - duration, start + self._offset)
             start += self._offset
             self._next_boundary = start + seg_seconds
             self._open_segment(start, discontinuity=resumed)

@@ -18,16 +18,17 @@ const WORKER_URL = "/static/vendor/hls.js/hls.worker.js";
 const PING_INTERVAL_MS = 5000; // viewer counting (D18)
 // Keeping a low-latency stream at its target latency (PART-HOLD-BACK): hls.js speeds playback
 // up only with more than 1 s buffered, which a viewer at a 1 s target never has, so the latency
-// the start gave (loading the keyframe's parts) stayed for the session. Here: play at
-// CATCH_UP_RATE while more than CATCH_UP_FROM s behind the target and enough is buffered,
-// back to 1 within CATCH_UP_UNTIL s of it; more than JUMP_BEHIND s behind (after a long stall),
-// jump to the target position when it is buffered (measured: docs/LLHLS.md).
+// the start gave (loading the keyframe's parts) stayed for the session. Here the buffer decides,
+// not hls.js's latency estimate (a sawtooth of a part or more with each playlist update, so a
+// catch-up judged by it ended up to a part too close to the edge, and stalled): at the target
+// the buffer just before a part arrives is the target minus a part. While the smallest
+// buffer of the last LATENCY_WINDOW checks is CATCH_UP_FROM s above that, play at
+// CATCH_UP_RATE; back to 1 once it is within CATCH_UP_UNTIL s of it (measured: docs/LLHLS.md).
 const CATCH_UP_RATE = 1.1;
-const CATCH_UP_FROM = 0.12;
-const CATCH_UP_UNTIL = 0.03;
-const CATCH_UP_MIN_BUFFER = 0.5;
+const CATCH_UP_FROM = 0.15;
+const CATCH_UP_UNTIL = 0.02;
 const LATENCY_CHECK_MS = 250;
-const JUMP_BEHIND = 1.5;
+const LATENCY_WINDOW = 8;
 const DEBUG = new URLSearchParams(window.location.search).get("debug") === "1";
 
 export class Player {
@@ -124,6 +125,7 @@ export class Player {
     this.stopPing();
     clearInterval(this.latencyTimer);
     this.latencyTimer = null;
+    this.recentBuffer = null;
     if (this.hls) {
       this.hls.destroy();
       this.hls = null;
@@ -177,14 +179,15 @@ export class Player {
     const hls = this.hls;
     const details = hls && hls.latestLevelDetails;
     if (!details || !details.live || !details.partList || this.video.paused) return;
-    const behind = hls.latency - hls.targetLatency;
-    const ahead = bufferAhead(this.video);
-    if (behind > JUMP_BEHIND && ahead > behind + CATCH_UP_MIN_BUFFER) {
-      this.video.currentTime += behind;
-      return;
-    }
+    const recent = this.recentBuffer || (this.recentBuffer = []);
+    recent.push(bufferAhead(this.video));
+    if (recent.length > LATENCY_WINDOW) recent.shift();
+    // hls.js's target: PART-HOLD-BACK, raised a little after each stall (liveSyncOnStallIncrease),
+    // so a viewer whose parts arrive unevenly keeps more in hand.
+    const target = hls.targetLatency || details.partHoldBack || 3 * details.partTarget;
+    const spare = Math.min(...recent) - (target - details.partTarget);
     const fast = this.video.playbackRate > 1;
-    const want = ahead > CATCH_UP_MIN_BUFFER && behind > (fast ? CATCH_UP_UNTIL : CATCH_UP_FROM);
+    const want = recent.length === LATENCY_WINDOW && spare > (fast ? CATCH_UP_UNTIL : CATCH_UP_FROM);
     const rate = want ? CATCH_UP_RATE : 1;
     if (this.video.playbackRate !== rate) this.video.playbackRate = rate;
   }
