@@ -10,7 +10,8 @@ Chromium and reports p50/p90 latency and rebuffers:
   page with hls.js's defaults, same box, same stream.
 Targets (issue 15): ll-1 p50 <= 2.0 s and p90 <= 2.5 s; ll-ladder p50 <= 3.0 s; zero rebuffers
 in both (a missed target fails the test). The load average at the end of each run is reported
-beside the numbers: the machine is shared, and a saturated one moves them by seconds. A scenario is selected with OWNCASTD_BENCH_LATENCY=ll-1,legacy (default: all);
+beside the numbers: the machine is shared, and a saturated one moves them by seconds.
+A scenario is selected with OWNCASTD_BENCH_LATENCY=ll-1,legacy (default: all);
 OWNCASTD_BENCH_PART_MS sets the LL-HLS part target (333 ms).
 """
 from __future__ import annotations

@@ -210,8 +210,9 @@ def read_media_playlist(text: str) -> tuple[int, float, list[Segment]] | None:
                 start += duration
                 parts, discontinuity = [], False
         if parts:
-            segments.append(Segment(msn=msn + len(segments), start=start, pdt=pdt,
-                                    uri=f"{parts[0].uri.rsplit('-p', 1)[0]}-s{msn + len(segments)}.m4s",
+            open_msn = msn + len(segments)
+            segments.append(Segment(msn=open_msn, start=start, pdt=pdt,
+                                    uri=f"{parts[0].uri.rsplit('-p', 1)[0]}-s{open_msn}.m4s",
                                     parts=parts, init_uri=init, discontinuity=discontinuity,
                                     dseq=dseq))
     except (ValueError, IndexError, KeyError, TypeError):

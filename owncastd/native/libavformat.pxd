@@ -11,9 +11,9 @@ cdef extern from "libavformat/avio.h" nogil:
     int avio_open(AVIOContext **s, const char *url, int flags)
     AVIOContext *avio_alloc_context(unsigned char *buffer, int buffer_size, int write_flag,
                                     void *opaque,
-                                    int (*read_packet)(void *opaque, unsigned char *buf, int buf_size),
-                                    int (*write_packet)(void *opaque, unsigned char *buf, int buf_size),
-                                    int64_t (*seek)(void *opaque, int64_t offset, int whence))
+                                    int (*read_packet)(void *, unsigned char *, int),
+                                    int (*write_packet)(void *, unsigned char *, int),
+                                    int64_t (*seek)(void *, int64_t, int))
     void avio_context_free(AVIOContext **s)
     int avio_closep(AVIOContext **s)
     void avio_flush(AVIOContext *s)

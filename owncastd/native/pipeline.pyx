@@ -82,7 +82,8 @@ cdef class Pipeline:
         self.packager = packager
         if packager is None:
             self.hls = StreamPlaylists(out_dir, len(variants), segment_seconds, list_size,
-                                       keep_segments, media_sequence_start if discontinuity else None)
+                                       keep_segments,
+                                       media_sequence_start if discontinuity else None)
             directories = [self.hls.directory(i) for i in range(len(variants))]
             sinks = [None] * len(variants)
         else:

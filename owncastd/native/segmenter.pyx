@@ -28,9 +28,9 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from owncastd.native.itemqueue cimport Item, item_free, list_append, list_clear, list_pop
-from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_PKT_FLAG_KEY, AVPacket, av_packet_clone,
-                                         avcodec_parameters_copy, avcodec_parameters_free,
-                                         av_packet_rescale_ts)
+from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_PKT_FLAG_KEY, AVPacket,
+                                         av_packet_clone, av_packet_rescale_ts,
+                                         avcodec_parameters_copy, avcodec_parameters_free)
 from owncastd.native.libavformat cimport (AVFMT_FLAG_CUSTOM_IO, AVIO_FLAG_WRITE, AVIOContext,
                                           AVStream, av_write_frame, av_write_trailer,
                                           avformat_alloc_output_context2, avformat_free_context,
