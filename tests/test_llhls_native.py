@@ -157,3 +157,20 @@ def test_a_rendition_restarted_after_an_error_goes_on_at_the_next_segment(source
             assert seg.parts and seg.parts[0].independent
             assert (d / seg.uri).read_bytes() == b"".join((d / q.uri).read_bytes()
                                                           for q in seg.parts)
+
+
+@pytest.mark.parametrize("size,profile", [("1920x1080", "high"), ("640x360", "baseline"),
+                                          ("1280x720", "main"), ("426x240", "high")])
+def test_sps_size_with_cropping(tmp_path, size, profile):
+    """The size a passthrough rendition's init states comes from the SPS (frame cropping: 1080
+    and 360 are not multiples of 16)."""
+    path = tmp_path / "one.flv"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}",
+                    "-frames:v", "1", "-c:v", "libx264", "-profile:v", profile,
+                    "-pix_fmt", "yuv420p", "-f", "flv", str(path)], check=True)
+    config = next(payload for kind, _, payload in flv.read_tags(str(path))
+                  if kind == 9 and payload[1] == 0)
+    sps = flv.parse_avc_config(config[5:]).sps[0]
+    assert flv.h264_sps_size(sps) == tuple(map(int, size.split("x")))
+    with pytest.raises(ValueError):
+        flv.h264_sps_size(sps[:4])
