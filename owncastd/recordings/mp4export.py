@@ -1,0 +1,322 @@
+"""A recording (or a range of it) as one progressive MP4 (`+faststart`: the whole moov at the
+front), computed before any media is sent and then streamed; no ffmpeg, no temp file.
+
+Two passes over the MPEG-TS segments with our own demuxer (owncastd.native.tsdemux): the
+first indexes every sample (size, timestamps, keyframe) without copying media, which gives
+the moov and so the exact length of the file; the second demuxes again as the body is sent
+and emits each segment's samples: its video (AVCC) as one chunk, then its audio (raw AAC) as
+one. The same code makes both, so they agree byte for byte, and any byte range of the file
+can be made from the segments it covers (HTTP Range: a seekable download of a 3-hour file).
+
+Time: within a run of segments without a discontinuity the stream's timestamps are kept;
+each run starts at its playlist time (the sum of the EXTINFs before it), or where the run
+before it ended if that is later. A range starts at the keyframe at or before `start` (no
+re-encode: up to one GOP early) and ends at `end` (video frames decoded from `end` on and
+audio from `end` on are left out).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from array import array
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from ..native.tsdemux import DemuxError, demux_segment
+from . import library, mp4, playlist
+
+log = logging.getLogger("owncastd.recordings")
+
+CLOCK = 90000                 # MPEG-TS timestamps
+WRAP = 1 << 33
+NEW_RUN_JUMP = 10 * CLOCK     # a jump this large between segments starts a new run
+AAC_FRAME = 1024
+SAMPLE_RATES = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000,
+                11025, 8000, 7350]
+YIELD_EVERY = 32              # segments: let a gevent worker serve others while indexing
+
+
+class ExportError(ValueError):
+    """The recording cannot be exported this way (the message says why)."""
+
+
+def supported(kept: list[playlist.Kept]) -> bool:
+    """MPEG-TS segments on local disk (fMP4 ones, with an init segment, are not read here)."""
+    return bool(kept) and all(k.map_name is None and k.name.endswith(".ts") for k in kept)
+
+
+@dataclass
+class Piece:
+    """One segment's part of the mdat: video bytes [v0, v1) then audio bytes [a0, a1) of
+    the segment's demuxed payload."""
+    path: str
+    v0: int
+    v1: int
+    a0: int
+    a1: int
+    offset: int = 0           # in the file
+
+    @property
+    def size(self) -> int:
+        return self.v1 - self.v0 + self.a1 - self.a0
+
+
+class Export:
+    """The planned file: `header` (ftyp, moov, mdat header), then `pieces`; `length` bytes."""
+
+    def __init__(self, header: bytes, pieces: list[Piece], duration: float):
+        self.header, self.pieces, self.duration = header, pieces, duration
+        offset = len(header)
+        for p in pieces:
+            p.offset = offset
+            offset += p.size
+        self.length = offset
+
+    def chunks(self, first: int = 0, last: int | None = None):
+        """The bytes [first, last] (inclusive) of the file, in pieces of about a segment."""
+        last = self.length - 1 if last is None else min(last, self.length - 1)
+        if first < len(self.header):
+            yield self.header[first:last + 1]
+        for p in self.pieces:
+            if p.offset + p.size <= first:
+                continue
+            if p.offset > last:
+                break
+            data = _payload(p)
+            yield data[max(first - p.offset, 0):last + 1 - p.offset]
+
+
+def _payload(p: Piece) -> bytes:
+    try:
+        with open(p.path, "rb") as f:
+            seg = demux_segment(f.read(), True)
+    except (OSError, DemuxError) as exc:
+        raise ExportError(f"segment {os.path.basename(p.path)} changed or went away while "
+                          f"exporting: {exc}") from None
+    if len(seg.video) < p.v1 or len(seg.audio) < p.a1:
+        raise ExportError(f"segment {os.path.basename(p.path)} changed while exporting")
+    return seg.video[p.v0:p.v1] + seg.audio[p.a0:p.a1]
+
+
+def _pause() -> None:
+    time.sleep(0)             # a gevent worker (monkey-patched) serves other requests here
+
+
+class _Run:
+    """Maps one run's stream timestamps to the file's time (90 kHz)."""
+
+    def __init__(self):
+        self.offset = None
+        self.last_raw = None
+
+    def place(self, raw: int, playlist_start: int, floor: int, discontinuity: bool) -> None:
+        if self.last_raw is not None and not discontinuity:
+            if raw < self.last_raw - WRAP // 2:          # the 33-bit clock wrapped
+                self.offset += WRAP
+                self.last_raw -= WRAP
+            if abs(raw - self.last_raw) <= NEW_RUN_JUMP:
+                self.last_raw = raw
+                return
+        self.offset = max(playlist_start, floor) - raw
+        self.last_raw = raw
+
+    def out(self, values) -> array:
+        base, out, prev = self.offset, array("q"), None
+        for v in values:
+            t = v + base
+            if prev is not None and t < prev - WRAP // 2:    # wrapped inside the segment
+                base += WRAP
+                t += WRAP
+            out.append(t)
+            prev = t
+        return out
+
+
+def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | None) \
+        -> Export:
+    """Index the segments covering [start, end) seconds of rendition `rendition` and lay out
+    the MP4. `end` None: to the end of the recording."""
+    kept = library.kept_segments(data_dir, rec_id, rendition)
+    if not supported(kept):
+        raise ExportError("not a recording of MPEG-TS segments")
+    folder = os.path.dirname(library.rendition_playlist(data_dir, rec_id, rendition))
+    total = sum(k.duration for k in kept)
+    first, last, first_t = playlist.covering(kept, start, total if end is None else end)
+    if first >= last:
+        raise ExportError("no media in that range")
+    # One segment more on each side: the muxer interleaves audio a little ahead of or behind
+    # the video, so the audio of [start, end) may be in the neighbours.
+    if first > 0:
+        first -= 1
+        first_t -= kept[first].duration
+    last = min(last + 1, len(kept)) if end is not None else last
+    start90 = round(start * CLOCK)
+    end90 = None if end is None or end >= total - 0.001 else round(end * CLOCK)
+
+    # Pass 1: the index, in the file's time.
+    segs = []   # (path, sizes v, dts v, pts v, keys v, sizes a, pts a, seg)
+    run, t90, floor = _Run(), round(first_t * CLOCK), 0
+    sps = pps = aac = None
+    frame90 = 3000
+    for n, k in enumerate(kept[first:last]):
+        if n and n % YIELD_EVERY == 0:
+            _pause()
+        path = os.path.join(folder, k.name)
+        try:
+            with open(path, "rb") as f:
+                seg = demux_segment(f.read(), False)
+        except (OSError, DemuxError) as exc:
+            log.warning("export of %s: segment %s skipped: %s", rec_id, k.name, exc)
+            t90 += round(k.duration * CLOCK)
+            continue
+        if len(seg.video_pts) or len(seg.audio_pts):
+            # A segment's time in the playlist is that of its first picture shown.
+            anchor = min(seg.video_pts) if len(seg.video_pts) else seg.audio_pts[0]
+            run.place(anchor, t90, floor, k.discontinuity and n > 0)
+            vdts, vpts, apts = run.out(seg.video_dts), run.out(seg.video_pts), \
+                run.out(seg.audio_pts)
+            if len(vdts) > 1:
+                frame90 = max(1, (vdts[-1] - vdts[0]) // (len(vdts) - 1))
+            rate = SAMPLE_RATES[seg.aac[1]] if seg.aac and seg.aac[1] < 13 else 48000
+            ends = [vdts[-1] + frame90] if vdts else []
+            ends += [apts[-1] + AAC_FRAME * CLOCK // rate] if apts else []
+            floor = max(ends)
+            segs.append((path, seg, vdts, vpts, apts))
+            sps, pps = sps or seg.sps, pps or seg.pps
+            aac = aac or seg.aac
+        t90 += round(k.duration * CLOCK)
+    if not segs or sps is None or pps is None:
+        raise ExportError("no H.264 video with its parameter sets in that range")
+
+    # Where the file starts: the keyframe at or before `start` (else the first one; half a
+    # frame of slack for the playlist's rounding).
+    start_seg, start_i = None, None
+    for s_i, (_, seg, vdts, vpts, _) in enumerate(segs):
+        for i, key in enumerate(seg.video_keys):
+            if key and (vpts[i] <= start90 + frame90 // 2 or start_seg is None):
+                start_seg, start_i = s_i, i
+        if start_seg is not None and vpts and vpts[0] > start90:
+            break
+    if start_seg is None:
+        raise ExportError("no keyframe in that range")
+    t0 = segs[start_seg][3][start_i]
+    # Video ends in decode order (so what is kept decodes) when pictures reach `end`:
+    # a picture is shown `reorder` after it is decoded (B-frames).
+    reorder = t0 - segs[start_seg][2][start_i]
+
+    # The samples kept, per segment, and the tracks' tables.
+    v_dts, v_pts, v_sizes, v_keys, a_pts, a_sizes = (array("q") for _ in range(6))
+    chunks, pieces = [], []
+    for s_i, (path, seg, vdts, vpts, apts) in enumerate(segs[start_seg:], start_seg):
+        i0 = start_i if s_i == start_seg else 0
+        i1 = len(vdts)
+        if end90 is not None:
+            while i1 > i0 and vdts[i1 - 1] + reorder >= end90:
+                i1 -= 1
+        j0, j1 = 0, len(apts)
+        while j0 < j1 and apts[j0] < t0:
+            j0 += 1
+        if end90 is not None:
+            while j1 > j0 and apts[j1 - 1] >= end90:
+                j1 -= 1
+        if i1 == i0 and j1 == j0:
+            continue
+        vs, as_ = seg.video_sizes, seg.audio_sizes
+        v0 = sum(vs[:i0])
+        v1 = v0 + sum(vs[i0:i1])
+        a0 = sum(as_[:j0])
+        a1 = a0 + sum(as_[j0:j1])
+        pieces.append(Piece(path, v0, v1, a0, a1))
+        if i1 > i0:
+            chunks.append((0, v1 - v0, i1 - i0))
+            v_dts += vdts[i0:i1]
+            v_pts += vpts[i0:i1]
+            v_sizes += vs[i0:i1]
+            v_keys += seg.video_keys[i0:i1]
+        if j1 > j0:
+            chunks.append((1, a1 - a0, j1 - j0))
+            a_pts += apts[j0:j1]
+            a_sizes += as_[j0:j1]
+    if not v_dts:
+        raise ExportError("no video in that range")
+
+    tracks = [_video_track(v_dts, v_pts, v_sizes, v_keys, t0, sps, pps, frame90)]
+    if a_pts and aac is not None:
+        tracks.append(_audio_track(a_pts, a_sizes, t0, aac, v_dts[-1] - v_dts[0]))
+    else:
+        chunks = [c for c in chunks if c[0] == 0]
+        pieces = [Piece(p.path, p.v0, p.v1, 0, 0) for p in pieces if p.v1 > p.v0]
+    for index, t in enumerate(tracks):
+        t.chunk_samples = [count for track, _, count in chunks if track == index]
+    payload = sum(p.size for p in pieces)
+    header = mp4.layout(tracks, [(track, size) for track, size, _ in chunks], payload)
+    duration = max(t.duration / t.timescale + t.delay / mp4.MOVIE_TIMESCALE for t in tracks)
+    return Export(header, pieces, duration)
+
+
+def _video_track(dts, pts, sizes, keys, t0, sps, pps, frame90) -> mp4.Track:
+    durations = [max(b - a, 1) for a, b in zip(dts, dts[1:])]
+    durations.append(durations[-1] if durations else frame90)
+    decode, t = [], 0
+    for d in durations:            # the decode times as written (durations clamped above)
+        decode.append(t)
+        t += d
+    composition = [p - dts[0] - d for p, d in zip(pts, decode)]
+    try:
+        width, height = mp4.sps_size(sps)
+    except (ValueError, IndexError):
+        width = height = 0
+    return mp4.Track(
+        b"vide", CLOCK, mp4.avc1(sps, pps, width, height), durations, sizes, [], [],
+        composition=composition, sync=[i + 1 for i, k in enumerate(keys) if k],
+        width=width, height=height, media_start=t0 - dts[0], track_id=1)
+
+
+def _audio_track(pts, sizes, t0, aac, video_span) -> mp4.Track:
+    obj, rate_index, channels = aac
+    rate = SAMPLE_RATES[rate_index] if rate_index < 13 else 48000
+    durations = []
+    for a, b in zip(pts, pts[1:]):
+        d = round((b - a) * rate / CLOCK)
+        durations.append(AAC_FRAME if d <= 0 or abs(d - AAC_FRAME) <= 16 else d)
+    durations.append(AAC_FRAME)
+    seconds = len(sizes) * AAC_FRAME / rate or 1
+    bitrate = int(sum(sizes) * 8 / seconds)
+    return mp4.Track(
+        b"soun", rate, mp4.mp4a(obj, rate_index, channels, rate, bitrate), durations, sizes,
+        [], [], delay=max(0, (pts[0] - t0) * mp4.MOVIE_TIMESCALE // CLOCK), track_id=2)
+
+
+_CACHE: OrderedDict = OrderedDict()
+CACHE_SIZE = 4
+
+
+def cached_plan(data_dir: str, rec_id: str, rendition: int, start: float,
+                end: float | None) -> Export:
+    """`plan`, kept for the few last exports (a download resumed with Range asks again):
+    known by the rendition playlist's mtime and size, so a growing recording is planned
+    anew."""
+    st = os.stat(library.rendition_playlist(data_dir, rec_id, rendition))
+    key = (data_dir, rec_id, rendition, start, end, st.st_mtime_ns, st.st_size)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    made = plan(data_dir, rec_id, rendition, start, end)
+    _CACHE[key] = made
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return made
+
+
+class Body:
+    """An iterable WSGI body of bytes [first, last] of an export."""
+
+    def __init__(self, export: Export, first: int = 0, last: int | None = None):
+        self._chunks = export.chunks(first, last)
+
+    def __iter__(self):
+        return self._chunks
+
+    def close(self) -> None:
+        self._chunks.close()
