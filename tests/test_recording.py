@@ -142,18 +142,46 @@ def test_export_of_a_range_is_an_mp4_within_one_gop_with_moov_in_front(recorded)
     r = requests.get(f"{d.url}/api/replays/{rec_id}/download?start=10&end=30", auth=d.auth,
                      stream=True, timeout=60)
     assert r.status_code == 200 and r.headers["Content-Type"] == "video/mp4"
-    assert "Content-Length" not in r.headers      # streamed as ffmpeg writes it
     body = r.content
-    assert top_level_boxes(body, 2) == ["ftyp", "moov"]
+    assert int(r.headers["Content-Length"]) == len(body)   # known before any media is sent
+    assert top_level_boxes(body, 3) == ["ftyp", "moov", "mdat"]      # one moov, in front
     path = os.path.join(d.data_dir, "export.mp4")
     with open(path, "wb") as f:
         f.write(body)
     probe = ffprobe(path)
     assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
-    assert abs(float(probe["format"]["duration"]) - 20) <= SEGMENT_SECONDS, probe["format"]
-    # The whole recording too.
+    # It starts at the keyframe at or before 10 s (one GOP early at most) and ends at 30 s.
+    assert 20 - 0.1 <= float(probe["format"]["duration"]) <= 20 + SEGMENT_SECONDS + 0.1, \
+        probe["format"]
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"],
+                             capture_output=True, timeout=120)
+    assert decoded.returncode == 0 and not decoded.stderr, decoded.stderr.decode()[-500:]
+    # The whole recording too, with its duration.
     whole = d.get(f"/api/replays/{rec_id}/download", auth=d.auth)
-    assert whole.status_code == 200 and top_level_boxes(whole.content, 2) == ["ftyp", "moov"]
+    assert whole.status_code == 200 and top_level_boxes(whole.content, 3) == \
+        ["ftyp", "moov", "mdat"]
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    with open(path, "wb") as f:
+        f.write(whole.content)
+    duration = float(ffprobe(path)["format"]["duration"])
+    assert abs(duration - replays[0]["durationSeconds"]) <= 0.02 * replays[0]["durationSeconds"]
+
+
+def test_export_serves_byte_ranges_of_the_same_file(recorded):
+    d, replays, _ = recorded
+    url = f"/api/replays/{replays[0]['id']}/download?start=4&end=20"
+    whole = d.get(url, auth=d.auth).content
+    size = len(whole)
+    for spec, first, last in [(f"bytes=1000-{size // 2}", 1000, size // 2),
+                              ("bytes=-5000", size - 5000, size - 1),
+                              (f"bytes={size - 10}-", size - 10, size - 1),
+                              ("bytes=0-7", 0, 7)]:
+        r = d.get(url, auth=d.auth, headers={"Range": spec})
+        assert r.status_code == 206, (spec, r.status_code)
+        assert r.headers["Content-Range"] == f"bytes {first}-{last}/{size}", spec
+        assert r.content == whole[first:last + 1], spec
+    r = d.get(url, auth=d.auth, headers={"Range": f"bytes={size}-"})
+    assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{size}"
 
 
 @pytest.mark.parametrize("query", ["start=-1", "start=0&end=100000", "start=abc",

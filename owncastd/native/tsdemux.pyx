@@ -13,7 +13,7 @@ from array import array
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, realloc
-from libc.string cimport memcpy
+from libc.string cimport memchr, memcpy
 
 DEF TS_PACKET = 188
 DEF NO_TS = -1
@@ -75,6 +75,7 @@ cdef struct State:
     Vec v_size, v_dts, v_pts, v_key, a_size, a_pts
     Buf sps, pps
     int aac_object, aac_rate_index, aac_channels
+    int64_t last_video_dts, last_audio_pts      # unwrapped, for the next one
     int error
 
 
@@ -118,6 +119,33 @@ cdef int parse_psi(State *s, const uint8_t *p, Py_ssize_t n, bint pat) noexcept 
     return 0
 
 
+cdef int64_t HALF_WRAP = (<int64_t>1) << 32   # 33-bit timestamps: a step back this far
+cdef int64_t WRAP = (<int64_t>1) << 33        # is the clock wrapping
+
+
+cdef inline int64_t unwrap(int64_t ts, int64_t reference) noexcept nogil:
+    """`ts` made later than `reference` - 2^32 (the clock wrapped within the segment)."""
+    if reference != NO_TS:
+        while ts < reference - HALF_WRAP:
+            ts += WRAP
+    return ts
+
+
+cdef Py_ssize_t next_start_code(const uint8_t *d, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """Where the next 00 00 01 at or after `i` begins, or `n` (memchr finds the 01s)."""
+    cdef const uint8_t *p
+    cdef Py_ssize_t j = i + 2
+    while j < n:
+        p = <const uint8_t *>memchr(d + j, 1, n - j)
+        if p == NULL:
+            return n
+        j = p - d
+        if d[j - 1] == 0 and d[j - 2] == 0:
+            return j - 2
+        j += 1
+    return n
+
+
 cdef int finish_video(State *s) noexcept nogil:
     """The gathered video PES (one access unit, Annex B) as one AVCC sample."""
     cdef const uint8_t *d = s.video_pes.data
@@ -131,9 +159,8 @@ cdef int finish_video(State *s) noexcept nogil:
     # NAL units start after each 00 00 01; one ends where the next start code (with its
     # optional leading zero) begins.
     while True:
-        while i + 2 < n and not (d[i] == 0 and d[i + 1] == 0 and d[i + 2] == 1):
-            i += 1
-        if i + 2 >= n:
+        i = next_start_code(d, i, n)
+        if i >= n:
             end = n
         else:
             end = i
@@ -159,12 +186,15 @@ cdef int finish_video(State *s) noexcept nogil:
                             buf_add(&s.video_out, d + start, end - start) < 0:
                         return -1
                 size += 4 + end - start
-        if i + 2 >= n:
+        if i >= n:
             break
         i += 3
         start = i
     if size == 0:
         return 0
+    s.video_dts = unwrap(s.video_dts, s.last_video_dts)
+    s.video_pts = unwrap(s.video_pts, s.video_dts)
+    s.last_video_dts = s.video_dts
     if vec_add(&s.v_size, size) < 0 or vec_add(&s.v_pts, s.video_pts) < 0 or \
             vec_add(&s.v_dts, s.video_dts) < 0 or vec_add(&s.v_key, key) < 0:
         return -1
@@ -184,6 +214,8 @@ cdef int finish_audio(State *s) noexcept nogil:
     s.audio_open = False
     if s.audio_pts == NO_TS:
         return 0
+    s.audio_pts = unwrap(s.audio_pts, s.last_audio_pts)
+    s.last_audio_pts = s.audio_pts
     while pos + 7 <= n:
         if d[pos] != 0xFF or (d[pos + 1] & 0xF6) != 0xF0:
             s.error = 2                                    # not ADTS
@@ -299,7 +331,8 @@ cdef object int_array(Vec *v):
 
 
 class Segment:
-    """A demuxed segment. Timestamps are 90 kHz, as in the stream (33 bits, not unwrapped);
+    """A demuxed segment. Timestamps are 90 kHz, as in the stream (33 bits, unwrapped within
+    the segment, so they only grow);
     `video`/`audio` are the samples' bytes back to back (None when only indexed)."""
     __slots__ = ("video_sizes", "video_dts", "video_pts", "video_keys", "audio_sizes",
                  "audio_pts", "video", "audio", "sps", "pps", "aac")
@@ -347,4 +380,5 @@ cdef void memset_state(State *s) noexcept nogil:
         raw[i] = 0
     s.pmt_pid = s.video_pid = s.audio_pid = -1
     s.video_pts = s.video_dts = s.audio_pts = NO_TS
+    s.last_video_dts = s.last_audio_pts = NO_TS
     s.aac_object = s.aac_rate_index = s.aac_channels = -1

@@ -8,7 +8,6 @@ entries are avc1 + avcC (ISO/IEC 14496-15), AAC ones mp4a + esds (ISO/IEC 14496-
 from __future__ import annotations
 
 import struct
-from array import array
 from dataclasses import dataclass, field
 
 MOVIE_TIMESCALE = 1000
@@ -26,13 +25,27 @@ def full_box(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
     return box(kind, struct.pack(">I", (version << 24) | flags), *parts)
 
 
-def be32(values) -> bytes:
-    """Unsigned 32-bit big-endian values, fast for long tables."""
-    a = array("I", values)
-    if a.itemsize != 4:     # pragma: no cover (every Linux/CPython has a 4-byte "I")
-        return struct.pack(f">{len(a)}I", *a)
-    a.byteswap()
-    return a.tobytes()
+@dataclass
+class Track:
+    """One track's samples. Tables are (entry count, big-endian entries) as the boxes hold
+    them (owncastd.native.mp4tables makes them); times are in `timescale` units.
+    `media_start`: the media time shown at movie time 0 (the first keyframe's composition
+    offset for video); `delay`: movie-time units of nothing before the track starts."""
+    handler: bytes                      # b"vide" or b"soun"
+    timescale: int
+    sample_entry: bytes                 # the avc1 or mp4a box
+    duration: int
+    stts: tuple[int, bytes]
+    stsz: tuple[int, bytes]
+    chunk_samples: list[int] = field(default_factory=list)   # samples per chunk, file order
+    chunk_offsets: list[int] = field(default_factory=list)   # filled in by `layout`
+    ctts: tuple[int, bytes, bool] | None = None               # (n, entries, signed)
+    stss: tuple[int, bytes] | None = None
+    width: int = 0
+    height: int = 0
+    media_start: int = 0
+    delay: int = 0
+    track_id: int = 1
 
 
 def runs(values) -> list[tuple[int, int]]:
@@ -46,55 +59,27 @@ def runs(values) -> list[tuple[int, int]]:
     return [(c, v) for c, v in out]
 
 
-@dataclass
-class Track:
-    """One track's samples, in decode order. Times are in `timescale` units.
-    `media_start`: the media time shown at movie time 0 (the first sample's composition
-    offset for video); `delay`: movie-time units of nothing before the track starts."""
-    handler: bytes                      # b"vide" or b"soun"
-    timescale: int
-    sample_entry: bytes                 # the avc1 or mp4a box
-    durations: list[int]
-    sizes: array                        # bytes per sample
-    chunk_samples: list[int]            # samples per chunk, in file order
-    chunk_offsets: list[int]            # file offset of each chunk (filled in by `moov`)
-    composition: list[int] | None = None    # pts - dts per sample (video)
-    sync: list[int] | None = None           # 1-based numbers of the keyframes (video)
-    width: int = 0
-    height: int = 0
-    media_start: int = 0
-    delay: int = 0
-    track_id: int = field(default=1)
-
-    @property
-    def duration(self) -> int:
-        return sum(self.durations)
-
-
 def _stbl(t: Track, co64: bool) -> bytes:
-    stts = runs(t.durations)
     parts = [full_box(b"stsd", 0, 0, struct.pack(">I", 1), t.sample_entry),
-             full_box(b"stts", 0, 0, struct.pack(">I", len(stts)),
-                      be32(x for pair in stts for x in pair))]
-    if t.composition is not None and any(t.composition):
-        ctts = runs(t.composition)
-        negative = any(v < 0 for _, v in ctts)
-        parts.append(full_box(b"ctts", 1 if negative else 0, 0, struct.pack(">I", len(ctts)),
-                              be32(x & U32 for pair in ctts for x in pair)))
-    if t.sync is not None:
-        parts.append(full_box(b"stss", 0, 0, struct.pack(">I", len(t.sync)), be32(t.sync)))
+             full_box(b"stts", 0, 0, struct.pack(">I", t.stts[0]), t.stts[1])]
+    if t.ctts is not None:
+        count, entries, signed = t.ctts
+        parts.append(full_box(b"ctts", 1 if signed else 0, 0, struct.pack(">I", count),
+                              entries))
+    if t.stss is not None:
+        parts.append(full_box(b"stss", 0, 0, struct.pack(">I", t.stss[0]), t.stss[1]))
     stsc, chunk = [], 1
     for count, per_chunk in runs(t.chunk_samples):
         stsc += [chunk, per_chunk, 1]
         chunk += count
-    parts.append(full_box(b"stsc", 0, 0, struct.pack(">I", len(stsc) // 3), be32(stsc)))
-    parts.append(full_box(b"stsz", 0, 0, struct.pack(">II", 0, len(t.sizes)), be32(t.sizes)))
+    parts.append(full_box(b"stsc", 0, 0, struct.pack(f">{len(stsc) + 1}I", len(stsc) // 3,
+                                                     *stsc)))
+    parts.append(full_box(b"stsz", 0, 0, struct.pack(">II", 0, t.stsz[0]), t.stsz[1]))
+    n = len(t.chunk_offsets)
     if co64:
-        parts.append(full_box(b"co64", 0, 0, struct.pack(">I", len(t.chunk_offsets)),
-                              struct.pack(f">{len(t.chunk_offsets)}Q", *t.chunk_offsets)))
+        parts.append(full_box(b"co64", 0, 0, struct.pack(f">I{n}Q", n, *t.chunk_offsets)))
     else:
-        parts.append(full_box(b"stco", 0, 0, struct.pack(">I", len(t.chunk_offsets)),
-                              be32(t.chunk_offsets)))
+        parts.append(full_box(b"stco", 0, 0, struct.pack(f">I{n}I", n, *t.chunk_offsets)))
     return box(b"stbl", *parts)
 
 

@@ -23,6 +23,7 @@ from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from ..native import mp4tables
 from ..native.tsdemux import DemuxError, demux_segment
 from . import library, mp4, playlist
 
@@ -74,7 +75,7 @@ class Export:
         self.length = offset
 
     def chunks(self, first: int = 0, last: int | None = None):
-        """The bytes [first, last] (inclusive) of the file, in pieces of about a segment."""
+        """The bytes [first, last] (inclusive) of the file, a piece of a segment at a time."""
         last = self.length - 1 if last is None else min(last, self.length - 1)
         if first < len(self.header):
             yield self.header[first:last + 1]
@@ -83,11 +84,17 @@ class Export:
                 continue
             if p.offset > last:
                 break
-            data = _payload(p)
-            yield data[max(first - p.offset, 0):last + 1 - p.offset]
+            video, audio = _payload(p)
+            # bytes, not memoryviews: what a WSGI server accepts; a slice only at the ends
+            lo, hi = max(first - p.offset, 0), last + 1 - p.offset
+            for data in (video, audio):
+                if lo < len(data) and hi > 0:
+                    yield data if lo <= 0 and hi >= len(data) else data[max(lo, 0):hi]
+                lo -= len(data)
+                hi -= len(data)
 
 
-def _payload(p: Piece) -> bytes:
+def _payload(p: Piece) -> tuple[bytes, bytes]:
     try:
         with open(p.path, "rb") as f:
             seg = demux_segment(f.read(), True)
@@ -96,7 +103,9 @@ def _payload(p: Piece) -> bytes:
                           f"exporting: {exc}") from None
     if len(seg.video) < p.v1 or len(seg.audio) < p.a1:
         raise ExportError(f"segment {os.path.basename(p.path)} changed while exporting")
-    return seg.video[p.v0:p.v1] + seg.audio[p.a0:p.a1]
+    video = seg.video if p.v0 == 0 and p.v1 == len(seg.video) else seg.video[p.v0:p.v1]
+    audio = seg.audio if p.a0 == 0 and p.a1 == len(seg.audio) else seg.audio[p.a0:p.a1]
+    return video, audio
 
 
 def _pause() -> None:
@@ -104,10 +113,10 @@ def _pause() -> None:
 
 
 class _Run:
-    """Maps one run's stream timestamps to the file's time (90 kHz)."""
+    """Where one run's stream timestamps go in the file's time (90 kHz): `offset` added."""
 
     def __init__(self):
-        self.offset = None
+        self.offset = 0
         self.last_raw = None
 
     def place(self, raw: int, playlist_start: int, floor: int, discontinuity: bool) -> None:
@@ -121,16 +130,12 @@ class _Run:
         self.offset = max(playlist_start, floor) - raw
         self.last_raw = raw
 
-    def out(self, values) -> array:
-        base, out, prev = self.offset, array("q"), None
-        for v in values:
-            t = v + base
-            if prev is not None and t < prev - WRAP // 2:    # wrapped inside the segment
-                base += WRAP
-                t += WRAP
-            out.append(t)
-            prev = t
-        return out
+
+@dataclass
+class _Indexed:
+    path: str
+    seg: object               # a tsdemux.Segment without payload
+    offset: int               # stream time + offset = the file's time
 
 
 def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | None) \
@@ -154,8 +159,8 @@ def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | 
     start90 = round(start * CLOCK)
     end90 = None if end is None or end >= total - 0.001 else round(end * CLOCK)
 
-    # Pass 1: the index, in the file's time.
-    segs = []   # (path, sizes v, dts v, pts v, keys v, sizes a, pts a, seg)
+    # Pass 1: the index, and each segment's place in the file's time.
+    segs: list[_Indexed] = []
     run, t90, floor = _Run(), round(first_t * CLOCK), 0
     sps = pps = aac = None
     frame90 = 3000
@@ -170,19 +175,18 @@ def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | 
             log.warning("export of %s: segment %s skipped: %s", rec_id, k.name, exc)
             t90 += round(k.duration * CLOCK)
             continue
-        if len(seg.video_pts) or len(seg.audio_pts):
+        vdts, apts = seg.video_dts, seg.audio_pts
+        if len(vdts) or len(apts):
             # A segment's time in the playlist is that of its first picture shown.
-            anchor = min(seg.video_pts) if len(seg.video_pts) else seg.audio_pts[0]
+            anchor = min(seg.video_pts) if len(vdts) else apts[0]
             run.place(anchor, t90, floor, k.discontinuity and n > 0)
-            vdts, vpts, apts = run.out(seg.video_dts), run.out(seg.video_pts), \
-                run.out(seg.audio_pts)
             if len(vdts) > 1:
                 frame90 = max(1, (vdts[-1] - vdts[0]) // (len(vdts) - 1))
             rate = SAMPLE_RATES[seg.aac[1]] if seg.aac and seg.aac[1] < 13 else 48000
-            ends = [vdts[-1] + frame90] if vdts else []
-            ends += [apts[-1] + AAC_FRAME * CLOCK // rate] if apts else []
-            floor = max(ends)
-            segs.append((path, seg, vdts, vpts, apts))
+            floor = run.offset + max(
+                ([vdts[-1] + frame90] if len(vdts) else [])
+                + ([apts[-1] + AAC_FRAME * CLOCK // rate] if len(apts) else []))
+            segs.append(_Indexed(path, seg, run.offset))
             sps, pps = sps or seg.sps, pps or seg.pps
             aac = aac or seg.aac
         t90 += round(k.duration * CLOCK)
@@ -191,59 +195,68 @@ def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | 
 
     # Where the file starts: the keyframe at or before `start` (else the first one; half a
     # frame of slack for the playlist's rounding).
-    start_seg, start_i = None, None
-    for s_i, (_, seg, vdts, vpts, _) in enumerate(segs):
-        for i, key in enumerate(seg.video_keys):
-            if key and (vpts[i] <= start90 + frame90 // 2 or start_seg is None):
+    start_seg = start_i = None
+    for s_i, x in enumerate(segs):
+        pts = x.seg.video_pts
+        for i, key in enumerate(x.seg.video_keys):
+            if key and (pts[i] + x.offset <= start90 + frame90 // 2 or start_seg is None):
                 start_seg, start_i = s_i, i
-        if start_seg is not None and vpts and vpts[0] > start90:
+        if start_seg is not None and len(pts) and pts[0] + x.offset > start90:
             break
     if start_seg is None:
         raise ExportError("no keyframe in that range")
-    t0 = segs[start_seg][3][start_i]
-    # Video ends in decode order (so what is kept decodes) when pictures reach `end`:
-    # a picture is shown `reorder` after it is decoded (B-frames).
-    reorder = t0 - segs[start_seg][2][start_i]
+    x = segs[start_seg]
+    t0 = x.seg.video_pts[start_i] + x.offset
+    # Video ends in decode order (so what is kept decodes) when pictures reach `end`: a
+    # picture is shown `reorder` after it is decoded (B-frames).
+    reorder = t0 - (x.seg.video_dts[start_i] + x.offset)
 
-    # The samples kept, per segment, and the tracks' tables.
+    # The samples kept, per segment: their numbers, and the mdat's pieces and chunks.
     v_dts, v_pts, v_sizes, v_keys, a_pts, a_sizes = (array("q") for _ in range(6))
     chunks, pieces = [], []
-    for s_i, (path, seg, vdts, vpts, apts) in enumerate(segs[start_seg:], start_seg):
-        i0 = start_i if s_i == start_seg else 0
-        i1 = len(vdts)
-        if end90 is not None:
-            while i1 > i0 and vdts[i1 - 1] + reorder >= end90:
-                i1 -= 1
+    for s_i in range(start_seg, len(segs)):
+        x = segs[s_i]
+        seg, off = x.seg, x.offset
+        vdts, apts = seg.video_dts, seg.audio_pts
+        i0, i1 = (start_i if s_i == start_seg else 0), len(vdts)
         j0, j1 = 0, len(apts)
-        while j0 < j1 and apts[j0] < t0:
+        while j0 < j1 and apts[j0] + off < t0:
             j0 += 1
         if end90 is not None:
-            while j1 > j0 and apts[j1 - 1] >= end90:
+            while i1 > i0 and vdts[i1 - 1] + off + reorder >= end90:
+                i1 -= 1
+            while j1 > j0 and apts[j1 - 1] + off >= end90:
                 j1 -= 1
         if i1 == i0 and j1 == j0:
             continue
         vs, as_ = seg.video_sizes, seg.audio_sizes
-        v0 = sum(vs[:i0])
+        v0 = sum(vs[:i0]) if i0 else 0
         v1 = v0 + sum(vs[i0:i1])
-        a0 = sum(as_[:j0])
+        a0 = sum(as_[:j0]) if j0 else 0
         a1 = a0 + sum(as_[j0:j1])
-        pieces.append(Piece(path, v0, v1, a0, a1))
         if i1 > i0:
             chunks.append((0, v1 - v0, i1 - i0))
+            at = len(v_dts)
             v_dts += vdts[i0:i1]
-            v_pts += vpts[i0:i1]
+            v_pts += seg.video_pts[i0:i1]
+            mp4tables.shift(v_dts, at, off)
+            mp4tables.shift(v_pts, at, off)
             v_sizes += vs[i0:i1]
             v_keys += seg.video_keys[i0:i1]
         if j1 > j0:
             chunks.append((1, a1 - a0, j1 - j0))
+            at = len(a_pts)
             a_pts += apts[j0:j1]
+            mp4tables.shift(a_pts, at, off)
             a_sizes += as_[j0:j1]
+        pieces.append(Piece(x.path, v0, v1, a0, a1))
     if not v_dts:
         raise ExportError("no video in that range")
+    del segs
 
     tracks = [_video_track(v_dts, v_pts, v_sizes, v_keys, t0, sps, pps, frame90)]
     if a_pts and aac is not None:
-        tracks.append(_audio_track(a_pts, a_sizes, t0, aac, v_dts[-1] - v_dts[0]))
+        tracks.append(_audio_track(a_pts, a_sizes, t0, aac))
     else:
         chunks = [c for c in chunks if c[0] == 0]
         pieces = [Piece(p.path, p.v0, p.v1, 0, 0) for p in pieces if p.v1 > p.v0]
@@ -256,36 +269,25 @@ def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | 
 
 
 def _video_track(dts, pts, sizes, keys, t0, sps, pps, frame90) -> mp4.Track:
-    durations = [max(b - a, 1) for a, b in zip(dts, dts[1:])]
-    durations.append(durations[-1] if durations else frame90)
-    decode, t = [], 0
-    for d in durations:            # the decode times as written (durations clamped above)
-        decode.append(t)
-        t += d
-    composition = [p - dts[0] - d for p, d in zip(pts, decode)]
+    duration, stts, ctts, stss = mp4tables.video_tables(dts, pts, keys, frame90)
     try:
         width, height = mp4.sps_size(sps)
     except (ValueError, IndexError):
         width = height = 0
-    return mp4.Track(
-        b"vide", CLOCK, mp4.avc1(sps, pps, width, height), durations, sizes, [], [],
-        composition=composition, sync=[i + 1 for i, k in enumerate(keys) if k],
-        width=width, height=height, media_start=t0 - dts[0], track_id=1)
+    return mp4.Track(b"vide", CLOCK, mp4.avc1(sps, pps, width, height), duration, stts,
+                     (len(sizes), mp4tables.be32(sizes)), ctts=ctts, stss=stss,
+                     width=width, height=height, media_start=t0 - dts[0], track_id=1)
 
 
-def _audio_track(pts, sizes, t0, aac, video_span) -> mp4.Track:
+def _audio_track(pts, sizes, t0, aac) -> mp4.Track:
     obj, rate_index, channels = aac
     rate = SAMPLE_RATES[rate_index] if rate_index < 13 else 48000
-    durations = []
-    for a, b in zip(pts, pts[1:]):
-        d = round((b - a) * rate / CLOCK)
-        durations.append(AAC_FRAME if d <= 0 or abs(d - AAC_FRAME) <= 16 else d)
-    durations.append(AAC_FRAME)
-    seconds = len(sizes) * AAC_FRAME / rate or 1
-    bitrate = int(sum(sizes) * 8 / seconds)
+    duration, stts = mp4tables.audio_tables(pts, CLOCK, rate, AAC_FRAME)
+    bitrate = int(sum(sizes) * 8 * rate / (len(sizes) * AAC_FRAME))
     return mp4.Track(
-        b"soun", rate, mp4.mp4a(obj, rate_index, channels, rate, bitrate), durations, sizes,
-        [], [], delay=max(0, (pts[0] - t0) * mp4.MOVIE_TIMESCALE // CLOCK), track_id=2)
+        b"soun", rate, mp4.mp4a(obj, rate_index, channels, rate, bitrate), duration, stts,
+        (len(sizes), mp4tables.be32(sizes)),
+        delay=max(0, (pts[0] - t0) * mp4.MOVIE_TIMESCALE // CLOCK), track_id=2)
 
 
 _CACHE: OrderedDict = OrderedDict()
