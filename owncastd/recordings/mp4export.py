@@ -143,9 +143,15 @@ def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | 
     """Index the segments covering [start, end) seconds of rendition `rendition` and lay out
     the MP4. `end` None: to the end of the recording."""
     kept = library.kept_segments(data_dir, rec_id, rendition)
+    folder = os.path.dirname(library.rendition_playlist(data_dir, rec_id, rendition))
+    return plan_segments(folder, kept, start, end, rec_id)
+
+
+def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: float | None,
+                  label: str = "") -> Export:
+    """`plan` for the segments `kept` (files in `folder`); `label` names them in the log."""
     if not supported(kept):
         raise ExportError("not a recording of MPEG-TS segments")
-    folder = os.path.dirname(library.rendition_playlist(data_dir, rec_id, rendition))
     total = sum(k.duration for k in kept)
     first, last, first_t = playlist.covering(kept, start, total if end is None else end)
     if first >= last:
@@ -172,7 +178,7 @@ def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | 
             with open(path, "rb") as f:
                 seg = demux_segment(f.read(), False)
         except (OSError, DemuxError) as exc:
-            log.warning("export of %s: segment %s skipped: %s", rec_id, k.name, exc)
+            log.warning("export of %s: segment %s skipped: %s", label, k.name, exc)
             t90 += round(k.duration * CLOCK)
             continue
         vdts, apts = seg.video_dts, seg.audio_pts
@@ -309,6 +315,13 @@ def cached_plan(data_dir: str, rec_id: str, rendition: int, start: float,
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
     return made
+
+
+def write(export: Export, path: str) -> None:
+    """The whole file at `path` (a clip's MP4)."""
+    with open(path, "wb") as f:
+        for chunk in export.chunks():
+            f.write(chunk)
 
 
 class Body:

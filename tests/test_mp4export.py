@@ -1,0 +1,177 @@
+"""The faststart MP4 export (recordings/mp4export.py, native/tsdemux.pyx, native/mp4tables.pyx)
+on real MPEG-TS segments made by ffmpeg, without a daemon: a recording of two runs (a
+discontinuity, the second run's clock wrapping past 2^33 mid-run), B-frames, ranges, byte
+ranges, a broken segment; checked by ffprobe, by decoding, and against `ffmpeg -c copy`."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from owncastd.recordings import library, mp4export, playlist
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+REC = "20261201-000000-0123abcd"
+RUN_SECONDS = 6
+FPS = 15
+WRAP_SECONDS = (1 << 33) / 90000            # 95443.7 s
+
+
+def encode_run(folder: str, prefix: str, ts_offset: float) -> list[playlist.Kept]:
+    """RUN_SECONDS of 320x180 H.264 (B-frames, GOP 1 s) + AAC as 2 s MPEG-TS segments."""
+    os.makedirs(folder, exist_ok=True)
+    out = os.path.join(folder, f"{prefix}.m3u8")
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=320x180:rate={FPS}",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(RUN_SECONDS),
+         "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", str(FPS), "-b:v", "300k",
+         "-c:a", "aac", "-b:a", "64k", "-output_ts_offset", str(ts_offset), "-f", "hls",
+         "-hls_time", "2", "-hls_list_size", "0", "-hls_playlist_type", "vod",
+         "-hls_segment_filename", os.path.join(folder, f"{prefix}-%d.ts"), out],
+        check=True, timeout=120)
+    with open(out) as f:
+        entries = playlist.parse_live(f.read())
+    os.unlink(out)
+    return [playlist.Kept(e.uri, e.duration) for e in entries]
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    """DATA with recording REC: run a (clock from 0), then after a discontinuity run b (its
+    clock 3 s before the 33-bit wrap, so it wraps inside the run)."""
+    data = str(tmp_path_factory.mktemp("mp4export"))
+    folder = os.path.dirname(library.rendition_playlist(data, REC, 0))
+    a = encode_run(folder, "a", 0)
+    b = encode_run(folder, "b", WRAP_SECONDS - 3)
+    b[0].discontinuity = True
+    kept = a + b
+    with open(os.path.join(folder, library.MASTER), "w") as f:
+        f.write(playlist.render_vod(kept, ended=True))
+    return data, folder, kept
+
+
+def probe(path: str) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
+                          "-show_streams", "-count_packets", path],
+                         capture_output=True, timeout=60, check=True)
+    return json.loads(out.stdout)
+
+
+def video_frame_hashes(source: str) -> list[str]:
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", source, "-map", "0:v", "-f",
+                          "framemd5", "-"], capture_output=True, timeout=120, check=True)
+    return [line.rsplit(b",", 1)[1].strip().decode() for line in out.stdout.splitlines()
+            if line and not line.startswith(b"#")]
+
+
+def export_file(made: mp4export.Export, path: str) -> bytes:
+    mp4export.write(made, path)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def top_level_boxes(data: bytes) -> list[str]:
+    boxes, pos = [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        boxes.append(data[pos + 4:pos + 8].decode("latin-1"))
+        if size < 8:
+            break
+        pos += size
+    return boxes
+
+
+def test_a_whole_recording_is_one_faststart_mp4_across_a_discontinuity_and_a_wrap(
+        recording, tmp_path):
+    data, folder, kept = recording
+    made = mp4export.plan(data, REC, 0, 0.0, None)
+    body = export_file(made, str(tmp_path / "whole.mp4"))
+    assert len(body) == made.length
+    assert top_level_boxes(body) == ["ftyp", "moov", "mdat"]
+    info = probe(str(tmp_path / "whole.mp4"))
+    streams = {s["codec_type"]: s for s in info["streams"]}
+    assert sorted(streams) == ["audio", "video"]
+    assert streams["video"]["width"] == 320 and streams["video"]["height"] == 180
+    assert int(streams["video"]["nb_read_packets"]) == 2 * RUN_SECONDS * FPS
+    assert abs(float(info["format"]["duration"]) - 2 * RUN_SECONDS) <= 0.1, info["format"]
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "whole.mp4"),
+                              "-f", "null", "-"], capture_output=True, timeout=120)
+    assert decoded.returncode == 0 and not decoded.stderr, decoded.stderr.decode()[-500:]
+    # The same pictures as ffmpeg's own demuxer finds in the segments, in the same order.
+    ours = video_frame_hashes(str(tmp_path / "whole.mp4"))
+    theirs = []
+    for run in ("a", "b"):
+        names = [k for k in kept if k.name.startswith(run + "-")]
+        listing = tmp_path / f"{run}.m3u8"
+        listing.write_text(playlist.render_vod(
+            [playlist.Kept(os.path.join(folder, k.name), k.duration) for k in names], True))
+        theirs += video_frame_hashes(str(listing))
+    assert ours == theirs
+
+
+def test_a_range_starts_at_the_keyframe_before_start_and_ends_at_end(recording, tmp_path):
+    data, _, _ = recording
+    made = mp4export.plan(data, REC, 0, 2.5, 8.5)
+    export_file(made, str(tmp_path / "range.mp4"))
+    info = probe(str(tmp_path / "range.mp4"))
+    # keyframes every second: the file starts at 2 s and ends at 8.5 s, across the
+    # discontinuity at 6 s
+    assert abs(float(info["format"]["duration"]) - 6.5) <= 1 / FPS + 0.05, info["format"]
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    assert abs(int(video["nb_read_packets"]) - 6.5 * FPS) <= 1
+    assert sorted(s["codec_type"] for s in info["streams"]) == ["audio", "video"]
+
+
+def test_any_byte_range_is_the_same_bytes_as_the_whole_file(recording, tmp_path):
+    data, _, _ = recording
+    made = mp4export.plan(data, REC, 0, 1.0, 11.0)
+    whole = export_file(made, str(tmp_path / "r.mp4"))
+    header = len(made.header)
+    piece = made.pieces[3]
+    for first, last in [(0, 7), (0, header), (header - 3, header + 5), (5000, 5000),
+                        (piece.offset - 1, piece.offset + piece.size),
+                        (len(whole) - 100, len(whole) - 1), (header, len(whole) + 50)]:
+        got = b"".join(mp4export.Body(made, first, last))
+        assert got == whole[first:last + 1], (first, last)
+
+
+def test_a_broken_segment_is_left_out_with_a_warning(recording, tmp_path, caplog):
+    data, folder, kept = recording
+    broken = os.path.join(str(tmp_path), "recordings")
+    shutil.copytree(os.path.dirname(os.path.dirname(folder)), broken)
+    victim = os.path.join(os.path.dirname(library.rendition_playlist(str(tmp_path), REC, 0)),
+                          kept[1].name)
+    with open(victim, "r+b") as f:
+        f.seek(188 * 3)
+        f.write(b"\x00" * 64)      # the sync byte of the fourth packet is gone
+    with caplog.at_level(logging.WARNING, logger="owncastd.recordings"):
+        made = mp4export.plan(str(tmp_path), REC, 0, 0.0, None)
+    assert any(kept[1].name in r.getMessage() for r in caplog.records)
+    export_file(made, str(tmp_path / "gap.mp4"))
+    info = probe(str(tmp_path / "gap.mp4"))
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    assert int(video["nb_read_packets"]) == 2 * RUN_SECONDS * FPS - 2 * FPS
+
+
+def test_not_mpeg_ts_or_no_video_is_an_export_error(tmp_path):
+    fmp4 = [playlist.Kept("seg-0.m4s", 2.0, map_name="init-0.mp4")]
+    assert not mp4export.supported(fmp4)
+    with pytest.raises(mp4export.ExportError):
+        mp4export.plan_segments(str(tmp_path), fmp4, 0, None)
+    (tmp_path / "seg-0.ts").write_bytes(b"G" + bytes(187))      # a packet, no PAT/PMT
+    with pytest.raises(mp4export.ExportError, match="H.264"):
+        mp4export.plan_segments(str(tmp_path), [playlist.Kept("seg-0.ts", 2.0)], 0, None)
+
+
+def test_the_demuxer_refuses_what_is_not_mpeg_ts():
+    from owncastd.native.tsdemux import DemuxError, demux_segment
+    with pytest.raises(DemuxError, match="sync"):
+        demux_segment(hashlib.sha256(b"x").digest() * 20)
+    with pytest.raises(DemuxError, match="H.264"):
+        demux_segment(b"")
