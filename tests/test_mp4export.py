@@ -23,22 +23,26 @@ FPS = 15
 WRAP_SECONDS = (1 << 33) / 90000            # 95443.7 s
 
 
-def encode_run(folder: str, prefix: str, ts_offset: float) -> list[playlist.Kept]:
-    """RUN_SECONDS of 320x180 H.264 (B-frames, GOP 1 s) + AAC as 2 s MPEG-TS segments."""
+def encode_run(folder: str, prefix: str, ts_offset: float, fmp4: bool = False) \
+        -> list[playlist.Kept]:
+    """RUN_SECONDS of 320x180 H.264 (B-frames, GOP 1 s) + AAC as 2 s MPEG-TS segments, or
+    fMP4 ones with an init segment (as Low-Latency HLS writes them)."""
     os.makedirs(folder, exist_ok=True)
     out = os.path.join(folder, f"{prefix}.m3u8")
+    kind = ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", f"{prefix}-init.mp4"] \
+        if fmp4 else []
     subprocess.run(
         ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=320x180:rate={FPS}",
          "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(RUN_SECONDS),
          "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", str(FPS), "-b:v", "300k",
          "-c:a", "aac", "-b:a", "64k", "-output_ts_offset", str(ts_offset), "-f", "hls",
-         "-hls_time", "2", "-hls_list_size", "0", "-hls_playlist_type", "vod",
-         "-hls_segment_filename", os.path.join(folder, f"{prefix}-%d.ts"), out],
-        check=True, timeout=120)
+         "-hls_time", "2", "-hls_list_size", "0", "-hls_playlist_type", "vod", *kind,
+         "-hls_segment_filename", os.path.join(folder, f"{prefix}-%d.{'m4s' if fmp4 else 'ts'}"),
+         out], check=True, timeout=120)
     with open(out) as f:
         entries = playlist.parse_live(f.read())
     os.unlink(out)
-    return [playlist.Kept(e.uri, e.duration) for e in entries]
+    return [playlist.Kept(e.uri, e.duration, map_name=e.map_uri) for e in entries]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +53,20 @@ def recording(tmp_path_factory):
     folder = os.path.dirname(library.rendition_playlist(data, REC, 0))
     a = encode_run(folder, "a", 0)
     b = encode_run(folder, "b", WRAP_SECONDS - 3)
+    b[0].discontinuity = True
+    kept = a + b
+    with open(os.path.join(folder, library.MASTER), "w") as f:
+        f.write(playlist.render_vod(kept, ended=True))
+    return data, folder, kept
+
+
+@pytest.fixture(scope="module")
+def fmp4_recording(tmp_path_factory):
+    """The same as `recording` in fMP4 segments: two runs, each with its init segment."""
+    data = str(tmp_path_factory.mktemp("mp4export-fmp4"))
+    folder = os.path.dirname(library.rendition_playlist(data, REC, 0))
+    a = encode_run(folder, "a", 0, fmp4=True)
+    b = encode_run(folder, "b", 5000, fmp4=True)
     b[0].discontinuity = True
     kept = a + b
     with open(os.path.join(folder, library.MASTER), "w") as f:
@@ -115,6 +133,37 @@ def test_a_whole_recording_is_one_faststart_mp4_across_a_discontinuity_and_a_wra
     assert ours == theirs
 
 
+def test_fmp4_segments_export_from_their_fragments_as_they_are(fmp4_recording, tmp_path):
+    data, folder, kept = fmp4_recording
+    made = mp4export.plan(data, REC, 0, 0.0, None)
+    assert all(isinstance(p, mp4export.FileRange) for p in made.pieces)  # bytes, no demux
+    body = export_file(made, str(tmp_path / "whole.mp4"))
+    assert top_level_boxes(body) == ["ftyp", "moov", "mdat"] and len(body) == made.length
+    info = probe(str(tmp_path / "whole.mp4"))
+    assert sorted(s["codec_type"] for s in info["streams"]) == ["audio", "video"]
+    assert abs(float(info["format"]["duration"]) - 2 * RUN_SECONDS) <= 0.1, info["format"]
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "whole.mp4"),
+                              "-f", "null", "-"], capture_output=True, timeout=120)
+    assert decoded.returncode == 0 and not decoded.stderr, decoded.stderr.decode()[-500:]
+    theirs = []
+    for run in ("a", "b"):
+        names = [k for k in kept if k.name.startswith(run + "-")]
+        listing = tmp_path / f"{run}.m3u8"
+        listing.write_text(playlist.render_vod(
+            [playlist.Kept(os.path.join(folder, k.name), k.duration,
+                           map_name=os.path.join(folder, k.map_name)) for k in names], True))
+        theirs += video_frame_hashes(str(listing))
+    assert video_frame_hashes(str(tmp_path / "whole.mp4")) == theirs
+    # A range: from the keyframe at or before 3.5 s (3 s) to 9 s.
+    made = mp4export.plan(data, REC, 0, 3.5, 9.0)
+    whole = export_file(made, str(tmp_path / "range.mp4"))
+    info = probe(str(tmp_path / "range.mp4"))
+    assert abs(float(info["format"]["duration"]) - 6) <= 1 / FPS + 0.05, info["format"]
+    for first, last in [(0, 100), (len(made.header) - 1, len(made.header) + 1000),
+                        (made.pieces[2].offset + 7, made.pieces[5].offset + 3)]:
+        assert b"".join(mp4export.Body(made, first, last)) == whole[first:last + 1]
+
+
 def test_a_range_starts_at_the_keyframe_before_start_and_ends_at_end(recording, tmp_path):
     data, _, _ = recording
     made = mp4export.plan(data, REC, 0, 2.5, 8.5)
@@ -159,11 +208,16 @@ def test_a_broken_segment_is_left_out_with_a_warning(recording, tmp_path, caplog
     assert int(video["nb_read_packets"]) == 2 * RUN_SECONDS * FPS - 2 * FPS
 
 
-def test_not_mpeg_ts_or_no_video_is_an_export_error(tmp_path):
-    fmp4 = [playlist.Kept("seg-0.m4s", 2.0, map_name="init-0.mp4")]
-    assert not mp4export.supported(fmp4)
+def test_segments_without_video_are_an_export_error(tmp_path):
+    odd = [playlist.Kept("seg-0.aac", 2.0)]
+    assert not mp4export.supported(odd)
+    with pytest.raises(mp4export.Unsupported):
+        mp4export.plan_segments(str(tmp_path), odd, 0, None)
+    (tmp_path / "init-0.mp4").write_bytes(b"\x00\x00\x00\x08free")     # no moov
+    (tmp_path / "seg-0.m4s").write_bytes(b"")
     with pytest.raises(mp4export.ExportError):
-        mp4export.plan_segments(str(tmp_path), fmp4, 0, None)
+        mp4export.plan_segments(str(tmp_path), [playlist.Kept("seg-0.m4s", 2.0,
+                                                              map_name="init-0.mp4")], 0, None)
     (tmp_path / "seg-0.ts").write_bytes(b"G" + bytes(187))      # a packet, no PAT/PMT
     with pytest.raises(mp4export.ExportError, match="H.264"):
         mp4export.plan_segments(str(tmp_path), [playlist.Kept("seg-0.ts", 2.0)], 0, None)

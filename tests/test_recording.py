@@ -182,6 +182,9 @@ def test_export_serves_byte_ranges_of_the_same_file(recorded):
         assert r.content == whole[first:last + 1], spec
     r = d.get(url, auth=d.auth, headers={"Range": f"bytes={size}-"})
     assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{size}"
+    head = requests.head(d.url + url, auth=d.auth, timeout=30)
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) == size
+    assert head.headers["Accept-Ranges"] == "bytes" and not head.content
 
 
 @pytest.mark.parametrize("query", ["start=-1", "start=0&end=100000", "start=abc",

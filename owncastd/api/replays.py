@@ -160,7 +160,11 @@ def pick_rendition(req, recording: dict) -> int:
 
 
 class ReplayDownloadResource(_Base):
-    def on_get(self, req, resp, rec_id: str):
+    def on_head(self, req, resp, rec_id: str):
+        """The headers alone (a download manager's first look: length, ranges)."""
+        self.on_get(req, resp, rec_id, body=False)
+
+    def on_get(self, req, resp, rec_id: str, body: bool = True):
         self.access.require(req)
         r = self.recording(rec_id)
         start, end = _seconds(req, "start"), _seconds(req, "end")
@@ -173,10 +177,13 @@ class ReplayDownloadResource(_Base):
         resp.content_type = "video/mp4"
         resp.set_header("Content-Disposition", f'attachment; filename="{r["id"]}.mp4"')
         resp.set_header("Cache-Control", "no-store")
-        if r["location"] != "s3" and mp4export.supported(kept):
-            self._faststart(req, resp, r["id"], rendition, start, end and until)
+        if r["location"] != "s3" and mp4export.supported(kept) and \
+                self._faststart(req, resp, r["id"], rendition, start, end and until, body):
             return
-        # A recording in the bucket, or of fMP4 segments: ffmpeg's fragmented MP4.
+        if not body:
+            return
+        # A recording in the bucket (or one the export does not read): ffmpeg's fragmented
+        # MP4.
         url_of = None
         if r["location"] == "s3":
             remote = self.remote_for(r)
@@ -185,10 +192,13 @@ class ReplayDownloadResource(_Base):
         resp.stream = export.MP4Stream(self.data_dir, r["id"], rendition, start, until, url_of)
 
     def _faststart(self, req, resp, rec_id: str, rendition: int, start: float,
-                   end: float | None) -> None:
-        """One moov at the front, an exact length, and a single byte range on request."""
+                   end: float | None, body: bool) -> bool:
+        """One moov at the front, an exact length, and a single byte range on request;
+        False when the export does not read these segments."""
         try:
             made = mp4export.cached_plan(self.data_dir, rec_id, rendition, start, end)
+        except mp4export.Unsupported:
+            return False
         except mp4export.ExportError as exc:
             raise BadRequest(f"cannot export that range: {exc}") from None
         resp.set_header("Accept-Ranges", "bytes")
@@ -199,13 +209,15 @@ class ReplayDownloadResource(_Base):
             resp.set_header("Content-Range", f"bytes */{made.length}")
             resp.content_type = "application/json"
             resp.text = '{"success": false, "message": "Range: not satisfiable for this file"}'
-            return
+            return True
         first, last = wanted if wanted else (0, made.length - 1)
         if wanted:
             resp.status = falcon.HTTP_206
             resp.set_header("Content-Range", f"bytes {first}-{last}/{made.length}")
-        resp.stream = mp4export.Body(made, first, last)
+        if body:
+            resp.stream = mp4export.Body(made, first, last)
         resp.content_length = last - first + 1
+        return True
 
 
 class ReplayDeleteResource(_Base):

@@ -2,8 +2,8 @@
 
 A clip is made of whole segments (each starts with a keyframe): the segments covering the
 range are hard-linked into DATA/clips/<id>/ with a VOD playlist, and `clip.mp4` is remuxed
-from them as a `+faststart` MP4 by recordings.mp4export (MPEG-TS segments; fMP4 ones by
-`ffmpeg -c copy`). The MP4 starts at the keyframe at or before the asked start (no
+from them as a `+faststart` MP4 by recordings.mp4export (MPEG-TS or fMP4 segments; others,
+if any, by `ffmpeg -c copy`). The MP4 starts at the keyframe at or before the asked start (no
 re-encode), so it may begin up to one GOP early, and ends at the asked end; the HLS playlist
 is the whole segments.
 """
@@ -100,16 +100,18 @@ def make(data_dir: str, clip_id: str, source_dir: str, kept: list[playlist.Kept]
         with open(os.path.join(folder, PLAYLIST), "w") as f:
             f.write(playlist.render_vod(names, ended=True))
         tmp = os.path.join(folder, ".clip.mp4")
-        if mp4export.supported(names):
-            try:
-                made = mp4export.plan_segments(folder, names, start - first_t, end - first_t,
-                                               f"clip {clip_id}")
-            except mp4export.ExportError as exc:
-                raise ClipError(f"remuxing the clip failed: {exc}") from None
+        try:
+            made = mp4export.plan_segments(folder, names, start - first_t, end - first_t,
+                                           f"clip {clip_id}")
+        except mp4export.Unsupported:
+            made = None
+        except mp4export.ExportError as exc:
+            raise ClipError(f"remuxing the clip failed: {exc}") from None
+        if made is not None:
             mp4export.write(made, tmp)
             os.replace(tmp, os.path.join(folder, MP4))
             return round(made.duration, 3)
-        out = subprocess.run(export.ffmpeg_remux(     # fMP4 segments (Low-Latency HLS)
+        out = subprocess.run(export.ffmpeg_remux(     # segments the export does not read
             os.path.join(folder, PLAYLIST), start - first_t, end - start,
             ["-movflags", "+faststart", "-f", "mp4", "-y", tmp]),
             stdin=subprocess.DEVNULL, capture_output=True, timeout=120)

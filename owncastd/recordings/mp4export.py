@@ -7,6 +7,9 @@ the moov and so the exact length of the file; the second demuxes again as the bo
 and emits each segment's samples: its video (AVCC) as one chunk, then its audio (raw AAC) as
 one. The same code makes both, so they agree byte for byte, and any byte range of the file
 can be made from the segments it covers (HTTP Range: a seekable download of a 3-hour file).
+fMP4 segments (Low-Latency HLS) need no demuxing: their trun boxes are the index
+(recordings/fmp4index.py), the init segment's sample entries go into the moov as they are,
+and each trun's samples are one chunk, read from the segment file as they are.
 
 Time: within a run of segments without a discontinuity the stream's timestamps are kept;
 each run starts at its playlist time (the sum of the EXTINFs before it), or where the run
@@ -16,6 +19,7 @@ audio from `end` on are left out).
 """
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import time
@@ -25,13 +29,15 @@ from dataclasses import dataclass
 
 from ..native import mp4tables
 from ..native.tsdemux import DemuxError, demux_segment
-from . import library, mp4, playlist
+from ..llhls.bmff import BMFFError
+from . import fmp4index, library, mp4, playlist
 
 log = logging.getLogger("owncastd.recordings")
 
 CLOCK = 90000                 # MPEG-TS timestamps
 WRAP = 1 << 33
-NEW_RUN_JUMP = 10 * CLOCK     # a jump this large between segments starts a new run
+NEW_RUN_SECONDS = 10         # a jump this large between segments starts a new run
+NEW_RUN_JUMP = NEW_RUN_SECONDS * CLOCK
 AAC_FRAME = 1024
 SAMPLE_RATES = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000,
                 11025, 8000, 7350]
@@ -42,15 +48,27 @@ class ExportError(ValueError):
     """The recording cannot be exported this way (the message says why)."""
 
 
+class Unsupported(ExportError):
+    """Segments this export does not read (ffmpeg's remux may)."""
+
+
 def supported(kept: list[playlist.Kept]) -> bool:
-    """MPEG-TS segments on local disk (fMP4 ones, with an init segment, are not read here)."""
+    """MPEG-TS segments, or fMP4 ones with their init segments (on local disk)."""
+    return _is_ts(kept) or _is_fmp4(kept)
+
+
+def _is_ts(kept: list[playlist.Kept]) -> bool:
     return bool(kept) and all(k.map_name is None and k.name.endswith(".ts") for k in kept)
+
+
+def _is_fmp4(kept: list[playlist.Kept]) -> bool:
+    return bool(kept) and all(k.map_name is not None for k in kept)
 
 
 @dataclass
 class Piece:
-    """One segment's part of the mdat: video bytes [v0, v1) then audio bytes [a0, a1) of
-    the segment's demuxed payload."""
+    """One MPEG-TS segment's part of the mdat: video bytes [v0, v1) then audio bytes
+    [a0, a1) of the segment's demuxed payload."""
     path: str
     v0: int
     v1: int
@@ -61,6 +79,32 @@ class Piece:
     @property
     def size(self) -> int:
         return self.v1 - self.v0 + self.a1 - self.a0
+
+    def parts(self) -> tuple[bytes, bytes]:
+        return _payload(self)
+
+
+@dataclass
+class FileRange:
+    """A part of the mdat that is bytes of a segment file as they are (fMP4 samples)."""
+    path: str
+    start: int
+    size: int
+    offset: int = 0
+
+    def parts(self) -> tuple[bytes]:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                data = os.pread(fd, self.size, self.start)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ExportError(f"segment {os.path.basename(self.path)} went away while "
+                              f"exporting: {exc}") from None
+        if len(data) != self.size:
+            raise ExportError(f"segment {os.path.basename(self.path)} changed while exporting")
+        return (data,)
 
 
 class Export:
@@ -84,10 +128,9 @@ class Export:
                 continue
             if p.offset > last:
                 break
-            video, audio = _payload(p)
             # bytes, not memoryviews: what a WSGI server accepts; a slice only at the ends
             lo, hi = max(first - p.offset, 0), last + 1 - p.offset
-            for data in (video, audio):
+            for data in p.parts():
                 if lo < len(data) and hi > 0:
                     yield data if lo <= 0 and hi >= len(data) else data[max(lo, 0):hi]
                 lo -= len(data)
@@ -150,8 +193,10 @@ def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | 
 def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: float | None,
                   label: str = "") -> Export:
     """`plan` for the segments `kept` (files in `folder`); `label` names them in the log."""
-    if not supported(kept):
-        raise ExportError("not a recording of MPEG-TS segments")
+    if _is_fmp4(kept):
+        return _plan_fmp4(folder, kept, start, end, label)
+    if not _is_ts(kept):
+        raise Unsupported("not a recording of MPEG-TS segments, nor of fMP4 ones")
     total = sum(k.duration for k in kept)
     first, last, first_t = playlist.covering(kept, start, total if end is None else end)
     if first >= last:
@@ -272,6 +317,185 @@ def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: flo
     header = mp4.layout(tracks, [(track, size) for track, size, _ in chunks], payload)
     duration = max(t.duration / t.timescale + t.delay / mp4.MOVIE_TIMESCALE for t in tracks)
     return Export(header, pieces, duration)
+
+
+@dataclass
+class _Chunk:
+    """A trun's samples in the flattened per-track arrays: [first, first + count)."""
+    track: int                # 0 video, 1 audio
+    path: str
+    offset: int               # in the segment file
+    first: int
+    count: int
+
+
+class _Flat:
+    """One track's samples over the export, in decode order (times in its timescale, from
+    the start of the first segment exported)."""
+
+    def __init__(self, timescale: int):
+        self.timescale = timescale
+        self.dts, self.pts, self.sizes, self.sync = (array("q") for _ in range(4))
+        self.end = 0          # the decode time after the last sample
+
+    def add(self, run: fmp4index.Run, offset: int) -> int:
+        first = len(self.dts)
+        t = run.decode_time + offset
+        for d, c in zip(run.durations, run.cts):
+            self.dts.append(t)
+            self.pts.append(t + c)
+            t += d
+        self.sizes += run.sizes
+        self.sync += run.sync
+        self.end = t
+        return first
+
+
+def _first_shown(run: fmp4index.Run) -> int:
+    """The earliest presentation time of a run's samples."""
+    t, first = run.decode_time, None
+    for d, c in zip(run.durations, run.cts):
+        first = t + c if first is None else min(first, t + c)
+        t += d
+    return run.decode_time if first is None else first
+
+
+def _plan_fmp4(folder: str, kept: list[playlist.Kept], start: float, end: float | None,
+               label: str) -> Export:
+    """The fMP4 (Low-Latency HLS) variant of `plan_segments`: the index is the fragments'
+    trun boxes and the payload the samples' bytes in the segment files, as they are."""
+    total = sum(k.duration for k in kept)
+    first, last, first_t = playlist.covering(kept, start, total if end is None else end)
+    if first >= last:
+        raise ExportError("no media in that range")
+    inits: dict[str, fmp4index.InitInfo] = {}
+    reference = None
+    ids: list[int] = []                       # track ids: video, then audio if any
+    flats: list[_Flat] = []
+    chunks: list[_Chunk] = []
+    offsets: dict[int, int] = {}              # track id -> raw decode time + this = file's
+    expected: dict[int, int] = {}             # track id -> raw decode time of the next sample
+    t_playlist, current_map = 0.0, None
+    for n, k in enumerate(kept[first:last]):
+        if n and n % YIELD_EVERY == 0:
+            _pause()
+        path = os.path.join(folder, k.name)
+        try:
+            init = inits.get(k.map_name)
+            if init is None:
+                with open(os.path.join(folder, k.map_name), "rb") as f:
+                    init = inits[k.map_name] = fmp4index.read_init(f.read())
+            with open(path, "rb") as f:
+                runs = fmp4index.read_segment(f.read(), init)
+        except (OSError, BMFFError) as exc:
+            log.warning("export of %s: segment %s skipped: %s", label, k.name, exc)
+            t_playlist += k.duration
+            continue
+        if reference is None:
+            reference = init
+            ids = [next((i for i, t in init.tracks.items() if t.handler == kind), None)
+                   for kind in (b"vide", b"soun")]
+            if ids[0] is None:
+                raise Unsupported("no video track in the recording's init segment")
+            ids = [i for i in ids if i is not None]
+            flats = [_Flat(init.tracks[i].timescale) for i in ids]
+        elif not init.same_as(reference):
+            raise Unsupported("the streams' format changes within the recording")
+        runs = [r for r in runs if r.track_id in ids]
+        if not runs:
+            t_playlist += k.duration
+            continue
+        firsts = {}
+        for r in runs:
+            firsts.setdefault(r.track_id, r)
+        jump = any(abs(r.decode_time - expected[i]) > NEW_RUN_SECONDS
+                   * init.tracks[i].timescale for i, r in firsts.items() if i in expected)
+        if not offsets or (k.discontinuity and n > 0) or k.map_name != current_map or jump:
+            # A new run: every track starts where the latest one ended (or at the segment's
+            # playlist time, if later), keeping their offsets to each other in the stream.
+            # A segment's time in the playlist is that of its first picture shown.
+            origin = max([t_playlist] + [f.end / f.timescale for f in flats if len(f.dts)])
+            r = firsts.get(ids[0]) or next(iter(firsts.values()))
+            base = _first_shown(r) / init.tracks[r.track_id].timescale
+            for i, f in zip(ids, flats):
+                offsets[i] = round((origin - base) * f.timescale)
+        current_map = k.map_name
+        for r in runs:
+            index = ids.index(r.track_id)
+            at = flats[index].add(r, offsets[r.track_id])
+            chunks.append(_Chunk(index, path, r.offset, at, len(r.sizes)))
+            expected[r.track_id] = r.decode_time + sum(r.durations)
+        t_playlist += k.duration
+    if reference is None or not flats or not len(flats[0].dts):
+        raise ExportError("no video in that range")
+
+    video = flats[0]
+    vts = video.timescale
+    start_u = round((start - first_t) * vts)
+    frame = video.dts[1] - video.dts[0] if len(video.dts) > 1 else vts // 30
+    # The keyframe at or before `start` (else the first one; half a frame of slack).
+    i0 = None
+    for i in range(len(video.dts)):
+        if video.sync[i] and (i0 is None or video.pts[i] <= start_u + frame // 2):
+            i0 = i
+        if i0 is not None and video.dts[i] > start_u + frame:
+            break
+    if i0 is None:
+        raise ExportError("no keyframe in that range")
+    t0 = video.pts[i0]
+    reorder = t0 - video.dts[i0]
+    bounds = [(i0, len(video.dts))]
+    if end is not None and end < total - 0.001:
+        end_u = round((end - first_t) * vts)
+        bounds[0] = (i0, max(i0 + 1, bisect.bisect_left(video.dts, end_u - reorder, i0)))
+    if len(flats) > 1:
+        audio = flats[1]
+        ats = audio.timescale
+        a0 = bisect.bisect_left(audio.pts, t0 * ats // vts)
+        a1 = len(audio.pts)
+        if end is not None and end < total - 0.001:
+            a1 = bisect.bisect_left(audio.pts, round((end - first_t) * ats), a0)
+        bounds.append((a0, a1))
+
+    pieces, layout_chunks, per_track = [], [], [[] for _ in flats]
+    for c in chunks:
+        lo, hi = bounds[c.track]
+        a, b = max(lo, c.first), min(hi, c.first + c.count)
+        if a >= b:
+            continue
+        sizes = flats[c.track].sizes
+        offset = c.offset + sum(sizes[c.first:a])
+        size = sum(sizes[a:b])
+        pieces.append(FileRange(c.path, offset, size))
+        layout_chunks.append((c.track, size))
+        per_track[c.track].append(b - a)
+    lo, hi = bounds[0]
+    duration, stts, ctts, stss = mp4tables.video_tables(
+        video.dts[lo:hi], video.pts[lo:hi], video.sync[lo:hi], frame)
+    width, height = (reference.tracks[ids[0]].width, reference.tracks[ids[0]].height)
+    tracks = [mp4.Track(b"vide", vts, reference.entries[ids[0]], duration, stts,
+                        (hi - lo, mp4tables.be32(video.sizes[lo:hi])), ctts=ctts, stss=stss,
+                        width=width, height=height, media_start=t0 - video.dts[lo],
+                        track_id=1)]
+    if len(flats) > 1 and bounds[1][1] > bounds[1][0]:
+        lo, hi = bounds[1]
+        audio = flats[1]
+        pts = audio.pts[lo:hi]
+        step = audio.dts[lo + 1] - audio.dts[lo] if hi - lo > 1 else AAC_FRAME
+        duration, stts = mp4tables.audio_tables(pts, audio.timescale, audio.timescale, step)
+        delay = round((pts[0] / audio.timescale - t0 / vts) * mp4.MOVIE_TIMESCALE)
+        tracks.append(mp4.Track(b"soun", audio.timescale, reference.entries[ids[1]],
+                                duration, stts, (hi - lo, mp4tables.be32(audio.sizes[lo:hi])),
+                                delay=max(0, delay), track_id=2))
+    else:
+        keep = [i for i, (track, _) in enumerate(layout_chunks) if track == 0]
+        pieces = [pieces[i] for i in keep]
+        layout_chunks = [layout_chunks[i] for i in keep]
+    for index, t in enumerate(tracks):
+        t.chunk_samples = per_track[index]
+    header = mp4.layout(tracks, layout_chunks, sum(p.size for p in pieces))
+    seconds = max(t.duration / t.timescale + t.delay / mp4.MOVIE_TIMESCALE for t in tracks)
+    return Export(header, pieces, seconds)
 
 
 def _video_track(dts, pts, sizes, keys, t0, sps, pps, frame90) -> mp4.Track:
