@@ -10,10 +10,13 @@ offset after the first, sample data outside the file) raises BMFFError.
 from __future__ import annotations
 
 import struct
+import sys
 from array import array
 from dataclasses import dataclass
 
 from ..llhls.bmff import NON_SYNC, BMFFError, children, iter_boxes, parse_init
+
+_LITTLE = sys.byteorder == "little"
 
 @dataclass
 class InitInfo:
@@ -119,7 +122,6 @@ def _traf(data: bytes, body: int, stop: int, moof_start: int, init: InitInfo) ->
     for rbody, rstop in traf.get(b"trun", []):
         if rstop - rbody < 8:
             raise BMFFError("trun box too short")
-        version = data[rbody]
         rflags = int.from_bytes(data[rbody + 1:rbody + 4], "big")
         count = struct.unpack_from(">I", data, rbody + 4)[0]
         pos = rbody + 8
@@ -134,35 +136,28 @@ def _traf(data: bytes, body: int, stop: int, moof_start: int, init: InitInfo) ->
         if rflags & 0x4:
             first_flags = struct.unpack_from(">I", data, pos)[0]
             pos += 4
-        fmt = ">" + "".join(code for bit, code in ((0x100, "I"), (0x200, "I"), (0x400, "I"),
-                                                   (0x800, "i" if version else "I"))
-                             if rflags & bit)
-        stride = 4 * (len(fmt) - 1)
+        columns = [bit for bit in (0x100, 0x200, 0x400, 0x800) if rflags & bit]
+        stride = 4 * len(columns)
         if rstop - pos < stride * count:
             raise BMFFError("trun box too short")
-        durations, sizes, cts, sync = array("q"), array("q"), array("q"), array("q")
-        rows = struct.iter_unpack(fmt, data[pos:pos + stride * count]) if stride else \
-            (() for _ in range(count))
-        for i, row in enumerate(rows):
-            col = 0
-            if rflags & 0x100:
-                durations.append(row[col])
-                col += 1
-            else:
-                durations.append(d_duration)
-            if rflags & 0x200:
-                sizes.append(row[col])
-                col += 1
-            else:
-                sizes.append(d_size)
-            f = d_flags
-            if rflags & 0x400:
-                f = row[col]
-                col += 1
-            if i == 0 and first_flags is not None:
-                f = first_flags
-            cts.append(row[col] if rflags & 0x800 else 0)
-            sync.append(0 if f & NON_SYNC else 1)
+        # The per-sample table as 32-bit columns (signed: composition offsets may be, and
+        # durations, sizes and flags stay below 2^31), big-endian in the box.
+        table = array("i", data[pos:pos + stride * count])
+        if table.itemsize != 4:                      # pragma: no cover
+            raise BMFFError("no 32-bit array type")
+        if _LITTLE:
+            table.byteswap()
+
+        def column(bit: int, default: int) -> array:
+            if bit in columns:
+                return array("q", table[columns.index(bit)::len(columns)])
+            return array("q", [default]) * count
+        durations, sizes = column(0x100, d_duration), column(0x200, d_size)
+        cts = column(0x800, 0)
+        flags_of = column(0x400, d_flags)
+        if first_flags is not None and count:
+            flags_of[0] = first_flags
+        sync = array("q", [0 if f & NON_SYNC else 1 for f in flags_of])
         total = sum(sizes)
         if offset < 0 or offset + total > len(data):
             raise BMFFError(f"samples of track {track_id} outside the segment")

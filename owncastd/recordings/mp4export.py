@@ -20,7 +20,9 @@ audio from `end` on are left out).
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
+import operator
 import os
 import time
 from array import array
@@ -340,14 +342,13 @@ class _Flat:
 
     def add(self, run: fmp4index.Run, offset: int) -> int:
         first = len(self.dts)
-        t = run.decode_time + offset
-        for d, c in zip(run.durations, run.cts):
-            self.dts.append(t)
-            self.pts.append(t + c)
-            t += d
+        times = array("q", itertools.accumulate(run.durations,
+                                                initial=run.decode_time + offset))
+        self.end = times.pop()
+        self.dts += times
+        self.pts += array("q", map(operator.add, times, run.cts))
         self.sizes += run.sizes
         self.sync += run.sync
-        self.end = t
         return first
 
 
