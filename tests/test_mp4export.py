@@ -229,3 +229,42 @@ def test_the_demuxer_refuses_what_is_not_mpeg_ts():
         demux_segment(hashlib.sha256(b"x").digest() * 20)
     with pytest.raises(DemuxError, match="H.264"):
         demux_segment(b"")
+
+
+def test_a_file_over_4_gib_gets_co64_offsets_and_a_64_bit_mdat(recording, tmp_path):
+    """The moov of a 5 GiB file (a sparse file: ffprobe reads the boxes, not the media)."""
+    from array import array
+
+    from owncastd.native import mp4tables
+    from owncastd.native.tsdemux import demux_segment
+    from owncastd.recordings import mp4
+    _, folder, kept = recording
+    with open(os.path.join(folder, kept[0].name), "rb") as f:
+        seg = demux_segment(f.read(), False)
+    frames, chunk_frames = 3000, 30                  # 200 s at 15 fps
+    size = 5 * 2 ** 30 // frames                     # bytes per frame: 5 GiB in all
+    dts = array("q", range(0, frames * 6000, 6000))
+    duration, stts, ctts, stss = mp4tables.video_tables(
+        dts, dts, array("q", [1] + [0] * (chunk_frames - 1)) * (frames // chunk_frames), 6000)
+    sizes = array("q", [size]) * frames
+    track = mp4.Track(b"vide", 90000, mp4.avc1(seg.sps, seg.pps, 320, 180), duration, stts,
+                      (frames, mp4tables.be32(sizes)), ctts=ctts, stss=stss, width=320,
+                      height=180, chunk_samples=[chunk_frames] * (frames // chunk_frames))
+    payload = size * frames
+    header = mp4.layout([track], [(0, size * chunk_frames)] * (frames // chunk_frames),
+                        payload)
+    assert header.find(b"co64") > 0 and header.find(b"stco") < 0
+    assert header[-16:-8] == b"\x00\x00\x00\x01mdat"                 # the 64-bit size form
+    assert int.from_bytes(header[-8:], "big") == payload + 16
+    assert track.chunk_offsets[-1] == len(header) + payload - size * chunk_frames > 2 ** 32
+    path = tmp_path / "big.mp4"
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + payload)
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
+                          "-show_streams", str(path)], capture_output=True, timeout=60,
+                         check=True)
+    info = json.loads(out.stdout)
+    video = info["streams"][0]
+    assert int(video["nb_frames"]) == frames and abs(float(video["duration"]) - 200) < 0.1
+    assert int(info["format"]["size"]) == len(header) + payload
