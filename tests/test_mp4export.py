@@ -268,3 +268,64 @@ def test_a_file_over_4_gib_gets_co64_offsets_and_a_64_bit_mdat(recording, tmp_pa
     video = info["streams"][0]
     assert int(video["nb_frames"]) == frames and abs(float(video["duration"]) - 200) < 0.1
     assert int(info["format"]["size"]) == len(header) + payload
+
+
+def test_the_demuxer_survives_damaged_segments(recording):
+    """Bit flips, cuts and garbage in a real segment: a DemuxError or samples whose sizes
+    add up to the payload, never a crash or a read out of bounds."""
+    import random
+
+    from owncastd.native.tsdemux import DemuxError, demux_segment
+    _, folder, kept = recording
+    with open(os.path.join(folder, kept[1].name), "rb") as f:
+        good = f.read()
+    rnd = random.Random(17)
+    for i in range(300):
+        data = bytearray(good)
+        if i % 3 == 0:
+            for _ in range(rnd.randint(1, 50)):
+                data[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
+        elif i % 3 == 1:
+            data = data[:rnd.randrange(len(data))]
+        else:
+            at = rnd.randrange(len(data) - 1000)
+            data[at:at + 1000] = rnd.randbytes(1000)
+        for payload in (True, False):
+            try:
+                seg = demux_segment(bytes(data), payload)
+            except DemuxError:
+                continue
+            assert len(seg.video_sizes) == len(seg.video_dts) == len(seg.video_keys)
+            assert len(seg.audio_sizes) == len(seg.audio_pts)
+            if payload:
+                assert len(seg.video) == sum(seg.video_sizes)
+                assert len(seg.audio) == sum(seg.audio_sizes)
+
+
+def test_the_fmp4_index_survives_damaged_segments(fmp4_recording):
+    import random
+
+    from owncastd.llhls.bmff import BMFFError
+    from owncastd.recordings import fmp4index
+    _, folder, kept = fmp4_recording
+    with open(os.path.join(folder, kept[0].map_name), "rb") as f:
+        init_bytes = f.read()
+    init = fmp4index.read_init(init_bytes)
+    with open(os.path.join(folder, kept[1].name), "rb") as f:
+        good = f.read()
+    rnd = random.Random(5)
+    for i in range(300):
+        target = bytearray(init_bytes if i % 4 == 3 else good)
+        if i % 2:
+            for _ in range(rnd.randint(1, 20)):
+                target[rnd.randrange(min(len(target), 2000))] ^= 1 << rnd.randrange(8)
+        else:
+            target = target[:rnd.randrange(len(target))]
+        try:
+            if i % 4 == 3:
+                fmp4index.read_init(bytes(target))
+            else:
+                for run in fmp4index.read_segment(bytes(target), init):
+                    assert 0 <= run.offset and run.offset + run.size <= len(target)
+        except BMFFError:
+            pass

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ..llhls.bmff import NON_SYNC, BMFFError, children, iter_boxes, parse_init
 
 _LITTLE = sys.byteorder == "little"
+MAX_SAMPLES = 1 << 20       # in one trun; a fragment of a live stream has a few dozen
 
 @dataclass
 class InitInfo:
@@ -50,6 +51,25 @@ class Run:
 
 
 def read_init(data: bytes) -> InitInfo:
+    try:
+        return _read_init(data)
+    except (struct.error, KeyError, IndexError, ValueError) as exc:
+        if isinstance(exc, BMFFError):
+            raise
+        raise BMFFError(f"a malformed init segment: {exc}") from None
+
+
+def read_segment(data: bytes, init: InitInfo) -> list[Run]:
+    """Every trun of the segment's fragments, in file order."""
+    try:
+        return _read_segment(data, init)
+    except (struct.error, KeyError, IndexError, ValueError) as exc:
+        if isinstance(exc, BMFFError):
+            raise
+        raise BMFFError(f"a malformed segment: {exc}") from None
+
+
+def _read_init(data: bytes) -> InitInfo:
     tracks = parse_init(data)
     entries: dict[int, bytes] = {}
     top = children(data, 0, len(data))
@@ -71,8 +91,7 @@ def read_init(data: bytes) -> InitInfo:
     return InitInfo(tracks, entries)
 
 
-def read_segment(data: bytes, init: InitInfo) -> list[Run]:
-    """Every trun of the segment's fragments, in file order."""
+def _read_segment(data: bytes, init: InitInfo) -> list[Run]:
     runs: list[Run] = []
     for kind, body, stop in iter_boxes(data):
         if kind != b"moof":
@@ -125,6 +144,10 @@ def _traf(data: bytes, body: int, stop: int, moof_start: int, init: InitInfo) ->
         rflags = int.from_bytes(data[rbody + 1:rbody + 4], "big")
         count = struct.unpack_from(">I", data, rbody + 4)[0]
         pos = rbody + 8
+        if rstop - pos < 4 * (bool(rflags & 0x1) + bool(rflags & 0x4)):
+            raise BMFFError("trun box too short")
+        if count > MAX_SAMPLES:
+            raise BMFFError(f"a trun of {count} samples")
         if rflags & 0x1:
             offset = base + struct.unpack_from(">i", data, pos)[0]
             pos += 4
