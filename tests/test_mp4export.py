@@ -329,3 +329,19 @@ def test_the_fmp4_index_survives_damaged_segments(fmp4_recording):
                     assert 0 <= run.offset and run.offset + run.size <= len(target)
         except BMFFError:
             pass
+
+
+def test_a_segment_gone_mid_download_stops_the_body_with_a_warning(recording, tmp_path,
+                                                                   caplog):
+    data, folder, kept = recording
+    copy = str(tmp_path / "copy")
+    shutil.copytree(data, copy)
+    made = mp4export.plan(copy, REC, 0, 0.0, None)
+    body = iter(mp4export.Body(made))
+    next(body)                                            # the header
+    os.unlink(made.pieces[-1].path)
+    with caplog.at_level(logging.WARNING, logger="owncastd.recordings"), \
+            pytest.raises(mp4export.ExportError, match="went away"):
+        for _ in body:
+            pass
+    assert any("download stopped" in r.getMessage() for r in caplog.records)

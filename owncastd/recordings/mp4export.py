@@ -550,13 +550,19 @@ def write(export: Export, path: str) -> None:
 
 
 class Body:
-    """An iterable WSGI body of bytes [first, last] of an export."""
+    """An iterable WSGI body of bytes [first, last] of an export. A segment that changed or
+    went away since the plan ends it with one log line; the error then goes on to the
+    server, which drops the connection (the client sees a short download, not wrong bytes)."""
 
     def __init__(self, export: Export, first: int = 0, last: int | None = None):
         self._chunks = export.chunks(first, last)
 
     def __iter__(self):
-        return self._chunks
+        try:
+            yield from self._chunks
+        except ExportError as exc:
+            log.warning("an MP4 download stopped: %s", exc)
+            raise
 
     def close(self) -> None:
         self._chunks.close()
