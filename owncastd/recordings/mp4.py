@@ -87,7 +87,7 @@ def _times(version_needed: int, *values: int) -> tuple[int, str]:
     return (1, "Q") if version_needed or any(v > U32 for v in values) else (0, "I")
 
 
-def _trak(t: Track, movie_duration: int, co64: bool) -> bytes:
+def _trak(t: Track, co64: bool) -> bytes:
     media_duration = t.duration
     track_duration = media_duration * MOVIE_TIMESCALE // t.timescale + t.delay
     v, q = _times(0, track_duration)
@@ -126,7 +126,7 @@ def moov(tracks: list[Track], co64: bool) -> bytes:
     mvhd = full_box(b"mvhd", v, 0, struct.pack(f">{q}{q}I{q}IH10x", 0, 0, MOVIE_TIMESCALE,
                                                duration, 0x10000, 0x0100),
                     MATRIX, bytes(24), struct.pack(">I", len(tracks) + 1))
-    return box(b"moov", mvhd, *(_trak(t, duration, co64) for t in tracks))
+    return box(b"moov", mvhd, *(_trak(t, co64) for t in tracks))
 
 
 def mdat_header(payload_size: int) -> bytes:
