@@ -142,18 +142,49 @@ def test_export_of_a_range_is_an_mp4_within_one_gop_with_moov_in_front(recorded)
     r = requests.get(f"{d.url}/api/replays/{rec_id}/download?start=10&end=30", auth=d.auth,
                      stream=True, timeout=60)
     assert r.status_code == 200 and r.headers["Content-Type"] == "video/mp4"
-    assert "Content-Length" not in r.headers      # streamed as ffmpeg writes it
     body = r.content
-    assert top_level_boxes(body, 2) == ["ftyp", "moov"]
+    assert int(r.headers["Content-Length"]) == len(body)   # known before any media is sent
+    assert top_level_boxes(body, 3) == ["ftyp", "moov", "mdat"]      # one moov, in front
     path = os.path.join(d.data_dir, "export.mp4")
     with open(path, "wb") as f:
         f.write(body)
     probe = ffprobe(path)
     assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
-    assert abs(float(probe["format"]["duration"]) - 20) <= SEGMENT_SECONDS, probe["format"]
-    # The whole recording too.
+    # It starts at the keyframe at or before 10 s (one GOP early at most) and ends at 30 s.
+    assert 20 - 0.1 <= float(probe["format"]["duration"]) <= 20 + SEGMENT_SECONDS + 0.1, \
+        probe["format"]
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"],
+                             capture_output=True, timeout=120)
+    assert decoded.returncode == 0 and not decoded.stderr, decoded.stderr.decode()[-500:]
+    # The whole recording too, with its duration.
     whole = d.get(f"/api/replays/{rec_id}/download", auth=d.auth)
-    assert whole.status_code == 200 and top_level_boxes(whole.content, 2) == ["ftyp", "moov"]
+    assert whole.status_code == 200 and top_level_boxes(whole.content, 3) == \
+        ["ftyp", "moov", "mdat"]
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    with open(path, "wb") as f:
+        f.write(whole.content)
+    duration = float(ffprobe(path)["format"]["duration"])
+    assert abs(duration - replays[0]["durationSeconds"]) <= 0.02 * replays[0]["durationSeconds"]
+
+
+def test_export_serves_byte_ranges_of_the_same_file(recorded):
+    d, replays, _ = recorded
+    url = f"/api/replays/{replays[0]['id']}/download?start=4&end=20"
+    whole = d.get(url, auth=d.auth).content
+    size = len(whole)
+    for spec, first, last in [(f"bytes=1000-{size // 2}", 1000, size // 2),
+                              ("bytes=-5000", size - 5000, size - 1),
+                              (f"bytes={size - 10}-", size - 10, size - 1),
+                              ("bytes=0-7", 0, 7)]:
+        r = d.get(url, auth=d.auth, headers={"Range": spec})
+        assert r.status_code == 206, (spec, r.status_code)
+        assert r.headers["Content-Range"] == f"bytes {first}-{last}/{size}", spec
+        assert r.content == whole[first:last + 1], spec
+    r = d.get(url, auth=d.auth, headers={"Range": f"bytes={size}-"})
+    assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{size}"
+    head = requests.head(d.url + url, auth=d.auth, timeout=30)
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) == size
+    assert head.headers["Accept-Ranges"] == "bytes" and not head.content
 
 
 @pytest.mark.parametrize("query", ["start=-1", "start=0&end=100000", "start=abc",
@@ -300,3 +331,60 @@ def test_delete_a_replay(recorded):   # last: the other tests use the recording
     assert not os.path.exists(os.path.join(d.data_dir, "recordings", rec_id))
     assert d.post("/api/admin/replays/delete", auth=d.auth,
                   json={"id": rec_id}).status_code == 404
+
+
+LOW_LATENCY_CONFIG = """
+recording_grace = 3
+[video]
+low_latency = true
+latency_level = 0
+variants = [
+  { videoBitrate = 300, scaledWidth = 320, framerate = 30, cpuUsageLevel = 0, audioPassthrough = true },
+]
+"""
+
+
+def test_a_low_latency_recording_exports_as_faststart_mp4(tmp_path):
+    """LL-HLS keeps fMP4 segments (init + fragments of parts); the export indexes their trun
+    boxes and copies the samples: one moov in front, the whole recording, a clean decode."""
+    def prepare(d):
+        path = os.path.join(d.data_dir, "ll.toml")
+        with open(path, "w") as f:
+            f.write(LOW_LATENCY_CONFIG)
+        d.extra_args += ["--config", path]
+
+    with temporary_daemon(prepare) as d:
+        r = d.post("/api/admin/config/recording", auth=d.auth,
+                   json={"value": {"enabled": True, "minFreeMB": 0}})
+        assert r.status_code == 200, r.text
+        pub = ffmpeg_publish(d, seconds=12, size="320x180", rate=30, extra=["-bf", "2"])
+        try:
+            pub.wait(timeout=60)
+        finally:
+            stop_proc(pub)
+
+        def finished():
+            listed = d.get("/api/replays", auth=d.auth).json()
+            return listed if listed and not listed[0]["inProgress"] else None
+        replay = wait_until(finished, 60, 0.5, what="the recording to finish")[0]
+        media = d.get(f"/replay/{replay['id']}/0/stream.m3u8", auth=d.auth).text
+        assert "#EXT-X-MAP:" in media                     # fMP4 segments were kept
+        r = d.get(f"/api/replays/{replay['id']}/download", auth=d.auth)
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(r.content)
+        assert top_level_boxes(r.content, 3) == ["ftyp", "moov", "mdat"]
+        path = str(tmp_path / "ll.mp4")
+        with open(path, "wb") as f:
+            f.write(r.content)
+        probe = ffprobe(path)
+        assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
+        assert abs(float(probe["format"]["duration"]) - replay["durationSeconds"]) <= 0.5, \
+            (probe["format"], replay)
+        decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"],
+                                 capture_output=True, timeout=120)
+        assert decoded.returncode == 0 and not decoded.stderr, decoded.stderr.decode()[-500:]
+        # A range of it, and a byte range of that.
+        r = d.get(f"/api/replays/{replay['id']}/download?start=2&end=6", auth=d.auth)
+        assert r.status_code == 200 and top_level_boxes(r.content, 2) == ["ftyp", "moov"]
+        part = d.get(f"/api/replays/{replay['id']}/download?start=2&end=6", auth=d.auth,
+                     headers={"Range": "bytes=100-2099"})
+        assert part.status_code == 206 and part.content == r.content[100:2100]

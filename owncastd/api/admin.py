@@ -74,6 +74,8 @@ class ServerConfigResource:
             "yp": {"enabled": c["instance.directory_enabled"],
                    "instanceUrl": c["instance.server_url"]},
             "recording": recording_policy(c["recording"]),   # issue 17, every field shown
+            "clips": {"maxSeconds": c["clips.max_seconds"], "allowed": c["clips.allowed"],
+                      "perAddressPerHour": c["clips.per_address_per_hour"]},
         }
 
 
