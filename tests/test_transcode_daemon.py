@@ -61,6 +61,14 @@ def test_renditions_playlists_and_endlist(ladder_daemon):
         assert master.text.count("#EXT-X-STREAM-INF") == 3
         assert "RESOLUTION=426x240" in master.text and "RESOLUTION=320x180" in master.text
         assert "RESOLUTION=640x360" in master.text  # passthrough keeps the source size
+        # Issue 13: the transcoder's per-rendition counters, shed frames included, are in the
+        # admin status while it transcodes.
+        def counters():
+            t = d.get("/api/admin/status", auth=d.auth).json().get("transcoder")
+            return t if t and all(r["framesEncoded"] > 0 for r in t["renditions"]) else None
+        renditions = wait_until(counters, 10, what="transcoder counters")["renditions"]
+        assert [r["index"] for r in renditions] == [0, 1, 2]
+        assert all(r["framesShed"] >= 0 and r["framesShedPerSecond"] >= 0 for r in renditions)
         pub.wait(timeout=30)
         wait_until(lambda: all("#EXT-X-ENDLIST" in playlist(d, n) for n in range(3)), 15,
                    what="EXT-X-ENDLIST after the broadcaster stops")

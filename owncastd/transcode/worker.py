@@ -25,6 +25,7 @@ from ..datadir import DataDir
 from ..media import flv, handoff
 from ..runtime import start_child
 from . import ladder
+from .live_stats import LiveStats
 
 log = logging.getLogger("owncastd.transcoder")
 
@@ -150,6 +151,7 @@ class Worker:
         self.paused: tuple[int, float] | None = None   # (stream, until): its output hit a full disk
         self.stopping = False
         self.meter = metrics.TranscoderMeter()
+        self.live_stats = LiveStats(DataDir(data_dir).transcoder_stats)
 
     def settings(self) -> dict:
         c = self.config.snapshot()
@@ -178,6 +180,7 @@ class Worker:
             ready = dict(poller.poll(500))
             if self.current is not None:
                 self.meter.observe(self.current.stream, self.current.pipeline.stats)
+                self.live_stats.observe(self.current.stream, self.current.pipeline.stats)
                 if self.current.watch is not None:
                     self.current.watch.observe(self.current.stream, self.current.pipeline.stats)
             if stopped.socket in ready:
@@ -300,6 +303,7 @@ class Worker:
         stats = current.finish()
         self.meter.observe(current.stream, lambda: stats, force=True)
         self.meter.idle()
+        self.live_stats.clear()
         log.info("stream %d output finished (%s): %d segments", current.stream, reason,
                  sum(r.get("segments", 0) for r in stats.get("renditions", [])))
         self.events.publish("event.transcoder_finished", {"stream": current.stream,
