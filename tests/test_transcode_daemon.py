@@ -132,6 +132,11 @@ def test_killed_worker_resumes_with_a_discontinuity_and_audio(ladder_daemon):
         text = playlist(d, 0)
         seqs = [int(re.search(r"stream-(\d+)\.ts", uri).group(1)) for _, uri in segments(text)]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        # Nothing lost: ingest replayed the unfinished segment's media into the new worker,
+        # which resumed exactly where the finished segments end.
+        logs = " | ".join(e["message"] for e in d.get("/api/admin/logs", auth=d.auth).json())
+        assert "into the restarted transcoder" in logs and "resuming from the replayed media" in logs \
+            and "(from the next keyframe)" not in logs, logs
     finally:
         stop_proc(pub)
 

@@ -82,3 +82,30 @@ def test_a_replay_after_a_kill_continues_with_every_frame_once(tmp_path):
     source_audio = sum(1 for t in tags if t[0] == flv.TAG_AUDIO and not flv.is_aac_sequence_header(t[2]))
     assert frames == SECONDS * FPS            # every source frame, once
     assert abs(audio - source_audio) <= 1, (audio, source_audio)
+
+
+def test_a_pipeline_without_resume_at_gets_nothing_twice():
+    """The ffmpeg and LL-HLS pipelines cannot decode without output: the worker drops the
+    replay before the resume point, and video until a keyframe after it."""
+    from owncastd.media import handoff
+    from owncastd.transcode.worker import StreamTranscoder
+
+    pushed = []
+
+    class Opaque:   # a pipeline with push() only
+        def push(self, kind, ts, payload):
+            pushed.append((kind, ts))
+
+    st = StreamTranscoder.__new__(StreamTranscoder)
+    st.pipeline, st.headers, st.waiting_for_headers, st.skip_before = Opaque(), {}, True, None
+    assert st.resume_at(5000) is False
+    seq, key = handoff.FLAG_SEQUENCE_HEADER | handoff.FLAG_REPEAT, handoff.FLAG_KEYFRAME
+    st.push(handoff.VIDEO, seq, 3000, bytes([0x17, 0, 0, 0, 0]) + b"avcc")
+    st.push(handoff.AUDIO, seq, 3000, bytes([0xAF, 0, 0x12, 0x10]))
+    for kind, flags, ts in [(handoff.VIDEO, key, 3000), (handoff.AUDIO, 0, 4990),
+                            (handoff.AUDIO, 0, 5000), (handoff.VIDEO, 0, 5010),
+                            (handoff.VIDEO, key, 6000), (handoff.AUDIO, 0, 6010),
+                            (handoff.VIDEO, 0, 6033)]:
+        st.push(kind, flags, ts, bytes([0x27 if kind == handoff.VIDEO else 0xAF, 1]) + b"x")
+    assert pushed == [(handoff.VIDEO, 3000), (handoff.AUDIO, 3000), (handoff.AUDIO, 5000),
+                      (handoff.VIDEO, 6000), (handoff.AUDIO, 6010), (handoff.VIDEO, 6033)]

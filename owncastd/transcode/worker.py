@@ -75,10 +75,35 @@ class StreamTranscoder:
         self.watch = RenditionWatch() if "live" in options else None
         self.last_media = time.monotonic()
         self.stop_deadline: float | None = None
+        self.skip_before: int | None = None   # a replay into a pipeline that cannot resume_at
+
+    def resume_at(self, input_ms: int) -> bool:
+        """Output a replay from input_ms on. The native pipeline decodes from the replay's
+        keyframe and starts exactly there; another one (ffmpeg, LL-HLS) gets nothing before it
+        and video from the next keyframe (no frame twice; up to a GOP lost, as without a
+        replay). True when exact."""
+        exact = getattr(self.pipeline, "resume_at", None)
+        if exact is not None:
+            exact(input_ms)
+            return True
+        self.skip_before = input_ms & 0xFFFFFFFF
+        return False
+
+    def _replayed_before(self, kind: int, flags: int, timestamp_ms: int) -> bool:
+        if (timestamp_ms - self.skip_before) & 0xFFFFFFFF >= 0x80000000:
+            return True
+        if kind == handoff.VIDEO:
+            if not flags & handoff.FLAG_KEYFRAME:
+                return True
+            self.skip_before = None   # video from this keyframe on, audio too
+        return False
 
     def push(self, kind: int, flags: int, timestamp_ms: int, payload: bytes) -> None:
         self.last_media = time.monotonic()
         if kind not in (handoff.AUDIO, handoff.VIDEO):
+            return
+        if self.skip_before is not None and not flags & handoff.FLAG_SEQUENCE_HEADER and \
+                self._replayed_before(kind, flags, timestamp_ms):
             return
         if flags & handoff.FLAG_SEQUENCE_HEADER:
             # Start on sequence headers (a fresh stream sends them first; a resumed one gets
@@ -252,11 +277,9 @@ class Worker:
         self.ended.discard(stream)
         self.begin(stream, resumed=True)
         if self.current is not None and isinstance(from_ms, int):
-            resume_at = getattr(self.current.pipeline, "resume_at", None)
-            if resume_at is not None:
-                resume_at(from_ms)
-                log.info("stream %d: resuming from the replayed media at input time %d ms",
-                         stream, from_ms)
+            exact = self.current.resume_at(from_ms)
+            log.info("stream %d: resuming from the replayed media at input time %d ms%s",
+                     stream, from_ms, "" if exact else " (from the next keyframe)")
         return False
 
     def awaiting_replay(self, stream: int) -> bool:
