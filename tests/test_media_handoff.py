@@ -255,6 +255,16 @@ def test_queue_bound_in_bytes_and_none_without_fresh_reports():
         h.video(i * 40, KEY if i == 0 else big)
         h.flush()
     assert h.stats.video_shed_queue_full >= 1 and h.queued()[1] >= handoff.QUEUE_BYTES
+    # A new stream starts with an empty measure (the last one's timestamps mean nothing).
+    h.start(2, {})
+    assert h.queued() == (0, 0)
+    h.stop({})
+    h.start(1, {})
+    h.video(0, AVC_SEQ)
+    h.progress("w1", 1, None, None)
+    for i in range(6):
+        h.video(i * 40, KEY if i == 0 else big)
+        h.flush()
     # Reports stop (a transcoder starting or hung): the bound is not applied on stale data.
     clock.now += handoff.REPORT_FRESH_S + 0.5
     h.video(400, KEY)

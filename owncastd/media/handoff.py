@@ -165,6 +165,8 @@ class Handoff:
         self._skip_to_keyframe = False
         self._audio_repeated_at = None
         self._forget_retained()
+        self._inflight.clear()   # the last stream's timestamps measure nothing in this one
+        self._inflight_bytes = 0
         self._live = True
         self._control.append(pack(START, 0, stream, 0, json.dumps(info).encode()))
         self.flush()
