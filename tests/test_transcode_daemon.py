@@ -48,7 +48,7 @@ def ffprobe_streams(path):
     return json.loads(out)["streams"]
 
 
-def test_renditions_playlists_and_endlist(ladder_daemon):
+def test_renditions_playlists_and_endlist(ladder_daemon, tmp_path):
     d = ladder_daemon
     pub = ffmpeg_publish(d, seconds=9, size="640x360", rate=30)
     try:
@@ -69,6 +69,10 @@ def test_renditions_playlists_and_endlist(ladder_daemon):
         renditions = wait_until(counters, 10, what="transcoder counters")["renditions"]
         assert [r["index"] for r in renditions] == [0, 1, 2]
         assert all(r["framesShed"] >= 0 and r["framesShedPerSecond"] >= 0 for r in renditions)
+        from test_ctl import ctl
+        out = ctl(tmp_path, "status", server=d, password=d.key).stdout
+        assert re.search(r"^rendition 0: .* frames encoded, \d+ shed \([\d.]+/s over 10 s\)$",
+                         out, re.M), out
         pub.wait(timeout=30)
         wait_until(lambda: all("#EXT-X-ENDLIST" in playlist(d, n) for n in range(3)), 15,
                    what="EXT-X-ENDLIST after the broadcaster stops")
