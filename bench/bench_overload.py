@@ -20,6 +20,7 @@ is shared).
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -112,6 +113,22 @@ class RenditionWatch:
         return max(0.0, self.fps - self.video_frames / self.video_seconds)
 
 
+def ingest_handoff_counters(d, wait=10.0):
+    """The handoff's counters from ingest's "stream stopped" log line: video handed on, and
+    dropped upstream of the transcoder (the queue's time bound, or a full queue)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for e in d.get("/api/admin/logs", auth=d.auth).json():
+            m = re.search(r"stream stopped \(.*\): (\{.*\})", e["message"])
+            if m:
+                counters = ast.literal_eval(m.group(1))   # the line prints a dict
+                return {k: counters.get(k) for k in ("handed_video", "dropped_video",
+                                                     "video_shed_queue_full", "batches_dropped",
+                                                     "dropped_audio")}
+        time.sleep(0.5)
+    return None
+
+
 @pytest.mark.parametrize("scenario", ["overload", "sustainable"])
 def test_overload_lag_audio_and_shedding(scenario, bench_report):
     spec = SCENARIOS[scenario]
@@ -149,6 +166,7 @@ def test_overload_lag_audio_and_shedding(scenario, bench_report):
             if pub.poll() is None:
                 pub.terminate()
                 pub.wait(timeout=10)
+        handoff = ingest_handoff_counters(d)
     assert lags, "no segments were written"
     steady = [lag for at, lag in lags if at > 4 * SEGMENT] or [lag for _, lag in lags]
     worst_lag = max(steady)
@@ -160,7 +178,7 @@ def test_overload_lag_audio_and_shedding(scenario, bench_report):
                               f"max audio gap {worst_gap * 1000:.0f} ms; server: frames shed "
                               f"{[r['framesShed'] for r in reported or ()]}, shed/s over 10 s "
                               f"{[r['framesShedPerSecond'] for r in reported or ()]}; "
-                              f"load average {os.getloadavg()[0]:.1f}")
+                              f"load average {os.getloadavg()[0]:.1f}; ingest handoff: {handoff}")
     lag_ok = bench_report.check(f"overload {scenario}: glass-to-live-edge lag s", worst_lag,
                                 f"<= {2 * SEGMENT}", worst_lag <= 2 * SEGMENT,
                                 f"after {4 * SEGMENT} s; median {sorted(steady)[len(steady) // 2]:.1f}")
