@@ -113,7 +113,7 @@ class HandoffStats:
     dropped_audio: int = 0
     repeats: int = 0
     batches_dropped: int = 0
-    video_shed_queue_full: int = 0   # video dropped because the queue held QUEUE_MS / QUEUE_BYTES
+    video_shed_queue_full: int = 0   # video dropped (to a keyframe) as the queue held QUEUE_MS / _BYTES
     replays: int = 0                 # replays into a restarted transcoder
     replayed: int = 0                # audio/video frames sent again in them
 
@@ -138,6 +138,7 @@ class Handoff:
     _video_header: bytes | None = None
     _audio_header: bytes | None = None
     _skip_to_keyframe: bool = False
+    _skipping_for_queue: bool = False   # ... because the queue was full (not a lost batch)
     _audio_repeated_at: int | None = None   # media time of the last audio-only repeat
     _audio_parts: list = field(default_factory=list)   # this batch's audio records: (ts, header, payload)
     _backlog: list = field(default_factory=list)       # audio of lost batches, oldest first
@@ -315,6 +316,7 @@ class Handoff:
                     self.stats.repeats += 1
         elif self._skip_to_keyframe:
             self.stats.dropped_video += 1
+            self.stats.video_shed_queue_full += self._skipping_for_queue
             return
         self._records += (record, payload)
         self._video += 1
@@ -367,7 +369,7 @@ class Handoff:
             if shed:
                 self.stats.video_shed_queue_full += self._video
                 self.stats.dropped_video += self._video
-                self._skip_to_keyframe = True
+                self._skip_to_keyframe = self._skipping_for_queue = True
             else:
                 self.stats.handed_video += self._video
             if self._newest is not None:
@@ -377,7 +379,7 @@ class Handoff:
             self.stats.batches_dropped += 1
             self.stats.dropped_video += self._video
             if self._video:
-                self._skip_to_keyframe = True
+                self._skip_to_keyframe, self._skipping_for_queue = True, False
             self._backlog += self._audio_parts
             newest = self._backlog[-1][0] if self._backlog else 0
             while self._backlog and not 0 <= newest - self._backlog[0][0] < AUDIO_BACKLOG_MS:

@@ -36,6 +36,7 @@ log = logging.getLogger("owncastd.transcoder")
 
 RECV_QUEUE = 1000           # messages: a backstop; ingest bounds the queue in media time and bytes
 PROGRESS_INTERVAL = 0.1     # seconds between progress reports to ingest (bus.MEDIA_PROGRESS)
+IDLE_PROGRESS_INTERVAL = 1.0   # ... while there is no stream (and no media) to report on
 RESUME_WAIT = 3.0           # seconds a new worker waits for ingest's replay of a running stream
 IDLE_FINISH = 15.0          # seconds without media before a stream without STOP is finished
 STOP_GRACE = 2.0            # after the bus says a stream stopped, wait this long for its STOP
@@ -248,7 +249,8 @@ class Worker:
     def report_progress(self) -> None:
         """Tell ingest how far this worker got (its queue's measure and its replay buffer's)."""
         now = time.monotonic()
-        if now - self.reported_at < PROGRESS_INTERVAL:
+        busy = self.current is not None or any(now < t for t in self.resume_deadline.values())
+        if now - self.reported_at < (PROGRESS_INTERVAL if busy else IDLE_PROGRESS_INTERVAL):
             return
         self.reported_at = now
         current = self.current
@@ -370,6 +372,7 @@ class Worker:
             self.current = None
             return
         self.begun.add(stream)
+        self.resume_deadline.pop(stream, None)
         self.received = None
         log.info("transcoding stream %d into %d rendition(s)%s", stream,
                  len(settings["variants"]), " (resumed mid-stream)" if resumed else "")
