@@ -202,7 +202,7 @@ class Handoff:
             while self._inflight and self._inflight[0][0] <= received_ms:
                 self._inflight_bytes -= self._inflight.popleft()[1]
         if done_ms is not None and not self._replay_due:
-            self._done_ms = done_ms if self._done_ms is None else max(self._done_ms, done_ms)
+            self._done_ms = done_ms   # the latest, not the largest: the clock may jump back
             # Keep from the newest keyframe at or before it: decoding starts there.
             keyframes = self._keyframes
             while len(keyframes) >= 2 and keyframes[1][1] <= self._done_ms:
