@@ -252,13 +252,14 @@ class Ingest:
         worker = report.get("worker")
         if not isinstance(worker, str):
             return
-        replays = self.handoff.stats.replays
+        stats = self.handoff.stats
+        replays, replayed = stats.replays, stats.replayed
         self.handoff.progress(worker, number("stream"), number("received_ms"), number("done_ms"))
         if self.live is not None:
             self.handoff.flush()   # a replay due goes out now, not at the next read
-            if self.handoff.stats.replays > replays:
+            if stats.replays > replays:
                 log.info("replayed %d frames from the last unfinished segment into the "
-                         "restarted transcoder", self.handoff.stats.replayed)
+                         "restarted transcoder", stats.replayed - replayed)
 
     # -- stream lifecycle -------------------------------------------------------------------
 
