@@ -28,7 +28,7 @@ variants = [
   { videoBitrate = 200, scaledWidth = 256, framerate = 15, cpuUsageLevel = 0, audioPassthrough = true },
 ]
 """
-PUBLISH_A, PUBLISH_B = 24, 16    # seconds: the first connection, then the reconnect
+PUBLISH_A, PUBLISH_B = 72, 48    # seconds: the first connection, then the reconnect (2 minutes)
 
 
 def ffprobe(target: str, *args: str) -> dict:
@@ -115,18 +115,16 @@ def test_one_recording_with_discontinuities_plays_end_to_end(recorded):
           f"{replay['durationSeconds']} s, ffprobe {duration:.2f} s, {replay['size']} bytes")
     assert abs(duration - replay["durationSeconds"]) <= 0.02 * published
     # The reconnect loses nothing: the part after the last discontinuity is the second
-    # publish, within 2 %. While the transcoder is dead ingest drops the media (by design,
-    # ARCHITECTURE "Media handoff"), and a restarted one starts at a keyframe: the recording
-    # is the publish less that outage (the restart, the new pipeline's start and the wait for
-    # a keyframe: measured 3 s for a 0.6 s restart), within 2 %.
+    # publish, within 2 %. Nor does the transcoder's kill -9: ingest replays the media since
+    # the keyframe before the segment it had not finished into the restarted one, which
+    # outputs from where the finished segments end (ARCHITECTURE "Media handoff"). So the
+    # recording is the whole publish, within 2 % (issue 17's check).
     last_part = sum(float(line[8:].split(",")[0]) for line in
                     media.rsplit("#EXT-X-DISCONTINUITY", 1)[1].splitlines()
                     if line.startswith("#EXTINF:"))
     assert abs(last_part - PUBLISH_B) <= 0.02 * PUBLISH_B + 0.05, (last_part, media)
     recorded_s = replay["durationSeconds"]
-    assert published - down - 2 * SEGMENT_SECONDS - 0.02 * published <= recorded_s, \
-        (recorded_s, published, down, media)
-    assert recorded_s <= published + 0.02 * published
+    assert abs(recorded_s - published) <= 0.02 * published, (recorded_s, published, down, media)
     # Audio goes on after the transcoder restart: the segment after the first discontinuity.
     after_restart = [line for line in media.split("#EXT-X-DISCONTINUITY", 1)[1].splitlines()
                      if line and not line.startswith("#")][0]
