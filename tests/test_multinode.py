@@ -371,3 +371,41 @@ def test_a_stream_seen_and_stopped_from_a_web_node(three_nodes):
     finally:
         stop_proc(pub)
         wb.close()
+
+
+# -- PostgreSQL going away under a node ------------------------------------------------------
+
+def test_postgresql_outage_is_logged_once_and_loses_no_viewer(nodes):
+    """While the store is down, each worker's viewer flush says so once (no traceback every
+    0.5 s), keeps the viewers it saw, and writes them when PostgreSQL is back."""
+    from owncastd.store import Store
+    server = pg.PostgresServer().start()
+    try:
+        url = server.new_database()
+        d = nodes("web", url, "--role", "web")
+        s = Store(url)
+        s.set_states({"online": True})
+        s.close()
+        assert d.get("/api/ping", headers={"User-Agent": "before"}).status_code == 200
+        wait_until(lambda: d.get("/api/status").json()["viewerCount"] == 1, 10,
+                   what="the first viewer counted")
+        mark = len(d.output())
+
+        server.pause()
+        for _ in range(4):   # on either worker; counted only in memory meanwhile
+            assert d.get("/api/ping", headers={"User-Agent": "during"}).status_code == 200
+        wait_until(lambda: "cannot record viewers" in d.output()[mark:], 20,
+                   what="the outage to be logged")
+        time.sleep(4)        # eight flush attempts per worker
+        during = d.output()[mark:]
+        assert during.count("cannot record viewers") <= 2, during   # one per worker
+        assert "Traceback" not in during, during
+
+        server.resume()
+        wait_until(lambda: "can record viewers again" in d.output()[mark:], 30,
+                   what="the recovery to be logged")
+        wait_until(lambda: d.get("/api/status").json()["viewerCount"] == 2, 10,
+                   what="the viewer seen during the outage counted")
+        assert "Traceback" not in d.output()[mark:], d.output()[mark:]
+    finally:
+        server.stop()
