@@ -409,3 +409,81 @@ def test_postgresql_outage_is_logged_once_and_loses_no_viewer(nodes):
         assert "Traceback" not in d.output()[mark:], d.output()[mark:]
     finally:
         server.stop()
+
+
+# -- replays and clips live on the origin's disk ----------------------------------------------
+
+RECORDING_CONFIG = """
+recording_grace = 3
+[video]
+latency_level = 1
+variants = [
+  { videoBitrate = 200, scaledWidth = 256, framerate = 15, cpuUsageLevel = 0, audioPassthrough = true },
+]
+"""
+
+
+def test_a_web_node_serves_replays_and_clips_from_the_origin(nodes, short_tmp):
+    from test_ingest import ffmpeg_publish, stop_proc
+    from test_recording import ffprobe, top_level_boxes
+    url = pg.shared_server().new_database()
+    config = os.path.join(short_tmp, "rec.toml")
+    with open(config, "w") as f:
+        f.write(RECORDING_CONFIG)
+    origin = nodes("origin", url, "--role", "origin", "--config", config)
+    web = nodes("web", url, "--role", "web", "--origin-url", origin.url)
+    r = web.post("/api/admin/config/recording", auth=web.auth,
+                 json={"value": {"enabled": True, "minFreeMB": 0}})
+    assert r.status_code == 200, r.text
+    pub = ffmpeg_publish(origin, seconds=14, size="320x180", rate=15)
+    try:
+        def buffered():
+            with open(os.path.join(origin.data_dir, "clipbuffer", "0", "stream.m3u8")) as f:
+                return f.read().count("#EXTINF") >= 3
+        wait_until(buffered, 60, 0.5, what="6 s of video in the origin's clip buffer")
+        # A clip asked of the web node is cut on the origin, from its clip buffer.
+        r = requests.post(web.url + "/api/clips", json={"lastSeconds": 4}, timeout=60)
+        assert r.status_code == 200, r.text
+        clip = r.json()
+        assert os.path.isdir(os.path.join(origin.data_dir, "clips", clip["id"]))
+        mp4 = web.get(clip["download"])
+        assert mp4.status_code == 200 and mp4.headers["Content-Type"] == "video/mp4"
+        assert int(mp4.headers["Content-Length"]) == len(mp4.content)
+        assert top_level_boxes(mp4.content, 3)[:2] == ["ftyp", "moov"]
+        probe = ffprobe(web.url + clip["manifest"])   # its segments come through too
+        assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
+        # The origin's own errors come back as they are.
+        r = requests.post(web.url + "/api/clips", json={"lastSeconds": 0}, timeout=10)
+        assert r.status_code == 400 and r.json()["success"] is False
+        pub.wait(timeout=40)
+    finally:
+        stop_proc(pub)
+
+    def finished():
+        listed = web.get("/api/replays", auth=web.auth).json()   # the shared store, locally
+        return listed if listed and not listed[0]["inProgress"] else None
+    replay = wait_until(finished, 60, 0.5, what="the recording to finish")[0]
+    assert web.get(f"/replay/{replay['id']}").status_code == 401   # the origin's answer
+    assert "WWW-Authenticate" in web.get(f"/replay/{replay['id']}").headers
+    # ffprobe reads the VOD master, the rendition playlist and the segments via the web node.
+    user, key = web.auth
+    probe = ffprobe(web.url.replace("http://", f"http://{user}:{key}@") +
+                    f"/replay/{replay['id']}")
+    assert float(probe["format"]["duration"]) >= 6
+    thumb = web.get(f"/replay/{replay['id']}/thumbnail.jpg", auth=web.auth)
+    assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
+    r = web.get(f"/api/replays/{replay['id']}/download?start=0&end=4", auth=web.auth)
+    assert r.status_code == 200 and top_level_boxes(r.content, 2)[0] == "ftyp"
+    assert web.get("/api/replays/nope/download", auth=web.auth).status_code == 404
+    # Deleting through the web node removes the files on the origin.
+    r = web.post("/api/admin/replays/delete", auth=web.auth, json={"id": replay["id"]})
+    assert r.status_code == 200, r.text
+    assert not os.path.exists(os.path.join(origin.data_dir, "recordings", replay["id"]))
+    r = web.post("/api/admin/clips/delete", auth=web.auth, json={"id": clip["id"]})
+    assert r.status_code == 200, r.text
+    assert web.get(clip["download"]).status_code == 404
+    # The origin gone: a clear 502, the web node's own API goes on.
+    origin.stop()
+    r = web.get(f"/replay/{replay['id']}", auth=web.auth)
+    assert r.status_code == 502 and "origin" in r.json()["message"]
+    assert web.get("/api/replays", auth=web.auth).status_code == 200
