@@ -373,6 +373,94 @@ def test_a_stream_seen_and_stopped_from_a_web_node(three_nodes):
         wb.close()
 
 
+# -- rate limits shared through Redis --------------------------------------------------------
+
+LIMITS_CONFIG = """
+web_workers = 1
+[http]
+trusted_proxies = ["127.0.0.1"]
+[limits.http]
+login_failures = 4
+[chat]
+rate_limit_per_address_per_minute = 10
+"""
+
+
+@pytest.fixture
+def two_limited_nodes(nodes, redis_server, short_tmp):
+    """Two nodes of one worker each (a local limit would give each node the whole budget),
+    trusting X-Forwarded-For from loopback so the tests can be several addresses."""
+    url = pg.shared_server().new_database()
+    config = os.path.join(short_tmp, "limits.toml")
+    with open(config, "w") as f:
+        f.write(LIMITS_CONFIG)
+    a = nodes("a", url, "--role", "origin", "--redis-url", redis_server.url, "--config", config)
+    b = nodes("b", url, "--role", "web", "--redis-url", redis_server.url, "--config", config)
+    return a, b
+
+
+def _admin_get(d, address: str, password: str):
+    return requests.get(d.url + "/api/admin/status", auth=("admin", password), timeout=5,
+                        headers={"X-Forwarded-For": address})
+
+
+def test_the_login_throttle_is_one_budget_over_all_nodes(two_limited_nodes, redis_server):
+    a, b = two_limited_nodes
+    for d in (a, b, a, b):   # 4 failures (the budget) spread over the two nodes
+        assert _admin_get(d, "203.0.113.1", "wrong").status_code == 401
+    for d in (a, b):         # refused everywhere, even with the right password
+        r = _admin_get(d, "203.0.113.1", a.key)
+        assert r.status_code == 429 and r.json()["success"] is False, r.text
+        assert int(r.headers["Retry-After"]) > 200
+    assert _admin_get(b, "203.0.113.2", a.key).status_code == 200   # others are not
+    # A success clears the address on every node.
+    for d in (a, b, a):
+        assert _admin_get(d, "203.0.113.3", "wrong").status_code == 401
+    assert _admin_get(b, "203.0.113.3", a.key).status_code == 200
+    for d in (a, b, a):
+        assert _admin_get(d, "203.0.113.3", "wrong").status_code == 401
+    assert _admin_get(b, "203.0.113.3", a.key).status_code == 200
+
+    # Redis gone: each node falls back to its own throttle; it never fails open.
+    redis_server.stop()
+    for _ in range(4):
+        assert _admin_get(a, "203.0.113.4", "wrong").status_code == 401
+    assert _admin_get(a, "203.0.113.4", a.key).status_code == 429
+    assert a.output().count("Redis unreachable for the shared rate limits") == 1
+    redis_server.start()
+    time.sleep(5.5)          # shared_limits.RETRY
+    assert _admin_get(a, "203.0.113.5", a.key).status_code == 200
+    wait_until(lambda: "rate limits are shared by every node again" in a.output(), 10,
+               what="the limits to be shared again")
+
+
+def test_the_chat_limit_per_address_is_one_budget_over_all_nodes(two_limited_nodes):
+    """10 a minute from one address: a burst of 2 in all, however many nodes and sockets."""
+    import websocket
+    a, b = two_limited_nodes
+
+    sockets = [websocket.create_connection(
+        d.url.replace("http://", "ws://") + "/entry", timeout=10,
+        header=["User-Agent: chat-test", "X-Forwarded-For: 198.51.100.7"])
+        for d in (a, b, a, b, a, b)]
+    outcomes = []
+    for n, ws in enumerate(sockets):
+        send(ws, type="CHAT", author=f"c{n}", body=f"hello {n}")
+        event = recv_until(ws, lambda e: e.get("type") == "ERROR" or
+                           (e.get("type") == "CHAT" and e.get("body") == f"<p>hello {n}</p>"))
+        outcomes.append(event["type"])
+    assert outcomes.count("CHAT") == 2, outcomes
+    assert outcomes[:2] == ["CHAT", "CHAT"]
+    # Another address has its own budget.
+    ws = websocket.create_connection(b.url.replace("http://", "ws://") + "/entry", timeout=10,
+                                     header=["User-Agent: chat-test",
+                                             "X-Forwarded-For: 198.51.100.8"])
+    send(ws, type="CHAT", author="other", body="mine")
+    assert recv_until(ws, lambda e: e.get("type") in ("CHAT", "ERROR"))["type"] == "CHAT"
+    for w in sockets + [ws]:
+        w.close()
+
+
 # -- PostgreSQL going away under a node ------------------------------------------------------
 
 def test_postgresql_outage_is_logged_once_and_loses_no_viewer(nodes):
