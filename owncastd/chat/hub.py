@@ -1,8 +1,11 @@
 """One API worker's websocket connections, and the fan-out of chat events to them.
 
 Each worker runs one Hub: a greenlet reads the bus topic `chat` (and the stream events) and
-hands every event, encoded once as a websocket frame, to each local connection's outbox; one
-writer greenlet per connection drains its outbox in batches. A client whose outbox is full (it
+hands every event, encoded once as a websocket frame, to each local connection. A connection
+that is keeping up gets the frame written at once with one non-blocking `send` on its socket
+(no queue, no greenlet switch: the fan-out of a message to a few thousand sockets is a few
+thousand syscalls and nothing else); only what the socket cannot take now goes to its outbox,
+which one writer greenlet per connection drains in batches. A client whose outbox is full (it
 stopped reading) is dropped, as 0.0.7 did at 100 messages, so it can never hold back the
 others. Every 30 s each connection gets a PING.
 
@@ -47,11 +50,29 @@ class Connection:
         self.connected_at = p.timestamp()
         self.outbox: gevent.queue.Queue = gevent.queue.Queue(OUTBOX)
         self.closed = False
+        self._writing = False              # the writer holds frames it has not fully sent
+        self._send_now = _nonblocking_send(ws)
         self.writer = gevent.spawn(self._write_loop)
 
     def push(self, frame: bytes) -> bool:
         if self.closed:
             return True
+        if self._send_now is not None and not self._writing and self.outbox.empty():
+            if self.ws.raw_write is None:  # closed by its reader: nothing after the close
+                self.closed = True
+                return True
+            # Nothing queued before it: write it now; only a rest the socket cannot take
+            # yet goes to the writer (frames stay in order).
+            try:
+                sent = self._send_now(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:            # the peer went away; the reader will notice
+                self.closed = True
+                return True
+            if sent == len(frame):
+                return True
+            frame = frame[sent:]
         try:
             self.outbox.put_nowait(frame)
             return True
@@ -68,6 +89,7 @@ class Connection:
             frame = self.outbox.get()
             if frame is None:
                 return
+            self._writing = True
             batch = [frame]
             while len(batch) < WRITE_BATCH:
                 try:
@@ -80,6 +102,7 @@ class Connection:
                 batch.append(more)
             if not self._write(batch):
                 return
+            self._writing = False
 
     def _write(self, frames: list[bytes]) -> bool:
         write = self.ws.raw_write
@@ -112,6 +135,17 @@ class Connection:
         return {"clientID": self.client_id, "pid": os.getpid(), "ipAddress": self.ip,
                 "userAgent": self.user_agent, "username": self.username,
                 "messageCount": self.message_count, "connectedAt": self.connected_at}
+
+
+def _nonblocking_send(ws):
+    """The plain socket's `send` under a websocket (gevent keeps it non-blocking), or None
+    when there is none to write to directly (a TLS socket, a test double)."""
+    import gevent.socket
+    sock = getattr(getattr(ws, "handler", None), "socket", None)
+    if type(sock) is not gevent.socket.socket:    # exactly: an SSL socket is a subclass
+        return None
+    raw = getattr(sock, "_sock", None)
+    return raw.send if raw is not None else None
 
 
 class Hub:
