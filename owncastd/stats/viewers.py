@@ -116,14 +116,16 @@ class StoreOutage:
     def failed(self, exc: Exception, kept: int = 0) -> None:
         now = self.clock()
         text = f"{type(exc).__name__}: {exc}".strip()
+        down = _unreachable(exc)
+        said = "unavailable" if down else text   # an outage's messages may vary: one line
         if self.since is None:
             self.since = now
-        if text == self.said and now - self.last_said < self.REMIND:
+        if said == self.said and now - self.last_said < self.REMIND:
             return
         first = self.said is None
-        self.said, self.last_said = text, now
-        if _unreachable(exc):
-            self.log.warning("cannot %s: the store is unavailable (%s); %d kept in memory, "
+        self.said, self.last_said = said, now
+        if down:
+            self.log.warning("cannot %s: the store is unreachable or full (%s); %d kept in memory, "
                              "retrying every %g s%s", self.what, text.splitlines()[0][:300], kept,
                              FLUSH_INTERVAL, "" if first else
                              f" (failing for {now - self.since:.0f} s)")
