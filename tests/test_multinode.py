@@ -501,14 +501,10 @@ def test_postgresql_outage_is_logged_once_and_loses_no_viewer(nodes):
 
 # -- replays and clips live on the origin's disk ----------------------------------------------
 
-RECORDING_CONFIG = """
-recording_grace = 3
-[video]
-latency_level = 1
-variants = [
-  { videoBitrate = 200, scaledWidth = 256, framerate = 15, cpuUsageLevel = 0, audioPassthrough = true },
-]
-"""
+def recording_config() -> str:
+    """test_recording's small ladder, with a short grace so the recording ends soon."""
+    from test_recording import CONFIG
+    return CONFIG.replace("recording_grace = 10", "recording_grace = 3")
 
 
 def test_a_web_node_serves_replays_and_clips_from_the_origin(nodes, short_tmp):
@@ -517,7 +513,7 @@ def test_a_web_node_serves_replays_and_clips_from_the_origin(nodes, short_tmp):
     url = pg.shared_server().new_database()
     config = os.path.join(short_tmp, "rec.toml")
     with open(config, "w") as f:
-        f.write(RECORDING_CONFIG)
+        f.write(recording_config())
     origin = nodes("origin", url, "--role", "origin", "--config", config)
     web = nodes("web", url, "--role", "web", "--origin-url", origin.url)
     r = web.post("/api/admin/config/recording", auth=web.auth,
