@@ -2,8 +2,9 @@
 the chat limit per client address and the failed-login throttle, so spreading requests over
 workers or nodes gains nothing.
 
-Each check is one Lua script, atomic in Redis and timed by Redis's own clock (`TIME`), so the
-nodes' clocks do not matter:
+Each check is one Lua script, atomic in Redis and timed by Redis's own clock (`TIME`, which a
+script may call before writing since Redis 5 / any Valkey), so the nodes' clocks do not
+matter:
 
 - chat, per address: a token bucket (`chat.rate_limit_per_address_per_minute`, bursts of a
   fifth) in a hash with a TTL;
