@@ -25,11 +25,30 @@ PASSED_HEADERS = ("Content-Type", "Cache-Control", "Last-Modified", "Content-Ran
                   "Accept-Ranges", "Content-Length")
 
 
+class OriginOutage:
+    """The origin unreachable: one warning per outage (not per viewer poll), and the 502 with
+    the JSON error body that every request gets meanwhile."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.failing: str | None = None
+
+    def failed(self, why: str):
+        if why != self.failing:
+            log.warning("cannot %s: %s", self.what, why)
+        self.failing = why
+        raise falcon.HTTPBadGateway(title="Bad Gateway",
+                                    description=f"the origin did not answer: {why}")
+
+    def ok(self) -> None:
+        self.failing = None
+
+
 class OriginHLSResource:
     def __init__(self, origin_url: str, on_playlist=None):
         self.base = origin_url.rstrip("/") + "/hls/"
         self.on_playlist = on_playlist
-        self._failing: str | None = None
+        self.outage = OriginOutage(f"fetch HLS from the origin {self.base}")
 
     def on_get(self, req, resp, path: str) -> None:
         parts = path.split("/")
@@ -53,10 +72,10 @@ class OriginHLSResource:
                                        "Range Not Satisfiable",
                                        description="no such file" if exc.code == 404 else
                                        "range not satisfiable") from None
-            self._upstream_failed(f"origin answered {exc.code}")
+            self.outage.failed(f"origin answered {exc.code}")
         except (OSError, ValueError) as exc:
-            self._upstream_failed(str(getattr(exc, "reason", exc)))
-        self._failing = None
+            self.outage.failed(str(getattr(exc, "reason", exc)))
+        self.outage.ok()
         resp.status = falcon.code_to_http_status(status)
         for name in PASSED_HEADERS:
             if got.get(name) and name != "Content-Length":
@@ -70,13 +89,6 @@ class OriginHLSResource:
 
     on_head = on_get
     on_options = HLSResource.on_options
-
-    def _upstream_failed(self, why: str):
-        if why != self._failing:   # once per outage, not per viewer poll
-            log.warning("cannot fetch HLS from the origin %s: %s", self.base, why)
-        self._failing = why
-        raise falcon.HTTPBadGateway(title="Bad Gateway",
-                                    description=f"the origin did not answer: {why}")
 
 
 # -- replays and clips: their files are on the origin's disk (issue 17) ----------------------
@@ -119,7 +131,7 @@ class OriginPassThrough:
 
     def __init__(self, origin_url: str):
         self.base = origin_url.rstrip("/")
-        self._failing: str | None = None
+        self.outage = OriginOutage(f"reach the origin {self.base}")
 
     def forward(self, req, resp, **_params) -> None:
         headers = {name: req.get_header(name) for name in FORWARDED_HEADERS
@@ -141,13 +153,8 @@ class OriginPassThrough:
         except urllib.error.HTTPError as exc:
             answer = exc              # the origin's own answer (4xx JSON, a redirect): as is
         except (OSError, ValueError) as exc:
-            why = str(getattr(exc, "reason", exc))
-            if why != self._failing:
-                log.warning("cannot reach the origin %s: %s", self.base, why)
-            self._failing = why
-            raise falcon.HTTPBadGateway(title="Bad Gateway",
-                                        description=f"the origin did not answer: {why}")
-        self._failing = None
+            self.outage.failed(str(getattr(exc, "reason", exc)))
+        self.outage.ok()
         resp.status = falcon.code_to_http_status(answer.status)
         for name in RETURNED_HEADERS:
             value = answer.headers.get(name)
