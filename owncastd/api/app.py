@@ -19,15 +19,15 @@ from ..datadir import DataDir
 from ..green import gevent_patched
 from ..runtime import child_config
 from ..stats.viewers import ViewerTracker
-from . import (admin, chat, chat_ws, clips, hls, integrations, metrics, public, replays, stats,
-               tokens, webhooks, webui)
+from . import (admin, chat, chat_ws, clips, hls, integrations, metrics, origin_proxy, public,
+               replays, stats, tokens, webhooks, webui)
 from .auth import AdminAuth, ClientAddress, CrossSiteGuard, IntegrationAuth
 from .errors import handle_unexpected, serialize_error
 from .metrics import HTTPMetrics
 
 # Modules with an `add_routes(app, services)` function, in order.
 ROUTE_MODULES = [public, admin, hls, stats, chat_ws, chat, integrations, tokens, webhooks, webui,
-                 metrics, replays, clips]
+                 metrics, replays, clips, origin_proxy]   # last: a web node's origin routes
 
 
 @dataclass

@@ -66,31 +66,84 @@ class ViewerTracker:
             self.flush()
 
     def flush(self) -> None:
-        batch, self.pending = list(self.pending.values()), {}
+        """Write what was seen. If the store fails, the batch goes back into `pending` (a
+        newer sighting of the same viewer wins) and the error is raised: nothing is lost."""
+        batch, self.pending = self.pending, {}
         now = time.time()
-        if batch and self.store.get_state("online"):
-            self.store.record_viewers(batch, WINDOW)
-            count = viewer_count(self.store, now)
-            self.store.raise_state_max("sessionPeakViewerCount", count)
-            self.store.raise_state_max("overallPeakViewerCount", count)
+        try:
+            if batch and self.store.get_state("online"):
+                self.store.record_viewers(list(batch.values()), WINDOW)
+                count = viewer_count(self.store, now)
+                self.store.raise_state_max("sessionPeakViewerCount", count)
+                self.store.raise_state_max("overallPeakViewerCount", count)
+        except BaseException:
+            for vid, row in batch.items():   # seen() may have run while the store waited
+                self.pending.setdefault(vid, row)
+            raise
         if now - self.last_prune > 60:
             self.last_prune = now
             self.store.prune_viewers(now - PRUNE_AFTER)
 
     def _run(self) -> None:
-        import sqlite3
-
         import gevent
-        failing = None
+        outage = StoreOutage(log, "record viewers")
         while True:
             gevent.sleep(FLUSH_INTERVAL)
             try:
                 self.flush()
-                failing = None
-            except sqlite3.OperationalError as exc:  # full disk, locked: say it once, go on
-                if str(exc) != failing:
-                    log.warning("could not record viewers (retrying): %s", exc)
-                failing = str(exc)
-            except Exception:  # a bug must not end counting for good
-                log.exception("could not record viewers")
+            except Exception as exc:   # a bug must not end counting for good either
+                outage.failed(exc, kept=len(self.pending))
+            else:
+                outage.ok()
 
+
+class StoreOutage:
+    """Logging a store that keeps failing (PostgreSQL down, SQLite's disk full or locked):
+    one line when it starts, a reminder every `REMIND` s while it lasts, one line when it is
+    back; never a traceback per retry. An error that is not the store being unreachable (a
+    bug) gets its traceback once per distinct message."""
+
+    REMIND = 60.0
+
+    def __init__(self, logger, what: str, clock=time.monotonic):
+        self.log = logger
+        self.what = what
+        self.clock = clock
+        self.since: float | None = None
+        self.last_said = 0.0
+        self.said: str | None = None
+
+    def failed(self, exc: Exception, kept: int = 0) -> None:
+        now = self.clock()
+        text = f"{type(exc).__name__}: {exc}".strip()
+        down = _unreachable(exc)
+        said = "unavailable" if down else text   # an outage's messages may vary: one line
+        if self.since is None:
+            self.since = now
+        if said == self.said and now - self.last_said < self.REMIND:
+            return
+        first = self.said is None
+        self.said, self.last_said = said, now
+        if down:
+            self.log.warning("cannot %s: the store is unreachable or full (%s); %d kept in memory, "
+                             "retrying every %g s%s", self.what, text.splitlines()[0][:300], kept,
+                             FLUSH_INTERVAL, "" if first else
+                             f" (failing for {now - self.since:.0f} s)")
+        else:
+            self.log.exception("cannot %s (retrying)", self.what)
+
+    def ok(self) -> None:
+        if self.since is not None:
+            self.log.info("can %s again after %.1f s", self.what, self.clock() - self.since)
+        self.since, self.said = None, None
+
+
+def _unreachable(exc: Exception) -> bool:
+    """The database is down, unreachable, locked or full (not a bug of ours)."""
+    import sqlite3
+    if isinstance(exc, (sqlite3.OperationalError, ConnectionError, TimeoutError)):
+        return True
+    if type(exc).__module__.startswith("psycopg"):   # PoolTimeout is one too
+        import psycopg
+        return isinstance(exc, psycopg.OperationalError)
+    return False
