@@ -281,6 +281,18 @@ class EdgeHandler(SendfileHandler):
                     return None
             except (OSError, ValueError):
                 return None
+            fast = self.server.fast_path
+            if fast is not None:
+                # A playlist request already buffered is answered without pywsgi and Falcon
+                # (api/fastpath.py); anything else stays in the buffer for them.
+                self.socket.settimeout(SEND_TIMEOUT)
+                try:
+                    answered = fast.answer(self, limits.max_header_bytes)
+                except OSError:   # the client is gone
+                    return None
+                if answered:
+                    self.requests_served += 1
+                    return True
         self.socket.settimeout(limits.header_timeout)
         self._header_timer = gevent.Timeout.start_new(
             limits.header_timeout,
@@ -389,6 +401,8 @@ class EdgeServer(PyWSGIServer):
         self.ws_count: Counter[str] = Counter()
         self.refused = 0
         self._last_refusal_log = 0.0
+        # the app's fast path for playlists (api/fastpath.py), None where there is none
+        self.fast_path = getattr(self.application, "hls_fast_path", None)
 
     def exempt(self, peer: str) -> bool:
         return not peer or self.proxies.is_trusted(peer)

@@ -51,11 +51,15 @@ class HTTPMetrics:
         req.context.metrics_started = time.perf_counter()
 
     def process_response(self, req, resp, resource, req_succeeded):
-        route = route_class(req.path)
-        self.requests.labels(route, str(resp.status_code)).inc()
         started = req.context.get("metrics_started")
-        if started is not None:
-            self.duration.labels(route).observe(time.perf_counter() - started)
+        self.count(route_class(req.path), resp.status_code,
+                   None if started is None else time.perf_counter() - started)
+
+    def count(self, route: str, status: int, seconds: float | None) -> None:
+        """One request answered (also called by api/fastpath.py, which bypasses Falcon)."""
+        self.requests.labels(route, str(status)).inc()
+        if seconds is not None:
+            self.duration.labels(route).observe(seconds)
 
 
 class StateCollector:

@@ -58,8 +58,10 @@ class ViewerTracker:
             gevent.spawn(self._run)
 
     def seen(self, req) -> None:
-        ip = client_address(req)
-        agent = req.get_header("User-Agent") or ""
+        self.note(client_address(req), req.get_header("User-Agent") or "")
+
+    def note(self, ip: str, agent: str) -> None:
+        """`seen` for a request that has no Falcon `req` (api/fastpath.py)."""
         vid = viewer_id(ip, agent)
         self.pending[vid] = (vid, ip, agent, time.time())
         if not self.background:

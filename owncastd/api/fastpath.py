@@ -1,0 +1,226 @@
+"""The web workers' fast path for their most frequent request: an HLS playlist on a kept-alive
+connection.
+
+Every viewer polls its playlist (MPEG-TS: every segment; LL-HLS: once per part, most of them
+blocking reloads), so playlists are most of what a server answers. Through pywsgi (the
+environ), Falcon (request, middleware, router) and a file read one costs ~100 µs of a worker;
+here, a fraction of that (docs/LLHLS.md, "Playlist serving"). `EdgeHandler` offers each
+request that is already in its buffer when the keep-alive wait ends to `HLSFastPath.answer`:
+
+- the request head is parsed here without consuming it. Anything that is not plainly a `GET` or
+  `HEAD` of `/hls/stream.m3u8` or `/hls/N/stream.m3u8` over HTTP/1.1 (percent-escapes, an odd
+  query, a body, `Range`, `Connection` other than keep-alive, `Upgrade`, `Expect`, line folding,
+  bare LFs, an incomplete head, a repeated header this path reads) is left in the buffer for
+  pywsgi and Falcon, which answer it as before: this path answers only 200s (and the 503 of a
+  blocking reload that waited in vain), every error comes from the slow path.
+- a playlist's response (headers but Date, and the body) is kept per file and reused while the
+  file's (inode, mtime, size) is unchanged: one `stat` per request, so a playlist renamed into
+  place is served at once, whoever wrote it (MPEG-TS too), and S3's fresh rewritten copies
+  (`HLSResource.overlay`) are chosen as by the slow path;
+- blocking reloads (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) wait in the connection's greenlet in
+  `LLHLSResource.blocking_answer`, the code the Falcon route runs;
+- the same bookkeeping as the slow path: the viewer is noted (the peer, or X-Forwarded-For from
+  a trusted proxy, with the User-Agent) and the request counted in the `hls` route metrics.
+
+Its answers are those of the Falcon route byte for byte (tests/test_hls_fastpath.py).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import stat
+import time
+from dataclasses import dataclass
+import falcon
+from gevent.pywsgi import format_date_time
+
+from .files import SMALL_FILE, file_headers
+from .llhls import playlist_headers
+
+log = logging.getLogger("owncastd.web.fastpath")
+
+# /hls/stream.m3u8 (master) or /hls/N/stream.m3u8, and a query of plain key=value pairs.
+PLAYLIST_TARGET = re.compile(rb"/hls/((?:(\d{1,2})/)?stream\.m3u8)(?:\?([A-Za-z0-9_.=&-]*))?")
+# Headers whose meaning this path does not implement: such a request takes the slow path.
+SLOW_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"range", b"upgrade",
+                          b"expect"))
+MAX_CACHED_FILES = 64   # the master, a playlist per rendition and their S3 copies
+
+
+@dataclass(frozen=True)
+class PlaylistRequest:
+    method: bytes                 # GET or HEAD
+    path: str                     # under /hls/: "stream.m3u8" or "N/stream.m3u8"
+    rendition: str | None         # N, or None for the master
+    params: dict[str, str]        # the query
+    user_agent: str
+    forwarded_for: str | None
+    length: int                   # bytes of the head, to consume once answered
+
+
+def parse_head(buf: bytes, max_bytes: int) -> PlaylistRequest | None:
+    """The playlist request at the start of `buf`, or None when the slow path must read it."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0 or end + 4 > max_bytes:
+        return None
+    head = buf[:end]
+    if head.count(b"\n") != head.count(b"\r\n"):
+        return None   # a bare LF: pywsgi reads those lines differently
+    lines = head.split(b"\r\n")
+    words = lines[0].split(b" ")
+    if len(words) != 3 or words[0] not in (b"GET", b"HEAD") or words[2] != b"HTTP/1.1":
+        return None
+    m = PLAYLIST_TARGET.fullmatch(words[1])
+    if m is None:
+        return None
+    params: dict[str, str] = {}
+    if m.group(3):
+        for item in m.group(3).split(b"&"):
+            key, sep, value = item.partition(b"=")
+            if not sep or not key or key in params:
+                return None
+            params[key] = value
+    user_agent = forwarded_for = None
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name[:1] in b" \t" or name[-1:] in b" \t":
+            return None
+        name = name.lower()
+        value = value.strip(b" \t")
+        if name in SLOW_HEADERS:
+            return None
+        if name == b"connection":
+            if value.lower() != b"keep-alive":
+                return None
+        elif name == b"user-agent":
+            if user_agent is not None:
+                return None
+            user_agent = value
+        elif name == b"x-forwarded-for":
+            if forwarded_for is not None:
+                return None
+            forwarded_for = value
+    rendition = m.group(2)
+    return PlaylistRequest(
+        words[0], m.group(1).decode(), rendition.decode() if rendition else None,
+        {k.decode(): v.decode() for k, v in params.items()},
+        user_agent.decode("latin-1") if user_agent is not None else "",
+        forwarded_for.decode("latin-1") if forwarded_for is not None else None, end + 4)
+
+
+def render_head(status: str, headers, length: int) -> bytes:
+    """Status line and headers as Falcon + pywsgi write them (names lowercased, then
+    Content-Length), without Date, which `HLSFastPath` adds per second."""
+    lines = [f"HTTP/1.1 {status}"]
+    lines += [f"{name.lower()}: {value}" for name, value in headers]
+    lines.append(f"content-length: {length}")
+    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
+
+
+class PlaylistCache:
+    """Ready responses for the playlist files, each valid while its (inode, mtime, size) is."""
+
+    def __init__(self, files):
+        self.files = files   # the HLSResource: where a path is, S3 copies, the headers
+        self.entries: dict[str, tuple[tuple, bytes, bytes]] = {}
+
+    def get(self, path: str) -> tuple[bytes, bytes] | None:
+        """(head without Date, body) of the playlist at `path` under /hls/, or None (missing,
+        not a regular file, large: the slow path answers)."""
+        real = self.files.locate(path)
+        if real is None:
+            return None
+        served = self.files.overlay(path, real) or real
+        try:
+            st = os.stat(served, follow_symlinks=False)
+        except OSError:
+            return None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        entry = self.entries.get(served)
+        if entry is not None and entry[0] == key:
+            return entry[1], entry[2]
+        if not stat.S_ISREG(st.st_mode) or st.st_size > SMALL_FILE:
+            return None
+        try:
+            fd = os.open(served, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            body = os.read(fd, st.st_size)
+        finally:
+            os.close(fd)
+        if len(body) != st.st_size:
+            return None
+        headers = self.files.CORS + file_headers(served, self.files.PLAYLIST_CACHE, st.st_mtime)
+        head = render_head("200 OK", headers, len(body))
+        if len(self.entries) >= MAX_CACHED_FILES and served not in self.entries:
+            self.entries.clear()   # a handful of real files: refilled at once
+        self.entries[served] = ((st.st_ino, st.st_mtime_ns, st.st_size), head, body)
+        return head, body
+
+
+class HLSFastPath:
+    """One per worker (`api/hls.py` makes it; the handler finds it as `app.hls_fast_path`)."""
+
+    def __init__(self, llhls, note_viewer, proxy_rule, http_metrics):
+        self.llhls = llhls              # the LLHLSResource (blocking reloads; .files: the files)
+        self.cache = PlaylistCache(llhls.files)
+        self.note_viewer = note_viewer  # ViewerTracker.note(ip, user_agent)
+        self.proxy_rule = proxy_rule    # netguard.ProxyRule of http.trusted_proxies
+        self.http_metrics = http_metrics
+        self._date = (0, b"")
+
+    def answer(self, handler, max_header_bytes: int) -> bool:
+        """Answer the request buffered in `handler.rfile` if it is one of ours: True when
+        answered (the connection stays open), False to leave it to the slow path."""
+        started = time.perf_counter()
+        request = parse_head(handler.rfile.peek(), max_header_bytes)
+        if request is None:
+            return False
+        status = 200
+        blocking = request.method == b"GET" and request.rendition is not None and any(
+            k.startswith("_HLS_") for k in request.params)
+        if blocking:
+            try:
+                answer = self.llhls.blocking_answer(
+                    request.rendition, request.params.get("_HLS_msn"),
+                    request.params.get("_HLS_part"), request.params.get("_HLS_skip"))
+            except falcon.HTTPServiceUnavailable as exc:
+                answer, status = exc, 503
+            except falcon.HTTPError:
+                return False   # 400, 404: decided before any wait; the slow path says so
+            if answer is None:
+                blocking = False   # not an LL-HLS playlist: served as a file
+        if status == 503:
+            body = json.dumps({"success": False, "message": answer.description},
+                              ensure_ascii=False).encode()
+            head = render_head("503 Service Unavailable",
+                               (("Content-Type", "application/json"),), len(body))
+        elif blocking:
+            body, cache_control = answer
+            head = render_head("200 OK", playlist_headers(cache_control), len(body))
+        else:
+            ready = self.cache.get(request.path)
+            if ready is None:
+                return False
+            head, body = ready
+        handler.rfile.read(request.length)   # ours now: consume the head
+        if status == 200:
+            peer = handler.client_address[0] if handler.client_address else ""
+            self.note_viewer(self.proxy_rule.client_address(str(peer), request.forwarded_for),
+                             request.user_agent)
+        response = head + self._date_line()
+        if request.method == b"GET":
+            response += body
+        handler.socket.sendall(response)
+        self.http_metrics.count("hls", status, time.perf_counter() - started)
+        return True
+
+    def _date_line(self) -> bytes:
+        now = int(time.time())
+        if self._date[0] != now:
+            self._date = (now, b"Date: " + format_date_time(now) + b"\r\n\r\n")
+        return self._date[1]
