@@ -61,8 +61,11 @@ def produce(data_dir: str, media: bytes, stop: threading.Event) -> None:
     publisher.close()
 
 
-async def viewer(port: int, answers: list, stop: threading.Event) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def viewer(port: int, n: int, answers: list, stop: threading.Event) -> None:
+    # 500 viewers come from several addresses: one address may hold at most
+    # limits.http.connections_per_address (256) per worker (issue 19)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, local_addr=(f"127.0.1.{1 + n % 10}", 0))
     query = ""
     while not stop.is_set():
         writer.write(f"GET /hls/0/stream.m3u8{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -81,7 +84,7 @@ async def viewer(port: int, answers: list, stop: threading.Event) -> None:
 
 def run_viewers(port: int, answers: list, stop: threading.Event) -> None:
     async def main():
-        await asyncio.gather(*(viewer(port, answers, stop) for _ in range(VIEWERS)),
+        await asyncio.gather(*(viewer(port, n, answers, stop) for n in range(VIEWERS)),
                              return_exceptions=True)
     asyncio.run(main())
 

@@ -32,7 +32,6 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass
 import falcon
 from gevent.pywsgi import format_date_time
 
@@ -49,15 +48,18 @@ SLOW_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"range", b"u
 MAX_CACHED_FILES = 64   # the master, a playlist per rendition and their S3 copies
 
 
-@dataclass(frozen=True)
 class PlaylistRequest:
-    method: bytes                 # GET or HEAD
-    path: str                     # under /hls/: "stream.m3u8" or "N/stream.m3u8"
-    rendition: str | None         # N, or None for the master
-    params: dict[str, str]        # the query
-    user_agent: str
-    forwarded_for: str | None
-    length: int                   # bytes of the head, to consume once answered
+    __slots__ = ("method", "path", "rendition", "params", "user_agent", "forwarded_for",
+                 "length")
+
+    def __init__(self, method, path, rendition, params, user_agent, forwarded_for, length):
+        self.method = method                # b"GET" or b"HEAD"
+        self.path = path                    # under /hls/: "stream.m3u8" or "N/stream.m3u8"
+        self.rendition = rendition          # "N", or None for the master
+        self.params = params                # the query, {str: str}
+        self.user_agent = user_agent        # str ("" without one)
+        self.forwarded_for = forwarded_for  # str or None
+        self.length = length                # bytes of the head, consumed once answered
 
 
 def parse_head(buf: bytes, max_bytes: int) -> PlaylistRequest | None:
@@ -77,8 +79,8 @@ def parse_head(buf: bytes, max_bytes: int) -> PlaylistRequest | None:
         return None
     params: dict[str, str] = {}
     if m.group(3):
-        for item in m.group(3).split(b"&"):
-            key, sep, value = item.partition(b"=")
+        for item in m.group(3).decode().split("&"):
+            key, sep, value = item.partition("=")
             if not sep or not key or key in params:
                 return None
             params[key] = value
@@ -104,8 +106,7 @@ def parse_head(buf: bytes, max_bytes: int) -> PlaylistRequest | None:
             forwarded_for = value
     rendition = m.group(2)
     return PlaylistRequest(
-        words[0], m.group(1).decode(), rendition.decode() if rendition else None,
-        {k.decode(): v.decode() for k, v in params.items()},
+        words[0], m.group(1).decode(), rendition.decode() if rendition else None, params,
         user_agent.decode("latin-1") if user_agent is not None else "",
         forwarded_for.decode("latin-1") if forwarded_for is not None else None, end + 4)
 
@@ -125,11 +126,12 @@ class PlaylistCache:
     def __init__(self, files):
         self.files = files   # the HLSResource: where a path is, S3 copies, the headers
         self.entries: dict[str, tuple[tuple, bytes, bytes]] = {}
+        self.located: dict[str, tuple[str, float]] = {}   # URL path -> (file, when located)
 
     def get(self, path: str) -> tuple[bytes, bytes] | None:
         """(head without Date, body) of the playlist at `path` under /hls/, or None (missing,
         not a regular file, large: the slow path answers)."""
-        real = self.files.locate(path)
+        real = self._locate(path)
         if real is None:
             return None
         served = self.files.overlay(path, real) or real
@@ -160,6 +162,20 @@ class PlaylistCache:
             self.entries.clear()   # a handful of real files: refilled at once
         self.entries[served] = ((st.st_ino, st.st_mtime_ns, st.st_size), head, body)
         return head, body
+
+    def _locate(self, path: str) -> str | None:
+        """`HLSResource.locate`, remembered for a second (its own check of the directory runs
+        once a minute; a file that is gone is found missing by the `stat` after this)."""
+        now = time.monotonic()
+        found = self.located.get(path)
+        if found is not None and now - found[1] < 1.0:
+            return found[0]
+        real = self.files.locate(path)
+        if real is not None:
+            if len(self.located) >= MAX_CACHED_FILES:
+                self.located.clear()
+            self.located[path] = (real, now)
+        return real
 
 
 class HLSFastPath:

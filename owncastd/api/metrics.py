@@ -46,6 +46,7 @@ class HTTPMetrics:
 
     def __init__(self):
         self.requests, self.duration = metrics.http_metrics()
+        self._children: dict = {}   # (route class, status) -> (counter, histogram) children
 
     def process_request(self, req, resp):
         req.context.metrics_started = time.perf_counter()
@@ -57,9 +58,13 @@ class HTTPMetrics:
 
     def count(self, route: str, status: int, seconds: float | None) -> None:
         """One request answered (also called by api/fastpath.py, which bypasses Falcon)."""
-        self.requests.labels(route, str(status)).inc()
+        children = self._children.get((route, status))
+        if children is None:   # labels() costs more than the increment: once per pair
+            children = self._children[(route, status)] = (
+                self.requests.labels(route, str(status)), self.duration.labels(route))
+        children[0].inc()
         if seconds is not None:
-            self.duration.labels(route).observe(seconds)
+            children[1].observe(seconds)
 
 
 class StateCollector:
