@@ -392,3 +392,48 @@ def test_a_blocking_reload_that_times_out_is_the_slow_paths_503(ll_served):
     assert 2.9 < middle - began < 6 and 2.9 < time.monotonic() - middle < 6
     assert fast == slow and fast.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert b'"success": false' in fast
+
+
+def test_blocking_reload_on_a_kept_alive_connection_wakes_with_the_part(ll_media):
+    """In the real daemon: the reload waits in the fast path (the second request of its
+    connection) and is answered within 100 ms of the part's bus notification."""
+    import socket as std_socket
+    import threading
+
+    from conftest import temporary_daemon
+    from test_llhls_serving import Producer
+    with temporary_daemon() as d:
+        producer = Producer(d, ll_media)
+        try:
+            producer.until_part()
+            time.sleep(0.5)   # the workers' bus subscriptions are up long before; margin
+            c = Connection(std_socket.create_connection(("127.0.0.1", d.web_port), timeout=20))
+            first = c.ask(request("/hls/0/stream.m3u8"))
+            assert first.startswith(b"HTTP/1.1 200 ")
+            for _ in range(3):
+                msn, part = producer.until_part()
+                result = {}
+
+                def ask():
+                    result["r"] = c.ask(request(
+                        f"/hls/0/stream.m3u8?_HLS_msn={msn}&_HLS_part={part + 1}"))
+                    result["at"] = time.monotonic()
+
+                t = threading.Thread(target=ask)
+                t.start()
+                time.sleep(0.4)
+                assert "r" not in result, "answered before the part existed"
+                got = producer.until_part()
+                t.join(10)
+                assert result["r"].startswith(b"HTTP/1.1 200 OK\r\n")
+                assert b"\r\ncache-control: public, max-age=1\r\n" in result["r"]
+                late = result["at"] - producer.written[got]
+                assert late < 0.1, f"answered {late:.3f} s late"
+                # the same question on a new connection (the slow path), now answered at once
+                with std_socket.create_connection(("127.0.0.1", d.web_port), timeout=20) as s:
+                    slow = Connection(s).ask(request(
+                        f"/hls/0/stream.m3u8?_HLS_msn={msn}&_HLS_part={part + 1}"))
+                assert slow == result["r"]
+            c.close()
+        finally:
+            producer.close()
