@@ -42,6 +42,7 @@ log = logging.getLogger("owncastd.web.fastpath")
 
 # /hls/stream.m3u8 (master) or /hls/N/stream.m3u8, and a query of plain key=value pairs.
 PLAYLIST_TARGET = re.compile(rb"/hls/((?:(\d{1,2})/)?stream\.m3u8)(?:\?([A-Za-z0-9_.=&-]*))?")
+HLS_METHODS = (b"GET /hls/", b"HEAD /hls/")
 # Headers whose meaning this path does not implement: such a request takes the slow path.
 SLOW_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"range", b"upgrade",
                           b"expect"))
@@ -64,6 +65,8 @@ class PlaylistRequest:
 
 def parse_head(buf: bytes, max_bytes: int) -> PlaylistRequest | None:
     """The playlist request at the start of `buf`, or None when the slow path must read it."""
+    if not buf.startswith(HLS_METHODS):   # most other requests end here
+        return None
     end = buf.find(b"\r\n\r\n")
     if end < 0 or end + 4 > max_bytes:
         return None
