@@ -274,6 +274,10 @@ class EdgeHandler(SendfileHandler):
         if self.rfile.closed:
             return None
         if self.requests_served:
+            # Take turns: a client whose next request is already here would otherwise be
+            # served again and again before the hub looks at the worker's other connections
+            # (their latency grew to seconds under load); now they all go first, as in nginx.
+            gevent.sleep(0)
             # Keep-alive: wait for the next request's first byte, at most idle_timeout.
             self.socket.settimeout(limits.idle_timeout)
             try:
