@@ -221,6 +221,21 @@ def test_pipelined_requests_are_answered_in_order(served):
     c.close()
 
 
+def test_a_client_that_reads_slowly_gets_every_byte(served, short_tmp):
+    big = b"#EXTM3U\n" + b"#EXT-X-COMMENT:" + os.urandom(30000).hex().encode() + b"\n"
+    with open(os.path.join(short_tmp, "d", "hls", "0", "stream.m3u8"), "wb") as f:
+        f.write(big)
+    c = served.connect()
+    c.ask(request("/hls/0/stream.m3u8"))
+    c.send(request("/hls/0/stream.m3u8") * 200)   # ~12 MB of answers: the socket fills up
+    gevent.sleep(0.5)
+    for _ in range(200):
+        assert c.response().endswith(big)
+    gevent.sleep(0.1)   # the last answer's greenlet resumes after its bytes were read
+    assert served.fast_answers == 200
+    c.close()
+
+
 @pytest.mark.parametrize("bad", [b"GET /hls/0/stream.m3u8 HTTP/1.1 extra\r\n\r\n",
                                  b"GET /hls/0/stream.m3u8 HTTQ/1.1\r\n\r\n",
                                  b"\x16\x03\x01\x02\x00\x01\x00\r\n\r\n"])

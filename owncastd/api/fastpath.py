@@ -234,7 +234,9 @@ class HLSFastPath:
         response = head + self._date_line()
         if request.method == b"GET":
             response += body
-        handler.socket.sendall(response)
+        sent = handler.socket.send(response)   # gevent's sendall asks SO_SNDBUF every time
+        if sent < len(response):
+            handler.socket.sendall(memoryview(response)[sent:])
         self.http_metrics.count("hls", status, time.perf_counter() - started)
         return True
 
