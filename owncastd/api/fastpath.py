@@ -47,6 +47,8 @@ HLS_METHODS = (b"GET /hls/", b"HEAD /hls/")
 SLOW_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"range", b"upgrade",
                           b"expect"))
 MAX_CACHED_FILES = 64   # the master, a playlist per rendition and their S3 copies
+MAX_CACHED_HEADS = 1024   # parsed request heads kept (blocking reloads differ each time)
+MAX_CACHED_HEAD = 2048    # bytes: longer heads are parsed every time
 
 
 class PlaylistRequest:
@@ -191,14 +193,28 @@ class HLSFastPath:
         self.proxy_rule = proxy_rule    # netguard.ProxyRule of http.trusted_proxies
         self.http_metrics = http_metrics
         self._date = (0, b"")
+        self._heads: dict[bytes, PlaylistRequest] = {}   # request heads already parsed
 
     def answer(self, handler, max_header_bytes: int) -> bool:
         """Answer the request buffered in `handler.rfile` if it is one of ours: True when
         answered (the connection stays open), False to leave it to the slow path."""
         started = time.perf_counter()
-        request = parse_head(handler.rfile.peek(), max_header_bytes)
-        if request is None:
+        buf = handler.rfile.peek()
+        if not buf.startswith(HLS_METHODS):
             return False
+        end = buf.find(b"\r\n\r\n") + 4
+        if end < 4:
+            return False
+        head = buf[:end]
+        request = self._heads.get(head)   # a player polls with the same request each time
+        if request is None:
+            request = parse_head(head, max_header_bytes)
+            if request is None:
+                return False
+            if end <= MAX_CACHED_HEAD:
+                if len(self._heads) >= MAX_CACHED_HEADS:
+                    self._heads.clear()
+                self._heads[head] = request
         status = 200
         blocking = request.method == b"GET" and request.rendition is not None and any(
             k.startswith("_HLS_") for k in request.params)
