@@ -250,6 +250,22 @@ def test_malformed_request_after_fast_ones_is_400_and_closed(served, bad):
     assert c.closed()
 
 
+def test_a_failing_fast_path_ends_only_its_connection(served):
+    c = served.connect()
+    c.ask(request("/hls/0/stream.m3u8"))
+
+    def broken(path):
+        raise RuntimeError("a bug")
+
+    working, served.fast.cache.get = served.fast.cache.get, broken
+    c.send(request("/hls/0/stream.m3u8"))
+    assert c.closed()
+    served.fast.cache.get = working
+    other = served.connect()
+    other.ask(request("/hls/0/stream.m3u8"))
+    assert other.ask(request("/hls/0/stream.m3u8")).endswith(MEDIA)
+
+
 def test_a_playlist_renamed_into_place_is_served_at_once(served, short_tmp):
     hls = os.path.join(short_tmp, "d", "hls", "0")
     c = served.connect()

@@ -294,6 +294,9 @@ class EdgeHandler(SendfileHandler):
                     answered = fast.answer(self, limits.max_header_bytes)
                 except OSError:   # the client is gone
                     return None
+                except Exception:   # a bug: this connection ends, the worker goes on
+                    log.exception("playlist fast path failed")
+                    return None
                 if answered:
                     self.requests_served += 1
                     return True
