@@ -38,12 +38,19 @@ def test_parse_head_takes_plain_playlist_requests():
                            headers="X-Forwarded-For: 10.0.0.1\r\nConnection: keep-alive\r\n"),
                    32768)
     assert r.params == {"_HLS_msn": "3", "_HLS_part": "1"} and r.forwarded_for == "10.0.0.1"
+    for name in ("0/stream-17.ts", "3/abc0-p12.m4s", "0/init-abc0.mp4"):
+        r = parse_head(request(f"/hls/{name}"), 32768)
+        assert (r.path, r.rendition, r.params) == (name, None, {})
 
 
 @pytest.mark.parametrize("head", [
     request("/hls/0/stream.m3u8")[:-2],                          # incomplete
-    request("/hls/0/stream-1.ts"),                               # not a playlist
-    request("/hls/0/stream-delta.m3u8"),
+    request("/hls/0/stream-delta.m3u8"),                         # not one of ours
+    request("/hls/0/stream-1.ts?x=1"),
+    request("/hls/stream-1.ts"),
+    request("/hls/0/.stream-2.ts"),
+    request("/hls/0/stream-1.ts.tmp"),
+    request("/hls/0/index.html"),
     request("/hls/100/stream.m3u8"),
     request("/hls/0/stream.m3u8/"),
     request("/hls/%30/stream.m3u8"),                             # escapes: Falcon decodes
@@ -147,7 +154,9 @@ def write_tree(data_dir: str) -> str:
     hls = os.path.join(data_dir, "hls")
     os.makedirs(os.path.join(hls, "0"))
     for path, data in (("stream.m3u8", MASTER), ("0/stream.m3u8", MEDIA),
-                       ("0/stream-1.ts", os.urandom(5000))):
+                       ("0/stream-1.ts", os.urandom(5000)), ("0/big.ts", os.urandom(300_000)),
+                       ("0/empty.ts", b""), ("0/init-ab12.mp4", os.urandom(800)),
+                       ("0/ab12-p7.m4s", os.urandom(20_000))):
         with open(os.path.join(hls, path), "wb") as f:
             f.write(data)
     return hls
@@ -180,6 +189,41 @@ def test_answers_are_the_slow_paths_byte_for_byte(served, data, head_only):
     assert served.fast_answers == 1
     assert fast == slow
     assert fast.startswith(b"HTTP/1.1 200 OK\r\n")
+    c.close()
+
+
+@pytest.mark.parametrize("name", ["stream-1.ts", "big.ts", "empty.ts", "init-ab12.mp4",
+                                  "ab12-p7.m4s"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_media_files_are_the_slow_paths_byte_for_byte(served, short_tmp, name, method):
+    c = served.connect()
+    slow = c.ask(request(f"/hls/0/{name}", method), method == "HEAD")
+    fast = c.ask(request(f"/hls/0/{name}", method), method == "HEAD")
+    assert served.fast_answers == 1
+    assert fast == slow and fast.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\ncache-control: public, max-age=31536000, immutable\r\n" in fast
+    if method == "GET":
+        with open(os.path.join(short_tmp, "d", "hls", "0", name), "rb") as f:
+            assert fast.endswith(b"\r\n\r\n" + f.read())
+    c.close()
+
+
+def test_media_files_the_fast_path_leaves_alone(served, short_tmp):
+    hls = os.path.join(short_tmp, "d", "hls", "0")
+    with open(os.path.join(short_tmp, "secret.ts"), "wb") as f:
+        f.write(b"outside")
+    os.symlink(os.path.join(short_tmp, "secret.ts"), os.path.join(hls, "link.ts"))
+    os.makedirs(os.path.join(hls, "dir.ts"))
+    c = served.connect()
+    c.ask(request("/hls/0/stream.m3u8"))
+    for name in ("link.ts", "dir.ts", "missing.ts", "ab12-p8.m4s"):   # p8: neither there nor hinted
+        answer = c.ask(request(f"/hls/0/{name}"))
+        assert answer.startswith(b"HTTP/1.1 404 "), name
+        assert b"outside" not in answer
+    ranged = c.ask(request("/hls/0/big.ts", headers="Range: bytes=-5\r\n"))
+    assert ranged.startswith(b"HTTP/1.1 206 ") and b"content-range: bytes 299995-299999/300000" \
+        in ranged
+    assert served.fast_answers == 0
     c.close()
 
 

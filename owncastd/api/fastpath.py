@@ -1,18 +1,23 @@
-"""The web workers' fast path for their most frequent request: an HLS playlist on a kept-alive
-connection.
+"""The web workers' fast path for their most frequent requests: HLS playlists, parts and
+segments on a kept-alive connection.
 
 Every viewer polls its playlist (MPEG-TS: every segment; LL-HLS: once per part, most of them
-blocking reloads), so playlists are most of what a server answers. Through pywsgi (the
-environ), Falcon (request, middleware, router) and a file read one costs ~110 µs of CPU; here
-~24 µs, kernel included (docs/LLHLS.md, "Playlist serving"). `EdgeHandler` offers each
-request that is already in its buffer when the keep-alive wait ends to `HLSFastPath.answer`:
+blocking reloads) and fetches what it lists, so these are most of what a server answers.
+Through pywsgi (the environ), Falcon (request, middleware, router) and a file read a playlist
+costs ~110 µs of CPU; here ~24 µs, kernel included (docs/LLHLS.md, "Playlist serving").
+`EdgeHandler` offers each request that is already in its buffer when the keep-alive wait ends
+to `HLSFastPath.answer`:
 
 - the request head is parsed here without consuming it. Anything that is not plainly a `GET` or
-  `HEAD` of `/hls/stream.m3u8` or `/hls/N/stream.m3u8` over HTTP/1.1 (percent-escapes, an odd
-  query, a body, `Range`, `Connection` other than keep-alive, `Upgrade`, `Expect`, line folding,
-  bare LFs, an incomplete head, a repeated header this path reads) is left in the buffer for
-  pywsgi and Falcon, which answer it as before: this path answers only 200s (and the 503 of a
-  blocking reload that waited in vain), every error comes from the slow path.
+  `HEAD` over HTTP/1.1 of `/hls/stream.m3u8`, `/hls/N/stream.m3u8` or a media file
+  `/hls/N/<name>.ts|.m4s|.mp4` (percent-escapes, an odd query, a body, `Range`, `Connection`
+  other than keep-alive, `Upgrade`, `Expect`, line folding, bare LFs, an incomplete head, a
+  repeated header this path reads) is left in the buffer for pywsgi and Falcon, which answer it
+  as before: this path answers only 200s (and the 503 of a blocking reload that waited in
+  vain), every error comes from the slow path, and so does a part that is not complete yet
+  (the preload hint, streamed while written: api/llhls.py).
+- a media file is sent as `send_file` sends it: read and sent with the headers up to 64 KiB,
+  else headers then `sendfile` under `TCP_CORK`;
 - a playlist's response (headers but Date, and the body) is kept per file and reused while the
   file's (inode, mtime, size) is unchanged: one `stat` per request, so a playlist renamed into
   place is served at once, whoever wrote it (MPEG-TS too), and S3's fresh rewritten copies
@@ -29,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import stat
 import time
 
@@ -36,10 +42,13 @@ import falcon
 from gevent.pywsgi import format_date_time
 
 from .files import SMALL_FILE, file_headers
+from .sendfile import cooperative_sendfile, set_tcp
 from .llhls import playlist_headers
 
 # /hls/stream.m3u8 (master) or /hls/N/stream.m3u8, and a query of plain key=value pairs.
 PLAYLIST_TARGET = re.compile(rb"/hls/((?:(\d{1,2})/)?stream\.m3u8)(?:\?([A-Za-z0-9_.=&-]*))?")
+# /hls/N/<name>.ts|.m4s|.mp4, no query: segments, parts, init segments (immutable once there)
+MEDIA_TARGET = re.compile(rb"/hls/(\d{1,2}/[A-Za-z0-9_-]{1,64}\.(?:ts|m4s|mp4))")
 HLS_METHODS = (b"GET /hls/", b"HEAD /hls/")
 # Headers whose meaning this path does not implement: such a request takes the slow path.
 SLOW_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"range", b"upgrade",
@@ -49,21 +58,22 @@ MAX_CACHED_HEADS = 1024   # parsed request heads kept (blocking reloads differ e
 MAX_CACHED_HEAD = 2048    # bytes: longer heads are parsed every time
 
 
-class PlaylistRequest:
+class HLSRequest:
     __slots__ = ("method", "path", "rendition", "params", "user_agent", "forwarded_for",
                  "length")
 
     def __init__(self, method, path, rendition, params, user_agent, forwarded_for, length):
         self.method = method                # b"GET" or b"HEAD"
-        self.path = path                    # under /hls/: "stream.m3u8" or "N/stream.m3u8"
-        self.rendition = rendition          # "N", or None for the master
+        self.path = path                    # under /hls/: "stream.m3u8", "N/stream.m3u8",
+                                            # or a media file "N/name.m4s" (.ts, .mp4)
+        self.rendition = rendition          # "N" of a media playlist, else None
         self.params = params                # the query, {str: str}
         self.user_agent = user_agent        # str ("" without one)
         self.forwarded_for = forwarded_for  # str or None
         self.length = length                # bytes of the head, consumed once answered
 
 
-def parse_head(buf: bytes, max_bytes: int) -> PlaylistRequest | None:
+def parse_head(buf: bytes, max_bytes: int) -> HLSRequest | None:
     """The playlist request at the start of `buf`, or None when the slow path must read it."""
     if not buf.startswith(HLS_METHODS):   # most other requests end here
         return None
@@ -79,10 +89,15 @@ def parse_head(buf: bytes, max_bytes: int) -> PlaylistRequest | None:
         return None
     m = PLAYLIST_TARGET.fullmatch(words[1])
     if m is None:
-        return None
+        media = MEDIA_TARGET.fullmatch(words[1])
+        if media is None:
+            return None
+        path, rendition, query = media.group(1), None, None
+    else:
+        path, rendition, query = m.group(1), m.group(2), m.group(3)
     params: dict[str, str] = {}
-    if m.group(3):
-        for item in m.group(3).decode().split("&"):
+    if query:
+        for item in query.decode().split("&"):
             key, sep, value = item.partition("=")
             if not sep or not key or key in params:
                 return None
@@ -107,11 +122,18 @@ def parse_head(buf: bytes, max_bytes: int) -> PlaylistRequest | None:
             if forwarded_for is not None:
                 return None
             forwarded_for = value
-    rendition = m.group(2)
-    return PlaylistRequest(
-        words[0], m.group(1).decode(), rendition.decode() if rendition else None, params,
+    return HLSRequest(
+        words[0], path.decode(), rendition.decode() if rendition else None, params,
         user_agent.decode("latin-1") if user_agent is not None else "",
         forwarded_for.decode("latin-1") if forwarded_for is not None else None, end + 4)
+
+
+def send(sock, data: bytes) -> None:
+    """sendall, but one plain send for what fits (gevent's sendall asks for SO_SNDBUF each
+    time)."""
+    sent = sock.send(data)
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
 
 
 def render_head(status: str, headers, length: int) -> bytes:
@@ -134,7 +156,7 @@ class PlaylistCache:
     def get(self, path: str) -> tuple[bytes, bytes] | None:
         """(head without Date, body) of the playlist at `path` under /hls/, or None (missing,
         not a regular file, large: the slow path answers)."""
-        real = self._locate(path)
+        real = self.locate(path)
         if real is None:
             return None
         served = self.files.overlay(path, real) or real
@@ -166,7 +188,7 @@ class PlaylistCache:
         self.entries[served] = ((st.st_ino, st.st_mtime_ns, st.st_size), head, body)
         return head, body
 
-    def _locate(self, path: str) -> str | None:
+    def locate(self, path: str) -> str | None:
         """`HLSResource.locate`, remembered for a second (its own check of the directory runs
         once a minute; a file that is gone is found missing by the `stat` after this)."""
         now = time.monotonic()
@@ -191,7 +213,7 @@ class HLSFastPath:
         self.proxy_rule = proxy_rule    # netguard.ProxyRule of http.trusted_proxies
         self.http_metrics = http_metrics
         self._date = (0, b"")
-        self._heads: dict[bytes, PlaylistRequest] = {}   # request heads already parsed
+        self._heads: dict[bytes, HLSRequest] = {}   # request heads already parsed
 
     def answer(self, handler, max_header_bytes: int) -> bool:
         """Answer the request buffered in `handler.rfile` if it is one of ours: True when
@@ -213,6 +235,8 @@ class HLSFastPath:
                 if len(self._heads) >= MAX_CACHED_HEADS:
                     self._heads.clear()
                 self._heads[head] = request
+        if not request.path.endswith(".m3u8"):
+            return self._media(handler, request, started)
         status = 200
         blocking = request.method == b"GET" and request.rendition is not None and any(
             k.startswith("_HLS_") for k in request.params)
@@ -248,10 +272,49 @@ class HLSFastPath:
         response = head + self._date_line()
         if request.method == b"GET":
             response += body
-        sent = handler.socket.send(response)   # gevent's sendall asks SO_SNDBUF every time
-        if sent < len(response):
-            handler.socket.sendall(memoryview(response)[sent:])
+        send(handler.socket, response)
         self.http_metrics.count("hls", status, time.perf_counter() - started)
+        return True
+
+    def _media(self, handler, request: HLSRequest, started: float) -> bool:
+        """A segment, part or init segment, as `HLSResource` sends it (whole: with `Range`
+        the request took the slow path). Not there: the slow path answers (404, or the
+        preload-hinted part it streams while it is written)."""
+        files = self.cache.files
+        real = self.cache.locate(request.path)
+        if real is None:
+            return False
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            size = st.st_size
+            head = render_head("200 OK", files.CORS + file_headers(
+                real, files.SEGMENT_CACHE, st.st_mtime), size) + self._date_line()
+            small = request.method == b"HEAD" or size <= SMALL_FILE
+            if small and request.method == b"GET":
+                body = os.read(fd, size)   # sent with the headers, as send_file does
+                if len(body) != size:
+                    return False
+                head += body
+            handler.rfile.read(request.length)
+            sock = handler.socket
+            if small:
+                send(sock, head)
+            else:
+                set_tcp(sock, socket.TCP_CORK, 1)   # headers and file in full packets
+                try:
+                    send(sock, head)
+                    cooperative_sendfile(sock, fd, 0, size)
+                finally:
+                    set_tcp(sock, socket.TCP_CORK, 0)
+        finally:
+            os.close(fd)
+        self.http_metrics.count("hls", 200, time.perf_counter() - started)
         return True
 
     def _date_line(self) -> bytes:
