@@ -42,8 +42,8 @@ import falcon
 from gevent.pywsgi import format_date_time
 
 from .files import SMALL_FILE, file_headers
-from .sendfile import cooperative_sendfile, set_tcp
 from .llhls import playlist_headers
+from .sendfile import cooperative_sendfile, set_tcp
 
 # /hls/stream.m3u8 (master) or /hls/N/stream.m3u8, and a query of plain key=value pairs.
 PLAYLIST_TARGET = re.compile(rb"/hls/((?:(\d{1,2})/)?stream\.m3u8)(?:\?([A-Za-z0-9_.=&-]*))?")
@@ -59,6 +59,8 @@ MAX_CACHED_HEAD = 2048    # bytes: longer heads are parsed every time
 
 
 class HLSRequest:
+    """What this path needs of a request it answers."""
+
     __slots__ = ("method", "path", "rendition", "params", "user_agent", "forwarded_for",
                  "length")
 
@@ -74,7 +76,7 @@ class HLSRequest:
 
 
 def parse_head(buf: bytes, max_bytes: int) -> HLSRequest | None:
-    """The playlist request at the start of `buf`, or None when the slow path must read it."""
+    """The HLS request at the start of `buf`, or None when the slow path must read it."""
     if not buf.startswith(HLS_METHODS):   # most other requests end here
         return None
     end = buf.find(b"\r\n\r\n")
@@ -146,7 +148,8 @@ def render_head(status: str, headers, length: int) -> bytes:
 
 
 class PlaylistCache:
-    """Ready responses for the playlist files, each valid while its (inode, mtime, size) is."""
+    """Ready responses for the playlist files, each valid while its (inode, mtime, size) is;
+    and where a URL path's file is (for media files too)."""
 
     def __init__(self, files):
         self.files = files   # the HLSResource: where a path is, S3 copies, the headers
