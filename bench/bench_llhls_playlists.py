@@ -1,7 +1,9 @@
 """Playlist serving with LL-HLS viewers waiting (issue 15): 500 viewers hold blocking playlist
 reloads (`_HLS_msn`/`_HLS_part`, re-issued as each is answered) on a live LL-HLS rendition fed
 in real time, while wrk (2 threads, 100 connections, 8 s) measures plain playlist requests
-against owncastd and against nginx serving the same directory, in the same run. Reported:
+against owncastd and against nginx serving the same directory, in the same run: two
+alternating rounds each, the best req/s and the best p99 of each server (as bench_hls.py), so a
+burst of other work on a shared machine does not decide the comparison. Reported:
 req/s and p99 of both, how many blocking answers the 500 viewers got, and each server's CPU
 time per wrk request (owncastd's includes answering the viewers meanwhile): on a busy machine
 each process gets its share of the cores, so the req/s ratio follows the CPU ratio. Targets
@@ -26,6 +28,7 @@ from conftest import Daemon
 
 VIEWERS = int(os.environ.get("OWNCASTD_BENCH_LL_VIEWERS", "500"))
 WRK_SECONDS = 8
+ROUNDS = 2
 
 pytestmark = pytest.mark.skipif(not (shutil.which("wrk") and shutil.which("nginx")
                                      and shutil.which("ffmpeg")), reason="needs wrk, nginx, ffmpeg")
@@ -121,7 +124,7 @@ def test_playlists_with_blocked_viewers(bench_report):
     root = tempfile.mkdtemp(prefix="ocb-llp-")
     d = Daemon(os.path.join(root, "d"))
     os.makedirs(d.data_dir)
-    media = make_fmp4(os.path.join(root, "m.mp4"), 60)
+    media = make_fmp4(os.path.join(root, "m.mp4"), 80)   # outlasts the 4 wrk runs
     stop = threading.Event()
     answers: list[bool] = []
     nginx = None
@@ -140,9 +143,14 @@ def test_playlists_with_blocked_viewers(bench_report):
         time.sleep(3)
         before = len(answers)
         load = os.getloadavg()[0]
-        ours, ours_cpu = measured(d.url, d.tree())
         nginx_procs = psutil.Process(nginx.proc.pid)
-        theirs, theirs_cpu = measured(nginx.url, [nginx_procs, *nginx_procs.children()])
+        servers = {"owncastd": (d.url, d.tree()),
+                   "nginx": (nginx.url, [nginx_procs, *nginx_procs.children()])}
+        runs: dict[str, list] = {"owncastd": [], "nginx": []}
+        for round_ in range(ROUNDS):   # alternating, as bench_hls.py: a burst of other work
+            order = ("owncastd", "nginx") if round_ % 2 == 0 else ("nginx", "owncastd")
+            for name in order:         # on the machine hits both servers alike
+                runs[name].append(measured(*servers[name]))
         blocked_answers = len(answers) - before
     finally:
         stop.set()
@@ -153,8 +161,11 @@ def test_playlists_with_blocked_viewers(bench_report):
         finally:
             d.kill_everything()
             shutil.rmtree(root, ignore_errors=True)
+    (ours, ours_cpu), (theirs, theirs_cpu) = (max(runs[name], key=lambda r: r[0]["rps"])
+                                              for name in ("owncastd", "nginx"))
     ratio = ours["rps"] / theirs["rps"]
-    p99_ours, p99_theirs = p99_ms(ours["raw"]), p99_ms(theirs["raw"])
+    p99_ours, p99_theirs = (min(p99_ms(r["raw"]) for r, _ in runs[name])
+                            for name in ("owncastd", "nginx"))
     note = (f"owncastd {ours['rps']:.0f}/s p99 {p99_ours:.1f} ms, nginx {theirs['rps']:.0f}/s "
             f"p99 {p99_theirs:.1f} ms; {VIEWERS} blocked viewers got {blocked_answers} answers "
             f"({sum(1 for a in answers if not a)} non-200 in all); CPU per request "
