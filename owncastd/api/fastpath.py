@@ -217,6 +217,7 @@ class HLSFastPath:
         self.http_metrics = http_metrics
         self._date = (0, b"")
         self._heads: dict[bytes, HLSRequest] = {}   # request heads already parsed
+        self._blocking_heads: dict[tuple[str, int], bytes] = {}   # (Cache-Control, length)
 
     def answer(self, handler, max_header_bytes: int) -> bool:
         """Answer the request buffered in `handler.rfile` if it is one of ours: True when
@@ -261,7 +262,12 @@ class HLSFastPath:
                                (("Content-Type", "application/json"),), len(body))
         elif blocking:
             body, cache_control = answer
-            head = render_head("200 OK", playlist_headers(cache_control), len(body))
+            head = self._blocking_heads.get((cache_control, len(body)))
+            if head is None:   # every waiter of a part gets the same: render it once
+                head = render_head("200 OK", playlist_headers(cache_control), len(body))
+                if len(self._blocking_heads) >= MAX_CACHED_HEADS:
+                    self._blocking_heads.clear()
+                self._blocking_heads[(cache_control, len(body))] = head
         else:
             ready = self.cache.get(request.path)
             if ready is None:
