@@ -25,6 +25,7 @@ import re
 import time
 
 import falcon
+from gevent import sleep as gevent_sleep
 
 from .. import bus
 from ..llhls.playlist import parse_position
@@ -210,6 +211,10 @@ class LLHLSResource:
                         title="Service Unavailable",
                         description=f"segment {msn} part {part} did not appear in time")
                 event.wait(remaining)
+                # The Event resumes its waiters one after another inside one hub callback:
+                # yield at once, so the answers to a part are separate callbacks and the hub
+                # polls the worker's other connections in between (their latency).
+                gevent_sleep(0)
                 watch.refresh()
         body = watch.text
         if skip is not None:
