@@ -9,6 +9,7 @@ grows when a flush adds viewers, so no other moment can set a new peak.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -20,6 +21,7 @@ FLUSH_INTERVAL = 0.5   # seconds between a worker's batched writes
 PRUNE_AFTER = 3600.0   # rows unseen this long are deleted
 
 
+@functools.lru_cache(maxsize=4096)   # every poll of a viewer hashes the same pair
 def viewer_id(ip: str, user_agent: str) -> str:
     """Owncast's client id: hex MD5 of IP + User-Agent."""
     return hashlib.md5((ip + user_agent).encode("utf-8", "replace")).hexdigest()
@@ -58,8 +60,10 @@ class ViewerTracker:
             gevent.spawn(self._run)
 
     def seen(self, req) -> None:
-        ip = client_address(req)
-        agent = req.get_header("User-Agent") or ""
+        self.note(client_address(req), req.get_header("User-Agent") or "")
+
+    def note(self, ip: str, agent: str) -> None:
+        """`seen` for a request that has no Falcon `req` (api/fastpath.py)."""
         vid = viewer_id(ip, agent)
         self.pending[vid] = (vid, ip, agent, time.time())
         if not self.background:
