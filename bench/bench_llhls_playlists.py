@@ -1,9 +1,13 @@
 """Playlist serving with LL-HLS viewers waiting (issue 15): 500 viewers hold blocking playlist
 reloads (`_HLS_msn`/`_HLS_part`, re-issued as each is answered) on a live LL-HLS rendition fed
 in real time, while wrk (2 threads, 100 connections, 8 s) measures plain playlist requests
-against owncastd and against nginx serving the same directory, in the same run. Reported:
-req/s and p99 of both, and how many blocking answers the 500 viewers got. Targets (issue 15):
-owncastd >= 0.5 x nginx's req/s, p99 <= 2 x nginx's.
+against owncastd and against nginx serving the same directory, in the same run: two
+alternating rounds each, the best req/s and the best p99 of each server (as bench_hls.py), so a
+burst of other work on a shared machine does not decide the comparison. Reported:
+req/s and p99 of both, how many blocking answers the 500 viewers got, and each server's CPU
+time per wrk request (owncastd's includes answering the viewers meanwhile): on a busy machine
+each process gets its share of the cores, so the req/s ratio follows the CPU ratio. Targets
+(issue 15): owncastd >= 0.5 x nginx's req/s, p99 <= 2 x nginx's.
 """
 from __future__ import annotations
 
@@ -16,12 +20,15 @@ import tempfile
 import threading
 import time
 
+import psutil
 import pytest
 
 from bench_hls import Nginx, raise_fd_limit, wrk
 from conftest import Daemon
 
 VIEWERS = int(os.environ.get("OWNCASTD_BENCH_LL_VIEWERS", "500"))
+WRK_SECONDS = 8
+ROUNDS = 2
 
 pytestmark = pytest.mark.skipif(not (shutil.which("wrk") and shutil.which("nginx")
                                      and shutil.which("ffmpeg")), reason="needs wrk, nginx, ffmpeg")
@@ -61,8 +68,11 @@ def produce(data_dir: str, media: bytes, stop: threading.Event) -> None:
     publisher.close()
 
 
-async def viewer(port: int, answers: list, stop: threading.Event) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def viewer(port: int, n: int, answers: list, stop: threading.Event) -> None:
+    # 500 viewers come from several addresses: one address may hold at most
+    # limits.http.connections_per_address (256) per worker (issue 19)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, local_addr=(f"127.0.1.{1 + n % 10}", 0))
     query = ""
     while not stop.is_set():
         writer.write(f"GET /hls/0/stream.m3u8{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -81,9 +91,26 @@ async def viewer(port: int, answers: list, stop: threading.Event) -> None:
 
 def run_viewers(port: int, answers: list, stop: threading.Event) -> None:
     async def main():
-        await asyncio.gather(*(viewer(port, answers, stop) for _ in range(VIEWERS)),
+        await asyncio.gather(*(viewer(port, n, answers, stop) for n in range(VIEWERS)),
                              return_exceptions=True)
     asyncio.run(main())
+
+
+def measured(url: str, procs) -> tuple[dict, float]:
+    """wrk on the playlist at `url`, and the CPU seconds `procs` used meanwhile."""
+    def cpu() -> float:
+        total = 0.0
+        for p in procs:
+            try:
+                total += sum(p.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return total
+    before = cpu()
+    result = wrk(url + "/hls/0/stream.m3u8", 100, WRK_SECONDS)
+    used = cpu() - before
+    result["requests"] = max(result["rps"] * WRK_SECONDS, 1)
+    return result, used
 
 
 def p99_ms(raw: str) -> float:
@@ -97,7 +124,7 @@ def test_playlists_with_blocked_viewers(bench_report):
     root = tempfile.mkdtemp(prefix="ocb-llp-")
     d = Daemon(os.path.join(root, "d"))
     os.makedirs(d.data_dir)
-    media = make_fmp4(os.path.join(root, "m.mp4"), 60)
+    media = make_fmp4(os.path.join(root, "m.mp4"), 80)   # outlasts the 4 wrk runs
     stop = threading.Event()
     answers: list[bool] = []
     nginx = None
@@ -115,8 +142,15 @@ def test_playlists_with_blocked_viewers(bench_report):
         viewers.start()
         time.sleep(3)
         before = len(answers)
-        ours = wrk(d.url + "/hls/0/stream.m3u8", 100)
-        theirs = wrk(nginx.url + "/hls/0/stream.m3u8", 100)
+        load = os.getloadavg()[0]
+        nginx_procs = psutil.Process(nginx.proc.pid)
+        servers = {"owncastd": (d.url, d.tree()),
+                   "nginx": (nginx.url, [nginx_procs, *nginx_procs.children()])}
+        runs: dict[str, list] = {"owncastd": [], "nginx": []}
+        for round_ in range(ROUNDS):   # alternating, as bench_hls.py: a burst of other work
+            order = ("owncastd", "nginx") if round_ % 2 == 0 else ("nginx", "owncastd")
+            for name in order:         # on the machine hits both servers alike
+                runs[name].append(measured(*servers[name]))
         blocked_answers = len(answers) - before
     finally:
         stop.set()
@@ -127,11 +161,16 @@ def test_playlists_with_blocked_viewers(bench_report):
         finally:
             d.kill_everything()
             shutil.rmtree(root, ignore_errors=True)
+    (ours, ours_cpu), (theirs, theirs_cpu) = (max(runs[name], key=lambda r: r[0]["rps"])
+                                              for name in ("owncastd", "nginx"))
     ratio = ours["rps"] / theirs["rps"]
-    p99_ours, p99_theirs = p99_ms(ours["raw"]), p99_ms(theirs["raw"])
+    p99_ours, p99_theirs = (min(p99_ms(r["raw"]) for r, _ in runs[name])
+                            for name in ("owncastd", "nginx"))
     note = (f"owncastd {ours['rps']:.0f}/s p99 {p99_ours:.1f} ms, nginx {theirs['rps']:.0f}/s "
             f"p99 {p99_theirs:.1f} ms; {VIEWERS} blocked viewers got {blocked_answers} answers "
-            f"({sum(1 for a in answers if not a)} non-200 in all)")
+            f"({sum(1 for a in answers if not a)} non-200 in all); CPU per request "
+            f"{ours_cpu / ours['requests'] * 1e6:.1f} us (the viewers' included) vs "
+            f"{theirs_cpu / theirs['requests'] * 1e6:.1f} us; load average {load:.1f}")
     bench_report.notes.append("LL-HLS playlists: " + note)
     print(note)
     ok = bench_report.check("playlist req/s with blocked viewers vs nginx", ratio, ">= 0.5",

@@ -11,13 +11,16 @@ at each rendition's newest segment (ffprobe) and reports:
   audio continuity: the largest gap between consecutive audio packets, within and across the
     segments seen. Target: no gap > 100 ms;
   video frames shed per second: the frames the rendition's frame rate promises minus those in
-    its segments (reported, no target: shedding is the policy doing its job).
+    its segments (reported, no target: shedding is the policy doing its job), and beside it
+    what the server itself reports (`/api/admin/status` `transcoder`: frames shed before
+    encoding, and the rate over the last 10 s).
 
 Duration: OWNCASTD_BENCH_OVERLOAD_SECONDS (default 180; use 30-60 while developing, the machine
 is shared).
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -110,6 +113,22 @@ class RenditionWatch:
         return max(0.0, self.fps - self.video_frames / self.video_seconds)
 
 
+def ingest_handoff_counters(d, wait=10.0):
+    """The handoff's counters from ingest's "stream stopped" log line: video handed on, and
+    dropped upstream of the transcoder (the queue's time bound, or a full queue)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for e in d.get("/api/admin/logs", auth=d.auth).json():
+            m = re.search(r"stream stopped \(.*\): (\{.*\})", e["message"])
+            if m:
+                counters = ast.literal_eval(m.group(1))   # the line prints a dict
+                return {k: counters.get(k) for k in ("handed_video", "dropped_video",
+                                                     "video_shed_queue_full", "batches_dropped",
+                                                     "dropped_audio")}
+        time.sleep(0.5)
+    return None
+
+
 @pytest.mark.parametrize("scenario", ["overload", "sustainable"])
 def test_overload_lag_audio_and_shedding(scenario, bench_report):
     spec = SCENARIOS[scenario]
@@ -131,6 +150,7 @@ def test_overload_lag_audio_and_shedding(scenario, bench_report):
         watches = [RenditionWatch(os.path.join(d.data_dir, "hls", str(i)), fps)
                    for i, fps in enumerate(spec["fps"])]
         lags = []   # (seconds since start, worst lag over the renditions)
+        reported = None   # the server's own counters, last seen
         try:
             while pub.poll() is None and time.monotonic() - t0 < SECONDS + 30:
                 time.sleep(1.0)
@@ -139,10 +159,14 @@ def test_overload_lag_audio_and_shedding(scenario, bench_report):
                 now = time.monotonic() - t0
                 if all(w.seen for w in watches) and now > 2 * SEGMENT:
                     lags.append((now, max(now - w.live_edge for w in watches)))
+                status = d.get("/api/admin/status", auth=d.auth)
+                if status.status_code == 200 and status.json().get("transcoder"):
+                    reported = status.json()["transcoder"]["renditions"]
         finally:
             if pub.poll() is None:
                 pub.terminate()
                 pub.wait(timeout=10)
+        handoff = ingest_handoff_counters(d)
     assert lags, "no segments were written"
     steady = [lag for at, lag in lags if at > 4 * SEGMENT] or [lag for _, lag in lags]
     worst_lag = max(steady)
@@ -151,7 +175,10 @@ def test_overload_lag_audio_and_shedding(scenario, bench_report):
     shed = [round(w.shed_per_second, 1) for w in watches]
     bench_report.notes.append(f"overload bench ({scenario}, {SECONDS} s): lag over time "
                               f"[{over_time}] s; video frames shed/s per rendition {shed}; "
-                              f"max audio gap {worst_gap * 1000:.0f} ms")
+                              f"max audio gap {worst_gap * 1000:.0f} ms; server: frames shed "
+                              f"{[r['framesShed'] for r in reported or ()]}, shed/s over 10 s "
+                              f"{[r['framesShedPerSecond'] for r in reported or ()]}; "
+                              f"load average {os.getloadavg()[0]:.1f}; ingest handoff: {handoff}")
     lag_ok = bench_report.check(f"overload {scenario}: glass-to-live-edge lag s", worst_lag,
                                 f"<= {2 * SEGMENT}", worst_lag <= 2 * SEGMENT,
                                 f"after {4 * SEGMENT} s; median {sorted(steady)[len(steady) // 2]:.1f}")

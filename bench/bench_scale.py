@@ -3,11 +3,14 @@
 Chat: three owncastd nodes on this machine (an origin and two web nodes, `web_workers` 2
 each) sharing one PostgreSQL and one Redis (both started here, tests/pg.py and
 tests/redis_server.py), and bench/chat_load.py with BENCH_SCALE_CLIENTS websocket clients
-(default 3,000) spread round-robin over the three, 40 of them sending 20 messages/s in all for
+(default 3,000) spread round-robin over the three and over 250 loopback addresses (so the
+per-address limits apply as to real chatters), 40 of them sending 20 messages/s in all for
 BENCH_SCALE_SECONDS (default 60). Every client must get every message once (zero loss, no
 duplicates); the p99 delivery latency, send -> receipt on any node (one clock: one process),
 must stay under 300 ms. The same load on one node (default settings, SQLite) is the
-reference. Reported: deliveries/s per node and the CPU seconds redis-server used.
+reference. Reported: deliveries/s per node, the CPU seconds redis-server and the load
+generator used, the p99 of deliveries on another node than the sender's, and the load
+average (the machine is shared: the latency is mostly what the other work leaves us).
 
 HLS: wrk against a playlist and a segment, straight from the origin and through
 contrib/nginx/edge.conf (tests/test_multinode.py's EdgeNginx), 5 s each.
@@ -44,7 +47,7 @@ def load(ports: list[int], clients: int, duration: float) -> dict:
     out = subprocess.run([sys.executable, os.path.join(HERE, "chat_load.py"),
                           "--ports", ",".join(map(str, ports)), "--clients", str(clients),
                           "--senders", "40", "--rate", "20", "--duration", str(duration),
-                          "--drain", "30"],
+                          "--drain", "30", "--spread"],
                          capture_output=True, text=True, timeout=duration + 300)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -79,18 +82,26 @@ def cluster():
 def _report(bench_report, name, r):
     bench_report.notes.append(
         f"chat {name}: {r['delivered']}/{r['expected']} delivered, {r['duplicates']} duplicates, "
-        f"{r['errors']} errors, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-        f"max {r['max_ms']:.1f} ms, connect {r['connect_s']:.1f} s")
+        f"{r['errors']} errors, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms "
+        f"(across nodes {r['cross_node_p99_ms']:.1f} ms), max {r['max_ms']:.1f} ms, "
+        f"connect {r['connect_s']:.1f} s, load generator {r['load_cpu_s']:.1f} CPU s, "
+        f"load average {r['loadavg']}")
+
+
+def _measured(ports, clients, seconds) -> dict:
+    result = load(ports, clients, seconds)
+    result["loadavg"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())   # at the end
+    return result
 
 
 def test_chat_fanout_three_nodes(cluster, bench_report):
     with temporary_daemon() as single:
-        reference = load([single.web_port], CLIENTS, SECONDS)
+        reference = _measured([single.web_port], CLIENTS, SECONDS)
     _report(bench_report, f"one node, {CLIENTS} clients x {SECONDS:g} s", reference)
 
     nodes, redis = cluster
     redis_cpu = psutil.Process(redis.proc.pid).cpu_times()
-    result = load([d.web_port for d in nodes], CLIENTS, SECONDS)
+    result = _measured([d.web_port for d in nodes], CLIENTS, SECONDS)
     after = psutil.Process(redis.proc.pid).cpu_times()
     redis_s = (after.user + after.system) - (redis_cpu.user + redis_cpu.system)
     _report(bench_report, f"three nodes, {CLIENTS} clients x {SECONDS:g} s", result)
@@ -102,10 +113,11 @@ def test_chat_fanout_three_nodes(cluster, bench_report):
     ok_loss = bench_report.check("scale: messages lost (3 nodes)", lost, "0",
                                  lost == 0 and result["duplicates"] == 0
                                  and result["errors"] == 0)
+    p99 = max(result["p99_ms"], result["cross_node_p99_ms"])   # all, and across nodes only
     ok_p99 = bench_report.check(
-        "scale: p99 cross-node delivery ms", result["p99_ms"], f"< {P99_TARGET_MS:.0f}",
-        result["p99_ms"] < P99_TARGET_MS,
-        f"one node: {reference['p99_ms']:.1f} ms")
+        "scale: p99 delivery ms (3 nodes)", p99, f"< {P99_TARGET_MS:.0f}",
+        p99 < P99_TARGET_MS,
+        f"one node: {reference['p99_ms']:.1f} ms; load average {result['loadavg']}")
     assert ok_loss, result
     assert ok_p99, result
 

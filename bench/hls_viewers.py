@@ -18,9 +18,10 @@ import gevent  # noqa: E402
 
 
 class Conn:
-    def __init__(self, host, port, agent):
+    def __init__(self, host, port, agent, source=None):
         self.addr = (host, port)
         self.agent = agent
+        self.source = source   # (address, 0) to connect from, or None
         self.sock = None
         self.buf = b""
 
@@ -28,7 +29,8 @@ class Conn:
         for attempt in (0, 1):  # one silent reconnect if the server closed an idle connection
             try:
                 if self.sock is None:
-                    self.sock = socket.create_connection(self.addr, timeout=10)
+                    self.sock = socket.create_connection(self.addr, timeout=10,
+                                                         source_address=self.source)
                     self.buf = b""
                 self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nUser-Agent: "
                                   f"{self.agent}\r\n\r\n".encode())
@@ -83,7 +85,10 @@ class Conn:
 
 
 def viewer(i, host, port, playlist, base, interval, until, out):
-    conn = Conn(host, port, f"bench-viewer/{i}")
+    # On loopback the viewers come from 10 addresses: one address may hold at most
+    # limits.http.connections_per_address (256) per web worker (issue 19).
+    source = (f"127.0.1.{1 + i % 10}", 0) if host.startswith("127.") else None
+    conn = Conn(host, port, f"bench-viewer/{i}", source)
     gevent.sleep(random.random() * interval)  # spread the polls like real players
     while time.monotonic() < until:
         began = time.monotonic()

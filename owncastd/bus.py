@@ -28,6 +28,9 @@ EVENT_CLIP_CREATED = "event.clip_created"               # api/clips.py
 CHAT = "chat"
 CHAT_MODERATION = "chat.moderation"   # close matching chat connections (bans, chat switched off)
 CONTROL_DISCONNECT = "control.disconnect"
+# The transcoder's progress, ~10 a second: {worker, stream, received_ms, done_ms}; ingest bounds
+# its queue and keeps its replay buffer by it (owncastd.media.handoff).
+MEDIA_PROGRESS = "media.progress"
 # LL-HLS (owncastd.llhls): a part and its playlists are on disk / bytes were appended to the
 # hinted part. Payload: rendition, token, msn, part, ... (see owncastd.llhls.packager).
 HLS = "hls."

@@ -10,7 +10,7 @@
                                 (hard links of hls/N's), thumbnail.jpg (recordings/)
     DATA/clipbuffer/0/          the last clips.max_seconds of the live stream (hard links)
     DATA/clips/<id>/            a clip: stream.m3u8, its segments, clip.mp4 (recordings/clips.py)
-    DATA/run/                   bus sockets and heartbeats (or a short folder under $TMPDIR)
+    DATA/run/                   bus sockets, heartbeats, transcoder-stats.json (or a short folder under $TMPDIR)
     DATA/<file>                 operator files named by settings: the logo, the GeoIP database
 
 Pure path arithmetic: nothing here creates or reads a file.
@@ -83,3 +83,8 @@ class DataDir:
 
     def heartbeat(self, child: str) -> str:
         return os.path.join(self.run, f"heartbeat-{child}")
+
+    @property
+    def transcoder_stats(self) -> str:
+        """The transcoder's live counters (JSON, rewritten every second while it transcodes)."""
+        return os.path.join(self.run, "transcoder-stats.json")

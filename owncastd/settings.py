@@ -437,12 +437,15 @@ _SETTING_LIST = [
             check=_recording, setter="recording", shown_at=("recording",)),
     Setting("recording_grace", int, 30, "Seconds a stream may be offline (a broadcaster "
             "reconnecting) and still continue the same recording.", check=_positive),
-    Setting("clips.max_seconds", int, 120, "Longest clip, in seconds.", check=_positive),
+    Setting("clips.max_seconds", int, 120, "Longest clip, in seconds.", check=_positive,
+            setter="clipmaxseconds", shown_at=("clips", "maxSeconds")),
     Setting("clips.allowed", str, "anyone", "Who may make clips: anyone (rate-limited per "
             "address) or moderators (chat moderators and the admin).",
-            check=_one_of("anyone", "moderators")),
+            check=_one_of("anyone", "moderators"), setter="clipsallowed",
+            shown_at=("clips", "allowed")),
     Setting("clips.per_address_per_hour", int, 10, "Clips one address may make per hour "
-            "(beyond: 429).", check=_positive),
+            "(beyond: 429).", check=_positive, setter="clipsperaddressperhour",
+            shown_at=("clips", "perAddressPerHour")),
     # Edge limits, RTMP side (issue 19)
     Setting("limits.rtmp.handshake_timeout", int, 10, "Seconds an RTMP connection has to "
             "finish the handshake and send connect.", check=_positive),

@@ -6,7 +6,9 @@ State keys (written by `stream_state.py` and the viewer counter, read by every A
 """
 from __future__ import annotations
 
+import json
 import os
+import time
 from datetime import datetime
 from typing import Any
 
@@ -88,10 +90,30 @@ def broadcaster_view(broadcaster: dict | None) -> dict | None:
             "time": broadcaster.get("time"), "streamDetails": details}
 
 
-def admin_status(config: Config) -> dict[str, Any]:
-    """`GET /api/admin/status` (peak names per D20)."""
+TRANSCODER_STATS_MAX_AGE = 5.0   # seconds: an older file is a dead or idle transcoder's
+
+
+def transcoder_status(data_dir: str, online: bool) -> dict | None:
+    """The transcoder's live per-rendition counters (`transcode/live_stats.py`): frames encoded
+    and shed under overload, with the shed rate over the last 10 s; None when not transcoding."""
+    if not online:
+        return None
+    path = DataDir(data_dir).transcoder_stats
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or time.time() - doc.get("updated", 0) > TRANSCODER_STATS_MAX_AGE:
+        return None
+    return {"renditions": doc.get("renditions") or []}
+
+
+def admin_status(config: Config, data_dir: str | None = None) -> dict[str, Any]:
+    """`GET /api/admin/status` (peak names per D20; `transcoder` is ours, issue 13)."""
     s = read_state(config)
-    return {
+    extra = {} if data_dir is None else {"transcoder": transcoder_status(data_dir, s["online"])}
+    return {**extra,
         "broadcaster": broadcaster_view(s["broadcaster"]),
         "currentBroadcast": s["currentBroadcast"],
         "online": s["online"],

@@ -50,6 +50,11 @@ class PostgresServer:
                             "--no-locale", "-E", "UTF8", "--no-sync"])
         if out.returncode:
             raise RuntimeError(f"initdb failed: {out.stderr}")
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the (initialised) cluster: at first, and again after `pause()`."""
         # Small and fast: no fsync (a test cluster), sockets only on loopback TCP and our dir.
         opts = (f"-p {self.port} -h 127.0.0.1 -k {self.dir} -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
@@ -60,7 +65,11 @@ class PostgresServer:
         if out.returncode:
             raise RuntimeError(f"pg_ctl start failed: {out.stderr}{self.log()}")
         self.started = True
-        return self
+
+    def pause(self) -> None:
+        """Stop the server (an outage), keeping its data for `resume()`."""
+        _as_postgres([pg_bin("pg_ctl"), "-D", self.data, "-m", "fast", "-w", "stop"])
+        self.started = False
 
     def log(self) -> str:
         try:
@@ -81,7 +90,7 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
-        if self.started:
+        if os.path.exists(os.path.join(self.data, "postmaster.pid")):
             _as_postgres([pg_bin("pg_ctl"), "-D", self.data, "-m", "immediate", "-w", "stop"])
             self.started = False
         shutil.rmtree(self.dir, ignore_errors=True)

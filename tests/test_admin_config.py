@@ -72,6 +72,10 @@ ROUND_TRIPS = [
     ("video/codec", "h264_vaapi", "video.codec", ("videoCodec",), None),
     ("s3", S3, "s3", ("s3",), None),
     ("ffmpegpath", FFMPEG, "video.ffmpeg_path", ("ffmpegPath",), None),
+    ("clipmaxseconds", 30, "clips.max_seconds", ("clips", "maxSeconds"), None),
+    ("clipsallowed", "moderators", "clips.allowed", ("clips", "allowed"), None),
+    ("clipsperaddressperhour", 2, "clips.per_address_per_hour",
+     ("clips", "perAddressPerHour"), None),
 ]
 
 
@@ -215,6 +219,12 @@ BAD = [
     ("key", "short", "key"),
     ("key", "has a space in it", "key"),
     ("key", "", "key"),
+    ("clipmaxseconds", 0, "clipmaxseconds"),
+    ("clipmaxseconds", "60", "clipmaxseconds"),
+    ("clipmaxseconds", True, "clipmaxseconds"),
+    ("clipsallowed", "everyone", "clipsallowed"),
+    ("clipsallowed", 1, "clipsallowed"),
+    ("clipsperaddressperhour", -3, "clipsperaddressperhour"),
 ]
 
 

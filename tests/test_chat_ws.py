@@ -1,12 +1,14 @@
 """Chat over the `/entry` websocket against the real daemon (2 API workers): fan-out across
 workers, limits and ERROR replies, moderation live, clients list, a killed worker."""
 import json
+import os
 import signal
+import threading
 
 import psutil
 import pytest
 
-from chat_helpers import (clients_on_every_worker, db_rows, named_client, recv_json,
+from chat_helpers import (clients_on_every_worker, connect, db_rows, named_client, recv_json,
                           recv_until, send)
 from conftest import temporary_daemon, wait_until
 
@@ -185,3 +187,53 @@ def test_killing_an_api_worker_loses_no_stored_message(chat_daemon):
     finally:
         for ws, _, _ in clients:
             ws.close()
+
+
+def test_a_client_that_stops_reading_is_dropped_and_holds_back_no_one(tmp_path):
+    """Frames go straight to a socket that keeps up (chat/hub.py); once one stops reading, its
+    kernel buffers fill, the rest queues in its outbox, and at 100 queued it is dropped while
+    everyone else gets every message."""
+    import socket as socketlib
+
+    def prepare(d):
+        path = os.path.join(d.data_dir, "fast.toml")
+        with open(path, "w") as f:
+            f.write("web_workers = 1\n[chat]\nrate_limit_per_minute = 100000\n"
+                    "rate_limit_burst = 100000\nrate_limit_per_address_per_minute = 100000\n"
+                    "max_message_length = 15000\n")
+        d.extra_args += ["--config", path]
+
+    with temporary_daemon(prepare) as d:
+        stalled = socketlib.socket()
+        stalled.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", d.web_port))
+        stalled.sendall(b"GET /entry HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        b"Sec-WebSocket-Version: 13\r\n\r\n")
+        assert b" 101 " in stalled.recv(200)   # and never reads again
+        reader, sender = connect(d), connect(d)
+        text = "x" * 14000
+        count = 600            # 8 MB for each client: more than the kernel buffers hold
+        bodies: dict = {reader: [], sender: []}
+
+        def read(ws):          # both keep reading all along: only the stalled client stalls
+            while len(bodies[ws]) < count:
+                event = recv_until(ws, lambda e: e.get("type") in ("CHAT", "ERROR"), 30)
+                bodies[ws].append(event.get("body") or event.get("message"))
+        threads = [threading.Thread(target=read, args=(ws,)) for ws in (reader, sender)]
+        for t in threads:
+            t.start()
+        for i in range(count):
+            send(sender, type="CHAT", author="flood", body=f"{i} {text}")
+            # At the readers' pace (a few behind), so only the stalled client falls behind.
+            wait_until(lambda: min(map(len, bodies.values())) >= i - 5, 30, 0.002,
+                       what="the readers to keep up")
+        for t in threads:
+            t.join(120)
+        bodies = bodies[reader]
+        assert [b[:len(f"<p>{i} ")] for i, b in enumerate(bodies)] == \
+            [f"<p>{i} " for i in range(count)]
+        assert d.output().count("dropping chat client") == 1   # the stalled one
+        reader.close()
+        sender.close()
+        stalled.close()

@@ -171,6 +171,33 @@ def test_clipping_restricted_to_moderators(tmp_path):
     assert r.status_code == 400 and "not live" in r.json["message"]
 
 
+def test_clip_settings_have_admin_setters_that_apply_at_once(tmp_path):
+    from conftest import basic_auth, in_process_app
+    key = "clips-key-0123456789"
+    client, _, _, _ = in_process_app(str(tmp_path), {"stream_key": key}, emoji=False)
+    admin = basic_auth(key)
+
+    def setter(name, value, auth=admin):
+        return client.simulate_post(f"/api/admin/config/{name}", json={"value": value},
+                                    headers=auth)
+
+    # The default (anyone) lets the request through to the live check.
+    r = client.simulate_post("/api/clips", json={"lastSeconds": 100})
+    assert r.status_code == 400 and "not live" in r.json["message"]
+    assert setter("clipmaxseconds", 30, auth={}).status_code == 401
+    assert setter("clipmaxseconds", 30).status_code == 200
+    r = client.simulate_post("/api/clips", json={"lastSeconds": 100})
+    assert r.status_code == 400 and "from 1 to 30" in r.json["message"]
+    assert setter("clipsallowed", "moderators").status_code == 200
+    r = client.simulate_post("/api/clips", json={"lastSeconds": 5})
+    assert r.status_code == 403 and "moderators" in r.json["message"]
+    r = setter("clipsallowed", "nobody")
+    assert r.status_code == 400 and r.json["success"] is False
+    assert "clipsallowed" in r.json["message"]
+    shown = client.simulate_get("/api/admin/serverconfig", headers=admin).json["clips"]
+    assert shown == {"maxSeconds": 30, "allowed": "moderators", "perAddressPerHour": 10}
+
+
 def test_a_moderator_deletes_a_clip(tmp_path):
     from conftest import in_process_app
     client, config, _, _ = in_process_app(str(tmp_path), {"stream_key": "clips-key-0123456789"},

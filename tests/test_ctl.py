@@ -102,6 +102,10 @@ def test_usage_errors_exit_2_before_anything_is_sent(server, home):
     assert r.returncode == 2 and "1 to 65535" in r.stderr, r.stderr
     r = ctl(home, "config", "set", "nsfw", "maybe", server=server)
     assert r.returncode == 2 and "true or false" in r.stderr
+    r = ctl(home, "config", "set", "clipsallowed", "everyone", server=server)
+    assert r.returncode == 2 and "anyone or moderators" in r.stderr, r.stderr
+    r = ctl(home, "config", "set", "clipmaxseconds", "0", server=server)
+    assert r.returncode == 2 and "at least 1" in r.stderr, r.stderr
     r = ctl(home, "config", "set", "nosuchsetting", "x", server=server)
     assert r.returncode == 2 and "streamtitle" in r.stderr  # lists the valid names
     r = ctl(home, "config", "set", "streamoutputvariants", '[{"framerate":"fast"}]',
@@ -204,6 +208,9 @@ CASES = [  # setting, text given, value `config get --json` should show (None: n
      [{"platform": "github", "url": "https://github.com/owncast"},
       {"platform": "mastodon", "url": "https://m.example/@me"}]),
     ("logo", "logo.svg", None),
+    ("clipmaxseconds", "45", 45),
+    ("clipsallowed", "moderators", "moderators"),
+    ("clipsperaddressperhour", "3", 3),
 ]
 
 

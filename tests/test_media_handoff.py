@@ -193,3 +193,128 @@ def test_audio_still_waiting_at_the_end_is_counted_as_dropped():
     h.flush()
     h.stop({"reason": "done"})   # still no room
     assert h.stats.dropped_audio == 2 and h.stats.handed_audio == 0
+
+
+# -- the queue bounded in media time and bytes (issue 13) -----------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def publish(h, clock, start_ms, end_ms, gop_ms=1000, step=40):
+    """Real-time-ish media: a video frame and an audio frame every `step` ms, a keyframe every
+    `gop_ms`, one flush per pair."""
+    for ts in range(start_ms, end_ms, step):
+        h.video(ts, KEY if ts % gop_ms == 0 else INTER)
+        h.audio(ts, AAC)
+        h.flush()
+        clock.now += step / 1000
+
+
+def media(q, kind):
+    return [i[3] for i in q.items if i[0] == kind and not i[1] & handoff.FLAG_SEQUENCE_HEADER]
+
+
+def test_queue_is_bounded_in_media_time_video_waits_for_a_keyframe_audio_goes_on():
+    q, clock = Queue(10_000), Clock()
+    h = handoff.Handoff(q, clock=clock)
+    h.start(1, {})
+    h.video(0, AVC_SEQ)
+    h.audio(0, AAC_SEQ)
+    h.progress("w1", 1, None, None)     # the transcoder reports; then it stops taking media
+    publish(h, clock, 0, 600)
+    for t in range(0, 3000, 200):       # it is alive (fresh reports) but takes nothing more
+        h.progress("w1", 1, 0, None)
+        publish(h, clock, 600 + t, 800 + t)
+    assert h.queued()[0] > handoff.QUEUE_MS     # (audio still goes)
+    shed = [ts for ts in range(0, 3600, 40) if ts not in media(q, handoff.VIDEO)]
+    assert shed and shed[0] >= handoff.QUEUE_MS, shed[:3]    # video went to the bound, then stopped
+    assert media(q, handoff.AUDIO) == list(range(0, 3600, 40))   # audio: every frame, in order
+    assert h.stats.video_shed_queue_full == len(shed) and h.stats.dropped_audio == 0
+    # The transcoder catches up: video resumes at the next keyframe, not before.
+    h.progress("w1", 1, 3560, None)
+    publish(h, clock, 3600, 5000)
+    video = media(q, handoff.VIDEO)
+    resumed = [ts for ts in video if ts >= 3600]
+    assert resumed[0] == 4000 and resumed == list(range(4000, 5000, 40)), resumed[:3]
+    assert h.stats.handed_video + h.stats.dropped_video == 125
+
+
+def test_queue_bound_in_bytes_and_none_without_fresh_reports():
+    q, clock = Queue(10_000), Clock()
+    h = handoff.Handoff(q, clock=clock)
+    h.start(1, {})
+    h.video(0, AVC_SEQ)
+    h.progress("w1", 1, None, None)
+    big = bytes([0x27, 1, 0, 0, 0]) + bytes(handoff.QUEUE_BYTES // 4)
+    for i in range(6):                  # 4 big frames in 120 ms fill the byte cap
+        h.video(i * 40, KEY if i == 0 else big)
+        h.flush()
+    assert h.stats.video_shed_queue_full >= 1 and h.queued()[1] >= handoff.QUEUE_BYTES
+    # A new stream starts with an empty measure (the last one's timestamps mean nothing).
+    h.start(2, {})
+    assert h.queued() == (0, 0)
+    h.stop({})
+    h.start(1, {})
+    h.video(0, AVC_SEQ)
+    h.progress("w1", 1, None, None)
+    for i in range(6):
+        h.video(i * 40, KEY if i == 0 else big)
+        h.flush()
+    # Reports stop (a transcoder starting or hung): the bound is not applied on stale data.
+    clock.now += handoff.REPORT_FRESH_S + 0.5
+    h.video(400, KEY)
+    h.flush()
+    assert media(q, handoff.VIDEO)[-1] == 400
+
+
+# -- replay into a restarted transcoder (issue 13: nothing lost at a kill -9) ---------------
+
+def test_restarted_transcoder_gets_the_unfinished_segment_again_from_its_keyframe():
+    q, clock = Queue(10_000), Clock()
+    h = handoff.Handoff(q, clock=clock)
+    h.start(1, {})
+    h.video(0, AVC_SEQ)
+    h.audio(0, AAC_SEQ)
+    h.progress("w1", 1, None, None)
+    publish(h, clock, 0, 5000)
+    # w1 finished its segments up to 3.2 s (the segment after starts on a frame between
+    # keyframes 3000 and 4000), then dies; the sends fail while it is gone.
+    h.progress("w1", 1, 4960, 3200)
+    q.room = len(q.batches)
+    publish(h, clock, 5000, 6000)
+    assert h.stats.batches_dropped > 0
+    q.room = 10_000
+    sent_before = len(q.items)
+    h.progress("w2", None, None, None)   # a new instance reports: the replay goes out
+    h.video(6000, KEY)
+    h.flush()
+    replay = q.items[sent_before:]
+    assert replay[0][0] == handoff.RESUME and json.loads(replay[0][4]) == {"from_ms": 3200}
+    assert [i[4] for i in replay[1:3]] == [AVC_SEQ, AAC_SEQ]
+    video = [i[3] for i in replay if i[0] == handoff.VIDEO and not i[1] & handoff.FLAG_SEQUENCE_HEADER]
+    audio = [i[3] for i in replay if i[0] == handoff.AUDIO and not i[1] & handoff.FLAG_SEQUENCE_HEADER]
+    assert video == list(range(3000, 6001, 40)) and audio == list(range(3000, 6000, 40))
+    assert h.stats.replays == 1
+    # Then live again, no replay twice.
+    h.progress("w2", 1, 6000, None)
+    publish(h, clock, 6040, 6200)
+    assert media(q, handoff.VIDEO)[-4:] == [6040, 6080, 6120, 6160] and h.stats.replays == 1
+
+
+def test_the_replay_buffer_is_bounded_and_forgotten_at_the_end():
+    q, clock = Queue(10_000), Clock()
+    h = handoff.Handoff(q, clock=clock)
+    h.start(1, {})
+    h.video(0, AVC_SEQ)
+    h.progress("w1", 1, None, None)      # reports, but never a finished segment
+    publish(h, clock, 0, handoff.RETAIN_MS + 5000)
+    first = h._retained[0][1]
+    assert first >= 5000 and first % 1000 == 0     # whole GOPs dropped from the front
+    assert h._retained[-1][1] - first <= handoff.RETAIN_MS
+    h.stop({})
+    assert not h._retained and h._retained_bytes == 0

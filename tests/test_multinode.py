@@ -371,3 +371,203 @@ def test_a_stream_seen_and_stopped_from_a_web_node(three_nodes):
     finally:
         stop_proc(pub)
         wb.close()
+
+
+# -- rate limits shared through Redis --------------------------------------------------------
+
+LIMITS_CONFIG = """
+web_workers = 1
+[http]
+trusted_proxies = ["127.0.0.1"]
+[limits.http]
+login_failures = 4
+[chat]
+rate_limit_per_address_per_minute = 10
+"""
+
+
+@pytest.fixture
+def two_limited_nodes(nodes, redis_server, short_tmp):
+    """Two nodes of one worker each (a local limit would give each node the whole budget),
+    trusting X-Forwarded-For from loopback so the tests can be several addresses."""
+    url = pg.shared_server().new_database()
+    config = os.path.join(short_tmp, "limits.toml")
+    with open(config, "w") as f:
+        f.write(LIMITS_CONFIG)
+    a = nodes("a", url, "--role", "origin", "--redis-url", redis_server.url, "--config", config)
+    b = nodes("b", url, "--role", "web", "--redis-url", redis_server.url, "--config", config)
+    return a, b
+
+
+def _admin_get(d, address: str, password: str):
+    return requests.get(d.url + "/api/admin/status", auth=("admin", password), timeout=5,
+                        headers={"X-Forwarded-For": address})
+
+
+def test_the_login_throttle_is_one_budget_over_all_nodes(two_limited_nodes, redis_server):
+    a, b = two_limited_nodes
+    for d in (a, b, a, b):   # 4 failures (the budget) spread over the two nodes
+        assert _admin_get(d, "203.0.113.1", "wrong").status_code == 401
+    for d in (a, b):         # refused everywhere, even with the right password
+        r = _admin_get(d, "203.0.113.1", a.key)
+        assert r.status_code == 429 and r.json()["success"] is False, r.text
+        assert int(r.headers["Retry-After"]) > 200
+    assert _admin_get(b, "203.0.113.2", a.key).status_code == 200   # others are not
+    # A success clears the address on every node.
+    for d in (a, b, a):
+        assert _admin_get(d, "203.0.113.3", "wrong").status_code == 401
+    assert _admin_get(b, "203.0.113.3", a.key).status_code == 200
+    for d in (a, b, a):
+        assert _admin_get(d, "203.0.113.3", "wrong").status_code == 401
+    assert _admin_get(b, "203.0.113.3", a.key).status_code == 200
+
+    # Redis gone: each node falls back to its own throttle; it never fails open.
+    redis_server.stop()
+    for _ in range(4):
+        assert _admin_get(a, "203.0.113.4", "wrong").status_code == 401
+    assert _admin_get(a, "203.0.113.4", a.key).status_code == 429
+    assert a.output().count("Redis unreachable for the shared rate limits") == 1
+    redis_server.start()
+    time.sleep(5.5)          # shared_limits.RETRY
+    assert _admin_get(a, "203.0.113.5", a.key).status_code == 200
+    wait_until(lambda: "rate limits are shared by every node again" in a.output(), 10,
+               what="the limits to be shared again")
+
+
+def test_the_chat_limit_per_address_is_one_budget_over_all_nodes(two_limited_nodes):
+    """10 a minute from one address: a burst of 2 in all, however many nodes and sockets."""
+    import websocket
+    a, b = two_limited_nodes
+
+    sockets = [websocket.create_connection(
+        d.url.replace("http://", "ws://") + "/entry", timeout=10,
+        header=["User-Agent: chat-test", "X-Forwarded-For: 198.51.100.7"])
+        for d in (a, b, a, b, a, b)]
+    outcomes = []
+    for n, ws in enumerate(sockets):
+        send(ws, type="CHAT", author=f"c{n}", body=f"hello {n}")
+        event = recv_until(ws, lambda e: e.get("type") == "ERROR" or
+                           (e.get("type") == "CHAT" and e.get("body") == f"<p>hello {n}</p>"))
+        outcomes.append(event["type"])
+    assert outcomes.count("CHAT") == 2, outcomes
+    assert outcomes[:2] == ["CHAT", "CHAT"]
+    # Another address has its own budget.
+    ws = websocket.create_connection(b.url.replace("http://", "ws://") + "/entry", timeout=10,
+                                     header=["User-Agent: chat-test",
+                                             "X-Forwarded-For: 198.51.100.8"])
+    send(ws, type="CHAT", author="other", body="mine")
+    assert recv_until(ws, lambda e: e.get("type") in ("CHAT", "ERROR"))["type"] == "CHAT"
+    for w in sockets + [ws]:
+        w.close()
+
+
+# -- PostgreSQL going away under a node ------------------------------------------------------
+
+def test_postgresql_outage_is_logged_once_and_loses_no_viewer(nodes):
+    """While the store is down, each worker's viewer flush says so once (no traceback every
+    0.5 s), keeps the viewers it saw, and writes them when PostgreSQL is back."""
+    from owncastd.store import Store
+    server = pg.PostgresServer().start()
+    try:
+        url = server.new_database()
+        d = nodes("web", url, "--role", "web")
+        s = Store(url)
+        s.set_states({"online": True})
+        s.close()
+        assert d.get("/api/ping", headers={"User-Agent": "before"}).status_code == 200
+        wait_until(lambda: d.get("/api/status").json()["viewerCount"] == 1, 10,
+                   what="the first viewer counted")
+        mark = len(d.output())
+
+        server.pause()
+        for _ in range(4):   # on either worker; counted only in memory meanwhile
+            assert d.get("/api/ping", headers={"User-Agent": "during"}).status_code == 200
+        wait_until(lambda: "cannot record viewers" in d.output()[mark:], 20,
+                   what="the outage to be logged")
+        time.sleep(4)        # eight flush attempts per worker
+        during = d.output()[mark:]
+        assert during.count("cannot record viewers") <= 2, during   # one per worker
+        assert "Traceback" not in during, during
+
+        server.resume()
+        wait_until(lambda: "can record viewers again" in d.output()[mark:], 30,
+                   what="the recovery to be logged")
+        wait_until(lambda: d.get("/api/status").json()["viewerCount"] == 2, 10,
+                   what="the viewer seen during the outage counted")
+        assert "Traceback" not in d.output()[mark:], d.output()[mark:]
+    finally:
+        server.stop()
+
+
+# -- replays and clips live on the origin's disk ----------------------------------------------
+
+def recording_config() -> str:
+    """test_recording's small ladder, with a short grace so the recording ends soon."""
+    from test_recording import CONFIG
+    return CONFIG.replace("recording_grace = 10", "recording_grace = 3")
+
+
+def test_a_web_node_serves_replays_and_clips_from_the_origin(nodes, short_tmp):
+    from test_ingest import ffmpeg_publish, stop_proc
+    from test_recording import ffprobe, top_level_boxes
+    url = pg.shared_server().new_database()
+    config = os.path.join(short_tmp, "rec.toml")
+    with open(config, "w") as f:
+        f.write(recording_config())
+    origin = nodes("origin", url, "--role", "origin", "--config", config)
+    web = nodes("web", url, "--role", "web", "--origin-url", origin.url)
+    r = web.post("/api/admin/config/recording", auth=web.auth,
+                 json={"value": {"enabled": True, "minFreeMB": 0}})
+    assert r.status_code == 200, r.text
+    pub = ffmpeg_publish(origin, seconds=14, size="320x180", rate=15)
+    try:
+        def buffered():
+            with open(os.path.join(origin.data_dir, "clipbuffer", "0", "stream.m3u8")) as f:
+                return f.read().count("#EXTINF") >= 3
+        wait_until(buffered, 60, 0.5, what="6 s of video in the origin's clip buffer")
+        # A clip asked of the web node is cut on the origin, from its clip buffer.
+        r = requests.post(web.url + "/api/clips", json={"lastSeconds": 4}, timeout=60)
+        assert r.status_code == 200, r.text
+        clip = r.json()
+        assert os.path.isdir(os.path.join(origin.data_dir, "clips", clip["id"]))
+        mp4 = web.get(clip["download"])
+        assert mp4.status_code == 200 and mp4.headers["Content-Type"] == "video/mp4"
+        assert int(mp4.headers["Content-Length"]) == len(mp4.content)
+        assert top_level_boxes(mp4.content, 3)[:2] == ["ftyp", "moov"]
+        probe = ffprobe(web.url + clip["manifest"])   # its segments come through too
+        assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
+        # The origin's own errors come back as they are.
+        r = requests.post(web.url + "/api/clips", json={"lastSeconds": 0}, timeout=10)
+        assert r.status_code == 400 and r.json()["success"] is False
+        pub.wait(timeout=40)
+    finally:
+        stop_proc(pub)
+
+    def finished():
+        listed = web.get("/api/replays", auth=web.auth).json()   # the shared store, locally
+        return listed if listed and not listed[0]["inProgress"] else None
+    replay = wait_until(finished, 60, 0.5, what="the recording to finish")[0]
+    assert web.get(f"/replay/{replay['id']}").status_code == 401   # the origin's answer
+    assert "WWW-Authenticate" in web.get(f"/replay/{replay['id']}").headers
+    # ffprobe reads the VOD master, the rendition playlist and the segments via the web node.
+    user, key = web.auth
+    probe = ffprobe(web.url.replace("http://", f"http://{user}:{key}@") +
+                    f"/replay/{replay['id']}")
+    assert float(probe["format"]["duration"]) >= 6
+    thumb = web.get(f"/replay/{replay['id']}/thumbnail.jpg", auth=web.auth)
+    assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
+    r = web.get(f"/api/replays/{replay['id']}/download?start=0&end=4", auth=web.auth)
+    assert r.status_code == 200 and top_level_boxes(r.content, 2)[0] == "ftyp"
+    assert web.get("/api/replays/nope/download", auth=web.auth).status_code == 404
+    # Deleting through the web node removes the files on the origin.
+    r = web.post("/api/admin/replays/delete", auth=web.auth, json={"id": replay["id"]})
+    assert r.status_code == 200, r.text
+    assert not os.path.exists(os.path.join(origin.data_dir, "recordings", replay["id"]))
+    r = web.post("/api/admin/clips/delete", auth=web.auth, json={"id": clip["id"]})
+    assert r.status_code == 200, r.text
+    assert web.get(clip["download"]).status_code == 404
+    # The origin gone: a clear 502, the web node's own API goes on.
+    origin.stop()
+    r = web.get(f"/replay/{replay['id']}", auth=web.auth)
+    assert r.status_code == 502 and "origin" in r.json()["message"]
+    assert web.get("/api/replays", auth=web.auth).status_code == 200

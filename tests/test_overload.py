@@ -28,7 +28,7 @@ SECONDS = 12
 
 
 def noisy_flv(path, seconds=SECONDS, size="1280x720", rate=60):
-    """Film grain defeats x264's shortcuts: a slow preset on this cannot keep up at 60 fps."""
+    """Film grain: a source that is hard to encode, as real cameras send."""
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=s={size}:r={rate}",
                     "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
                     "-vf", "noise=alls=40:allf=t+u", "-t", str(seconds),

@@ -39,3 +39,36 @@ def test_a_rendition_restart_is_logged_at_once(caplog):
     assert "rendition 1 (r1) restarted" in rec.message and "encoding: boom" in rec.message
     w.observe(3, stats({"recoveries": 0}, {"recoveries": 1}), now=t0 + 3)
     assert len(caplog.records) == 1
+
+
+# -- the shed counters in /api/admin/status (transcode/live_stats.py -> status.py) ----------
+
+def test_live_stats_report_shed_frames_and_a_recent_rate(tmp_path):
+    import json
+
+    from owncastd.status import transcoder_status
+    from owncastd.transcode.live_stats import LiveStats
+
+    now = [100.0]
+    path = tmp_path / "run" / "transcoder-stats.json"
+    path.parent.mkdir()
+    live = LiveStats(str(path), clock=lambda: now[0])
+    for second in range(16):   # rendition 0 sheds 20 frames a second from t = 5 s on
+        now[0] = 100.0 + second
+        shed = max(0, second - 5) * 20
+        live.observe(4, stats({"frames_shed": shed, "frames_out": 60 * second},
+                              {"frames_shed": 0, "frames_out": 30 * second}))
+    doc = json.loads(path.read_text())
+    slow, fast = doc["renditions"]
+    assert slow == {"index": 0, "name": "r0", "framesEncoded": 900, "framesShed": 200,
+                    "framesShedPerSecond": 20.0}
+    assert fast["framesShed"] == 0 and fast["framesShedPerSecond"] == 0.0
+    # The API reads it while online and fresh, and shows nothing otherwise.
+    data_dir = tmp_path   # DataDir(tmp_path).run is tmp_path/run
+    assert transcoder_status(str(data_dir), online=True)["renditions"][0]["framesShed"] == 200
+    assert transcoder_status(str(data_dir), online=False) is None
+    doc["updated"] -= 60
+    path.write_text(json.dumps(doc))
+    assert transcoder_status(str(data_dir), online=True) is None   # a dead transcoder's file
+    live.clear()
+    assert not path.exists()

@@ -28,7 +28,7 @@ variants = [
   { videoBitrate = 200, scaledWidth = 256, framerate = 15, cpuUsageLevel = 0, audioPassthrough = true },
 ]
 """
-PUBLISH_A, PUBLISH_B = 24, 16    # seconds: the first connection, then the reconnect
+PUBLISH_A, PUBLISH_B = 72, 48    # seconds: the first connection, then the reconnect (2 minutes)
 
 
 def ffprobe(target: str, *args: str) -> dict:
@@ -115,18 +115,16 @@ def test_one_recording_with_discontinuities_plays_end_to_end(recorded):
           f"{replay['durationSeconds']} s, ffprobe {duration:.2f} s, {replay['size']} bytes")
     assert abs(duration - replay["durationSeconds"]) <= 0.02 * published
     # The reconnect loses nothing: the part after the last discontinuity is the second
-    # publish, within 2 %. While the transcoder is dead ingest drops the media (by design,
-    # ARCHITECTURE "Media handoff"), and a restarted one starts at a keyframe: the recording
-    # is the publish less that outage (the restart, the new pipeline's start and the wait for
-    # a keyframe: measured 3 s for a 0.6 s restart), within 2 %.
+    # publish, within 2 %. Nor does the transcoder's kill -9: ingest replays the media since
+    # the keyframe before the segment it had not finished into the restarted one, which
+    # outputs from where the finished segments end (ARCHITECTURE "Media handoff"). So the
+    # recording is the whole publish, within 2 % (issue 17's check).
     last_part = sum(float(line[8:].split(",")[0]) for line in
                     media.rsplit("#EXT-X-DISCONTINUITY", 1)[1].splitlines()
                     if line.startswith("#EXTINF:"))
     assert abs(last_part - PUBLISH_B) <= 0.02 * PUBLISH_B + 0.05, (last_part, media)
     recorded_s = replay["durationSeconds"]
-    assert published - down - 2 * SEGMENT_SECONDS - 0.02 * published <= recorded_s, \
-        (recorded_s, published, down, media)
-    assert recorded_s <= published + 0.02 * published
+    assert abs(recorded_s - published) <= 0.02 * published, (recorded_s, published, down, media)
     # Audio goes on after the transcoder restart: the segment after the first discontinuity.
     after_restart = [line for line in media.split("#EXT-X-DISCONTINUITY", 1)[1].splitlines()
                      if line and not line.startswith("#")][0]
@@ -142,18 +140,49 @@ def test_export_of_a_range_is_an_mp4_within_one_gop_with_moov_in_front(recorded)
     r = requests.get(f"{d.url}/api/replays/{rec_id}/download?start=10&end=30", auth=d.auth,
                      stream=True, timeout=60)
     assert r.status_code == 200 and r.headers["Content-Type"] == "video/mp4"
-    assert "Content-Length" not in r.headers      # streamed as ffmpeg writes it
     body = r.content
-    assert top_level_boxes(body, 2) == ["ftyp", "moov"]
+    assert int(r.headers["Content-Length"]) == len(body)   # known before any media is sent
+    assert top_level_boxes(body, 3) == ["ftyp", "moov", "mdat"]      # one moov, in front
     path = os.path.join(d.data_dir, "export.mp4")
     with open(path, "wb") as f:
         f.write(body)
     probe = ffprobe(path)
     assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
-    assert abs(float(probe["format"]["duration"]) - 20) <= SEGMENT_SECONDS, probe["format"]
-    # The whole recording too.
+    # It starts at the keyframe at or before 10 s (one GOP early at most) and ends at 30 s.
+    assert 20 - 0.1 <= float(probe["format"]["duration"]) <= 20 + SEGMENT_SECONDS + 0.1, \
+        probe["format"]
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"],
+                             capture_output=True, timeout=120)
+    assert decoded.returncode == 0 and not decoded.stderr, decoded.stderr.decode()[-500:]
+    # The whole recording too, with its duration.
     whole = d.get(f"/api/replays/{rec_id}/download", auth=d.auth)
-    assert whole.status_code == 200 and top_level_boxes(whole.content, 2) == ["ftyp", "moov"]
+    assert whole.status_code == 200 and top_level_boxes(whole.content, 3) == \
+        ["ftyp", "moov", "mdat"]
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    with open(path, "wb") as f:
+        f.write(whole.content)
+    duration = float(ffprobe(path)["format"]["duration"])
+    assert abs(duration - replays[0]["durationSeconds"]) <= 0.02 * replays[0]["durationSeconds"]
+
+
+def test_export_serves_byte_ranges_of_the_same_file(recorded):
+    d, replays, _ = recorded
+    url = f"/api/replays/{replays[0]['id']}/download?start=4&end=20"
+    whole = d.get(url, auth=d.auth).content
+    size = len(whole)
+    for spec, first, last in [(f"bytes=1000-{size // 2}", 1000, size // 2),
+                              ("bytes=-5000", size - 5000, size - 1),
+                              (f"bytes={size - 10}-", size - 10, size - 1),
+                              ("bytes=0-7", 0, 7)]:
+        r = d.get(url, auth=d.auth, headers={"Range": spec})
+        assert r.status_code == 206, (spec, r.status_code)
+        assert r.headers["Content-Range"] == f"bytes {first}-{last}/{size}", spec
+        assert r.content == whole[first:last + 1], spec
+    r = d.get(url, auth=d.auth, headers={"Range": f"bytes={size}-"})
+    assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{size}"
+    head = requests.head(d.url + url, auth=d.auth, timeout=30)
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) == size
+    assert head.headers["Accept-Ranges"] == "bytes" and not head.content
 
 
 @pytest.mark.parametrize("query", ["start=-1", "start=0&end=100000", "start=abc",
@@ -300,3 +329,60 @@ def test_delete_a_replay(recorded):   # last: the other tests use the recording
     assert not os.path.exists(os.path.join(d.data_dir, "recordings", rec_id))
     assert d.post("/api/admin/replays/delete", auth=d.auth,
                   json={"id": rec_id}).status_code == 404
+
+
+LOW_LATENCY_CONFIG = """
+recording_grace = 3
+[video]
+low_latency = true
+latency_level = 0
+variants = [
+  { videoBitrate = 300, scaledWidth = 320, framerate = 30, cpuUsageLevel = 0, audioPassthrough = true },
+]
+"""
+
+
+def test_a_low_latency_recording_exports_as_faststart_mp4(tmp_path):
+    """LL-HLS keeps fMP4 segments (init + fragments of parts); the export indexes their trun
+    boxes and copies the samples: one moov in front, the whole recording, a clean decode."""
+    def prepare(d):
+        path = os.path.join(d.data_dir, "ll.toml")
+        with open(path, "w") as f:
+            f.write(LOW_LATENCY_CONFIG)
+        d.extra_args += ["--config", path]
+
+    with temporary_daemon(prepare) as d:
+        r = d.post("/api/admin/config/recording", auth=d.auth,
+                   json={"value": {"enabled": True, "minFreeMB": 0}})
+        assert r.status_code == 200, r.text
+        pub = ffmpeg_publish(d, seconds=12, size="320x180", rate=30, extra=["-bf", "2"])
+        try:
+            pub.wait(timeout=60)
+        finally:
+            stop_proc(pub)
+
+        def finished():
+            listed = d.get("/api/replays", auth=d.auth).json()
+            return listed if listed and not listed[0]["inProgress"] else None
+        replay = wait_until(finished, 60, 0.5, what="the recording to finish")[0]
+        media = d.get(f"/replay/{replay['id']}/0/stream.m3u8", auth=d.auth).text
+        assert "#EXT-X-MAP:" in media                     # fMP4 segments were kept
+        r = d.get(f"/api/replays/{replay['id']}/download", auth=d.auth)
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(r.content)
+        assert top_level_boxes(r.content, 3) == ["ftyp", "moov", "mdat"]
+        path = str(tmp_path / "ll.mp4")
+        with open(path, "wb") as f:
+            f.write(r.content)
+        probe = ffprobe(path)
+        assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
+        assert abs(float(probe["format"]["duration"]) - replay["durationSeconds"]) <= 0.5, \
+            (probe["format"], replay)
+        decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"],
+                                 capture_output=True, timeout=120)
+        assert decoded.returncode == 0 and not decoded.stderr, decoded.stderr.decode()[-500:]
+        # A range of it, and a byte range of that.
+        r = d.get(f"/api/replays/{replay['id']}/download?start=2&end=6", auth=d.auth)
+        assert r.status_code == 200 and top_level_boxes(r.content, 2) == ["ftyp", "moov"]
+        part = d.get(f"/api/replays/{replay['id']}/download?start=2&end=6", auth=d.auth,
+                     headers={"Range": "bytes=100-2099"})
+        assert part.status_code == 206 and part.content == r.content[100:2100]

@@ -48,7 +48,7 @@ def ffprobe_streams(path):
     return json.loads(out)["streams"]
 
 
-def test_renditions_playlists_and_endlist(ladder_daemon):
+def test_renditions_playlists_and_endlist(ladder_daemon, tmp_path):
     d = ladder_daemon
     pub = ffmpeg_publish(d, seconds=9, size="640x360", rate=30)
     try:
@@ -61,6 +61,18 @@ def test_renditions_playlists_and_endlist(ladder_daemon):
         assert master.text.count("#EXT-X-STREAM-INF") == 3
         assert "RESOLUTION=426x240" in master.text and "RESOLUTION=320x180" in master.text
         assert "RESOLUTION=640x360" in master.text  # passthrough keeps the source size
+        # Issue 13: the transcoder's per-rendition counters, shed frames included, are in the
+        # admin status while it transcodes.
+        def counters():
+            t = d.get("/api/admin/status", auth=d.auth).json().get("transcoder")
+            return t if t and all(r["framesEncoded"] > 0 for r in t["renditions"]) else None
+        renditions = wait_until(counters, 10, what="transcoder counters")["renditions"]
+        assert [r["index"] for r in renditions] == [0, 1, 2]
+        assert all(r["framesShed"] >= 0 and r["framesShedPerSecond"] >= 0 for r in renditions)
+        from test_ctl import ctl
+        out = ctl(tmp_path, "status", server=d, password=d.key).stdout
+        assert re.search(r"^rendition 0: .* frames encoded, \d+ shed \([\d.]+/s over 10 s\)$",
+                         out, re.M), out
         pub.wait(timeout=30)
         wait_until(lambda: all("#EXT-X-ENDLIST" in playlist(d, n) for n in range(3)), 15,
                    what="EXT-X-ENDLIST after the broadcaster stops")
@@ -124,6 +136,11 @@ def test_killed_worker_resumes_with_a_discontinuity_and_audio(ladder_daemon):
         text = playlist(d, 0)
         seqs = [int(re.search(r"stream-(\d+)\.ts", uri).group(1)) for _, uri in segments(text)]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        # Nothing lost: ingest replayed the unfinished segment's media into the new worker,
+        # which resumed exactly where the finished segments end.
+        logs = " | ".join(e["message"] for e in d.get("/api/admin/logs", auth=d.auth).json())
+        assert "into the restarted transcoder" in logs and "resuming from the replayed media" in logs \
+            and "(from the next keyframe)" not in logs, logs
     finally:
         stop_proc(pub)
 

@@ -21,11 +21,12 @@ log = logging.getLogger("owncastd.api.admin")
 
 
 class AdminStatusResource:
-    def __init__(self, config):
+    def __init__(self, config, data_dir: str):
         self.config = config
+        self.data_dir = data_dir
 
     def on_get(self, req, resp):
-        resp.media = status.admin_status(self.config)
+        resp.media = status.admin_status(self.config, self.data_dir)
 
 
 class LogsResource:
@@ -74,6 +75,8 @@ class ServerConfigResource:
             "yp": {"enabled": c["instance.directory_enabled"],
                    "instanceUrl": c["instance.server_url"]},
             "recording": recording_policy(c["recording"]),   # issue 17, every field shown
+            "clips": {"maxSeconds": c["clips.max_seconds"], "allowed": c["clips.allowed"],
+                      "perAddressPerHour": c["clips.per_address_per_hour"]},
         }
 
 
@@ -254,7 +257,7 @@ def add_setter_routes(app: falcon.App, config, publisher, data_dir: str) -> None
 
 def add_routes(app, services) -> None:
     config, publisher = services.config, services.publisher
-    app.add_route("/api/admin/status", AdminStatusResource(config))
+    app.add_route("/api/admin/status", AdminStatusResource(config, services.data_dir))
     app.add_route("/api/admin/logs", LogsResource(config, warnings_only=False))
     app.add_route("/api/admin/logs/warnings", LogsResource(config, warnings_only=True))
     app.add_route("/api/admin/serverconfig", ServerConfigResource(config))

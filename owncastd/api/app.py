@@ -19,15 +19,15 @@ from ..datadir import DataDir
 from ..green import gevent_patched
 from ..runtime import child_config
 from ..stats.viewers import ViewerTracker
-from . import (admin, chat, chat_ws, clips, hls, integrations, metrics, public, replays, stats,
-               tokens, webhooks, webui)
+from . import (admin, chat, chat_ws, clips, hls, integrations, metrics, origin_proxy, public,
+               replays, stats, tokens, webhooks, webui)
 from .auth import AdminAuth, ClientAddress, CrossSiteGuard, IntegrationAuth
 from .errors import handle_unexpected, serialize_error
 from .metrics import HTTPMetrics
 
 # Modules with an `add_routes(app, services)` function, in order.
 ROUTE_MODULES = [public, admin, hls, stats, chat_ws, chat, integrations, tokens, webhooks, webui,
-                 metrics, replays, clips]
+                 metrics, replays, clips, origin_proxy]   # last: a web node's origin routes
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Services:
     chat: ChatService
     chat_hub: Hub
     green: bool = False       # under gevent (a real worker): background greenlets run
+    http_metrics: Any = None  # the request metrics middleware (HTTPMetrics), shared
 
     @property
     def data_dir(self) -> str:
@@ -50,6 +51,17 @@ class Services:
         return self.config.store
 
 
+class App(falcon.App):
+    """The Falcon app, plus what the worker's request handler may answer without it:
+    `hls_fast_path` (api/fastpath.py; None on an edge node, which proxies /hls)."""
+
+    __slots__ = ("hls_fast_path",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hls_fast_path = None
+
+
 class PublicCORS:
     """Public API responses may be read by other sites (embeds, directory): `*` as Owncast."""
 
@@ -58,7 +70,7 @@ class PublicCORS:
             resp.set_header("Access-Control-Allow-Origin", "*")
 
 
-def create_app(data_dir: str, config=None, publisher=None) -> falcon.App:
+def create_app(data_dir: str, config=None, publisher=None) -> App:
     """Build the app for one worker. `config`/`publisher` may be given by tests."""
     green = gevent_patched()
     if config is None:
@@ -69,8 +81,9 @@ def create_app(data_dir: str, config=None, publisher=None) -> falcon.App:
     services = Services(config, publisher, paths,
                         viewers=ViewerTracker(config.store, background=green),
                         chat=ChatService(config, publisher, paths),
-                        chat_hub=Hub(data_dir, config.store, publisher), green=green)
-    app = falcon.App(middleware=[HTTPMetrics(), ClientAddress(config), AdminAuth(config),
+                        chat_hub=Hub(data_dir, config.store, publisher), green=green,
+                        http_metrics=HTTPMetrics())
+    app = App(middleware=[services.http_metrics, ClientAddress(config), AdminAuth(config),
                                  IntegrationAuth(config.store), CrossSiteGuard(config),
                                  PublicCORS()])
     app.req_options.strip_url_path_trailing_slash = True

@@ -53,10 +53,10 @@ class AdminAuth:
         from .throttle import FailureThrottle
         from ..passwords import AdminPasswordCheck
         self.config = config
-        self.throttle = throttle or FailureThrottle(
+        self.throttle = throttle or _login_throttle(config, FailureThrottle(
             budget=config.get("limits.http.login_failures"),
             window=config.get("limits.http.login_window"),
-            workers=config.get("web_workers"))
+            workers=config.get("web_workers")))
         self.password_ok = AdminPasswordCheck(config)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -83,6 +83,17 @@ class AdminAuth:
         raise falcon.HTTPUnauthorized(title="Unauthorized",
                                       description="admin credentials required",
                                       challenges=[REALM])
+
+
+def _login_throttle(config, local):
+    """With `redis_url`, one budget for all the nodes (api/shared_limits.py); `local` is the
+    fallback while Redis is away."""
+    from .shared_limits import SharedFailureThrottle, link_for
+    link = link_for(config)
+    if link is None:
+        return local
+    return SharedFailureThrottle(link, local, config.get("limits.http.login_failures"),
+                                 config.get("limits.http.login_window"))
 
 
 class ClientAddress:

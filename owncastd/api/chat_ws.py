@@ -18,6 +18,7 @@ from ..chat.moderation import refuse
 from ..chat.service import ChatService
 from .auth import same_site_origin, client_ip
 from .errors import DISK_FULL_MESSAGE, BadRequest, is_disk_full
+from .shared_limits import SharedAddressLimit, link_for
 
 log = logging.getLogger("owncastd.chat.ws")
 
@@ -68,6 +69,9 @@ class ChatSocketResource:
         self.hub = hub
         self.config = config
         self.by_address = AddressBuckets(config)
+        link = link_for(config)
+        if link is not None:   # one limit per address over all the nodes
+            self.by_address = SharedAddressLimit(config, link, self.by_address)
 
     def origin_allowed(self, req) -> bool:
         """No Origin (not a browser), this server's own, or one of `chat.allowed_origins`."""

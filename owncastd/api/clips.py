@@ -96,11 +96,19 @@ class ClipsResource:
                 description="a clip from this address is being made; one at a time")
         self.in_flight.add(address)
         try:
-            self._make(req, resp, address)
+            with clips.making(self.data_dir):
+                clip = self._make(req, address)
         finally:
             self.in_flight.discard(address)
+        self._upload(clip["id"])
+        view = clip_view(clip)
+        self.publisher.publish(bus.EVENT_CLIP_CREATED, view)
+        resp.media = {"id": clip["id"], "manifest": view["manifest"],
+                      "download": view["download"], "page": view["page"],
+                      "durationSeconds": clip["durationSeconds"]}
 
-    def _make(self, req, resp, address: str) -> None:
+    def _make(self, req, address: str) -> dict:
+        """Check the hourly count, make the clip and store it (under `clips.making`)."""
         hour_ago = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
         per_hour = self.config.get("clips.per_address_per_hour")
         if self.store.count_clips_since(address, hour_ago) >= per_hour:
@@ -136,12 +144,7 @@ class ClipsResource:
                 "durationSeconds": duration, "size": clips.size_of(self.data_dir, clip_id),
                 "address": address, "timestamp": utcnow()}
         self.store.add_clip(clip)
-        self._upload(clip_id)
-        view = clip_view(clip)
-        self.publisher.publish(bus.EVENT_CLIP_CREATED, view)
-        resp.media = {"id": clip_id, "manifest": view["manifest"],
-                      "download": view["download"], "page": view["page"],
-                      "durationSeconds": duration}
+        return clip
 
     def _upload(self, clip_id: str) -> None:
         """With S3 on, the clip's MP4 (multipart) and segments go to the bucket."""

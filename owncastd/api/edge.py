@@ -274,6 +274,10 @@ class EdgeHandler(SendfileHandler):
         if self.rfile.closed:
             return None
         if self.requests_served:
+            # Take turns: a client whose next request is already here would otherwise be
+            # served again and again before the hub looks at the worker's other connections
+            # (their latency grew to seconds under load); now they all go first, as in nginx.
+            gevent.sleep(0)
             # Keep-alive: wait for the next request's first byte, at most idle_timeout.
             self.socket.settimeout(limits.idle_timeout)
             try:
@@ -281,6 +285,21 @@ class EdgeHandler(SendfileHandler):
                     return None
             except (OSError, ValueError):
                 return None
+            fast = self.server.fast_path
+            if fast is not None:
+                # A playlist request already buffered is answered without pywsgi and Falcon
+                # (api/fastpath.py); anything else stays in the buffer for them.
+                self.socket.settimeout(SEND_TIMEOUT)
+                try:
+                    answered = fast.answer(self, limits.max_header_bytes)
+                except OSError:   # the client is gone
+                    return None
+                except Exception:   # a bug: this connection ends, the worker goes on
+                    log.exception("playlist fast path failed")
+                    return None
+                if answered:
+                    self.requests_served += 1
+                    return True
         self.socket.settimeout(limits.header_timeout)
         self._header_timer = gevent.Timeout.start_new(
             limits.header_timeout,
@@ -389,6 +408,8 @@ class EdgeServer(PyWSGIServer):
         self.ws_count: Counter[str] = Counter()
         self.refused = 0
         self._last_refusal_log = 0.0
+        # the app's fast path for playlists (api/fastpath.py), None where there is none
+        self.fast_path = getattr(self.application, "hls_fast_path", None)
 
     def exempt(self, peer: str) -> bool:
         return not peer or self.proxies.is_trusted(peer)

@@ -47,11 +47,8 @@ def send_file(resp: falcon.Response, path: str, cache_control: str, range_header
         os.close(fd)
         raise falcon.HTTPNotFound(title="Not Found", description="no such file")
     size = st.st_size
-    resp.content_type = _content_type(os.path.splitext(path)[1])
-    resp.set_header("Cache-Control", cache_control)
-    resp.set_header("X-Content-Type-Options", "nosniff")
-    resp.set_header("Accept-Ranges", "bytes")
-    resp.set_header("Last-Modified", _http_date(int(st.st_mtime)))
+    for name, value in file_headers(path, cache_control, st.st_mtime):
+        resp.set_header(name, value)
     if size <= SMALL_FILE and not range_header:
         # Playlists, emoji, the logo: one read and one send with the headers beats the
         # file-object + sendfile + TCP_CORK path, which pays off only for larger files.
@@ -77,6 +74,16 @@ def send_file(resp: falcon.Response, path: str, cache_control: str, range_header
     resp.status = falcon.HTTP_206
     resp.set_header("Content-Range", f"bytes {start}-{end}/{size}")
     resp.set_stream(stream, end - start + 1)
+
+
+def file_headers(path: str, cache_control: str, mtime: float) -> tuple:
+    """The headers `send_file` gives a file, in order (the web workers' fast path,
+    api/fastpath.py, renders the same ones)."""
+    return (("Content-Type", _content_type(os.path.splitext(path)[1])),
+            ("Cache-Control", cache_control),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Accept-Ranges", "bytes"),
+            ("Last-Modified", _http_date(int(mtime))))
 
 
 UNSATISFIABLE = object()
@@ -174,6 +181,8 @@ class HLSResource(DirectoryResource):
     MAX_CHECKED_DIRS = 256   # the output has one directory per rendition
     PLAYLIST_CACHE = "no-cache"
     SEGMENT_CACHE = "public, max-age=31536000, immutable"
+    CORS = (("Access-Control-Allow-Origin", "*"),
+            ("Access-Control-Expose-Headers", "Content-Length, Content-Range"))
 
     def __init__(self, root: str, on_playlist=None, overlay_root: str | None = None):
         super().__init__(root, self.SEGMENT_CACHE)
@@ -206,12 +215,12 @@ class HLSResource(DirectoryResource):
         real = self.locate(path)
         if real is None:
             raise falcon.HTTPNotFound(title="Not Found", description="no such file")
-        resp.set_header("Access-Control-Allow-Origin", "*")
-        resp.set_header("Access-Control-Expose-Headers", "Content-Length, Content-Range")
+        for name, value in self.CORS:
+            resp.set_header(name, value)
         if real.endswith(".m3u8"):
             if self.on_playlist is not None:
                 self.on_playlist(req)
-            send_file(resp, self._overlay(path, real) or real, self.PLAYLIST_CACHE,
+            send_file(resp, self.overlay(path, real) or real, self.PLAYLIST_CACHE,
                       follow=False)
         else:
             send_file(resp, real, self.SEGMENT_CACHE, req.get_header("Range"), follow=False)
@@ -224,7 +233,8 @@ class HLSResource(DirectoryResource):
         resp.set_header("Access-Control-Allow-Headers", "Range")
         resp.set_header("Access-Control-Max-Age", "86400")
 
-    def _overlay(self, path: str, real: str) -> str | None:
+    def overlay(self, path: str, real: str) -> str | None:
+        """The fresh S3 copy of the playlist `path` (located at `real`), or None."""
         if self.overlay_root is None:
             return None
         now = time.monotonic()

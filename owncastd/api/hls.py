@@ -4,6 +4,8 @@ served in place of the originals (owncastd/services/storage.py). LL-HLS requests
 wait (blocking reload, preload-hinted parts) are answered by owncastd/api/llhls.py."""
 from __future__ import annotations
 
+from ..netguard import ProxyRule
+from .fastpath import HLSFastPath
 from .files import HLSResource
 from .llhls import LLHLSResource
 
@@ -17,4 +19,9 @@ def add_routes(app, services) -> None:
     files = HLSResource(services.paths.hls, on_playlist=services.viewers.seen,
                         overlay_root=services.paths.hls_s3)
     # LL-HLS (blocking reload, hinted parts) in front; it hands everything else to `files`
-    app.add_route("/hls/{path:path}", LLHLSResource(files, services.data_dir))
+    resource = LLHLSResource(files, services.data_dir)
+    app.add_route("/hls/{path:path}", resource)
+    # The worker's request handler answers most playlist requests without Falcon
+    app.hls_fast_path = HLSFastPath(
+        resource, services.viewers.note,
+        ProxyRule(services.config.get("http.trusted_proxies")), services.http_metrics)

@@ -25,6 +25,7 @@ import re
 import time
 
 import falcon
+from gevent import sleep as gevent_sleep
 
 from .. import bus
 from ..llhls.playlist import parse_position
@@ -121,13 +122,19 @@ class LLHLS:
                 w.wake(topic)
 
 
-def _int_param(req, name: str) -> int | None:
-    raw = req.get_param(name)
+def _int_value(name: str, raw: str | None) -> int | None:
     if raw is None:
         return None
     if not raw.isdigit() or len(raw) > 9:
         raise BadRequest(f"{name}: {raw!r} is not a non-negative integer")
     return int(raw)
+
+
+def playlist_headers(cache_control: str) -> tuple:
+    """The headers of a playlist answered here, in order (api/fastpath.py renders the same)."""
+    return (("Content-Type", "application/vnd.apple.mpegurl"),
+            ("Access-Control-Allow-Origin", "*"),
+            ("Cache-Control", cache_control))
 
 
 class LLHLSResource:
@@ -158,9 +165,24 @@ class LLHLSResource:
     # -- blocking playlist reload --------------------------------------------------------------
 
     def _playlist(self, req, resp, rendition: str) -> None:
-        msn = _int_param(req, "_HLS_msn")
-        part = _int_param(req, "_HLS_part")
-        skip = req.get_param("_HLS_skip")
+        answer = self.blocking_answer(rendition, req.get_param("_HLS_msn"),
+                                      req.get_param("_HLS_part"), req.get_param("_HLS_skip"))
+        if answer is None:   # not an LL-HLS playlist: no blocking, no delta
+            return self.files.on_get(req, resp, f"{rendition}/stream.m3u8")
+        if self.files.on_playlist is not None:
+            self.files.on_playlist(req)
+        body, cache_control = answer
+        for name, value in playlist_headers(cache_control):
+            resp.set_header(name, value)
+        resp.data = body
+
+    def blocking_answer(self, rendition: str, msn_param: str | None, part_param: str | None,
+                        skip: str | None) -> tuple[bytes, str] | None:
+        """(playlist body, Cache-Control) once the playlist has what `_HLS_msn`/`_HLS_part`
+        ask for (waiting in this greenlet), or None when it is not an LL-HLS playlist. Bad
+        parameters (400) and a missing playlist (404) raise before any wait; 503 after it."""
+        msn = _int_value("_HLS_msn", msn_param)
+        part = _int_value("_HLS_part", part_param)
         if part is not None and msn is None:
             raise BadRequest("_HLS_part without _HLS_msn")
         if skip is not None and skip not in ("YES", "v2"):
@@ -168,8 +190,8 @@ class LLHLSResource:
         watch = self.state.watch(rendition)
         if not watch.refresh():
             raise falcon.HTTPNotFound(title="Not Found", description="no such file")
-        if watch.position is None:   # not an LL-HLS playlist: no blocking, no delta
-            return self.files.on_get(req, resp, f"{rendition}/stream.m3u8")
+        if watch.position is None:
+            return None
         if msn is not None:
             last_msn, last_part, _ = watch.position
             if msn > last_msn + 2 or (part is not None and (
@@ -189,9 +211,11 @@ class LLHLSResource:
                         title="Service Unavailable",
                         description=f"segment {msn} part {part} did not appear in time")
                 event.wait(remaining)
+                # The Event resumes its waiters one after another inside one hub callback:
+                # yield at once, so the answers to a part are separate callbacks and the hub
+                # polls the worker's other connections in between (their latency).
+                gevent_sleep(0)
                 watch.refresh()
-        if self.files.on_playlist is not None:
-            self.files.on_playlist(req)
         body = watch.text
         if skip is not None:
             try:
@@ -199,11 +223,7 @@ class LLHLSResource:
                     body = f.read()
             except OSError:
                 pass   # the full playlist is a correct answer too
-        resp.content_type = "application/vnd.apple.mpegurl"
-        resp.set_header("Access-Control-Allow-Origin", "*")
-        resp.set_header("Cache-Control", BLOCKED_CACHE.format(watch.target)
-                        if msn is not None else "no-cache")
-        resp.data = body
+        return body, (BLOCKED_CACHE.format(watch.target) if msn is not None else "no-cache")
 
     @staticmethod
     def _has(watch: RenditionWatch, msn: int, part: int | None) -> bool:

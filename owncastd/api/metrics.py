@@ -46,16 +46,25 @@ class HTTPMetrics:
 
     def __init__(self):
         self.requests, self.duration = metrics.http_metrics()
+        self._children: dict = {}   # (route class, status) -> (counter, histogram) children
 
     def process_request(self, req, resp):
         req.context.metrics_started = time.perf_counter()
 
     def process_response(self, req, resp, resource, req_succeeded):
-        route = route_class(req.path)
-        self.requests.labels(route, str(resp.status_code)).inc()
         started = req.context.get("metrics_started")
-        if started is not None:
-            self.duration.labels(route).observe(time.perf_counter() - started)
+        self.count(route_class(req.path), resp.status_code,
+                   None if started is None else time.perf_counter() - started)
+
+    def count(self, route: str, status: int, seconds: float | None) -> None:
+        """One request answered (also called by api/fastpath.py, which bypasses Falcon)."""
+        children = self._children.get((route, status))
+        if children is None:   # labels() costs more than the increment: once per pair
+            children = self._children[(route, status)] = (
+                self.requests.labels(route, str(status)), self.duration.labels(route))
+        children[0].inc()
+        if seconds is not None:
+            children[1].observe(seconds)
 
 
 class StateCollector:

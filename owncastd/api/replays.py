@@ -5,7 +5,7 @@
     GET  /replay/<id>/<n>/<file>           rendition n's playlist and segments
     GET  /replay/<id>/thumbnail.jpg        the thumbnail
     GET  /api/replays/<id>/download        the recording as MP4 (?start=S&end=E seconds,
-                                           ?rendition=n; export.py says how)
+                                           ?rendition=n; a byte Range; mp4export.py says how)
     POST /api/admin/replays/delete         {"id": ...}
     GET  /replays/<id>                     a page playing it (api/webui.py's player)
 
@@ -19,13 +19,13 @@ import os
 
 import falcon
 
-from ..recordings import export, library
+from ..recordings import export, library, mp4export
 from ..services.remote_recordings import RemoteMedia, presigned_playlist
 from ..settings import recording_policy
 from .auth import REALM, admin_credentials_ok
 from .body import read_object
 from .errors import BadRequest
-from .files import send_file
+from .files import UNSATISFIABLE, parse_range, send_file
 
 SEGMENT_CACHE = "public, max-age=31536000, immutable"
 
@@ -160,26 +160,64 @@ def pick_rendition(req, recording: dict) -> int:
 
 
 class ReplayDownloadResource(_Base):
-    def on_get(self, req, resp, rec_id: str):
+    def on_head(self, req, resp, rec_id: str):
+        """The headers alone (a download manager's first look: length, ranges)."""
+        self.on_get(req, resp, rec_id, body=False)
+
+    def on_get(self, req, resp, rec_id: str, body: bool = True):
         self.access.require(req)
         r = self.recording(rec_id)
         start, end = _seconds(req, "start"), _seconds(req, "end")
         rendition = pick_rendition(req, r)
-        duration = sum(k.duration for k in library.kept_segments(self.data_dir, r["id"],
-                                                                 rendition))
+        kept = library.kept_segments(self.data_dir, r["id"], rendition)
         try:
-            start, end = export.check_range(duration, start, end)
+            start, until = export.check_range(sum(k.duration for k in kept), start, end)
         except export.RangeError as exc:
             raise BadRequest(str(exc)) from None
         resp.content_type = "video/mp4"
         resp.set_header("Content-Disposition", f'attachment; filename="{r["id"]}.mp4"')
         resp.set_header("Cache-Control", "no-store")
+        if r["location"] != "s3" and mp4export.supported(kept) and \
+                self._faststart(req, resp, r["id"], rendition, start, end and until, body):
+            return
+        if not body:
+            return
+        # A recording in the bucket (or one the export does not read): ffmpeg's fragmented
+        # MP4.
         url_of = None
         if r["location"] == "s3":
             remote = self.remote_for(r)
             prefix = f"recordings/{r['id']}/{rendition}"
             url_of = lambda name: remote.url(f"{prefix}/{name}")  # noqa: E731
-        resp.stream = export.MP4Stream(self.data_dir, r["id"], rendition, start, end, url_of)
+        resp.stream = export.MP4Stream(self.data_dir, r["id"], rendition, start, until, url_of)
+
+    def _faststart(self, req, resp, rec_id: str, rendition: int, start: float,
+                   end: float | None, body: bool) -> bool:
+        """One moov at the front, an exact length, and a single byte range on request;
+        False when the export does not read these segments."""
+        try:
+            made = mp4export.cached_plan(self.data_dir, rec_id, rendition, start, end)
+        except mp4export.Unsupported:
+            return False
+        except mp4export.ExportError as exc:
+            raise BadRequest(f"cannot export that range: {exc}") from None
+        resp.set_header("Accept-Ranges", "bytes")
+        wanted = parse_range(req.get_header("Range"), made.length) \
+            if req.get_header("Range") else None
+        if wanted is UNSATISFIABLE:
+            resp.status = falcon.HTTP_416
+            resp.set_header("Content-Range", f"bytes */{made.length}")
+            resp.content_type = "application/json"
+            resp.text = '{"success": false, "message": "Range: not satisfiable for this file"}'
+            return True
+        first, last = wanted if wanted else (0, made.length - 1)
+        if wanted:
+            resp.status = falcon.HTTP_206
+            resp.set_header("Content-Range", f"bytes {first}-{last}/{made.length}")
+        if body:
+            resp.stream = mp4export.Body(made, first, last)
+        resp.content_length = last - first + 1
+        return True
 
 
 class ReplayDeleteResource(_Base):

@@ -71,7 +71,7 @@ def cooperative_sendfile(sock, file_fd: int, offset: int, count: int) -> int:
     return sent
 
 
-def _set_tcp(sock, option: int, value: int) -> None:
+def set_tcp(sock, option: int, value: int) -> None:
     try:
         sock.setsockopt(socket.IPPROTO_TCP, option, value)
     except OSError:  # not TCP (a unix socket in some setups)
@@ -153,7 +153,7 @@ class SendfileHandler(WebSocketHandler):
     MessageClass = staticmethod(RequestHeaders.read)
 
     def handle(self):
-        _set_tcp(self.socket, socket.TCP_NODELAY, 1)
+        set_tcp(self.socket, socket.TCP_NODELAY, 1)
         return super().handle()
 
     def log_request(self):
@@ -176,7 +176,7 @@ class SendfileHandler(WebSocketHandler):
             except (AttributeError, OSError, ValueError):
                 fileno = None
             if length is not None and fileno is not None and not self.response_use_chunked:
-                _set_tcp(self.socket, socket.TCP_CORK, 1)
+                set_tcp(self.socket, socket.TCP_CORK, 1)
                 try:
                     self.write(b"")  # the headers
                     if length:
@@ -188,7 +188,7 @@ class SendfileHandler(WebSocketHandler):
                             raise
                         self.response_length += sent
                 finally:
-                    _set_tcp(self.socket, socket.TCP_CORK, 0)
+                    set_tcp(self.socket, socket.TCP_CORK, 0)
                 return
         super().process_result()
 

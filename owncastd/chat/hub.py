@@ -1,10 +1,14 @@
 """One API worker's websocket connections, and the fan-out of chat events to them.
 
 Each worker runs one Hub: a greenlet reads the bus topic `chat` (and the stream events) and
-hands every event, encoded once as a websocket frame, to each local connection's outbox; one
-writer greenlet per connection drains its outbox in batches. A client whose outbox is full (it
-stopped reading) is dropped, as 0.0.7 did at 100 messages, so it can never hold back the
-others. Every 30 s each connection gets a PING.
+hands every event, encoded once as a websocket frame, to each local connection. A connection
+that is keeping up gets the frame written at once with one non-blocking `send` on its socket
+(no queue, no greenlet switch: the fan-out of a message to a few thousand sockets is a few
+thousand syscalls and nothing else); only what the socket cannot take now goes to its outbox,
+which one writer greenlet per connection drains in batches. Messages that arrived while the
+hub was busy are written together, one send per socket for all of them. A client with 100
+messages in its outbox (it stopped reading) is dropped, as 0.0.7 did, so it can never hold
+back the others. Every 30 s each connection gets a PING.
 
 Connections are also recorded in the store (`chat_clients`, with this worker's pid) so any
 worker can list the clients of all of them (`/api/admin/clients`).
@@ -27,8 +31,9 @@ from .service import public_view
 
 log = logging.getLogger("owncastd.chat.hub")
 
-OUTBOX = 100                 # frames queued per client before it counts as stalled (0.0.7)
+OUTBOX = 100                 # messages queued per client before it counts as stalled (0.0.7)
 WRITE_BATCH = 64             # frames joined into one write when a client is behind
+COALESCE = 64                # bus messages read at once; their frames leave in one write
 PROBE_TIMEOUT = 5.0          # seconds to wait for the bus subscription to carry messages
 STREAM_STARTING = "Stay tuned, the stream is starting!"   # 0.0.7's ephemeral actions
 STREAM_ENDING = "The stream is ending."
@@ -45,18 +50,39 @@ class Connection:
         self.user_id = self.client_id      # a registered chat user's id (chat/moderation.py)
         self.message_count = 0
         self.connected_at = p.timestamp()
-        self.outbox: gevent.queue.Queue = gevent.queue.Queue(OUTBOX)
+        self.outbox: gevent.queue.Queue = gevent.queue.Queue()   # (bytes, messages in them)
+        self.queued = 0                    # messages in the outbox, at most OUTBOX
         self.closed = False
+        self._writing = False              # the writer holds frames it has not fully sent
+        self._send_now = _nonblocking_send(ws)
         self.writer = gevent.spawn(self._write_loop)
 
-    def push(self, frame: bytes) -> bool:
+    def push(self, frame: bytes, messages: int = 1) -> bool:
+        """Send `frame` (holding `messages` chat events); False when the client is too far
+        behind to take it (it should be dropped)."""
         if self.closed:
             return True
-        try:
-            self.outbox.put_nowait(frame)
-            return True
-        except gevent.queue.Full:
+        if self._send_now is not None and not self._writing and self.outbox.empty():
+            if self.ws.raw_write is None:  # closed by its reader: nothing after the close
+                self.closed = True
+                return True
+            # Nothing queued before it: write it now; only a rest the socket cannot take
+            # yet goes to the writer (frames stay in order).
+            try:
+                sent = self._send_now(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:            # the peer went away; the reader will notice
+                self.closed = True
+                return True
+            if sent == len(frame):
+                return True
+            frame = frame[sent:]
+        if self.queued + messages > OUTBOX:
             return False
+        self.queued += messages
+        self.outbox.put_nowait((frame, messages))
+        return True
 
     def send(self, event: dict) -> None:
         """Queue one event for this client only (ERROR, PING)."""
@@ -65,21 +91,24 @@ class Connection:
 
     def _write_loop(self) -> None:
         while True:
-            frame = self.outbox.get()
-            if frame is None:
+            item = self.outbox.get()
+            if item is None:
                 return
-            batch = [frame]
+            self._writing = True
+            batch = [item]
             while len(batch) < WRITE_BATCH:
                 try:
                     more = self.outbox.get_nowait()
                 except gevent.queue.Empty:
                     break
                 if more is None:
-                    self._write(batch)
+                    self._write([frame for frame, _ in batch])
                     return
                 batch.append(more)
-            if not self._write(batch):
+            if not self._write([frame for frame, _ in batch]):
                 return
+            self.queued -= sum(n for _, n in batch)
+            self._writing = False
 
     def _write(self, frames: list[bytes]) -> bool:
         write = self.ws.raw_write
@@ -96,10 +125,7 @@ class Connection:
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Stop the writer (after what is queued) and the socket."""
         self.closed = True
-        try:
-            self.outbox.put_nowait(None)
-        except gevent.queue.Full:
-            self.writer.kill(block=False)
+        self.outbox.put_nowait(None)
         if reason:
             close_with_reason(self.ws, code, reason)
             return
@@ -112,6 +138,17 @@ class Connection:
         return {"clientID": self.client_id, "pid": os.getpid(), "ipAddress": self.ip,
                 "userAgent": self.user_agent, "username": self.username,
                 "messageCount": self.message_count, "connectedAt": self.connected_at}
+
+
+def _nonblocking_send(ws):
+    """The plain socket's `send` under a websocket (gevent keeps it non-blocking), or None
+    when there is none to write to directly (a TLS socket, a test double)."""
+    import gevent.socket
+    sock = getattr(getattr(ws, "handler", None), "socket", None)
+    if type(sock) is not gevent.socket.socket:    # exactly: an SSL socket is a subclass
+        return None
+    raw = getattr(sock, "_sock", None)
+    return raw.send if raw is not None else None
 
 
 class Hub:
@@ -148,17 +185,31 @@ class Hub:
         prober = gevent.spawn(self._probe_loop)
         try:
             while True:
-                msg = sub.recv()
-                if msg is None:
-                    continue
-                topic, payload = msg
-                try:
-                    self._dispatch(topic, payload)
-                except Exception:
-                    log.exception("cannot deliver a %s bus message", topic)
+                batch = [sub.recv()]
+                while len(batch) < COALESCE:   # what else has arrived meanwhile
+                    more = sub.recv(timeout_ms=0)
+                    if more is None:
+                        break
+                    batch.append(more)
+                self._deliver([m for m in batch if m is not None])
         finally:
             prober.kill(block=False)
             sub.close()
+
+    def _deliver(self, messages: list) -> None:
+        """Bus messages in order. The frames of consecutive broadcasts are written to each
+        socket together: one send each, however many messages came in while the hub was
+        busy (on a loaded machine that is what keeps it from falling further behind)."""
+        frames: list[bytes] = []
+        for topic, payload in messages:
+            try:
+                event = self._dispatch(topic, payload, before=frames)
+                if event is not None:
+                    frames.append(p.text_frame(p.encode(event)))
+            except Exception:
+                log.exception("cannot deliver a %s bus message", topic)
+        if frames:
+            self._fan_out(b"".join(frames), len(frames))
 
     def _probe_loop(self) -> None:
         # A SUB socket misses what is published before its subscription reaches the proxy:
@@ -167,20 +218,27 @@ class Hub:
             self.publisher.publish(self._probe, {})
             self.ready.wait(0.05)
 
-    def _dispatch(self, topic: str, payload: dict) -> None:
+    def _dispatch(self, topic: str, payload: dict, before: list[bytes]) -> dict | None:
+        """The event every client gets for this bus message, or None once acted on (a
+        moderation order first writes the frames `before` it, so they arrive before a
+        socket it covers is closed)."""
         if topic == bus.CHAT:
             if isinstance(payload, dict) and isinstance(payload.get("type"), str):
-                self.broadcast(public_view(payload))
+                return public_view(payload)
         elif topic == bus.CHAT_MODERATION:
+            if before:
+                self._fan_out(b"".join(before), len(before))
+                before.clear()
             self.expel(payload)
         elif topic == self._probe:
             self.ready.set()
         elif topic == bus.EVENT_STREAM_STARTED:
-            self.broadcast(p.chat_event(p.CHAT_ACTION, None, chat_html(STREAM_STARTING),
-                                        ephemeral=True))
+            return p.chat_event(p.CHAT_ACTION, None, chat_html(STREAM_STARTING),
+                                ephemeral=True)
         elif topic == bus.EVENT_STREAM_STOPPED:
-            self.broadcast(p.chat_event(p.CHAT_ACTION, None, chat_html(STREAM_ENDING),
-                                        ephemeral=True))
+            return p.chat_event(p.CHAT_ACTION, None, chat_html(STREAM_ENDING),
+                                ephemeral=True)
+        return None
 
     def _ping_loop(self) -> None:
         # The PING event (0.0.7's clients answer PONG) and a websocket-level ping (any client
@@ -230,10 +288,7 @@ class Hub:
 
     # -- fan-out -----------------------------------------------------------------------------
 
-    def broadcast(self, event: dict) -> None:
-        self._fan_out(p.text_frame(p.encode(event)))
-
-    def _fan_out(self, frame: bytes) -> None:
-        stalled = [c for c in list(self.connections.values()) if not c.push(frame)]
+    def _fan_out(self, frame: bytes, messages: int = 1) -> None:
+        stalled = [c for c in list(self.connections.values()) if not c.push(frame, messages)]
         for conn in stalled:
             self.drop(conn, f"{OUTBOX} messages queued and not read")

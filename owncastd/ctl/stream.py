@@ -31,6 +31,11 @@ def status(ctx):
                 rows.append(("input", f"{details.get('width')}x{details.get('height')} "
                              f"{details.get('frameRate')} fps {details.get('videoCodec')} "
                              f"{details.get('videoBitrate')} kbps, {details.get('audioCodec')}"))
+        for r in (d.get("transcoder") or {}).get("renditions") or ():
+            rows.append((f"rendition {r.get('index')}",
+                         f"{r.get('name') or ''} {r.get('framesEncoded')} frames encoded, "
+                         f"{r.get('framesShed')} shed ({r.get('framesShedPerSecond')}/s "
+                         f"over 10 s)".lstrip()))
         width = max(len(k) for k, _ in rows) + 1
         return "\n".join(f"{k + ':':<{width}} {cell(v)}" for k, v in rows)
     emit(ctx, data, human)

@@ -39,7 +39,9 @@ MAX_GREENLETS = 1024         # backstop only: admission (RtmpLimits) keeps far f
 LIMITS_MAX_AGE = 5.0         # seconds the limits read from the settings are reused
 RECV_SIZE = 256 * 1024
 APP_NAME = "live"
-MEDIA_QUEUE = 64             # batches (one per socket read; several seconds of realtime media)
+# Batches (one per socket read): only a backstop, for when the transcoder's progress reports
+# are missing; the queue is bounded in media time and bytes (owncastd.media.handoff).
+MEDIA_QUEUE = 1000
 
 
 media_address = bus.media_address
@@ -230,16 +232,34 @@ class Ingest:
         return True
 
     def listen_for_control(self) -> None:
-        sub = bus.Subscriber(self.data_dir, [bus.CONTROL_DISCONNECT, bus.EVENT_CONFIG_CHANGED],
-                             green=True)
+        sub = bus.Subscriber(self.data_dir, [bus.CONTROL_DISCONNECT, bus.EVENT_CONFIG_CHANGED,
+                                             bus.MEDIA_PROGRESS], green=True)
         while True:
             msg = sub.recv()
-            if msg and msg[0] == bus.EVENT_CONFIG_CHANGED:
+            if msg and msg[0] == bus.MEDIA_PROGRESS:
+                self.on_progress(msg[1])
+            elif msg and msg[0] == bus.EVENT_CONFIG_CHANGED:
                 self.recheck_key(msg[1].get("key"))
             elif msg and self.live is not None:
                 log.info("disconnecting the broadcaster at %s (admin request)",
                          self.live.address[0])
                 self.live.terminate("disconnected by the admin")
+
+    def on_progress(self, report: dict) -> None:
+        def number(key):
+            value = report.get(key)
+            return value if isinstance(value, int) else None
+        worker = report.get("worker")
+        if not isinstance(worker, str):
+            return
+        stats = self.handoff.stats
+        replays, replayed = stats.replays, stats.replayed
+        self.handoff.progress(worker, number("stream"), number("received_ms"), number("done_ms"))
+        if self.live is not None:
+            self.handoff.flush()   # a replay due goes out now, not at the next read
+            if stats.replays > replays:
+                log.info("replayed %d frames from the last unfinished segment into the "
+                         "restarted transcoder", stats.replayed - replayed)
 
     # -- stream lifecycle -------------------------------------------------------------------
 

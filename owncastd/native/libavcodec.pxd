@@ -27,6 +27,7 @@ cdef extern from "libavcodec/avcodec.h" nogil:
 
     int AV_INPUT_BUFFER_PADDING_SIZE
     int AV_PKT_FLAG_KEY
+    int AV_PKT_FLAG_DISCARD
     int AV_PKT_FLAG_CORRUPT
     int AV_CODEC_FLAG_GLOBAL_HEADER
     int AV_CODEC_CAP_VARIABLE_FRAME_SIZE

@@ -22,7 +22,7 @@ from owncastd.native.bitstream cimport (CONFIG_CHANGED, CONFIG_MALFORMED, FLV_AA
                                         classify_video, composition_time, is_keyframe,
                                         packet_from, video_codec, video_header_size)
 from owncastd.native.itemqueue cimport ITEM_ABORT, ITEM_END
-from owncastd.native.libavcodec cimport AV_PKT_FLAG_KEY, AVPacket, av_packet_free
+from owncastd.native.libavcodec cimport AV_PKT_FLAG_DISCARD, AV_PKT_FLAG_KEY, AVPacket, av_packet_free
 from owncastd.native.libavutil cimport AVERROR, AVRational
 from owncastd.native.rendition cimport Rendition
 from owncastd.native.router cimport Router
@@ -35,6 +35,8 @@ from owncastd.native.error import TracksChangedError, retitled
 cdef AVRational MS = AVRational(1, 1000)
 cdef int PROBE_MS = 1000            # wait this long for the second sequence header
 cdef int PROBE_TAGS = 600
+cdef int64_t MASK32 = 0xFFFFFFFF    # the RTMP clock is 32 bits: compared modulo 2**32
+cdef int64_t HALF32 = 0x80000000
 
 
 cdef class Pipeline:
@@ -52,6 +54,8 @@ cdef class Pipeline:
     cdef Router router
     cdef int64_t video_in, audio_in, script_in
     cdef int64_t drop_garbage, drop_no_header, drop_truncated, drop_unsupported, drop_unexpected
+    cdef bint resuming                # a replay: output starts at input time resume_from
+    cdef int64_t resume_from, replay_video_skipped, replay_audio_skipped
 
     def __init__(self, str out_dir, list variants, *, int segment_seconds, int list_size,
                  str codec="libx264", int64_t media_sequence_start=0, bint discontinuity=False,
@@ -133,6 +137,31 @@ cdef class Pipeline:
             if (<Rendition>r).failed:
                 raise (<Rendition>r).exception
 
+    def resume_at(self, int64_t input_ms):
+        """A replay (the worker after a restart): the media from here on starts at a keyframe
+        before `input_ms` (32-bit RTMP clock); video before it is decoded for its references
+        only and audio before it dropped, so the output starts exactly where the last
+        finished segment ended."""
+        self.resuming = True
+        self.resume_from = input_ms & MASK32
+
+    def input_done_ms(self):
+        """Input time (ms, 32-bit RTMP clock) before which every rendition's media is in a
+        finished segment: where a replay resumes. None before the first segment is finished,
+        -1 when there are no video cut points (an audio-only stream)."""
+        if not self.started:
+            return None
+        if not self.has_video:
+            return -1
+        done = min((<Rendition>r).segmenter.segments for r in self.renditions)
+        cut = self.router.cut_time(done) if done > 0 else None
+        if cut is None:
+            return None
+        return (cut - self.timeline.tracks[TRACK_VIDEO].offset) & MASK32
+
+    cdef bint _before_resume(self, int64_t ts) noexcept nogil:
+        return self.resuming and ((ts - self.resume_from) & MASK32) >= HALF32
+
     def _usable_audio_config(self):
         """A late AAC header worth restarting for (not a corrupted one)."""
         try:
@@ -196,6 +225,8 @@ cdef class Pipeline:
             "timestamp_jumps": self.timeline.jumps,
             "video_reopen_failures": router.video_reopen_failures,
             "audio_config_changes": router.audio_config_changes,
+            "replay_skipped": {"video": self.replay_video_skipped,
+                               "audio": self.replay_audio_skipped},
             "warnings": list(router.warnings or ()),
             "renditions": [self._rendition_stats(r) for r in self.renditions],
         }
@@ -334,6 +365,9 @@ cdef class Pipeline:
         pkt.time_base = MS
         if is_keyframe(data):
             pkt.flags |= AV_PKT_FLAG_KEY
+        if self._before_resume(ts):
+            pkt.flags |= AV_PKT_FLAG_DISCARD   # already in a finished segment
+            self.replay_video_skipped += 1
         self.video_in += 1
         self.router.video(pkt, self.config, nalus, nalus_size)
         av_packet_free(&pkt)
@@ -359,6 +393,9 @@ cdef class Pipeline:
             return -1
         if not aac:
             self._audio_changed(self.config.set_sound(data[0]))   # the same codec, other rate
+        if self._before_resume(ts):
+            self.replay_audio_skipped += 1   # already in a finished segment
+            return 0
         pkt = packet_from(data + audio_header_size(data), size - audio_header_size(data))
         if pkt == NULL:
             return AVERROR(ENOMEM)

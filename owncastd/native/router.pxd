@@ -24,6 +24,8 @@ cdef class Router:
     cdef bint any_passthrough               # a video passthrough rendition: cut at source keyframes
     cdef int64_t cut_step_ms, next_cut_ms    # the segment grid the cut marks follow
     cdef bint grid_started
+    cdef int64_t cut_ms[64]                 # the newest cuts' times, by cut number % 64
+    cdef readonly int64_t cuts              # cuts made (segments started)
     cdef bint live                          # frames may be shed (itemqueue.pxd: overload policy)
     cdef readonly int source_width, source_height, sample_rate, channels
     cdef readonly int64_t frames_decoded, video_decode_errors, audio_decode_errors

@@ -26,7 +26,7 @@ from owncastd.native.decode cimport AudioDecoder, VideoDecoder
 from owncastd.native.encode cimport AudioEncoder
 from owncastd.native.itemqueue cimport ITEM_AUDIO, ITEM_VIDEO, queue_put, queue_put_frame
 from owncastd.native.libavcodec cimport (AV_CODEC_ID_AV1, AV_CODEC_ID_H264, AV_CODEC_ID_HEVC,
-                                         AV_PKT_FLAG_KEY, AVCodecID, AVPacket, av_packet_clone,
+                                         AV_PKT_FLAG_DISCARD, AV_PKT_FLAG_KEY, AVCodecID, AVPacket, av_packet_clone,
                                          av_packet_copy_props, av_packet_free)
 from owncastd.native.libavutil cimport (AV_NOPTS_VALUE, AV_PICTURE_TYPE_I, AV_PICTURE_TYPE_NONE,
                                         AVFrame, av_frame_clone, av_frame_unref)
@@ -211,6 +211,8 @@ cdef class Router:
         cdef AVPacket *copy
         cdef AVPacket *annexb = NULL
         for i in range(self.nroutes):
+            if pkt.flags & AV_PKT_FLAG_DISCARD:
+                break   # decoded for its references only (a replay before its resume point)
             if self.routes[i].video_passthrough and config.video_codec == VIDEO_H264:
                 if annexb == NULL:
                     annexb = config.annexb_packet(nalus, size, (pkt.flags & AV_PKT_FLAG_KEY) != 0)
@@ -262,12 +264,21 @@ cdef class Router:
         if not self.grid_started:
             self.grid_started = True
             self.next_cut_ms = t + self.cut_step_ms
-            return True
-        if t < self.next_cut_ms - tolerance or (self.any_passthrough and not key):
+        elif t < self.next_cut_ms - tolerance or (self.any_passthrough and not key):
             return False
-        # The next grid point after this one (a gap skips the points it spans).
-        self.next_cut_ms += ((t + tolerance - self.next_cut_ms) // self.cut_step_ms + 1) * self.cut_step_ms
+        else:
+            # The next grid point after this one (a gap skips the points it spans).
+            self.next_cut_ms += ((t + tolerance - self.next_cut_ms) // self.cut_step_ms + 1) * self.cut_step_ms
+        self.cut_ms[self.cuts % 64] = t   # where segment number `cuts` starts (Pipeline.input_done_ms)
+        self.cuts += 1
         return True
+
+    def cut_time(self, int64_t n):
+        """Output time (ms) at which the pipeline's n-th segment starts; None if not cut yet or
+        too long ago to remember."""
+        if n < 0 or n >= self.cuts or self.cuts - n > 64:
+            return None
+        return self.cut_ms[n % 64]
 
     cdef int _decode_video(self) noexcept nogil:
         cdef int ret, i

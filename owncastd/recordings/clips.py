@@ -2,19 +2,23 @@
 
 A clip is made of whole segments (each starts with a keyframe): the segments covering the
 range are hard-linked into DATA/clips/<id>/ with a VOD playlist, and `clip.mp4` is remuxed
-from them with `ffmpeg -c copy` and `+faststart` (a clip is short, so the moov can be moved to
-the front after writing). The MP4 starts at the keyframe at or before the asked start (no
-re-encode), so it may begin up to one GOP early; the HLS playlist is the whole segments.
+from them as a `+faststart` MP4 by recordings.mp4export (MPEG-TS or fMP4 segments; others,
+if any, by `ffmpeg -c copy`). The MP4 starts at the keyframe at or before the asked start (no
+re-encode), so it may begin up to one GOP early, and ends at the asked end; the HLS playlist
+is the whole segments.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import subprocess
+import time
 
 from ..datadir import DataDir
-from . import export, playlist
+from . import export, mp4export, playlist
 from .library import keep_file
 
 MP4 = "clip.mp4"
@@ -23,6 +27,36 @@ PLAYLIST = "stream.m3u8"
 
 class ClipError(ValueError):
     pass
+
+
+MAKING_LOCK = ".making.lock"
+LOCK_POLL = 0.02
+
+
+@contextlib.contextmanager
+def making(data_dir: str, timeout: float = 60.0):
+    """Clips are made one at a time on this server, over every worker (a lock file): the
+    hourly count per address is checked and the new clip stored under it, so a burst spread
+    over the workers cannot pass the count together. Polled, not blocking: a gevent worker
+    serves others while it waits (a remux takes milliseconds). ClipError after `timeout`."""
+    folder = DataDir(data_dir).clips
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, MAKING_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        waited = 0.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if waited >= timeout:
+                    raise ClipError("the server is busy making other clips; try again") \
+                        from None
+                time.sleep(LOCK_POLL)
+                waited += LOCK_POLL
+        yield
+    finally:
+        os.close(fd)          # releases the lock
 
 
 def clip_buffer(data_dir: str) -> tuple[str, list[playlist.Kept]]:
@@ -66,7 +100,18 @@ def make(data_dir: str, clip_id: str, source_dir: str, kept: list[playlist.Kept]
         with open(os.path.join(folder, PLAYLIST), "w") as f:
             f.write(playlist.render_vod(names, ended=True))
         tmp = os.path.join(folder, ".clip.mp4")
-        out = subprocess.run(export.ffmpeg_remux(
+        try:
+            made = mp4export.plan_segments(folder, names, start - first_t, end - first_t,
+                                           f"clip {clip_id}")
+        except mp4export.Unsupported:
+            made = None
+        except mp4export.ExportError as exc:
+            raise ClipError(f"remuxing the clip failed: {exc}") from None
+        if made is not None:
+            mp4export.write(made, tmp)
+            os.replace(tmp, os.path.join(folder, MP4))
+            return round(made.duration, 3)
+        out = subprocess.run(export.ffmpeg_remux(     # segments the export does not read
             os.path.join(folder, PLAYLIST), start - first_t, end - start,
             ["-movflags", "+faststart", "-f", "mp4", "-y", tmp]),
             stdin=subprocess.DEVNULL, capture_output=True, timeout=120)

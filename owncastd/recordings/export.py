@@ -1,13 +1,12 @@
-"""A recording (or a range of it) as one MP4, remuxed by `ffmpeg -c copy` (no re-encode).
+"""Ranges of a recording, and its MP4 by `ffmpeg -c copy` (no re-encode) for what
+recordings.mp4export does not make itself: a replay whose media is in the S3 bucket (ffmpeg
+reads it over presigned URLs).
 
-The MP4 is streamed as ffmpeg writes it, so a 3-hour recording needs no temp file of its
-size: it is FRAGMENTED MP4 with an empty moov at the front
-(`-movflags frag_keyframe+empty_moov+default_base_moof`). A classic `+faststart` file (one
-moov with every sample's index, at the front) would need the whole file written first.
-A range starts at the keyframe at or before `start` (ffmpeg's input seek with stream copy),
-so it is exact to within one GOP; it ends at `end`. Audio is AAC (the ladder's audio, or an
-AAC passthrough): MPEG-TS carries it as ADTS, which MP4 wants as AudioSpecificConfig
-(`aac_adtstoasc`, a no-op for fMP4 sources).
+That MP4 is streamed as ffmpeg writes it, so it is FRAGMENTED MP4 with an empty moov at the
+front (`-movflags frag_keyframe+empty_moov+default_base_moof`): no length in advance, no
+ranges. A range starts at the keyframe at or before `start` (ffmpeg's input seek with stream
+copy), so it is exact to within one GOP; it ends at `end`. Audio is AAC: MPEG-TS carries it
+as ADTS, which MP4 wants as AudioSpecificConfig (`aac_adtstoasc`, a no-op for fMP4 sources).
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ grows when a flush adds viewers, so no other moment can set a new peak.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -20,6 +21,7 @@ FLUSH_INTERVAL = 0.5   # seconds between a worker's batched writes
 PRUNE_AFTER = 3600.0   # rows unseen this long are deleted
 
 
+@functools.lru_cache(maxsize=4096)   # every poll of a viewer hashes the same pair
 def viewer_id(ip: str, user_agent: str) -> str:
     """Owncast's client id: hex MD5 of IP + User-Agent."""
     return hashlib.md5((ip + user_agent).encode("utf-8", "replace")).hexdigest()
@@ -58,39 +60,94 @@ class ViewerTracker:
             gevent.spawn(self._run)
 
     def seen(self, req) -> None:
-        ip = client_address(req)
-        agent = req.get_header("User-Agent") or ""
+        self.note(client_address(req), req.get_header("User-Agent") or "")
+
+    def note(self, ip: str, agent: str) -> None:
+        """`seen` for a request that has no Falcon `req` (api/fastpath.py)."""
         vid = viewer_id(ip, agent)
         self.pending[vid] = (vid, ip, agent, time.time())
         if not self.background:
             self.flush()
 
     def flush(self) -> None:
-        batch, self.pending = list(self.pending.values()), {}
+        """Write what was seen. If the store fails, the batch goes back into `pending` (a
+        newer sighting of the same viewer wins) and the error is raised: nothing is lost."""
+        batch, self.pending = self.pending, {}
         now = time.time()
-        if batch and self.store.get_state("online"):
-            self.store.record_viewers(batch, WINDOW)
-            count = viewer_count(self.store, now)
-            self.store.raise_state_max("sessionPeakViewerCount", count)
-            self.store.raise_state_max("overallPeakViewerCount", count)
+        try:
+            if batch and self.store.get_state("online"):
+                self.store.record_viewers(list(batch.values()), WINDOW)
+                count = viewer_count(self.store, now)
+                self.store.raise_state_max("sessionPeakViewerCount", count)
+                self.store.raise_state_max("overallPeakViewerCount", count)
+        except BaseException:
+            for vid, row in batch.items():   # seen() may have run while the store waited
+                self.pending.setdefault(vid, row)
+            raise
         if now - self.last_prune > 60:
             self.last_prune = now
             self.store.prune_viewers(now - PRUNE_AFTER)
 
     def _run(self) -> None:
-        import sqlite3
-
         import gevent
-        failing = None
+        outage = StoreOutage(log, "record viewers")
         while True:
             gevent.sleep(FLUSH_INTERVAL)
             try:
                 self.flush()
-                failing = None
-            except sqlite3.OperationalError as exc:  # full disk, locked: say it once, go on
-                if str(exc) != failing:
-                    log.warning("could not record viewers (retrying): %s", exc)
-                failing = str(exc)
-            except Exception:  # a bug must not end counting for good
-                log.exception("could not record viewers")
+            except Exception as exc:   # a bug must not end counting for good either
+                outage.failed(exc, kept=len(self.pending))
+            else:
+                outage.ok()
 
+
+class StoreOutage:
+    """Logging a store that keeps failing (PostgreSQL down, SQLite's disk full or locked):
+    one line when it starts, a reminder every `REMIND` s while it lasts, one line when it is
+    back; never a traceback per retry. An error that is not the store being unreachable (a
+    bug) gets its traceback once per distinct message."""
+
+    REMIND = 60.0
+
+    def __init__(self, logger, what: str, clock=time.monotonic):
+        self.log = logger
+        self.what = what
+        self.clock = clock
+        self.since: float | None = None
+        self.last_said = 0.0
+        self.said: str | None = None
+
+    def failed(self, exc: Exception, kept: int = 0) -> None:
+        now = self.clock()
+        text = f"{type(exc).__name__}: {exc}".strip()
+        down = _unreachable(exc)
+        said = "unavailable" if down else text   # an outage's messages may vary: one line
+        if self.since is None:
+            self.since = now
+        if said == self.said and now - self.last_said < self.REMIND:
+            return
+        first = self.said is None
+        self.said, self.last_said = said, now
+        if down:
+            self.log.warning("cannot %s: the store is unreachable or full (%s); %d kept in memory, "
+                             "retrying every %g s%s", self.what, text.splitlines()[0][:300], kept,
+                             FLUSH_INTERVAL, "" if first else
+                             f" (failing for {now - self.since:.0f} s)")
+        else:
+            self.log.exception("cannot %s (retrying)", self.what)
+
+    def ok(self) -> None:
+        if self.since is not None:
+            self.log.info("can %s again after %.1f s", self.what, self.clock() - self.since)
+        self.since, self.said = None, None
+
+
+def _unreachable(exc: Exception) -> bool:
+    """The database is down, unreachable, locked or full (not a bug of ours)."""
+    import sqlite3
+    if isinstance(exc, (sqlite3.OperationalError, ConnectionError, TimeoutError)):
+        return True
+    if type(exc).__module__.startswith("psycopg"):   # PoolTimeout is one too
+        import psycopg
+        return isinstance(exc, psycopg.OperationalError)
+    return False

@@ -5,9 +5,13 @@ One process, started and restarted by the supervisor; it runs one `Pipeline` per
 restarted worker find each other again by themselves. Settings are read at each stream start:
 changes apply from the next stream.
 
-A worker that (re)starts mid-stream has missed the stream's START: it begins at the next
-keyframe, which ingest always precedes with the codec sequence headers (flagged REPEAT, see
-`owncastd.media.handoff`), and continues the existing playlists after an EXT-X-DISCONTINUITY.
+A worker that (re)starts mid-stream has missed the stream's START. It reports itself on the
+bus (`media.progress`, with a new instance id) and ingest replays the stream from the keyframe
+before the first segment its predecessor did not finish: a RESUME record saying from which
+input time on to output, the sequence headers and the media (`owncastd.media.handoff`); the
+playlists continue after an EXT-X-DISCONTINUITY with nothing lost or doubled. Without a replay
+within RESUME_WAIT it begins at the next keyframe, which ingest always precedes with the codec
+sequence headers (flagged REPEAT).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 
 import zmq
 
@@ -25,10 +30,14 @@ from ..datadir import DataDir
 from ..media import flv, handoff
 from ..runtime import start_child
 from . import ladder
+from .live_stats import LiveStats
 
 log = logging.getLogger("owncastd.transcoder")
 
-RECV_QUEUE = 200            # messages; with ingest's queue, the bound before frames are dropped
+RECV_QUEUE = 1000           # messages: a backstop; ingest bounds the queue in media time and bytes
+PROGRESS_INTERVAL = 0.1     # seconds between progress reports to ingest (bus.MEDIA_PROGRESS)
+IDLE_PROGRESS_INTERVAL = 1.0   # ... while there is no stream (and no media) to report on
+RESUME_WAIT = 3.0           # seconds a new worker waits for ingest's replay of a running stream
 IDLE_FINISH = 15.0          # seconds without media before a stream without STOP is finished
 STOP_GRACE = 2.0            # after the bus says a stream stopped, wait this long for its STOP
 DISK_FULL_RETRY = 5.0       # seconds before a stream whose output hit a full disk tries again
@@ -77,10 +86,35 @@ class StreamTranscoder:
         self.watch = RenditionWatch() if "live" in options else None
         self.last_media = time.monotonic()
         self.stop_deadline: float | None = None
+        self.skip_before: int | None = None   # a replay into a pipeline that cannot resume_at
+
+    def resume_at(self, input_ms: int) -> bool:
+        """Output a replay from input_ms on. The native pipeline decodes from the replay's
+        keyframe and starts exactly there; another one (ffmpeg, LL-HLS) gets nothing before it
+        and video from the next keyframe (no frame twice; up to a GOP lost, as without a
+        replay). True when exact."""
+        exact = getattr(self.pipeline, "resume_at", None)
+        if exact is not None:
+            exact(input_ms)
+            return True
+        self.skip_before = input_ms & 0xFFFFFFFF
+        return False
+
+    def _replayed_before(self, kind: int, flags: int, timestamp_ms: int) -> bool:
+        if (timestamp_ms - self.skip_before) & 0xFFFFFFFF >= 0x80000000:
+            return True
+        if kind == handoff.VIDEO:
+            if not flags & handoff.FLAG_KEYFRAME:
+                return True
+            self.skip_before = None   # video from this keyframe on, audio too
+        return False
 
     def push(self, kind: int, flags: int, timestamp_ms: int, payload: bytes) -> None:
         self.last_media = time.monotonic()
         if kind not in (handoff.AUDIO, handoff.VIDEO):
+            return
+        if self.skip_before is not None and not flags & handoff.FLAG_SEQUENCE_HEADER and \
+                self._replayed_before(kind, flags, timestamp_ms):
             return
         if flags & handoff.FLAG_SEQUENCE_HEADER:
             # Start on sequence headers (a fresh stream sends them first; a resumed one gets
@@ -160,6 +194,12 @@ class Worker:
         self.paused: tuple[int, float] | None = None   # (stream, until): its output hit a full disk
         self.stopping = False
         self.meter = metrics.TranscoderMeter()
+        self.instance = uuid.uuid4().hex    # ingest tells a restarted worker by it
+        self.begun: set[int] = set()        # streams this instance has transcoded
+        self.resume_deadline: dict[int, float] = {}
+        self.received: int | None = None    # newest input timestamp of the current stream
+        self.reported_at = 0.0
+        self.live_stats = LiveStats(DataDir(data_dir).transcoder_stats)
 
     def settings(self) -> dict:
         c = self.config.snapshot()
@@ -185,9 +225,11 @@ class Worker:
         poller.register(self.sock, zmq.POLLIN)
         poller.register(stopped.socket, zmq.POLLIN)
         while not self.stopping:
-            ready = dict(poller.poll(500))
+            ready = dict(poller.poll(int(PROGRESS_INTERVAL * 1000)))
+            self.report_progress()
             if self.current is not None:
                 self.meter.observe(self.current.stream, self.current.pipeline.stats)
+                self.live_stats.observe(self.current.stream, self.current.pipeline.stats)
                 if self.current.watch is not None:
                     self.current.watch.observe(self.current.stream, self.current.pipeline.stats)
             if stopped.socket in ready:
@@ -204,7 +246,8 @@ class Worker:
                 # what it keeps), not first copied into a bytes object.
                 batch = self.sock.recv(copy=False).buffer
                 for kind, flags, stream, ts, payload in handoff.unpack(batch):
-                    self.handle(kind, flags, stream, ts, payload)
+                    if self.handle(kind, flags, stream, ts, payload):
+                        break
             except ValueError as exc:
                 log.warning("malformed media batch: %s", exc)
         if self.current is not None:
@@ -213,36 +256,90 @@ class Worker:
         self.sock.close()
         self.ctx.term()
 
-    def handle(self, kind, flags, stream, ts, payload) -> None:
+    def report_progress(self) -> None:
+        """Tell ingest how far this worker got (its queue's measure and its replay buffer's)."""
+        now = time.monotonic()
+        busy = self.current is not None or any(now < t for t in self.resume_deadline.values())
+        if now - self.reported_at < (PROGRESS_INTERVAL if busy else IDLE_PROGRESS_INTERVAL):
+            return
+        self.reported_at = now
+        current = self.current
+        done = None
+        if current is not None:
+            done_of = getattr(current.pipeline, "input_done_ms", None)
+            done = done_of() if done_of is not None else self.received
+            if done == -1:          # no cut points to resume at (audio-only): nothing to replay
+                done = self.received
+        self.events.publish(bus.MEDIA_PROGRESS, {
+            "worker": self.instance, "stream": current.stream if current else None,
+            "received_ms": self.received if current else None, "done_ms": done})
+
+    def resume(self, stream: int, payload) -> bool:
+        """Ingest's replay of a running stream (RESUME, then headers and media from a keyframe).
+        True when the rest of the batch is to be skipped."""
+        if self.current is not None and self.current.stream == stream:
+            log.info("stream %d: ignoring a replay of a stream being transcoded", stream)
+            return True
+        try:
+            from_ms = json.loads(bytes(payload) or b"{}").get("from_ms")
+        except ValueError:
+            from_ms = None
+        if self.current is not None:
+            self.end("media of another stream arrived")
+        self.ended.discard(stream)
+        self.begin(stream, resumed=True)
+        if self.current is not None and isinstance(from_ms, int):
+            exact = self.current.resume_at(from_ms)
+            log.info("stream %d: resuming from the replayed media at input time %d ms%s",
+                     stream, from_ms, "" if exact else " (from the next keyframe)")
+        return False
+
+    def awaiting_replay(self, stream: int) -> bool:
+        """Media of a stream this worker never saw start: hold off for ingest's replay (it
+        includes this media) for up to RESUME_WAIT."""
+        if stream in self.begun:
+            return False
+        deadline = self.resume_deadline.setdefault(stream, time.monotonic() + RESUME_WAIT)
+        return time.monotonic() < deadline
+
+    def handle(self, kind, flags, stream, ts, payload) -> bool:
+        """Act on one record; True when the rest of its batch is to be skipped."""
+        if kind == handoff.RESUME:
+            return self.resume(stream, payload)
         if kind == handoff.START:
             if self.current is not None:
                 self.end("a new stream started")
             self.begin(stream, resumed=False)
-            return
+            return False
         if kind == handoff.STOP:
             if self.current is not None and self.current.stream == stream:
                 self.end(json.loads(bytes(payload) or b"{}").get("reason", "stream stopped"))
-            return
+            return False
         if stream in self.ended:
-            return
+            return False
         if self.current is None and self.paused and self.paused[0] == stream and \
                 time.monotonic() < self.paused[1]:
-            return
+            return False
         if self.current is None or self.current.stream != stream:
+            if self.awaiting_replay(stream):
+                return False
             if self.current is not None:
                 self.end("media of another stream arrived")
             self.begin(stream, resumed=True)
             if self.current is None:
-                return
+                return False
+        if kind in (handoff.AUDIO, handoff.VIDEO) and (self.received is None or ts > self.received):
+            self.received = ts
         try:
             self.current.push(kind, flags, ts, payload)
         except RuntimeError as exc:
             if not getattr(exc, "restart_stream", False):   # native: TracksChangedError
                 self.fail(stream, exc)
-                return
+                return False
             self.restart_with_tracks(stream, str(exc), kind, flags, ts, payload)
         except OSError as exc:
             self.fail(stream, exc)
+        return False
 
     def restart_with_tracks(self, stream: int, reason: str, kind, flags, ts, payload) -> None:
         """A track appeared after the pipeline started without it: start a new pipeline that
@@ -284,6 +381,9 @@ class Worker:
             log.error("cannot start transcoding stream %d: %s", stream, exc)
             self.current = None
             return
+        self.begun.add(stream)
+        self.resume_deadline.pop(stream, None)
+        self.received = None
         log.info("transcoding stream %d into %d rendition(s)%s", stream,
                  len(settings["variants"]), " (resumed mid-stream)" if resumed else "")
 
@@ -310,6 +410,7 @@ class Worker:
         stats = current.finish()
         self.meter.observe(current.stream, lambda: stats, force=True)
         self.meter.idle()
+        self.live_stats.clear()
         log.info("stream %d output finished (%s): %d segments", current.stream, reason,
                  sum(r.get("segments", 0) for r in stats.get("renditions", [])))
         self.events.publish("event.transcoder_finished", {"stream": current.stream,

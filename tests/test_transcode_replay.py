@@ -1,0 +1,111 @@
+"""Nothing lost, nothing doubled at a transcoder kill (issue 13): a pipeline dropped mid-stream
+(as by `kill -9`), then a new one fed the replay ingest sends (from the keyframe before the
+first unfinished segment, `resume_at` where the finished segments end) continues the playlist
+after EXT-X-DISCONTINUITY with every source frame exactly once."""
+from __future__ import annotations
+
+import gc
+import shutil
+import time
+
+import pytest
+
+from owncastd.media import flv
+from owncastd.media.playlist import read_media_playlist
+from owncastd.native.transcode import Pipeline
+from owncastd.transcode import ladder
+
+from test_transcode_pipeline import make_flv, probe
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not shutil.which("ffmpeg") or not shutil.which("ffprobe"),
+                       reason="needs the ffmpeg and ffprobe CLIs"),
+]
+
+SEGMENT, SECONDS, FPS, GOP = 2, 10, 30, 45   # 1.5 s GOPs: most 2 s cuts fall inside a GOP
+KILL_AT = 5500                                # ms of media the first pipeline got
+
+
+def pipeline(out):
+    v = [ladder.normalize_variant({"videoBitrate": 300, "scaledHeight": 180, "framerate": FPS,
+                                   "cpuUsageLevel": 0, "audioPassthrough": True},
+                                  segment_seconds=SEGMENT)]
+    return Pipeline(str(out), v, segment_seconds=SEGMENT, list_size=20,
+                    discontinuity=(out / "stream.m3u8").exists())
+
+
+def replay_from(tags, done_ms):
+    """What ingest sends a restarted transcoder: the sequence headers, then every tag from the
+    newest keyframe at or before done_ms."""
+    headers = [t for t in tags if t[0] == flv.TAG_VIDEO and flv.is_video_sequence_header(t[2])
+               or t[0] == flv.TAG_AUDIO and flv.is_aac_sequence_header(t[2])]
+    keys = [i for i, t in enumerate(tags) if t[0] == flv.TAG_VIDEO and flv.is_keyframe(t[2])
+            and not flv.is_video_sequence_header(t[2]) and t[1] <= done_ms]
+    return headers + [t for t in tags[keys[-1]:] if t not in headers]
+
+
+def test_a_replay_after_a_kill_continues_with_every_frame_once(tmp_path):
+    tags = list(flv.read_tags(make_flv(tmp_path / "in.flv", seconds=SECONDS, size="320x180",
+                                       rate=FPS, gop=GOP)))
+    out = tmp_path / "out"
+    first = pipeline(out)
+    for tag in tags:
+        if tag[1] < KILL_AT:
+            first.push(*tag)
+    deadline = time.monotonic() + 30
+    while (first.input_done_ms() or 0) < 4000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done = first.input_done_ms()
+    first_frame = next(t[1] for t in tags if t[0] == flv.TAG_VIDEO and not flv.is_video_sequence_header(t[2]))
+    assert done == first_frame + 2 * SEGMENT * 1000, done   # two segments finished, the third open
+    del first                       # "kill -9": the open segment is never written
+    gc.collect()
+
+    second = pipeline(out)
+    second.resume_at(done)
+    for tag in replay_from(tags, done):
+        second.push(*tag)
+    second.finish()
+    skipped = second.stats()["replay_skipped"]
+    assert skipped["video"] == 30 and skipped["audio"] > 0, skipped   # 3.0 s .. 4.0 s decoded only
+
+    info = read_media_playlist(str(out / "0" / "stream.m3u8"))
+    segs = info["segments"]
+    assert [s["discontinuity"] for s in segs] == [False, False, True, False, False], segs
+    assert sum(s["duration"] for s in segs) == pytest.approx(SECONDS, abs=0.05)
+    frames = audio = 0
+    for s in segs:
+        counted = probe(out / "0" / s["uri"], "-count_packets", "-show_streams")["streams"]
+        frames += sum(int(c["nb_read_packets"]) for c in counted if c["codec_type"] == "video")
+        audio += sum(int(c["nb_read_packets"]) for c in counted if c["codec_type"] == "audio")
+    source_audio = sum(1 for t in tags if t[0] == flv.TAG_AUDIO and not flv.is_aac_sequence_header(t[2]))
+    assert frames == SECONDS * FPS            # every source frame, once
+    assert abs(audio - source_audio) <= 1, (audio, source_audio)
+
+
+def test_a_pipeline_without_resume_at_gets_nothing_twice():
+    """The ffmpeg and LL-HLS pipelines cannot decode without output: the worker drops the
+    replay before the resume point, and video until a keyframe after it."""
+    from owncastd.media import handoff
+    from owncastd.transcode.worker import StreamTranscoder
+
+    pushed = []
+
+    class Opaque:   # a pipeline with push() only
+        def push(self, kind, ts, payload):
+            pushed.append((kind, ts))
+
+    st = StreamTranscoder.__new__(StreamTranscoder)
+    st.pipeline, st.headers, st.waiting_for_headers, st.skip_before = Opaque(), {}, True, None
+    assert st.resume_at(5000) is False
+    seq, key = handoff.FLAG_SEQUENCE_HEADER | handoff.FLAG_REPEAT, handoff.FLAG_KEYFRAME
+    st.push(handoff.VIDEO, seq, 3000, bytes([0x17, 0, 0, 0, 0]) + b"avcc")
+    st.push(handoff.AUDIO, seq, 3000, bytes([0xAF, 0, 0x12, 0x10]))
+    for kind, flags, ts in [(handoff.VIDEO, key, 3000), (handoff.AUDIO, 0, 4990),
+                            (handoff.AUDIO, 0, 5000), (handoff.VIDEO, 0, 5010),
+                            (handoff.VIDEO, key, 6000), (handoff.AUDIO, 0, 6010),
+                            (handoff.VIDEO, 0, 6033)]:
+        st.push(kind, flags, ts, bytes([0x27 if kind == handoff.VIDEO else 0xAF, 1]) + b"x")
+    assert pushed == [(handoff.VIDEO, 3000), (handoff.AUDIO, 3000), (handoff.AUDIO, 5000),
+                      (handoff.VIDEO, 6000), (handoff.AUDIO, 6010), (handoff.VIDEO, 6033)]
