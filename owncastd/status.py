@@ -106,7 +106,8 @@ def transcoder_status(data_dir: str, online: bool) -> dict | None:
         return None
     if not isinstance(doc, dict) or time.time() - doc.get("updated", 0) > TRANSCODER_STATS_MAX_AGE:
         return None
-    return {"renditions": doc.get("renditions") or []}
+    return {"renditions": doc.get("renditions") or [], "decoderShed": doc.get("decoderShed", 0),
+            "inputLagMs": doc.get("inputLagMs", 0)}
 
 
 def admin_status(config: Config, data_dir: str | None = None) -> dict[str, Any]:

@@ -27,12 +27,15 @@ SEGMENT = 2
 SECONDS = 12
 
 
-def noisy_flv(path, seconds=SECONDS, size="1280x720", rate=60):
-    """Film grain: a source that is hard to encode, as real cameras send."""
+def noisy_flv(path, seconds=SECONDS, size="1280x720", rate=60, gop=None, bframes=0):
+    """Film grain: a source that is hard to encode, as real cameras send. With bframes, x264
+    sends that many non-reference B-frames between references (IBBP...: no pyramid)."""
+    x264 = ["-preset", "ultrafast"] if not bframes else \
+        ["-preset", "superfast", "-bf", str(bframes), "-x264-params", "b-pyramid=none:b-adapt=0"]
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=s={size}:r={rate}",
                     "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
                     "-vf", "noise=alls=40:allf=t+u", "-t", str(seconds),
-                    "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "4M", "-g", str(rate),
+                    "-c:v", "libx264", *x264, "-b:v", "4M", "-g", str(gop or rate),
                     "-c:a", "aac", "-ac", "2", "-f", "flv", str(path)], check=True)
     return str(path)
 
@@ -67,18 +70,26 @@ class SegmentClock(threading.Thread):
             time.sleep(0.05)
 
 
-def push_in_real_time(p, tags):
+def push_in_real_time(p, tags, on_tag=None):
+    """Push as a broadcaster sends; tells the pipeline when its input ran dry (as the worker
+    does). Returns (start, the worst lag behind real time at which a tag was taken)."""
     start = time.monotonic()
     first = None
-    for tag in tags:
+    worst = 0.0
+    for n, tag in enumerate(tags):
         kind, ts, _ = tag
         if kind in (flv.TAG_AUDIO, flv.TAG_VIDEO):
             first = ts if first is None else first
-            delay = start + (ts - first) / 1000 - time.monotonic()
+            due = start + (ts - first) / 1000
+            delay = due - time.monotonic()
             if delay > 0:
+                p.input_idle()
                 time.sleep(delay)
+            worst = max(worst, time.monotonic() - due)
+        if on_tag is not None:
+            on_tag(n)
         p.push(*tag)
-    return start
+    return start, worst
 
 
 def test_overloaded_rendition_sheds_video_and_stays_near_live(tmp_path):
@@ -92,7 +103,7 @@ def test_overloaded_rendition_sheds_video_and_stays_near_live(tmp_path):
     p.debug_slow_rendition(0, 25_000)
     clock = SegmentClock(out, 2)
     clock.start()
-    start = push_in_real_time(p, tags)
+    start, _ = push_in_real_time(p, tags)
     p.finish()
     clock.stop.set()
     clock.join()
@@ -100,7 +111,8 @@ def test_overloaded_rendition_sheds_video_and_stays_near_live(tmp_path):
     slow, fast = st
     # The slow rendition shed frames before encoding; the fast one kept (nearly) all of them.
     assert slow["frames_shed"] >= 0.2 * SECONDS * 60, slow
-    assert slow["frames_in"] + slow["frames_shed"] == p.stats()["frames_decoded"]
+    assert slow["frames_in"] + slow["frames_shed"] == \
+        p.stats()["frames_decoded"] + p.stats()["decoder_shed"]
     assert slow["frames_dropped"] >= slow["frames_shed"]
     assert fast["frames_shed"] <= 0.05 * SECONDS * 60, fast
     # Shed slots stay empty: no repeated frames stand in for them.
@@ -136,3 +148,78 @@ def test_a_pipeline_that_is_not_live_never_sheds(tmp_path):
     p.finish()
     for r in p.stats()["renditions"]:
         assert r["frames_shed"] == 0, r
+
+
+def audio_gaps(playlist):
+    pts = [float(pk["pts_time"]) for pk in probe(
+        playlist, "-select_streams", "a", "-show_entries", "packet=pts_time")["packets"]]
+    assert pts
+    return max(b - a for a, b in zip(pts, pts[1:]))
+
+
+def test_a_slow_decoder_sheds_b_frames_before_decoding_and_recovers(tmp_path):
+    """The decoder itself falls behind (every encoded rendition waits on it): it skips the
+    frames nothing refers to (the B-frames) and keeps up, instead of letting the input queue
+    grow until ingest drops whole GOPs; once fast again it decodes everything."""
+    rate = 30
+    tags = list(flv.read_tags(noisy_flv(tmp_path / "in.flv", size="640x360", rate=rate, bframes=2)))
+    out = tmp_path / "out"
+    p = Pipeline(str(out), variants()[1:], segment_seconds=SEGMENT, list_size=20, live=True)
+    # 50 ms a packet: 1.5x slower than real time unless the B-frames (2 of 3) are skipped.
+    p.debug_slow_decoder(50_000)
+    half = len(tags) // 2
+    shed_at_half = []
+
+    def fast_again(n):
+        if n == half:
+            p.debug_slow_decoder(0)
+            shed_at_half.append(p.stats()["decoder_shed"])
+        elif n == half + len(tags) // 6:   # 2 s later: caught up for a while
+            shed_at_half.append(p.stats()["decoder_shed"])
+
+    _, worst = push_in_real_time(p, tags, fast_again)
+    p.finish()
+    st = p.stats()
+    # Without shedding the input would end 6 s behind; it stayed within the shed thresholds.
+    assert worst <= 1.5, worst
+    assert st["decoder_shed"] >= 0.2 * (SECONDS / 2) * rate, st
+    assert st["decoder_fillers"] == 0   # B-frames were enough: no GOP was skipped
+    assert st["frames_decoded"] + st["decoder_shed"] == st["packets_in"]["video"] == SECONDS * rate
+    # The renditions count what the decoder shed as shed before their encoder.
+    r = st["renditions"][0]
+    assert r["frames_shed"] == r["frames_shed_by_queue"] + st["decoder_shed"]
+    # Fast again: nothing more is skipped once it has caught up.
+    assert shed_at_half[1] == st["decoder_shed"], (shed_at_half, st["decoder_shed"])
+    assert st["decoder_shed_level"] == 0
+    assert audio_gaps(out / "0" / "stream.m3u8") < 0.1
+
+
+def test_a_decoder_behind_on_p_frames_skips_to_the_keyframe_and_cuts_on_time(tmp_path):
+    """Without B-frames to spare, the decoder skips to the next keyframe (before ingest would);
+    a segment due meanwhile still closes on time, the newest frame standing in at its cut, so
+    the audio waiting in it is not held until video returns."""
+    rate = 30
+    tags = list(flv.read_tags(noisy_flv(tmp_path / "in.flv", size="640x360", rate=rate,
+                                        gop=2 * SEGMENT * rate)))
+    out = tmp_path / "out"
+    p = Pipeline(str(out), variants()[1:], segment_seconds=SEGMENT, list_size=20, live=True)
+    p.debug_slow_decoder(60_000)   # 1.8x slower than real time, every frame a reference
+    clock = SegmentClock(out, 1)
+    clock.start()
+    start, worst = push_in_real_time(p, tags)
+    p.finish()
+    clock.stop.set()
+    clock.join()
+    st = p.stats()
+    assert worst <= 1.5, worst
+    assert st["decoder_shed"] >= 0.2 * SECONDS * rate, st
+    # Every segment but the last is cut on the grid (4 s GOPs: without the stand-ins a
+    # segment due in a skipped stretch would wait for the next keyframe).
+    segments = read_media_playlist(str(out / "0" / "stream.m3u8"))["segments"]
+    assert len(segments) >= SECONDS // SEGMENT - 1
+    for s in segments[:-1]:
+        assert s["duration"] == pytest.approx(SEGMENT, abs=0.1), segments
+    assert st["decoder_fillers"] >= 1, st
+    lags = [wall - start - end for (_, _), (wall, end) in clock.seen.items()]
+    assert lags and max(lags) <= SEGMENT + 1.5, sorted(lags)[-5:]
+    assert audio_gaps(out / "0" / "stream.m3u8") < 0.1

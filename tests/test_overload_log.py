@@ -6,8 +6,9 @@ import logging
 from owncastd.transcode.worker import RenditionWatch
 
 
-def stats(*renditions):
-    return lambda: {"renditions": [dict(name=f"r{i}", **r) for i, r in enumerate(renditions)]}
+def stats(*renditions, **pipeline):
+    return lambda: {"renditions": [dict(name=f"r{i}", **r) for i, r in enumerate(renditions)],
+                    **pipeline}
 
 
 def test_shed_rate_is_logged_once_per_interval(caplog):
@@ -57,15 +58,18 @@ def test_live_stats_report_shed_frames_and_a_recent_rate(tmp_path):
         now[0] = 100.0 + second
         shed = max(0, second - 5) * 20
         live.observe(4, stats({"frames_shed": shed, "frames_out": 60 * second},
-                              {"frames_shed": 0, "frames_out": 30 * second}))
+                              {"frames_shed": 0, "frames_out": 30 * second},
+                              decoder_shed=7, input_lag_ms=320))
     doc = json.loads(path.read_text())
     slow, fast = doc["renditions"]
     assert slow == {"index": 0, "name": "r0", "framesEncoded": 900, "framesShed": 200,
                     "framesShedPerSecond": 20.0}
     assert fast["framesShed"] == 0 and fast["framesShedPerSecond"] == 0.0
+    assert doc["decoderShed"] == 7 and doc["inputLagMs"] == 320
     # The API reads it while online and fresh, and shows nothing otherwise.
     data_dir = tmp_path   # DataDir(tmp_path).run is tmp_path/run
-    assert transcoder_status(str(data_dir), online=True)["renditions"][0]["framesShed"] == 200
+    status = transcoder_status(str(data_dir), online=True)
+    assert status["renditions"][0]["framesShed"] == 200 and status["decoderShed"] == 7
     assert transcoder_status(str(data_dir), online=False) is None
     doc["updated"] -= 60
     path.write_text(json.dumps(doc))

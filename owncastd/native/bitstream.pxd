@@ -59,6 +59,7 @@ cdef int video_header_size(const uint8_t *data) noexcept nogil
 cdef bint is_keyframe(const uint8_t *data) noexcept nogil
 cdef int composition_time(const uint8_t *data) noexcept nogil
 cdef int check_nal_units(const uint8_t *data, Py_ssize_t size, int nal_length_size) noexcept nogil
+cdef bint is_disposable(int codec, const uint8_t *data, Py_ssize_t size, int nls) noexcept nogil
 cdef AVPacket *packet_from(const uint8_t *data, Py_ssize_t size) noexcept nogil
 cdef uint8_t *dup_padded(const uint8_t *data, int size) noexcept nogil
 

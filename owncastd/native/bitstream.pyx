@@ -140,6 +140,36 @@ cdef int check_nal_units(const uint8_t *data, Py_ssize_t size, int nls) noexcept
     return NALU_OK
 
 
+cdef bint is_disposable(int codec, const uint8_t *data, Py_ssize_t size, int nls) noexcept nogil:
+    """No other frame refers to this access unit (checked NAL units), so a decoder may skip it:
+    H.264 with nal_ref_idc 0 in every slice, HEVC with sub-layer non-reference slices only
+    (TRAIL_N, TSA_N, STSA_N, RADL_N, RASL_N). AV1 (no NAL units): never."""
+    cdef Py_ssize_t pos = 0, n
+    cdef int i, t
+    cdef bint slices = False
+    if nls == 0 or (codec != VIDEO_H264 and codec != VIDEO_HEVC):
+        return False
+    while pos + nls < size:
+        n = 0
+        for i in range(nls):
+            n = (n << 8) | data[pos + i]
+        pos += nls
+        if codec == VIDEO_H264:
+            t = data[pos] & 0x1F
+            if 1 <= t <= 5:
+                if data[pos] & 0x60:
+                    return False   # a reference slice
+                slices = True
+        else:
+            t = (data[pos] >> 1) & 0x3F
+            if t < 32:
+                if t > 14 or t & 1:
+                    return False
+                slices = True
+        pos += n
+    return slices
+
+
 cdef AVPacket *packet_from(const uint8_t *data, Py_ssize_t size) noexcept nogil:
     cdef AVPacket *pkt = av_packet_alloc()
     if pkt == NULL:

@@ -104,6 +104,7 @@ cdef extern from "libavutil/frame.h" nogil:
     void av_frame_free(AVFrame **frame)
     AVFrame *av_frame_clone(const AVFrame *src)
     void av_frame_unref(AVFrame *frame)
+    int av_frame_ref(AVFrame *dst, const AVFrame *src)
     int av_frame_get_buffer(AVFrame *frame, int align)
     int av_frame_make_writable(AVFrame *frame)
 

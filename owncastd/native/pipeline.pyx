@@ -222,6 +222,12 @@ cdef class Pipeline:
                               "audio": router.audio_decode_error_count},
             "audio_encode_errors": router.aenc.errors if router.aenc is not None else 0,
             "frames_decoded": router.frames_decoded,
+            # Overload, before decoding (router.pyx): access units skipped, the level now, the
+            # input's lag behind real time, and frames that stood in at cuts meanwhile.
+            "decoder_shed": router.decoder_shed,
+            "decoder_shed_level": router.shed_level,
+            "input_lag_ms": router.input_lag_ms,
+            "decoder_fillers": router.fillers,
             "timestamp_jumps": self.timeline.jumps,
             "video_reopen_failures": router.video_reopen_failures,
             "audio_config_changes": router.audio_config_changes,
@@ -243,6 +249,11 @@ cdef class Pipeline:
         st = r.stats()
         if r.video_passthrough:
             st["width"], st["height"] = self.router.source_width, self.router.source_height
+        else:
+            # What the decoder skipped never reached this rendition's queue: shed for it too.
+            st["frames_shed_by_queue"] = st["frames_shed"]
+            st["frames_shed"] += self.router.decoder_shed
+            st["frames_dropped"] += self.router.decoder_shed
         return st
 
     # ---- start: wait for both sequence headers, then configure and start the workers
@@ -418,6 +429,17 @@ cdef class Pipeline:
         """TEST ONLY: make rendition `index` fail at its next video item as if its encoder (or
         muxer) had returned an error, to exercise per-rendition recovery."""
         (<Rendition>self.renditions[index]).inject_error = True
+
+    def input_idle(self):
+        """The caller found no media waiting (it is about to block for more): the input is not
+        behind, whatever its timestamps say (the base of the decoder's lag measure)."""
+        if self.started:
+            self.router.input_idle()
+
+    def debug_slow_decoder(self, int packet_cost_us):
+        """TEST ONLY: make every video packet the decoder takes cost `packet_cost_us` more (one
+        it sheds costs nothing), so the decoder can be made to fall behind on any machine."""
+        self.router.debug_decode_cost_us = packet_cost_us
 
     def debug_slow_rendition(self, int index, int frame_cost_us):
         """TEST ONLY: make every video frame rendition `index` encodes cost `frame_cost_us` more,

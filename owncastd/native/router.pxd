@@ -6,6 +6,7 @@ from owncastd.native.decode cimport AudioDecoder, VideoDecoder
 from owncastd.native.encode cimport AudioEncoder
 from owncastd.native.itemqueue cimport Route
 from owncastd.native.libavcodec cimport AVPacket
+from owncastd.native.libavutil cimport AVFrame
 
 
 cdef class Router:
@@ -30,6 +31,15 @@ cdef class Router:
     cdef readonly int source_width, source_height, sample_rate, channels
     cdef readonly int64_t frames_decoded, video_decode_errors, audio_decode_errors
     cdef readonly int64_t video_reopen_failures, audio_config_changes
+    # Shedding before decoding (live only; router.pyx: SHED_*): the input's lag behind real
+    # time is how far (now - dts) has grown since its least value, re-based when the input ran dry
+    cdef readonly int shed_level            # SHED_NONE, SHED_DISPOSABLE or SHED_TO_KEYFRAME
+    cdef readonly int64_t decoder_shed, fillers, input_lag_ms
+    cdef int64_t lag_base_us
+    cdef bint lag_known
+    cdef AVFrame *last_frame                # the newest decoded frame: a cut's stand-in while shedding
+    cdef int64_t last_frame_ms
+    cdef public int debug_decode_cost_us    # TEST ONLY: added cost of each packet decoded
 
     cdef void video(self, AVPacket *pkt, StreamConfig config, const uint8_t *nalus,
                     Py_ssize_t size) noexcept nogil
@@ -41,5 +51,9 @@ cdef class Router:
     cdef void flush(self) noexcept nogil
     cdef void broadcast(self, int kind) noexcept nogil
     cdef int _decode_video(self) noexcept nogil
+    cdef void input_idle(self) noexcept nogil
+    cdef bint _shed(self, AVPacket *pkt, StreamConfig config, const uint8_t *nalus,
+                    Py_ssize_t size) noexcept nogil
+    cdef void _fill_cut(self, int64_t t) noexcept nogil
     cdef bint _is_cut(self, int64_t t, bint key) noexcept nogil
     cdef int _decode_audio(self, int64_t fallback_ms) noexcept nogil

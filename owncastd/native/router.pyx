@@ -14,22 +14,35 @@ of a grid of segment_seconds (from the first frame) is marked as a cut; with a v
 rendition in the ladder, the first source keyframe there instead, since passthrough can only cut
 at the source's keyframes. Encoders make a marked frame an IDR frame and the queues never shed
 it, so every rendition, passthrough included, cuts at the same instants.
+
+Overload (live only): the decoder is the one stage every encoded rendition waits on, so when it
+falls behind the input it sheds before decoding, as players do with skip_frame: past
+SHED_DISPOSABLE_MS of lag the access units no frame refers to (H.264 nal_ref_idc 0, HEVC
+sub-layer non-reference: the B-frames OBS and x264 send), past SHED_TO_KEYFRAME_MS everything up
+to the next keyframe; back to decoding all once the lag is under CAUGHT_UP_MS (from skipping to a
+keyframe only at one). Ingest's own drop at its 1 s bound stays the last resort. While video is
+skipped to a keyframe, the newest frame stands in at each segment cut, so the segments (and the
+audio that waits in them for video) still close on time.
 """
 import logging
 import threading
 
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport calloc, free
+from posix.unistd cimport usleep
 
-from owncastd.native.bitstream cimport VIDEO_AV1, VIDEO_H264, VIDEO_HEVC, StreamConfig
+from owncastd.native.bitstream cimport (VIDEO_AV1, VIDEO_H264, VIDEO_HEVC, StreamConfig,
+                                        is_disposable)
 from owncastd.native.decode cimport AudioDecoder, VideoDecoder
 from owncastd.native.encode cimport AudioEncoder
-from owncastd.native.itemqueue cimport ITEM_AUDIO, ITEM_VIDEO, queue_put, queue_put_frame
+from owncastd.native.itemqueue cimport (ITEM_AUDIO, ITEM_VIDEO, queue_now_us, queue_put,
+                                        queue_put_frame)
 from owncastd.native.libavcodec cimport (AV_CODEC_ID_AV1, AV_CODEC_ID_H264, AV_CODEC_ID_HEVC,
                                          AV_PKT_FLAG_DISCARD, AV_PKT_FLAG_KEY, AVCodecID, AVPacket, av_packet_clone,
                                          av_packet_copy_props, av_packet_free)
 from owncastd.native.libavutil cimport (AV_NOPTS_VALUE, AV_PICTURE_TYPE_I, AV_PICTURE_TYPE_NONE,
-                                        AVFrame, av_frame_clone, av_frame_unref)
+                                        AVFrame, av_frame_alloc, av_frame_clone, av_frame_free,
+                                        av_frame_ref, av_frame_unref)
 from owncastd.native.rendition cimport Rendition
 
 from owncastd.media import flv
@@ -39,6 +52,16 @@ log = logging.getLogger("owncastd.transcoder")
 
 FALLBACK_AUDIO_KBPS = 128     # AAC bitrate for audio that cannot be passed through
 VIDEO_CODEC_NAMES = {VIDEO_H264: "H.264", VIDEO_HEVC: "HEVC", VIDEO_AV1: "AV1"}
+
+# Shedding before decoding (module doc): levels, and the input lag (ms) that moves between them.
+# Ingest drops video to a keyframe past 1000 ms (media/handoff.py QUEUE_MS): these come first.
+cdef enum:
+    SHED_NONE = 0
+    SHED_DISPOSABLE = 1
+    SHED_TO_KEYFRAME = 2
+cdef int64_t SHED_DISPOSABLE_MS = 250
+cdef int64_t SHED_TO_KEYFRAME_MS = 600
+cdef int64_t CAUGHT_UP_MS = 100
 
 
 cdef AVCodecID video_codec_id(int codec) noexcept nogil:
@@ -61,9 +84,13 @@ cdef class Router:
             raise MemoryError()
         self.vdec = VideoDecoder(decoder_threads)
         self.adec = AudioDecoder()
+        self.last_frame = av_frame_alloc()
+        if self.last_frame == NULL:
+            raise MemoryError()
 
     def __dealloc__(self):
         free(self.routes)
+        av_frame_free(&self.last_frame)
 
     def start(self, StreamConfig config):
         """Set up the routes, decoders and AAC encoders for the stream's sequence headers, give
@@ -226,10 +253,76 @@ cdef class Router:
         if self.reopen_pending and (pkt.flags & AV_PKT_FLAG_KEY):
             self._reopen_video(config)
         if self.vdec.is_open():
+            if self.live and self.decode_video and self._shed(pkt, config, nalus, size):
+                return
+            if self.debug_decode_cost_us > 0:
+                usleep(self.debug_decode_cost_us)   # the test hook's stand-in for a slow CPU
             if self.vdec.send(pkt) < 0:
                 self.video_decode_errors += 1
             else:
                 self._decode_video()
+
+    cdef void input_idle(self) noexcept nogil:
+        """The input ran dry (the transcoder waits for media): nothing is behind, so the next
+        packet's (now - dts) is the new base of the lag (a publisher's pause or a clock that
+        drifts from ours is not lag)."""
+        self.lag_known = False
+
+    cdef bint _shed(self, AVPacket *pkt, StreamConfig config, const uint8_t *nalus,
+                    Py_ssize_t size) noexcept nogil:
+        """Whether to drop this access unit before decoding (module doc: overload). Updates the
+        input lag and the shed level first."""
+        cdef bint key = (pkt.flags & AV_PKT_FLAG_KEY) != 0
+        cdef int64_t behind = queue_now_us() - pkt.dts * 1000
+        cdef int level = self.shed_level
+        cdef int64_t lag
+        if pkt.flags & AV_PKT_FLAG_DISCARD:
+            return False   # a replay's references: decoded so the output can start exactly
+        if not self.lag_known or behind < self.lag_base_us:
+            self.lag_base_us = behind
+            self.lag_known = True
+        lag = (behind - self.lag_base_us) // 1000
+        self.input_lag_ms = lag
+        if lag >= SHED_TO_KEYFRAME_MS:
+            level = SHED_TO_KEYFRAME
+        elif lag < CAUGHT_UP_MS:
+            level = SHED_NONE
+        elif lag >= SHED_DISPOSABLE_MS and level == SHED_NONE:
+            level = SHED_DISPOSABLE
+        elif level == SHED_TO_KEYFRAME and lag < SHED_DISPOSABLE_MS:
+            level = SHED_DISPOSABLE
+        if self.shed_level == SHED_TO_KEYFRAME and level != SHED_TO_KEYFRAME and not key:
+            level = SHED_TO_KEYFRAME   # what follows a skipped frame needs a keyframe first
+        self.shed_level = level
+        if level == SHED_NONE or key:
+            return False
+        if level == SHED_DISPOSABLE and not is_disposable(config.video_codec, nalus, size,
+                                                          config.nal_length_size):
+            return False
+        self.decoder_shed += 1
+        if level == SHED_TO_KEYFRAME:
+            self._fill_cut(pkt.dts)
+        return True
+
+    cdef void _fill_cut(self, int64_t t) noexcept nogil:
+        """Video is skipped to a keyframe: when a segment is due at t, the newest frame stands
+        in there (as a cut), so the segment closes on time instead of when video returns."""
+        cdef AVFrame *copy
+        cdef int i
+        if (self.any_passthrough or not self.grid_started or self.last_frame.data[0] == NULL
+                or t <= self.last_frame_ms or t < self.next_cut_ms - 5):
+            return
+        if not self._is_cut(t, True):
+            return
+        self.last_frame.pts = self.last_frame.best_effort_timestamp = t
+        self.last_frame.pict_type = AV_PICTURE_TYPE_I
+        for i in range(self.nroutes):
+            if not self.routes[i].video_passthrough:
+                copy = av_frame_clone(self.last_frame)
+                if copy != NULL:
+                    queue_put_frame(self.routes[i].queue, copy, t, True, self.live)
+        self.last_frame_ms = t
+        self.fillers += 1
 
     cdef void video_config_changed(self, StreamConfig config) noexcept nogil:
         """New SPS/PPS (the encoder restarted, maybe at another size) or another codec: drain
@@ -302,6 +395,10 @@ cdef class Router:
                 t = frame.best_effort_timestamp
                 if t == AV_NOPTS_VALUE:
                     t = frame.pts
+                if self.fillers and t <= self.last_frame_ms:
+                    self.decoder_shed += 1   # a stand-in already took its place
+                    av_frame_unref(frame)
+                    continue
                 cut = self._is_cut(t, frame.key_frame != 0)
                 # The encoders read the cut mark from pict_type (the decoder's is of no use).
                 frame.pict_type = AV_PICTURE_TYPE_I if cut else AV_PICTURE_TYPE_NONE
@@ -310,6 +407,10 @@ cdef class Router:
                         copy = av_frame_clone(frame)
                         if copy != NULL:
                             queue_put_frame(self.routes[i].queue, copy, t, cut, self.live)
+                if self.live:
+                    av_frame_unref(self.last_frame)
+                    if av_frame_ref(self.last_frame, frame) >= 0:
+                        self.last_frame_ms = t
             av_frame_unref(frame)
             if not self.decode_video:
                 self.vdec.close()   # passthrough only: the size was all we needed

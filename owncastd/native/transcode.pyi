@@ -88,6 +88,11 @@ class Pipeline:
         """
     def debug_fail_rendition(self, index: int) -> None:
         """TEST ONLY: rendition ``index`` fails at its next video item as if its encoder had."""
+    def input_idle(self) -> None:
+        """The caller found no media waiting: the input is not behind (the base of the live
+        decoder's lag measure, which drives shedding before decoding)."""
+    def debug_slow_decoder(self, packet_cost_us: int) -> None:
+        """TEST ONLY: every video packet the decoder takes costs ``packet_cost_us`` more."""
     def debug_slow_rendition(self, index: int, frame_cost_us: int) -> None:
         """TEST ONLY: every video frame rendition ``index`` encodes costs ``frame_cost_us`` more."""
     def finish(self) -> None:
@@ -100,10 +105,12 @@ class Pipeline:
         "packets_in": {"video", "audio", "script"}, "dropped": int,
         "dropped_by_reason": {"garbage", "no_sequence_header", "truncated", "unsupported_codec",
         "unexpected_stream"}, "decode_errors": {"video", "audio"}, "audio_encode_errors",
-        "frames_decoded", "timestamp_jumps",
+        "frames_decoded", "timestamp_jumps", "decoder_shed" (live: access units skipped before
+        decoding), "decoder_shed_level" (0 none, 1 non-reference frames, 2 to the next keyframe),
+        "input_lag_ms", "decoder_fillers" (frames repeated at a cut while skipping),
         "renditions": [{"name", "video_passthrough", "audio_passthrough", "width", "height",
         "framerate", "frames_in", "frames_out", "frames_dropped" (frame-rate conversion + shed),
-        "frames_shed" (overload), "frames_duplicated", "video_packets", "audio_packets",
+        "frames_shed" (overload: by the decoder + "frames_shed_by_queue"), "frames_duplicated", "video_packets", "audio_packets",
         "audio_dropped", "mux_rejected", "segments", "next_sequence", "recoveries", "recovering",
         "frames_lost_recovering", "last_recovered_error", "error"}]}``.
         Counters of running renditions may be a moment stale."""

@@ -30,7 +30,8 @@ class LiveStats:
             self._stream, self._history = stream, collections.deque()
         self._written = now
         try:
-            renditions = stats_of().get("renditions") or []
+            stats = stats_of()
+            renditions = stats.get("renditions") or []
         except Exception:   # the counters never get in the transcoder's way
             return
         shed = [int(r.get("frames_shed") or 0) for r in renditions]
@@ -46,7 +47,10 @@ class LiveStats:
             "framesShed": shed[i],
             "framesShedPerSecond": round((shed[i] - shed_then[i]) / elapsed, 1)
             if elapsed > 0 and len(shed_then) == len(shed) else 0.0,
-        } for i, r in enumerate(renditions)]}
+        } for i, r in enumerate(renditions)],
+            # before decoding (shed for every encoded rendition, in their framesShed too)
+            "decoderShed": int(stats.get("decoder_shed") or 0),
+            "inputLagMs": int(stats.get("input_lag_ms") or 0)}
         self._write(doc)
 
     def _write(self, doc: dict) -> None:

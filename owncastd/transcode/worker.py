@@ -225,7 +225,13 @@ class Worker:
         poller.register(self.sock, zmq.POLLIN)
         poller.register(stopped.socket, zmq.POLLIN)
         while not self.stopping:
-            ready = dict(poller.poll(int(PROGRESS_INTERVAL * 1000)))
+            ready = dict(poller.poll(0))
+            if self.sock not in ready:
+                # No media waiting: the pipeline is not behind (its decoder's lag measure).
+                idle = getattr(self.current.pipeline, "input_idle", None) if self.current else None
+                if idle is not None:
+                    idle()
+                ready = dict(poller.poll(int(PROGRESS_INTERVAL * 1000)))
             self.report_progress()
             if self.current is not None:
                 self.meter.observe(self.current.stream, self.current.pipeline.stats)
