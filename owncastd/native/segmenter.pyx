@@ -19,7 +19,9 @@ independent, segment_start=, part_complete=)` at once, so the preload-hinted par
 while it is produced. A part (the concatenation of its chunks) ends after the last video frame
 that keeps it within the part target, and at every segment cut (before the cut frame, an IDR
 frame): its last chunk says `part_complete=True` (an empty one when the part ended with the
-previous chunk), so it is published as soon as its last frame is muxed. Timing is the video
+previous chunk), so it is published as soon as its last frame is muxed. A video frame is muxed
+when the next one arrives (one frame, ~33 ms, later): its exact duration (the dts step) is
+known then, so the chunks' decode times stay on the playlist's timeline. Timing is the video
 track's decode time (the audio's in a stream without video). Only that call takes the GIL.
 """
 import os
@@ -383,7 +385,7 @@ cdef class Segmenter:
             return ret
         if self.video_newest == AV_NOPTS_VALUE or pkt.dts > self.video_newest:
             self.video_newest = pkt.dts
-        if self.aindex < 0 and self.vpending.head == NULL:
+        if self.aindex < 0 and self.vpending.head == NULL and not self.fmp4:
             return self._mux_video(pkt)   # no audio to wait for
         it = <Item *>malloc(sizeof(Item))
         if it == NULL:
@@ -398,11 +400,18 @@ cdef class Segmenter:
         return ret if ret < 0 else 1
 
     cdef int _drain_video(self, bint force) noexcept nogil:
-        """Mux the waiting video that audio has caught up with (all of it when force)."""
+        """Mux the waiting video that audio has caught up with (all of it when force). fMP4
+        also waits for the next frame: a chunk's last sample lasts what its packet says, and
+        only the next frame's dts says that exactly (an estimate would shift the track's
+        timeline at every chunk, e.g. min pts step = 3 frames with B-frames)."""
         cdef Item *it
         cdef int ret
         while self.vpending.head != NULL:
             it = self.vpending.head
+            if self.fmp4 and not force:
+                if it.next == NULL:
+                    return 0
+                it.pkt.duration = it.next.pkt.dts - it.pkt.dts
             if not (force or self.aindex < 0
                     or (self.audio_newest != AV_NOPTS_VALUE and self.audio_newest >= it.pkt.dts)
                     or self.video_newest - it.pkt.dts >= AUDIO_WAIT):
