@@ -287,7 +287,7 @@ class NativeProducer:
 
         ts = self.pushed[0][0] + (decode_time(number) - decode_time(0)) * 1000
         frame_ts, at = min(self.pushed, key=lambda p: abs(p[0] - ts))
-        assert abs(frame_ts - ts) < 5, ([decode_time(k) for k in range(number + 1)], self.pushed[:5])
+        assert abs(frame_ts - ts) < 5, (frame_ts, ts)
         return at
 
 
