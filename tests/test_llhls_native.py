@@ -174,3 +174,24 @@ def test_sps_size_with_cropping(tmp_path, size, profile):
     assert flv.h264_sps_size(sps) == tuple(map(int, size.split("x")))
     with pytest.raises(ValueError):
         flv.h264_sps_size(sps[:4])
+
+
+def test_each_part_starts_where_the_playlist_says(ladder_out):
+    """Parts are made of one-frame chunks: every chunk's last sample must last exactly until
+    the next frame (not an estimate), or the track's timeline drifts from the playlist and
+    from the audio (a B-frame passthrough's smallest pts step is three frames)."""
+    out, _, packager, _ = ladder_out
+    for n in range(len(LADDER)):
+        r = packager.rendition(n)
+        init = open(os.path.join(r.dir, r.init_uri), "rb").read()
+        video = next(t for t in bmff.parse_init(init).values() if t.handler == b"vide")
+        at, first = 0.0, None
+        for seg in r.segments:
+            for part in seg.parts:
+                data = open(os.path.join(r.dir, part.uri), "rb").read()
+                fragments = bmff.FragmentReader().feed(init + data)[1:]
+                start = next(run.decode_time for _, f in fragments for run in f.runs
+                             if run.track_id == video.track_id) / video.timescale
+                first = start if first is None else first
+                assert abs(start - first - at) < 0.002, (n, part.number, start - first, at)
+                at += part.duration

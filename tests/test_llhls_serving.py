@@ -4,6 +4,7 @@ CPU. The producer is a `Packager` in the test process publishing on the daemon's
 fragment by fragment from real ffmpeg fMP4 output, so the test decides when each part ends."""
 import os
 import socket
+import subprocess
 import threading
 import time
 
@@ -12,6 +13,7 @@ import requests
 
 from conftest import temporary_daemon
 from owncastd import bus
+from owncastd.llhls import bmff
 from owncastd.llhls.bmff import FragmentReader
 from owncastd.llhls.feed import FMP4Feeder
 from owncastd.llhls.packager import Packager
@@ -219,3 +221,117 @@ def test_1000_blocked_requests_cost_no_cpu_while_waiting(daemon, media):
         assert answered == 1000
     finally:
         p.close()
+
+
+class NativeProducer:
+    """The native pipeline (passthrough rendition) with a packager on the daemon's HLS dir,
+    fed a real FLV at its own pace (like `ffmpeg -re`) from a thread; records when each tag
+    was pushed and when each bus message was sent."""
+
+    def __init__(self, d, source):
+        from owncastd.media import flv
+        from owncastd.native.transcode import Pipeline
+        from owncastd.transcode import ladder
+        self.publisher = bus.Publisher(d.data_dir)
+        self.dir = os.path.join(d.data_dir, "hls", "0")
+        variants = [ladder.normalize_variant({"videoPassthrough": True, "audioPassthrough": True},
+                                             segment_seconds=1)]
+        self.packager = Packager(os.path.join(d.data_dir, "hls"), variants, segment_seconds=1,
+                                 notify=self.notify)
+        self.pipeline = Pipeline(os.path.join(d.data_dir, "hls"), variants, segment_seconds=1,
+                                 list_size=3, packager=self.packager)
+        self.tags = list(flv.read_tags(source))
+        self.pushed: list[tuple[int, float]] = []     # (video frame timestamp ms, when pushed)
+        self.parts: dict[int, float] = {}             # part number -> when published
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._push)
+
+    def notify(self, topic, payload):
+        self.publisher.publish(topic, payload)
+        if topic == bus.HLS_PART:
+            with self.cond:
+                self.parts[payload["next_part"] - 1] = time.monotonic()
+                self.cond.notify_all()
+
+    def _push(self):
+        began = time.monotonic()
+        first = self.tags[0][1]
+        for kind, ts, payload in self.tags:
+            delay = began + (ts - first) / 1000 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.pipeline.push(kind, ts, payload)
+            if kind == 9 and payload[1] == 1:        # an AVC frame (not the sequence header)
+                self.pushed.append((ts, time.monotonic()))
+        self.pipeline.finish()
+
+    def wait_part(self, number, timeout=10):
+        with self.cond:
+            assert self.cond.wait_for(lambda: number in self.parts, timeout), number
+
+    def part_bytes(self, number):
+        with open(os.path.join(self.dir, f"{self.packager.token}-p{number}.m4s"), "rb") as f:
+            return f.read()
+
+    def first_frame_pushed(self, number):
+        """When the tag of part `number`'s first video frame was pushed: its decode time
+        relative to part 0's (the stream's first frame) names the FLV tag."""
+        init = open(os.path.join(self.dir, self.packager.rendition(0).init_uri), "rb").read()
+        tracks = bmff.parse_init(init)
+        video = next(t for t in tracks.values() if t.handler == b"vide")
+
+        def decode_time(n):
+            fragments = FragmentReader().feed(init + self.part_bytes(n))[1:]
+            return next(r.decode_time for _, f in fragments for r in f.runs
+                        if r.track_id == video.track_id) / video.timescale
+
+        ts = self.pushed[0][0] + (decode_time(number) - decode_time(0)) * 1000
+        frame_ts, at = min(self.pushed, key=lambda p: abs(p[0] - ts))
+        assert abs(frame_ts - ts) < 5, (frame_ts, ts)
+        return at
+
+
+def test_native_hinted_part_first_bytes_arrive_as_the_part_is_produced(daemon, tmp_path):
+    """Issue 15 item 3 with the native producer: each CMAF chunk (one video frame) reaches a
+    client waiting on the preload-hinted part at once, not when the part is complete, and the
+    streamed body is exactly the final part."""
+    source = str(tmp_path / "in.flv")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i",
+                    "sine=frequency=440:sample_rate=48000", "-t", "5", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-bf", "2", "-g", "30", "-c:a", "aac",
+                    "-f", "flv", source], check=True)
+    p = NativeProducer(daemon, source)
+    p.thread.start()
+    try:
+        results = []
+        for number in (4, 8, 12):
+            p.wait_part(number - 2)       # the hint is part number - 1: ask for the one after
+            got = {"data": []}
+
+            def fetch(number=number, got=got):
+                url = f"{daemon.url}/hls/0/{p.packager.token}-p{number}.m4s"
+                with requests.get(url, stream=True, timeout=20) as r:
+                    got["status"] = r.status_code
+                    for chunk in r.iter_content(None):
+                        got["data"].append((chunk, time.monotonic()))
+
+            t = threading.Thread(target=fetch)
+            t.start()
+            t.join(10)
+            p.wait_part(number)
+            assert got["status"] == 200
+            body = b"".join(chunk for chunk, _ in got["data"])
+            assert body == p.part_bytes(number)
+            first_byte = got["data"][0][1]
+            results.append((first_byte - p.first_frame_pushed(number),
+                            p.parts[number] - first_byte, len(got["data"])))
+        print("time to first byte after the part's first frame was pushed (s), "
+              "first byte ahead of the part's completion (s), reads:", results)
+        for ttfb, ahead, reads in results:
+            assert ttfb < 0.15, results            # about one frame: 33 ms at 30 fps
+            assert ahead > 0.15, results           # a part lasts 0.3 s here
+            assert reads > 1, results
+    finally:
+        p.thread.join(20)
+        p.publisher.close()

@@ -101,6 +101,11 @@ class RenditionSink:
     def _fragment(self, data, start, duration, independent, segment_start=None,
                   part_complete=False) -> None:
         seg_seconds = self.packager.segment_seconds
+        if not data and start is None:
+            # a producer's "the part ended with its previous chunk"
+            if part_complete and self._part_file is not None:
+                self._close_part(self._part_end)
+            return
         if self._run_origin is None:
             if start is None or not independent:
                 return   # a stream starts at a keyframe

@@ -283,7 +283,8 @@ cdef class Rendition:
             "mux_rejected": seg.mux_rejected,
             "audio_disabled": bool(seg.audio_disabled),
             "segments": seg.segments,
-            "parts": seg.fragments,   # LL-HLS (fMP4): one fragment per part
+            "parts": seg.parts,       # LL-HLS (fMP4)
+            "chunks": seg.fragments,  # LL-HLS: CMAF chunks (fragments) the parts are made of
             "next_sequence": seg.seq,
             "error": self.error,
         }

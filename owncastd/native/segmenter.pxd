@@ -43,14 +43,15 @@ cdef class Segmenter:
     cdef object on_segment                    # weak method: (index, seq, duration, path, final, discontinuity)
     cdef readonly object failure              # the exception on_segment (or the sink) raised
 
-    # fMP4 (LL-HLS): the muxer writes into `out`; each fragment (a part) goes to `sink`
+    # fMP4 (LL-HLS): the muxer writes into `out`; each fragment (a chunk of a part) goes to `sink`
     cdef readonly bint fmp4
     cdef object sink                          # owncastd.llhls.packager.RenditionSink
     cdef OutBuffer out
     cdef int64_t part_ticks                   # PART-TARGET in 1/90000 s
     cdef int64_t frag_start, frag_end         # the timing track's span in the open fragment (dts)
+    cdef int64_t part_start, part_end         # ... in the open part (part_start: none open)
     cdef bint frag_has_data, frag_independent, frag_new_segment
-    cdef readonly int64_t fragments
+    cdef readonly int64_t fragments, parts    # chunks and parts handed to the sink
 
     cdef bint is_open(self) noexcept nogil
     cdef bint can_write(self) noexcept nogil
@@ -73,5 +74,5 @@ cdef class Segmenter:
     cdef void _free_mux(self) noexcept nogil
     cdef int _write_fmp4(self, AVPacket *pkt, int64_t dts, int64_t duration, bint timing,
                          bint key) noexcept nogil
-    cdef int _flush_fragment(self) noexcept nogil
-    cdef int _deliver(self, bint init) noexcept nogil
+    cdef int _flush_fragment(self, bint part_complete) noexcept nogil
+    cdef int _deliver(self, bint init, bint part_complete) noexcept nogil

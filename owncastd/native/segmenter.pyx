@@ -2,7 +2,8 @@
 """One rendition's muxer and segment cutter (C, no GIL): MPEG-TS through one libavformat
 muxer, cut into numbered segment files at a grid of segment_seconds; or, for LL-HLS (a `sink`
 given), CMAF fragmented MP4 through the mp4 muxer into memory (`frag_custom`: a fragment is
-flushed where this code says), each fragment one part handed to the sink.
+flushed where this code says): parts made of CMAF chunks, each chunk (one fragment) handed to
+the sink as soon as it is muxed.
 
 Video cuts before a keyframe that reaches the next grid point (the router marks the same cut
 frames for every rendition); packets are muxed in timestamp order: audio waits in a queue until
@@ -11,12 +12,17 @@ tracks from separate threads), up to AUDIO_WAIT, so segments interleave and cut 
 grid at any packet. A segment is written to a hidden temp name, renamed, then announced to
 on_segment (which updates the playlists, with the GIL).
 
-fMP4: the header (ftyp + moov) goes to `sink.init(bytes)`; a fragment (moof + mdat) ends after
-the last video frame that keeps it within the part target, and at every segment cut (before
-the cut frame, an IDR frame), and goes to `sink.fragment(bytes, start, duration, independent,
-segment_start=, part_complete=True)`, so a part is published as soon as its last frame is
-muxed. Timing is the video track's decode time (the audio's in a stream without video).
-Only that call takes the GIL.
+fMP4: the header (ftyp + moov) goes to `sink.init(bytes)`. A chunk (moof + mdat) ends after
+every video frame (after CHUNK_TICKS of the timing track: two frames above 33 fps, two AAC
+frames in a stream without video) and goes to `sink.fragment(bytes, start, duration,
+independent, segment_start=, part_complete=)` at once, so the preload-hinted part is served
+while it is produced. A part (the concatenation of its chunks) ends after the last video frame
+that keeps it within the part target, and at every segment cut (before the cut frame, an IDR
+frame): its last chunk says `part_complete=True` (an empty one when the part ended with the
+previous chunk), so it is published as soon as its last frame is muxed. A video frame is muxed
+when the next one arrives (one frame, ~33 ms, later): its exact duration (the dts step) is
+known then, so the chunks' decode times stay on the playlist's timeline. Timing is the video
+track's decode time (the audio's in a stream without video). Only that call takes the GIL.
 """
 import os
 
@@ -44,6 +50,7 @@ cdef AVRational TS90K = AVRational(1, 90000)
 cdef int64_t CUT_TOLERANCE = 4500   # 50 ms: a keyframe this close to the grid point cuts there
 cdef int MAX_PENDING_AUDIO = 500    # audio waiting for video to interleave with (~10 s)
 cdef int64_t AUDIO_WAIT = 3 * 90000  # how long video waits for late audio (1/90000 s)
+cdef int64_t CHUNK_TICKS = 2700     # a chunk spans at least 30 ms (one frame at <= 33 fps)
 cdef int IO_BUFFER = 65536           # the fMP4 muxer's write buffer (flushed at each fragment)
 # CMAF: an init segment, then a fragment whenever flushed (av_write_frame(ctx, NULL)).
 cdef const char *FMP4_FLAGS = b"+frag_custom+empty_moov+default_base_moof+cmaf+skip_trailer"
@@ -92,6 +99,7 @@ cdef class Segmenter:
         self.audio_newest = AV_NOPTS_VALUE
         self.video_newest = AV_NOPTS_VALUE
         self.frag_start = AV_NOPTS_VALUE
+        self.part_start = AV_NOPTS_VALUE
 
     def __init__(self, int index, str directory, int segment_seconds, int64_t first_seq, on_segment,
                  sink=None, double part_target=0.0):
@@ -184,7 +192,7 @@ cdef class Segmenter:
         if ret < 0:
             return ret
         if self.fmp4:
-            return self._deliver(True)   # the init segment
+            return self._deliver(True, False)   # the init segment
         # mpegts keeps 1/90000, which every packet here is already in.
         return 0
 
@@ -225,26 +233,37 @@ cdef class Segmenter:
                 self.frag_independent = key
             if dts + duration > self.frag_end:
                 self.frag_end = dts + duration
+            if self.part_start == AV_NOPTS_VALUE:
+                self.part_start = dts
+                self.part_end = dts
+            if dts + duration > self.part_end:
+                self.part_end = dts + duration
         return 0
 
-    cdef int _flush_fragment(self) noexcept nogil:
-        """End the open fragment (one part) and hand it to the sink."""
+    cdef int _flush_fragment(self, bint part_complete) noexcept nogil:
+        """End the open fragment (a chunk) and hand it to the sink; `part_complete`: it ends the
+        open part (with no data when the part ended with the previous chunk). Audio alone while
+        no part is open stays in the muxer: it rides with the next frame's chunk."""
         cdef int ret
-        if not self.frag_has_data:
+        if self.part_start == AV_NOPTS_VALUE or not (self.frag_has_data or part_complete):
             return 0
-        ret = av_write_frame(self.mux, NULL)
-        if ret < 0:
-            return ret
-        ret = self._deliver(False)
-        self.fragments += 1
+        if self.frag_has_data:
+            ret = av_write_frame(self.mux, NULL)
+            if ret < 0:
+                return ret
+            self.fragments += 1
+        ret = self._deliver(False, part_complete)
+        if part_complete:
+            self.parts += 1
+            self.part_start = AV_NOPTS_VALUE
         self.frag_has_data = False
         self.frag_start = AV_NOPTS_VALUE
         self.frag_independent = False
         self.frag_new_segment = False
         return ret
 
-    cdef int _deliver(self, bint init) noexcept nogil:
-        """Give what the muxer wrote to the sink: the init segment, or the fragment just flushed."""
+    cdef int _deliver(self, bint init, bint part_complete) noexcept nogil:
+        """Give what the muxer wrote to the sink: the init segment, or the chunk just flushed."""
         avio_flush(self.mux.pb)
         if self.out.failed:
             return AVERROR(ENOMEM)
@@ -255,12 +274,13 @@ cdef class Segmenter:
                 if init:
                     self.sink.init(data)
                 elif self.frag_start == AV_NOPTS_VALUE:
-                    self.sink.fragment(data, None, 0.0, False)   # audio only: joins the part
+                    # audio only (or nothing: the part ends): joins the open part
+                    self.sink.fragment(data, None, 0.0, False, part_complete=part_complete)
                 else:
                     self.sink.fragment(data, self.frag_start / 90000.0,
                                        (self.frag_end - self.frag_start) / 90000.0,
                                        self.frag_independent, segment_start=self.frag_new_segment,
-                                       part_complete=True)
+                                       part_complete=part_complete)
             except Exception as exc:  # a full disk must stop this rendition, not the process
                 self.failure = exc
                 return AVERROR(EINVAL)
@@ -323,9 +343,9 @@ cdef class Segmenter:
     cdef int _cut(self, int64_t at) noexcept nogil:
         cdef int ret
         if self.fmp4:
-            # The open fragment ends here (audio alone in it rides on with the cut frame); the
-            # next one starts a segment.
-            ret = self._flush_fragment() if self.frag_start != AV_NOPTS_VALUE else 0
+            # The open part ends here (audio muxed since its last frame joins it); the next
+            # chunk starts a segment.
+            ret = self._flush_fragment(True)
             self.frag_new_segment = True
             self.segments += 1
             self.segment_has_data = False
@@ -365,7 +385,7 @@ cdef class Segmenter:
             return ret
         if self.video_newest == AV_NOPTS_VALUE or pkt.dts > self.video_newest:
             self.video_newest = pkt.dts
-        if self.aindex < 0 and self.vpending.head == NULL:
+        if self.aindex < 0 and self.vpending.head == NULL and not self.fmp4:
             return self._mux_video(pkt)   # no audio to wait for
         it = <Item *>malloc(sizeof(Item))
         if it == NULL:
@@ -380,11 +400,18 @@ cdef class Segmenter:
         return ret if ret < 0 else 1
 
     cdef int _drain_video(self, bint force) noexcept nogil:
-        """Mux the waiting video that audio has caught up with (all of it when force)."""
+        """Mux the waiting video that audio has caught up with (all of it when force). fMP4
+        also waits for the next frame: a chunk's last sample lasts what its packet says, and
+        only the next frame's dts says that exactly (an estimate would shift the track's
+        timeline at every chunk, e.g. min pts step = 3 frames with B-frames)."""
         cdef Item *it
         cdef int ret
         while self.vpending.head != NULL:
             it = self.vpending.head
+            if self.fmp4 and not force:
+                if it.next == NULL:
+                    return 0
+                it.pkt.duration = it.next.pkt.dts - it.pkt.dts
             if not (force or self.aindex < 0
                     or (self.audio_newest != AV_NOPTS_VALUE and self.audio_newest >= it.pkt.dts)
                     or self.video_newest - it.pkt.dts >= AUDIO_WAIT):
@@ -431,13 +458,13 @@ cdef class Segmenter:
         if self.fmp4:
             if pkt.duration <= 0:
                 pkt.duration = self.vdur if self.vdur > 0 else DEFAULT_FRAME
-            if self.frag_start != AV_NOPTS_VALUE and \
-                    pkt.dts + pkt.duration - self.frag_start > self.part_ticks:
+            if self.part_start != AV_NOPTS_VALUE and \
+                    pkt.dts + pkt.duration - self.part_start > self.part_ticks:
                 # This frame would make the part longer than PART-TARGET: the part ends before it.
                 ret = self._flush_pending(pkt.dts - 1)
                 if ret < 0:
                     return ret
-                ret = self._flush_fragment()
+                ret = self._flush_fragment(True)
                 if ret < 0:
                     return ret
         ret = self._flush_pending(pkt.dts)
@@ -458,11 +485,13 @@ cdef class Segmenter:
         self.segment_has_data = True
         self.segment_has_video = True
         self.video_packets += 1
-        if self.fmp4 and self.frag_end + (self.frag_end - self.last_vdts) - self.frag_start \
-                > self.part_ticks:
-            # The next frame (as long as this one) would not fit: publish the part now rather
-            # than when that frame arrives.
-            ret = self._flush_fragment()
+        if self.fmp4:
+            if self.part_end + (self.part_end - self.last_vdts) - self.part_start > self.part_ticks:
+                # The next frame (as long as this one) would not fit: publish the part now
+                # rather than when that frame arrives.
+                ret = self._flush_fragment(True)
+            elif self.frag_end - self.frag_start >= CHUNK_TICKS:
+                ret = self._flush_fragment(False)   # the hinted part's next bytes, now
             if ret < 0:
                 return ret
         return 1
@@ -533,9 +562,9 @@ cdef class Segmenter:
                 ret = self._cut(pkt.pts)
                 if ret < 0:
                     return ret
-            elif self.fmp4 and self.frag_start != AV_NOPTS_VALUE and \
-                    pkt.dts + pkt.duration - self.frag_start > self.part_ticks:
-                ret = self._flush_fragment()
+            elif self.fmp4 and self.part_start != AV_NOPTS_VALUE and \
+                    pkt.dts + pkt.duration - self.part_start > self.part_ticks:
+                ret = self._flush_fragment(True)
                 if ret < 0:
                     return ret
         self.last_adts = pkt.dts
@@ -551,6 +580,8 @@ cdef class Segmenter:
             return self._rejected(ret)
         self.segment_has_data = True
         self.audio_packets += 1
+        if self.fmp4 and not self.has_video and self.frag_end - self.frag_start >= CHUNK_TICKS:
+            return self._flush_fragment(False)
         return 0
 
     cdef int interrupt(self) noexcept nogil:
@@ -569,7 +600,7 @@ cdef class Segmenter:
         if self.fmp4:
             # The open part ends where the media does; the next video packet starts a segment
             # (same timeline, so a gap rather than a discontinuity).
-            ret = self._flush_fragment() if self.frag_start != AV_NOPTS_VALUE else 0
+            ret = self._flush_fragment(True)
             if self.segment_has_data:
                 self.segments += 1
             self.segment_has_data = False
@@ -605,9 +636,8 @@ cdef class Segmenter:
             if self.segment_has_data:
                 self.segments += 1
                 self.segment_has_data = False
-            if not self.frag_has_data or (self.has_video and self.frag_start == AV_NOPTS_VALUE):
-                return 0   # flushed already, or audio past the last frame: no part of its own
-            return self._flush_fragment()
+            # (audio past the last frame while no part is open has no part of its own)
+            return self._flush_fragment(True)
         if self.mux != NULL and self.mux.pb != NULL and self.segment_has_data:
             # The stream ends with whichever track ends last (video frames shed at the very
             # end under overload must not shorten the segment its audio fills).
