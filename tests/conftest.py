@@ -198,6 +198,17 @@ def temporary_daemon(prepare=None, **kw):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def config_file(text: str, name: str = "test.toml"):
+    """A `prepare` for temporary_daemon: writes `text` as a config file in the daemon's data
+    dir and starts the daemon with `--config` on it."""
+    def prepare(d):
+        path = os.path.join(d.data_dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        d.extra_args += ["--config", path]
+    return prepare
+
+
 class RecordingPublisher:
     """Stands in for the bus publisher of an in-process app; keeps what was published."""
 

@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from conftest import temporary_daemon, wait_until
+from conftest import config_file, temporary_daemon, wait_until
 from test_faults import child_named, kill_and_wait_restored
 from test_ingest import ffmpeg_publish, stop_proc
 from test_webhooks import Receiver
@@ -54,13 +54,7 @@ def recorded():
     """A daemon with recording on, after one broadcast: a publish during which the transcoder
     is SIGKILLed, then the broadcaster reconnecting. Yields (daemon, replays, (seconds
     published, seconds until the transcoder was running again))."""
-    def prepare(d):
-        path = os.path.join(d.data_dir, "rec.toml")
-        with open(path, "w") as f:
-            f.write(CONFIG)
-        d.extra_args += ["--config", path]
-
-    with temporary_daemon(prepare) as d:
+    with temporary_daemon(config_file(CONFIG)) as d:
         r = d.post("/api/admin/config/recording", auth=d.auth,
                    json={"value": {"enabled": True, "minFreeMB": 0}})
         assert r.status_code == 200, r.text
@@ -345,13 +339,7 @@ variants = [
 def test_a_low_latency_recording_exports_as_faststart_mp4(tmp_path):
     """LL-HLS keeps fMP4 segments (init + fragments of parts); the export indexes their trun
     boxes and copies the samples: one moov in front, the whole recording, a clean decode."""
-    def prepare(d):
-        path = os.path.join(d.data_dir, "ll.toml")
-        with open(path, "w") as f:
-            f.write(LOW_LATENCY_CONFIG)
-        d.extra_args += ["--config", path]
-
-    with temporary_daemon(prepare) as d:
+    with temporary_daemon(config_file(LOW_LATENCY_CONFIG)) as d:
         r = d.post("/api/admin/config/recording", auth=d.auth,
                    json={"value": {"enabled": True, "minFreeMB": 0}})
         assert r.status_code == 200, r.text

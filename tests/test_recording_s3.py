@@ -13,7 +13,7 @@ import seaweedfs
 from conftest import wait_until
 from test_ingest import ffmpeg_publish, stop_proc
 from test_recording import SEGMENT_SECONDS, ffprobe, top_level_boxes
-from test_s3 import BUCKET, s3  # noqa: F401  (the fixture)
+from test_s3 import BUCKET, S3_SECTION, s3  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +27,7 @@ latency_level = 1
 variants = [
   {{ videoBitrate = 200, scaledWidth = 256, framerate = 15, cpuUsageLevel = 0, audioPassthrough = true }},
 ]
-[s3]
-enabled = true
-endpoint = "{endpoint}"
-bucket = "{bucket}"
-accessKey = "{access}"
-secret = "{secret}"
-region = "us-east-1"
-forcePathStyle = true
-"""
+""" + S3_SECTION
 
 
 def keys(client, prefix):

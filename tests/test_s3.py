@@ -22,14 +22,8 @@ if seaweedfs.weed_binary() is None:
 
 BUCKET = "owncast-test"
 
-CONFIG = """
-[video]
-latency_level = 0
-variants = [
-  {{ videoBitrate = 300, scaledWidth = 320, framerate = 15, cpuUsageLevel = 0, audioPassthrough = true }},
-]
-
-[s3]
+# The [s3] table of a test config (str.format: endpoint, bucket, access, secret).
+S3_SECTION = """[s3]
 enabled = true
 endpoint = "{endpoint}"
 bucket = "{bucket}"
@@ -37,8 +31,16 @@ accessKey = "{access}"
 secret = "{secret}"
 region = "us-east-1"
 forcePathStyle = true
-{extra}
 """
+
+CONFIG = """
+[video]
+latency_level = 0
+variants = [
+  {{ videoBitrate = 300, scaledWidth = 320, framerate = 15, cpuUsageLevel = 0, audioPassthrough = true }},
+]
+
+""" + S3_SECTION + "{extra}\n"
 
 
 @pytest.fixture
