@@ -65,10 +65,10 @@ PG_TESTS := $(addprefix tests/,test_api.py test_admin_config.py test_chat.py tes
 
 # A failed test is run once more (pytest-rerunfailures; the summary counts reruns): on a
 # 2-core machine a few real-time tests (live streams, kill -9, browsers) can miss a deadline
-# under load. A test that fails twice fails the run.
+# under load. A test that fails twice fails the run; -rfER names every failure and rerun.
 test: install deb-test-deps $(VENV)/.test-installed
-	$(BIN)/pytest -q --reruns 1 tests
-	OWNCASTD_TEST_STORE=postgresql $(BIN)/pytest -q --reruns 1 -p no:cacheprovider $(PG_TESTS)
+	$(BIN)/pytest -q -rfER --reruns 1 tests
+	OWNCASTD_TEST_STORE=postgresql $(BIN)/pytest -q -rfER --reruns 1 -p no:cacheprovider $(PG_TESTS)
 
 bench: install deb-test-deps $(VENV)/.test-installed
 	$(BIN)/pytest -q bench --benchmark-columns=min,mean,max,rounds -p no:cacheprovider
