@@ -194,7 +194,7 @@ def test_soak(benchmark, soak_server, bench_report):
     r = benchmark.pedantic(soak, args=(soak_server,), rounds=1, iterations=1)
     samples = r["samples"]
     assert len(samples) >= 2, f"the run is too short for a warm-up and a later sample: {samples}"
-    (t0, base), (t1, last) = samples[0], samples[-1]
+    (t0, base), (t1, _) = samples[0], samples[-1]
     ok = True
     bench_report.notes.append(
         f"soak: {DURATION:.0f} s publish, warm-up {WARMUP:.0f} s, {len(samples)} samples every "

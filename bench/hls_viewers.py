@@ -84,6 +84,22 @@ class Conn:
         self.sock = None
 
 
+def fetch(conn, path, out):
+    """One GET, counted in `out`; the body, or None when it failed."""
+    t0 = time.monotonic()
+    try:
+        status, body = conn.get(path)
+    except Exception:
+        status, body = None, None
+    out["latencies"].append((time.monotonic() - t0) * 1000)
+    out["requests"] += 1
+    if status != 200:
+        out["errors"] += 1
+        return None
+    out["bytes"] += len(body)
+    return body
+
+
 def viewer(i, host, port, playlist, base, interval, until, out):
     # On loopback the viewers come from 10 addresses: one address may hold at most
     # limits.http.connections_per_address (256) per web worker (issue 19).
@@ -92,22 +108,15 @@ def viewer(i, host, port, playlist, base, interval, until, out):
     gevent.sleep(random.random() * interval)  # spread the polls like real players
     while time.monotonic() < until:
         began = time.monotonic()
-        for path in (playlist, None):
-            t0 = time.monotonic()
-            try:
-                if path is None:
-                    names = [l for l in body.decode().splitlines() if l and not l.startswith("#")]
-                    path = base + random.choice(names)
-                status, body = conn.get(path)
-                ok = status == 200
-            except Exception:
-                ok = False
-            out["latencies"].append((time.monotonic() - t0) * 1000)
-            out["requests"] += 1
-            if not ok:
+        # The playlist, then one of the segments it lists (none after a failed playlist).
+        listing = fetch(conn, playlist, out)
+        if listing is not None:
+            names = [line for line in listing.decode().splitlines()
+                     if line and not line.startswith("#")]
+            if names:
+                fetch(conn, base + random.choice(names), out)
+            else:   # a playlist listing no segment is an error for a viewer of a live stream
                 out["errors"] += 1
-                break
-            out["bytes"] += len(body)
         gevent.sleep(max(0.0, interval - (time.monotonic() - began)))
     conn.close()
 

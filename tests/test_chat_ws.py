@@ -50,7 +50,7 @@ def test_every_client_on_every_worker_gets_every_message(chat_daemon):
 
 
 def test_refused_frames_get_an_error_to_the_sender_only(chat_daemon):
-    (a, name_a, _), (b, name_b, _) = named_client(chat_daemon), named_client(chat_daemon)
+    (a, name_a, _), (b, _, _) = named_client(chat_daemon), named_client(chat_daemon)
     try:
         cases = [
             ("not json at all", "not valid JSON"),
