@@ -13,9 +13,9 @@ import websocket
 from conftest import wait_until
 
 
-def connect(daemon, timeout: float = 15.0) -> websocket.WebSocket:
+def connect(daemon, timeout: float = 15.0, user_agent: str = "chat-test") -> websocket.WebSocket:
     return websocket.create_connection(daemon.url.replace("http://", "ws://") + "/entry",
-                                       timeout=timeout, header=["User-Agent: chat-test"])
+                                       timeout=timeout, header=[f"User-Agent: {user_agent}"])
 
 
 def recv_json(ws, timeout: float = 15.0) -> dict:
@@ -57,31 +57,57 @@ def db_rows(daemon, sql: str, args=()) -> list:
         db.close()
 
 
+def join(daemon, ws, name: str) -> None:
+    """USER_JOINED as `name`; returns once it came back and the client's row carries the
+    name. An ERROR reply (a rate limit, a ban) fails at once with its message."""
+    send(ws, type="USER_JOINED", username=name)
+    event = recv_until(ws, lambda e: e.get("type") == "ERROR" or
+                       (e.get("type") == "USER_JOINED" and e.get("username") == name))
+    assert event["type"] == "USER_JOINED", f"USER_JOINED {name} refused: {event}"
+    wait_until(lambda: db_rows(daemon, "SELECT 1 FROM chat_clients WHERE username = ?", (name,)),
+               10, what=f"the client row of {name}")
+
+
 def named_client(daemon):
     """A connected client with a unique name, and the pid of the worker serving it."""
     ws = connect(daemon)
     name = "u" + uuid.uuid4().hex[:8]
-    send(ws, type="USER_JOINED", username=name)
-    recv_until(ws, lambda e: e.get("type") == "USER_JOINED" and e.get("username") == name)
-    pid = wait_until(lambda: (db_rows(daemon, "SELECT pid FROM chat_clients WHERE username = ?",
-                                      (name,)) or [[None]])[0][0], 10, what="client row")
+    join(daemon, ws, name)
+    [(pid,)] = db_rows(daemon, "SELECT pid FROM chat_clients WHERE username = ?", (name,))
     return ws, name, pid
 
 
-def clients_on_every_worker(daemon, per_worker: int = 2, workers: int = 2, attempts: int = 60):
-    """Connect until `per_worker` clients sit on each of `workers` distinct workers; the rest
-    are closed. Returns [(ws, name, pid)]."""
+def placed_client(daemon):
+    """A connection and the pid of the worker that took it, found by its own User-Agent
+    ("chat-test/<name>"), before it sends anything: placing clients costs no chat message, so
+    it never meets the per-address rate limit however many tries it takes."""
+    name = "u" + uuid.uuid4().hex[:8]
+    ws = connect(daemon, user_agent=f"chat-test/{name}")
+    pid = wait_until(lambda: (db_rows(daemon, "SELECT pid FROM chat_clients WHERE user_agent = ?",
+                                      (f"chat-test/{name}",)) or [[None]])[0][0],
+                     10, what="the connection's client row")
+    return ws, name, pid
+
+
+def clients_on_every_worker(daemon, per_worker: int = 2, workers: int = 2, timeout: float = 30.0):
+    """Connect until `per_worker` clients sit on each of `workers` distinct serving workers
+    (waiting up to `timeout` for them, e.g. for a replacement worker to boot); the kept ones
+    then join under their names, the rest are closed. Returns [(ws, name, pid)]; a client's
+    User-Agent is "chat-test/<name>"."""
     by_pid: dict[int, list] = {}
-    spare = []
-    for _ in range(attempts):
-        if len(by_pid) >= workers and all(len(v) >= per_worker for v in by_pid.values()):
-            break
-        client = named_client(daemon)
-        group = by_pid.setdefault(client[2], [])
-        (group if len(group) < per_worker else spare).append(client)
+    deadline = time.monotonic() + timeout
+    while not (len(by_pid) >= workers and all(len(v) >= per_worker for v in by_pid.values())):
+        assert time.monotonic() < deadline, \
+            f"in {timeout} s clients landed on {len(by_pid)} worker(s) only: {sorted(by_pid)}"
+        ws, name, pid = placed_client(daemon)
+        group = by_pid.setdefault(pid, [])
+        if len(group) < per_worker:
+            group.append((ws, name, pid))
+        else:
+            ws.close()
         if len(by_pid) < workers:
             time.sleep(0.05)  # let the other worker win an accept
-    for ws, _, _ in spare:
-        ws.close()
-    assert len(by_pid) >= workers, f"clients landed on {len(by_pid)} worker(s) only"
-    return [c for group in by_pid.values() for c in group[:per_worker]]
+    clients = [c for group in by_pid.values() for c in group[:per_worker]]
+    for ws, name, _ in clients:
+        join(daemon, ws, name)
+    return clients

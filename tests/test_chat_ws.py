@@ -1,7 +1,6 @@
 """Chat over the `/entry` websocket against the real daemon (2 API workers): fan-out across
 workers, limits and ERROR replies, moderation live, clients list, a killed worker."""
 import json
-import os
 import signal
 import threading
 
@@ -10,7 +9,7 @@ import pytest
 
 from chat_helpers import (clients_on_every_worker, connect, db_rows, named_client, recv_json,
                           recv_until, send)
-from conftest import temporary_daemon, wait_until
+from conftest import config_file, temporary_daemon, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -142,7 +141,7 @@ def test_name_changes_and_clients_list(chat_daemon):
             rows = chat_daemon.get("/api/admin/clients", auth=chat_daemon.auth).json()
             return [c for c in rows if c.get("username") == new and c.get("messageCount") == 1]
         [row] = wait_until(listed, 15, what="the renamed client in /api/admin/clients")
-        assert row["ipAddress"] == "127.0.0.1" and row["userAgent"] == "chat-test"
+        assert row["ipAddress"] == "127.0.0.1" and row["userAgent"] == f"chat-test/{name_a}"
         assert row["clientID"] and row["connectedAt"]
     finally:
         for ws, _, _ in clients:
@@ -171,11 +170,13 @@ def test_killing_an_api_worker_loses_no_stored_message(chat_daemon):
             c.get("username") for c in
             chat_daemon.get("/api/admin/clients", auth=chat_daemon.auth).json()],
             15, what="the killed worker's client to disappear")
-        # A replacement worker serves chat again, fanned out to the survivor.
-        wait_until(lambda: len(psutil.Process(psutil.Process(other_pid).ppid()).children()) == 2,
-                   20, what="a replacement worker")
+        # A replacement worker serves chat again, fanned out to the survivor. Placing the
+        # clients waits for it to serve: however long it boots, the connections that land on
+        # the survivor meanwhile send nothing, so they cannot exhaust its per-address limit.
         fresh = clients_on_every_worker(chat_daemon, per_worker=1)
         try:
+            fresh_pids = {pid for _, _, pid in fresh}
+            assert other_pid in fresh_pids and victim_pid not in fresh_pids, fresh_pids
             for ws, name, _ in fresh:
                 send(ws, type="CHAT", author=name, body=f"fresh {name}")
             for ws, name, _ in fresh:
@@ -195,15 +196,10 @@ def test_a_client_that_stops_reading_is_dropped_and_holds_back_no_one(tmp_path):
     everyone else gets every message."""
     import socket as socketlib
 
-    def prepare(d):
-        path = os.path.join(d.data_dir, "fast.toml")
-        with open(path, "w") as f:
-            f.write("web_workers = 1\n[chat]\nrate_limit_per_minute = 100000\n"
-                    "rate_limit_burst = 100000\nrate_limit_per_address_per_minute = 100000\n"
-                    "max_message_length = 15000\n")
-        d.extra_args += ["--config", path]
-
-    with temporary_daemon(prepare) as d:
+    fast = config_file("web_workers = 1\n[chat]\nrate_limit_per_minute = 100000\n"
+                       "rate_limit_burst = 100000\nrate_limit_per_address_per_minute = 100000\n"
+                       "max_message_length = 15000\n")
+    with temporary_daemon(fast) as d:
         stalled = socketlib.socket()
         stalled.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 4096)
         stalled.connect(("127.0.0.1", d.web_port))
