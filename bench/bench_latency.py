@@ -26,7 +26,7 @@ import tempfile
 
 import pytest
 
-from conftest import Daemon, free_port, wait_until
+from conftest import config_file, free_port, temporary_daemon, wait_until
 from glass_to_glass import measure
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,23 +66,9 @@ def selected(name):
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_owncastd_latency(name, bench_report):
     selected(name)
-    root = tempfile.mkdtemp(prefix="ocb-lat-")
-    d = Daemon(os.path.join(root, "d"))
-    os.makedirs(d.data_dir)
-    path = os.path.join(d.data_dir, "bench.toml")
-    with open(path, "w") as f:
-        f.write(SCENARIOS[name])
-    d.extra_args += ["--config", path]
-    try:
-        d.start()
+    with temporary_daemon(config_file(SCENARIOS[name])) as d:
         result = measure(f"rtmp://127.0.0.1:{d.rtmp_port}/live/{d.key}", page=d.url + "/",
                          seconds=SECONDS, settle=SETTLE)
-    finally:
-        try:
-            d.stop()
-        finally:
-            d.kill_everything()
-            shutil.rmtree(root, ignore_errors=True)
     report(bench_report, name, result)
 
 

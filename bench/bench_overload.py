@@ -31,7 +31,7 @@ import time
 
 import pytest
 
-from conftest import cached_media, temporary_daemon
+from conftest import cached_media, config_file, temporary_daemon
 
 pytestmark = pytest.mark.skipif(not shutil.which("ffmpeg"), reason="needs the ffmpeg CLI")
 
@@ -148,13 +148,8 @@ def test_overload_lag_audio_and_shedding(scenario, bench_report):
     spec = SCENARIOS[scenario]
     media = cached_media(*spec["source"])
 
-    def prepare(d):
-        path = os.path.join(d.data_dir, "ladder.toml")
-        with open(path, "w") as f:
-            f.write(f"[video]\nlatency_level = 2\nvariants = [{spec['ladder']}\n]\n")
-        d.extra_args += ["--config", path]
-
-    with temporary_daemon(prepare) as d:
+    ladder = config_file(f"[video]\nlatency_level = 2\nvariants = [{spec['ladder']}\n]\n")
+    with temporary_daemon(ladder) as d:
         url = f"rtmp://127.0.0.1:{d.rtmp_port}/live/{d.key}"
         pub = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
                                 "-stream_loop", "-1", "-i", media.path, "-t", str(SECONDS),

@@ -37,7 +37,7 @@ import psutil
 import pytest
 import requests
 
-from conftest import temporary_daemon, Daemon, wait_until
+from conftest import config_file, temporary_daemon, Daemon, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DURATION = float(os.environ.get("OWNCASTD_SOAK_SECONDS", "1200"))
@@ -180,13 +180,7 @@ def soak(d: Daemon) -> dict:
 
 @pytest.fixture(scope="module")
 def soak_server():
-    def with_config(d):
-        conf = os.path.join(d.data_dir, "soak.toml")
-        with open(conf, "w") as f:
-            f.write(CONFIG)
-        d.extra_args += ["--config", conf]
-
-    with temporary_daemon(with_config) as d:
+    with temporary_daemon(config_file(CONFIG)) as d:
         yield d
 
 

@@ -24,8 +24,9 @@ CACHE_DIR = os.environ.get("OWNCASTD_BENCH_CACHE", "/tmp/owncastd-bench-cache")
 
 
 def _load_tests_conftest():
-    """tests/conftest.py (Daemon, free_port, wait_until), loaded under its own module name so
-    it neither registers its fixtures here nor shadows any `conftest` module."""
+    """tests/conftest.py (Daemon, temporary_daemon, config_file, free_port, wait_until),
+    loaded under its own module name so it neither registers its fixtures here nor shadows
+    any `conftest` module."""
     name = "_owncastd_tests_conftest"
     if name in sys.modules:
         return sys.modules[name]
@@ -39,6 +40,7 @@ def _load_tests_conftest():
 _tests = _load_tests_conftest()
 Daemon = _tests.Daemon
 temporary_daemon = _tests.temporary_daemon
+config_file = _tests.config_file
 free_port = _tests.free_port
 wait_until = _tests.wait_until
 

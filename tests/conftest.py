@@ -198,15 +198,19 @@ def temporary_daemon(prepare=None, **kw):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def write_config(d: Daemon, text: str, name: str = "test.toml") -> str:
+    """Writes `text` as a config file in the (not yet started) daemon's data dir and adds
+    `--config` on it to its arguments; returns the file's path."""
+    path = os.path.join(d.data_dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    d.extra_args += ["--config", path]
+    return path
+
+
 def config_file(text: str, name: str = "test.toml"):
-    """A `prepare` for temporary_daemon: writes `text` as a config file in the daemon's data
-    dir and starts the daemon with `--config` on it."""
-    def prepare(d):
-        path = os.path.join(d.data_dir, name)
-        with open(path, "w") as f:
-            f.write(text)
-        d.extra_args += ["--config", path]
-    return prepare
+    """A `prepare` for temporary_daemon: `write_config` with `text`."""
+    return lambda d: write_config(d, text, name)
 
 
 class RecordingPublisher:

@@ -8,7 +8,7 @@ import os
 import pytest
 import requests
 
-from conftest import temporary_daemon, wait_until
+from conftest import config_file, temporary_daemon, wait_until
 from test_ingest import ffmpeg_publish, stop_proc
 from test_recording import SEGMENT_SECONDS, ffprobe, top_level_boxes
 
@@ -48,13 +48,7 @@ def plays_in_chromium(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def live():
-    def prepare(d):
-        path = os.path.join(d.data_dir, "clips.toml")
-        with open(path, "w") as f:
-            f.write(CONFIG)
-        d.extra_args += ["--config", path]
-
-    with temporary_daemon(prepare) as d:
+    with temporary_daemon(config_file(CONFIG)) as d:
         pub = ffmpeg_publish(d, seconds=120, size="320x180", rate=15)
         try:
             # The live playlist lists 2 segments (latency level 1); the recorder's clip buffer

@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from conftest import OWNCASTD, TEST_KEY, free_port, wait_until
+from conftest import OWNCASTD, TEST_KEY, free_port, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -187,10 +187,7 @@ def test_generated_key_printed_once_and_is_the_admin_password(daemon_factory):
 
 def test_env_and_config_file_precedence(daemon_factory):
     d = daemon_factory(env={"OWNCAST_INSTANCE_NAME": "From Env", "OWNCAST_WEB_WORKERS": "1"})
-    conf = os.path.join(d.data_dir, "c.toml")
-    with open(conf, "w") as f:
-        f.write('[instance]\nname = "From File"\nsummary = "file summary"\n')
-    d.extra_args += ["--config", conf]
+    write_config(d, '[instance]\nname = "From File"\nsummary = "file summary"\n')
     d.start()
     body = d.get("/api/config").json()
     assert body["name"] == "From Env" and body["summary"] == "file summary"

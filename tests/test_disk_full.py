@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from chat_helpers import named_client, recv_until, send
-from conftest import wait_until
+from conftest import wait_until, write_config
 from test_ingest import ffmpeg_publish, stop_proc
 
 pytestmark = pytest.mark.slow
@@ -98,10 +98,7 @@ def test_full_disk_gives_clear_errors_and_recovers(daemon_factory, small_disk):
     d.data_dir = os.path.join(small_disk, "data")
     d.log_path = os.path.join(os.path.dirname(small_disk), "daemon-output.log")  # not on the tmpfs
     os.makedirs(d.data_dir)
-    conf = os.path.join(d.data_dir, "small.toml")
-    with open(conf, "w") as f:
-        f.write(CONFIG)
-    d.extra_args += ["--config", conf]
+    write_config(d, CONFIG)
     d.start()
     pub = ffmpeg_publish(d, seconds=600, size="320x180", rate=15)
     filler = Filler(small_disk)

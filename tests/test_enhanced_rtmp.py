@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import temporary_daemon, wait_until
+from conftest import config_file, temporary_daemon, wait_until
 from enhanced_rtmp import CODED_FRAMES_X, av1_tags, ex_tag, hevc_tags, with_audio
 from owncastd.media import flv, handoff
 from rtmp_publisher import AUDIO, RawPublisher, make_flv, read_flv, send_realtime
@@ -103,13 +103,7 @@ variants = [
 def test_hevc_through_the_daemon(tmp_path, audio_tags):
     video = hevc_tags(str(tmp_path), 6)
 
-    def prepare(d):
-        path = os.path.join(d.data_dir, "ladder.toml")
-        with open(path, "w") as f:
-            f.write(CONFIG)
-        d.extra_args = list(d.extra_args) + ["--config", path]
-
-    with temporary_daemon(prepare) as d:
+    with temporary_daemon(config_file(CONFIG)) as d:
         pub = RawPublisher(("127.0.0.1", d.rtmp_port)).connect()
         assert pub.publish(d.key) == "NetStream.Publish.Start"
         pub.send_metadata({"videocodecid": float(int.from_bytes(b"hvc1", "big")), "width": 160.0,
@@ -175,13 +169,7 @@ def test_late_video_header_is_picked_up_by_the_daemon(tmp_path):
     # depended on thread timing, and a playlist with nothing before needs no DISCONTINUITY).
     tags = late_video(read_flv(make_flv(str(tmp_path), 12, size="160x120", gop=25)), 4500)
 
-    def prepare(d):
-        path = os.path.join(d.data_dir, "ladder.toml")
-        with open(path, "w") as f:
-            f.write(CONFIG)
-        d.extra_args = list(d.extra_args) + ["--config", path]
-
-    with temporary_daemon(prepare) as d:
+    with temporary_daemon(config_file(CONFIG)) as d:
         pub = RawPublisher(("127.0.0.1", d.rtmp_port)).connect()
         assert pub.publish(d.key) == "NetStream.Publish.Start"
         send_realtime(pub, tags)

@@ -26,7 +26,7 @@ import pytest
 import requests
 
 from chat_helpers import clients_on_every_worker, named_client, recv_json, recv_until, send
-from conftest import wait_until
+from conftest import wait_until, write_config
 from test_ingest import ffmpeg_publish, stop_proc
 from test_webhooks import Receiver
 
@@ -207,10 +207,7 @@ def kill_and_wait_restored(find, what: str) -> psutil.Process:
 
 def test_live_stream_survives_every_child_and_the_supervisor_being_killed(daemon_factory):
     d = daemon_factory()
-    conf = os.path.join(d.data_dir, "faults.toml")
-    with open(conf, "w") as f:
-        f.write(CONFIG)
-    d.extra_args += ["--config", conf]
+    write_config(d, CONFIG)
     d.start()
     began = time.monotonic()
     phases: list[tuple[str, float]] = []

@@ -2,12 +2,12 @@
 ladder: parts and blocking reload are used, the ?debug=1 overlay shows the latency, a manual
 switch of rendition keeps playing without a stall; then the same page plays MPEG-TS HLS with
 low latency off."""
-import os
 import re
 
 import pytest
 from playwright.sync_api import sync_playwright
 
+from conftest import write_config
 from test_ingest import ffmpeg_publish, stop_proc
 from test_webui import CHROMIUM, CHROMIUM_ARGS, DESKTOP
 
@@ -29,10 +29,7 @@ VIDEO_TIME = "document.getElementById('video').currentTime"
 @pytest.fixture
 def ll_site(daemon_factory):
     d = daemon_factory()
-    path = os.path.join(d.data_dir, "ll.toml")
-    with open(path, "w") as f:
-        f.write(CONFIG)
-    d.extra_args += ["--config", path]
+    write_config(d, CONFIG)
     return d.start()
 
 

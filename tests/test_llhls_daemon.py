@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from conftest import wait_until
+from conftest import wait_until, write_config
 from test_ingest import ffmpeg_publish, stop_proc
 from test_llhls_package import parse
 
@@ -27,10 +27,7 @@ variants = [
 @pytest.fixture
 def ll_daemon(daemon_factory):
     d = daemon_factory()
-    path = os.path.join(d.data_dir, "ll.toml")
-    with open(path, "w") as f:
-        f.write(CONFIG)
-    d.extra_args += ["--config", path]
+    write_config(d, CONFIG)
     return d.start()
 
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 import seaweedfs
-from conftest import wait_until
+from conftest import wait_until, write_config
 from test_ingest import ffmpeg_publish, stop_proc
 from test_recording import SEGMENT_SECONDS, ffprobe, top_level_boxes
 from test_s3 import BUCKET, S3_SECTION, s3  # noqa: F401  (the fixture)
@@ -37,11 +37,8 @@ def keys(client, prefix):
 
 def test_recording_and_clip_live_in_the_bucket(daemon_factory, s3):  # noqa: F811
     d = daemon_factory()
-    path = os.path.join(d.data_dir, "s3.toml")
-    with open(path, "w") as f:
-        f.write(CONFIG.format(endpoint=s3.endpoint, bucket=BUCKET, access=seaweedfs.ACCESS_KEY,
-                              secret=seaweedfs.SECRET))
-    d.extra_args += ["--config", path]
+    write_config(d, CONFIG.format(endpoint=s3.endpoint, bucket=BUCKET,
+                                  access=seaweedfs.ACCESS_KEY, secret=seaweedfs.SECRET))
     d.start()
     client = s3.client()
     pub = ffmpeg_publish(d, seconds=14, size="320x180", rate=15)

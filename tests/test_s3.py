@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import wait_until, write_config
 from owncastd.services.storage import S3Settings, absolutize, playlist_entries
 from test_ingest import ffmpeg_publish, status, stop_proc
 
@@ -55,11 +55,9 @@ def s3():
 
 def s3_daemon(daemon_factory, s3, extra=""):
     d = daemon_factory()
-    path = os.path.join(d.data_dir, "s3.toml")
-    with open(path, "w") as f:
-        f.write(CONFIG.format(endpoint=s3.endpoint, bucket=BUCKET, access=seaweedfs.ACCESS_KEY,
-                              secret=seaweedfs.SECRET, extra=extra))
-    d.extra_args += ["--config", path]
+    write_config(d, CONFIG.format(endpoint=s3.endpoint, bucket=BUCKET,
+                                  access=seaweedfs.ACCESS_KEY, secret=seaweedfs.SECRET,
+                                  extra=extra))
     return d.start()
 
 

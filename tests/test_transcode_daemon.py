@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import wait_until, write_config
 from test_ingest import ffmpeg_publish, status, stop_proc
 
 pytestmark = pytest.mark.slow
@@ -26,10 +26,7 @@ variants = [
 @pytest.fixture
 def ladder_daemon(daemon_factory):
     d = daemon_factory()
-    path = os.path.join(d.data_dir, "ladder.toml")
-    with open(path, "w") as f:
-        f.write(CONFIG)
-    d.extra_args += ["--config", path]
+    write_config(d, CONFIG)
     return d.start()
 
 
@@ -165,10 +162,7 @@ def test_killed_worker_resumes_an_audio_only_stream(ladder_daemon):
 
 def test_ffmpeg_backend_writes_the_same_layout(daemon_factory):
     d = daemon_factory(env={"OWNCAST_VIDEO_BACKEND": "ffmpeg"})
-    path = os.path.join(d.data_dir, "ladder.toml")
-    with open(path, "w") as f:
-        f.write(CONFIG)
-    d.extra_args += ["--config", path]
+    write_config(d, CONFIG)
     d.start()
     pub = ffmpeg_publish(d, seconds=8, size="640x360", rate=30)
     try:
