@@ -45,7 +45,10 @@ def test_one_rendition_error_restarts_only_that_rendition(tmp_path, failing):
     fail_at = next(i for i, (_, ts, _) in enumerate(tags) if ts >= 5000)
     for i, tag in enumerate(tags):
         if i == fail_at:
-            # Let the renditions catch up, so the error hits mid-segment in the failing one.
+            # The error hits the failing rendition's next video item, past 4 s: an encoded
+            # rendition's queue holds at most 1 s of frames, and a passthrough one only copies
+            # packets (it keeps up). So two whole segments come before it, whether it lands
+            # mid-segment or on the 4 s cut.
             p.debug_fail_rendition(failing)
         p.push(*tag)
     # Still streaming: the failed rendition came back, nothing is ended, nothing raised.
