@@ -11,6 +11,12 @@ fMP4 segments (Low-Latency HLS) need no demuxing: their trun boxes are the index
 (recordings/fmp4index.py), the init segment's sample entries go into the moov as they are,
 and each trun's samples are one chunk, read from the segment file as they are.
 
+The segments are read through a source (recordings/segment_source.py): the data dir, or the
+S3 bucket for a replay whose media moved there (each segment GET once for the index; the body
+then GETs only what its byte range covers: whole MPEG-TS segments, fMP4 samples by ranged
+GETs). A bucket that cannot be reached is `SourceUnreachable` from the plan, and ends a body
+like a segment that went away.
+
 Time: within a run of segments without a discontinuity the stream's timestamps are kept;
 each run starts at its playlist time (the sum of the EXTINFs before it), or where the run
 before it ended if that is later. A range starts at the keyframe at or before `start` (no
@@ -33,6 +39,7 @@ from ..native import mp4tables
 from ..native.tsdemux import DemuxError, demux_segment
 from ..llhls.bmff import BMFFError
 from . import fmp4index, library, mp4, playlist
+from .segment_source import LocalSegments, SourceUnreachable
 
 log = logging.getLogger("owncastd.recordings")
 
@@ -71,7 +78,8 @@ def _is_fmp4(kept: list[playlist.Kept]) -> bool:
 class Piece:
     """One MPEG-TS segment's part of the mdat: video bytes [v0, v1) then audio bytes
     [a0, a1) of the segment's demuxed payload."""
-    path: str
+    source: object            # a segment_source
+    name: str
     v0: int
     v1: int
     a0: int
@@ -89,23 +97,22 @@ class Piece:
 @dataclass
 class FileRange:
     """A part of the mdat that is bytes of a segment file as they are (fMP4 samples)."""
-    path: str
+    source: object            # a segment_source
+    name: str
     start: int
     size: int
     offset: int = 0
 
     def parts(self) -> tuple[bytes]:
         try:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                data = os.pread(fd, self.size, self.start)
-            finally:
-                os.close(fd)
+            data = self.source.read_range(self.name, self.start, self.size)
         except OSError as exc:
-            raise ExportError(f"segment {os.path.basename(self.path)} went away while "
-                              f"exporting: {exc}") from None
+            raise ExportError(f"segment {self.name} went away while exporting: {exc}") \
+                from None
+        except SourceUnreachable as exc:
+            raise ExportError(str(exc)) from None
         if len(data) != self.size:
-            raise ExportError(f"segment {os.path.basename(self.path)} changed while exporting")
+            raise ExportError(f"segment {self.name} changed while exporting")
         return (data,)
 
 
@@ -141,13 +148,14 @@ class Export:
 
 def _payload(p: Piece) -> tuple[bytes, bytes]:
     try:
-        with open(p.path, "rb") as f:
-            seg = demux_segment(f.read(), True)
+        seg = demux_segment(p.source.read(p.name), True)
     except (OSError, DemuxError) as exc:
-        raise ExportError(f"segment {os.path.basename(p.path)} changed or went away while "
-                          f"exporting: {exc}") from None
+        raise ExportError(f"segment {p.name} changed or went away while exporting: {exc}") \
+            from None
+    except SourceUnreachable as exc:
+        raise ExportError(str(exc)) from None
     if len(seg.video) < p.v1 or len(seg.audio) < p.a1:
-        raise ExportError(f"segment {os.path.basename(p.path)} changed while exporting")
+        raise ExportError(f"segment {p.name} changed while exporting")
     video = seg.video if p.v0 == 0 and p.v1 == len(seg.video) else seg.video[p.v0:p.v1]
     audio = seg.audio if p.a0 == 0 and p.a1 == len(seg.audio) else seg.audio[p.a0:p.a1]
     return video, audio
@@ -178,25 +186,31 @@ class _Run:
 
 @dataclass
 class _Indexed:
-    path: str
+    name: str
     seg: object               # a tsdemux.Segment without payload
     offset: int               # stream time + offset = the file's time
 
 
-def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | None) \
-        -> Export:
+def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | None,
+         source=None) -> Export:
     """Index the segments covering [start, end) seconds of rendition `rendition` and lay out
-    the MP4. `end` None: to the end of the recording."""
+    the MP4. `end` None: to the end of the recording. `source`: where the segment files are
+    (a segment_source; None: the rendition's folder in the data dir)."""
     kept = library.kept_segments(data_dir, rec_id, rendition)
-    folder = os.path.dirname(library.rendition_playlist(data_dir, rec_id, rendition))
-    return plan_segments(folder, kept, start, end, rec_id)
+    if source is None:
+        source = LocalSegments(
+            os.path.dirname(library.rendition_playlist(data_dir, rec_id, rendition)))
+    return plan_segments(source, kept, start, end, rec_id)
 
 
-def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: float | None,
+def plan_segments(source, kept: list[playlist.Kept], start: float, end: float | None,
                   label: str = "") -> Export:
-    """`plan` for the segments `kept` (files in `folder`); `label` names them in the log."""
+    """`plan` for the segments `kept` (files in `source`, a segment_source or a folder);
+    `label` names them in the log."""
+    if isinstance(source, str):
+        source = LocalSegments(source)
     if _is_fmp4(kept):
-        return _plan_fmp4(folder, kept, start, end, label)
+        return _plan_fmp4(source, kept, start, end, label)
     if not _is_ts(kept):
         raise Unsupported("not a recording of MPEG-TS segments, nor of fMP4 ones")
     total = sum(k.duration for k in kept)
@@ -217,13 +231,14 @@ def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: flo
     run, t90, floor = _Run(), round(first_t * CLOCK), 0
     sps = pps = aac = None
     frame90 = 3000
-    for n, k in enumerate(kept[first:last]):
+    chosen = kept[first:last]
+    for n, (k, (_, data)) in enumerate(zip(chosen, source.read_each(k.name for k in chosen))):
         if n and n % YIELD_EVERY == 0:
             _pause()
-        path = os.path.join(folder, k.name)
         try:
-            with open(path, "rb") as f:
-                seg = demux_segment(f.read(), False)
+            if isinstance(data, OSError):
+                raise data
+            seg = demux_segment(data, False)
         except (OSError, DemuxError) as exc:
             log.warning("export of %s: segment %s skipped: %s", label, k.name, exc)
             t90 += round(k.duration * CLOCK)
@@ -239,7 +254,7 @@ def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: flo
             floor = run.offset + max(
                 ([vdts[-1] + frame90] if len(vdts) else [])
                 + ([apts[-1] + AAC_FRAME * CLOCK // rate] if len(apts) else []))
-            segs.append(_Indexed(path, seg, run.offset))
+            segs.append(_Indexed(k.name, seg, run.offset))
             sps, pps = sps or seg.sps, pps or seg.pps
             aac = aac or seg.aac
         t90 += round(k.duration * CLOCK)
@@ -302,7 +317,7 @@ def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: flo
             a_pts += apts[j0:j1]
             mp4tables.shift(a_pts, at, off)
             a_sizes += as_[j0:j1]
-        pieces.append(Piece(x.path, v0, v1, a0, a1))
+        pieces.append(Piece(source, x.name, v0, v1, a0, a1))
     if not v_dts:
         raise ExportError("no video in that range")
     del segs
@@ -312,7 +327,7 @@ def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: flo
         tracks.append(_audio_track(a_pts, a_sizes, t0, aac))
     else:
         chunks = [c for c in chunks if c[0] == 0]
-        pieces = [Piece(p.path, p.v0, p.v1, 0, 0) for p in pieces if p.v1 > p.v0]
+        pieces = [Piece(p.source, p.name, p.v0, p.v1, 0, 0) for p in pieces if p.v1 > p.v0]
     for index, t in enumerate(tracks):
         t.chunk_samples = [count for track, _, count in chunks if track == index]
     payload = sum(p.size for p in pieces)
@@ -325,7 +340,7 @@ def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: flo
 class _Chunk:
     """A trun's samples in the flattened per-track arrays: [first, first + count)."""
     track: int                # 0 video, 1 audio
-    path: str
+    name: str
     offset: int               # in the segment file
     first: int
     count: int
@@ -361,7 +376,7 @@ def _first_shown(run: fmp4index.Run) -> int:
     return run.decode_time if first is None else first
 
 
-def _plan_fmp4(folder: str, kept: list[playlist.Kept], start: float, end: float | None,
+def _plan_fmp4(source, kept: list[playlist.Kept], start: float, end: float | None,
                label: str) -> Export:
     """The fMP4 (Low-Latency HLS) variant of `plan_segments`: the index is the fragments'
     trun boxes and the payload the samples' bytes in the segment files, as they are."""
@@ -377,17 +392,17 @@ def _plan_fmp4(folder: str, kept: list[playlist.Kept], start: float, end: float 
     offsets: dict[int, int] = {}              # track id -> raw decode time + this = file's
     expected: dict[int, int] = {}             # track id -> raw decode time of the next sample
     t_playlist, current_map = 0.0, None
-    for n, k in enumerate(kept[first:last]):
+    chosen = kept[first:last]
+    for n, (k, (_, data)) in enumerate(zip(chosen, source.read_each(k.name for k in chosen))):
         if n and n % YIELD_EVERY == 0:
             _pause()
-        path = os.path.join(folder, k.name)
         try:
+            if isinstance(data, OSError):
+                raise data
             init = inits.get(k.map_name)
             if init is None:
-                with open(os.path.join(folder, k.map_name), "rb") as f:
-                    init = inits[k.map_name] = fmp4index.read_init(f.read())
-            with open(path, "rb") as f:
-                runs = fmp4index.read_segment(f.read(), init)
+                init = inits[k.map_name] = fmp4index.read_init(source.read(k.map_name))
+            runs = fmp4index.read_segment(data, init)
         except (OSError, BMFFError) as exc:
             log.warning("export of %s: segment %s skipped: %s", label, k.name, exc)
             t_playlist += k.duration
@@ -424,7 +439,7 @@ def _plan_fmp4(folder: str, kept: list[playlist.Kept], start: float, end: float 
         for r in runs:
             index = ids.index(r.track_id)
             at = flats[index].add(r, offsets[r.track_id])
-            chunks.append(_Chunk(index, path, r.offset, at, len(r.sizes)))
+            chunks.append(_Chunk(index, k.name, r.offset, at, len(r.sizes)))
             expected[r.track_id] = r.decode_time + sum(r.durations)
         t_playlist += k.duration
     if reference is None or not flats or not len(flats[0].dts):
@@ -467,7 +482,7 @@ def _plan_fmp4(folder: str, kept: list[playlist.Kept], start: float, end: float 
         sizes = flats[c.track].sizes
         offset = c.offset + sum(sizes[c.first:a])
         size = sum(sizes[a:b])
-        pieces.append(FileRange(c.path, offset, size))
+        pieces.append(FileRange(source, c.name, offset, size))
         layout_chunks.append((c.track, size))
         per_track[c.track].append(b - a)
     lo, hi = bounds[0]
@@ -526,16 +541,17 @@ CACHE_SIZE = 4
 
 
 def cached_plan(data_dir: str, rec_id: str, rendition: int, start: float,
-                end: float | None) -> Export:
+                end: float | None, source=None) -> Export:
     """`plan`, kept for the few last exports (a download resumed with Range asks again):
     known by the rendition playlist's mtime and size, so a growing recording is planned
-    anew."""
+    anew, and by the source (the bucket's settings: new credentials, a new plan)."""
     st = os.stat(library.rendition_playlist(data_dir, rec_id, rendition))
-    key = (data_dir, rec_id, rendition, start, end, st.st_mtime_ns, st.st_size)
+    key = (data_dir, rec_id, rendition, start, end, st.st_mtime_ns, st.st_size,
+           source.cache_key if source is not None else None)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    made = plan(data_dir, rec_id, rendition, start, end)
+    made = plan(data_dir, rec_id, rendition, start, end, source)
     _CACHE[key] = made
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
