@@ -5,7 +5,8 @@
     GET  /replay/<id>/<n>/<file>           rendition n's playlist and segments
     GET  /replay/<id>/thumbnail.jpg        the thumbnail
     GET  /api/replays/<id>/download        the recording as MP4 (?start=S&end=E seconds,
-                                           ?rendition=n; a byte Range; mp4export.py says how)
+                                           ?rendition=n; a byte Range; mp4export.py says how;
+                                           a replay in the bucket is read from there)
     POST /api/admin/replays/delete         {"id": ...}
     GET  /replays/<id>                     a page playing it (api/webui.py's player)
 
