@@ -90,8 +90,13 @@ class Piece:
     def size(self) -> int:
         return self.v1 - self.v0 + self.a1 - self.a0
 
-    def parts(self) -> tuple[bytes, bytes]:
-        return _payload(self)
+    @property
+    def wanted(self) -> tuple:
+        return self.name, None, None           # the whole segment, to demux
+
+    def parts(self, data) -> tuple[bytes, bytes]:
+        """The piece from `data`, what the source read for `wanted` (or the OSError)."""
+        return _payload(self, data)
 
 
 @dataclass
@@ -103,14 +108,13 @@ class FileRange:
     size: int
     offset: int = 0
 
-    def parts(self) -> tuple[bytes]:
-        try:
-            data = self.source.read_range(self.name, self.start, self.size)
-        except OSError as exc:
-            raise ExportError(f"segment {self.name} went away while exporting: {exc}") \
-                from None
-        except SourceUnreachable as exc:
-            raise ExportError(str(exc)) from None
+    @property
+    def wanted(self) -> tuple:
+        return self.name, self.start, self.size
+
+    def parts(self, data) -> tuple[bytes]:
+        if isinstance(data, OSError):
+            raise ExportError(f"segment {self.name} went away while exporting: {data}")
         if len(data) != self.size:
             raise ExportError(f"segment {self.name} changed while exporting")
         return (data,)
@@ -132,33 +136,48 @@ class Export:
         last = self.length - 1 if last is None else min(last, self.length - 1)
         if first < len(self.header):
             yield self.header[first:last + 1]
-        for p in self.pieces:
-            if p.offset + p.size <= first:
-                continue
-            if p.offset > last:
-                break
-            # bytes, not memoryviews: what a WSGI server accepts; a slice only at the ends
-            lo, hi = max(first - p.offset, 0), last + 1 - p.offset
-            for data in p.parts():
-                if lo < len(data) and hi > 0:
-                    yield data if lo <= 0 and hi >= len(data) else data[max(lo, 0):hi]
-                lo -= len(data)
-                hi -= len(data)
+        at = bisect.bisect_right([p.offset + p.size for p in self.pieces], first)
+        end = bisect.bisect_right([p.offset for p in self.pieces], last, at)
+        chosen = self.pieces[at:end]
+        if not chosen:
+            return
+        # The source reads ahead (the bucket: the next pieces' GETs in flight).
+        read = chosen[0].source.read_each(p.wanted for p in chosen)
+        try:
+            for p in chosen:
+                try:
+                    got = next(read)
+                except SourceUnreachable as exc:
+                    raise ExportError(str(exc)) from None
+                # bytes, not memoryviews: what a WSGI server accepts; a slice only at the ends
+                lo, hi = max(first - p.offset, 0), last + 1 - p.offset
+                for data in p.parts(got):
+                    if lo < len(data) and hi > 0:
+                        yield data if lo <= 0 and hi >= len(data) else data[max(lo, 0):hi]
+                    lo -= len(data)
+                    hi -= len(data)
+        finally:
+            read.close()
 
 
-def _payload(p: Piece) -> tuple[bytes, bytes]:
+def _payload(p: Piece, data) -> tuple[bytes, bytes]:
     try:
-        seg = demux_segment(p.source.read(p.name), True)
+        if isinstance(data, OSError):
+            raise data
+        seg = demux_segment(data, True)
     except (OSError, DemuxError) as exc:
         raise ExportError(f"segment {p.name} changed or went away while exporting: {exc}") \
             from None
-    except SourceUnreachable as exc:
-        raise ExportError(str(exc)) from None
     if len(seg.video) < p.v1 or len(seg.audio) < p.a1:
         raise ExportError(f"segment {p.name} changed while exporting")
     video = seg.video if p.v0 == 0 and p.v1 == len(seg.video) else seg.video[p.v0:p.v1]
     audio = seg.audio if p.a0 == 0 and p.a1 == len(seg.audio) else seg.audio[p.a0:p.a1]
     return video, audio
+
+
+def _whole(kept: list[playlist.Kept]):
+    """What a source reads for the index pass: each segment whole."""
+    return ((k.name, None, None) for k in kept)
 
 
 def _pause() -> None:
@@ -232,7 +251,7 @@ def plan_segments(source, kept: list[playlist.Kept], start: float, end: float | 
     sps = pps = aac = None
     frame90 = 3000
     chosen = kept[first:last]
-    for n, (k, (_, data)) in enumerate(zip(chosen, source.read_each(k.name for k in chosen))):
+    for n, (k, data) in enumerate(zip(chosen, source.read_each(_whole(chosen)))):
         if n and n % YIELD_EVERY == 0:
             _pause()
         try:
@@ -393,7 +412,7 @@ def _plan_fmp4(source, kept: list[playlist.Kept], start: float, end: float | Non
     expected: dict[int, int] = {}             # track id -> raw decode time of the next sample
     t_playlist, current_map = 0.0, None
     chosen = kept[first:last]
-    for n, (k, (_, data)) in enumerate(zip(chosen, source.read_each(k.name for k in chosen))):
+    for n, (k, data) in enumerate(zip(chosen, source.read_each(_whole(chosen)))):
         if n and n % YIELD_EVERY == 0:
             _pause()
         try:
