@@ -22,7 +22,8 @@ import requests
 
 import seaweedfs
 from conftest import config_file, temporary_daemon, wait_until
-from owncastd.recordings import library, mp4export
+from owncastd.native.tsdemux import demux_segment
+from owncastd.recordings import library, mp4export, segment_index
 from owncastd.recordings.segment_source import BucketSegments
 from owncastd.services.storage import S3Settings
 from test_ingest import ffmpeg_publish, stop_proc
@@ -122,6 +123,53 @@ def test_a_missing_object_is_skipped_by_the_plan_like_a_missing_file(recording, 
     assert len(body_of(made)) == made.length
 
 
+def test_the_stored_index_is_what_the_demuxer_says(recording, tmp_path):  # noqa: F811
+    data, folder, kept = recording
+    copy = str(tmp_path / "rendition")
+    shutil.copytree(folder, copy)
+    with open(os.path.join(copy, kept[3].name), "r+b") as f:
+        f.truncate(100)                           # one segment that does not demux
+    assert segment_index.write(copy, kept) == len(kept)
+    stored = segment_index.read(copy)
+    assert sorted(stored) == sorted(k.name for k in kept)
+    assert isinstance(stored[kept[3].name], segment_index.NotIndexed)
+    for k in kept[:3] + kept[4:]:
+        with open(os.path.join(copy, k.name), "rb") as f:
+            seg = demux_segment(f.read(), False)
+        got = stored[k.name]
+        for attr in ("video_sizes", "video_dts", "video_pts", "video_keys", "audio_sizes",
+                     "audio_pts", "sps", "pps", "aac"):
+            assert getattr(got, attr) == getattr(seg, attr), (k.name, attr)
+    # Damaged or foreign: not used (the export reads the segments instead).
+    with open(os.path.join(copy, segment_index.FILE), "r+b") as f:
+        f.truncate(os.path.getsize(os.path.join(copy, segment_index.FILE)) - 7)
+    assert segment_index.read(copy) is None
+    with open(os.path.join(copy, segment_index.FILE), "wb") as f:
+        f.write(b"something else")
+    assert segment_index.read(copy) is None
+
+
+def test_with_the_stored_index_the_plan_reads_nothing_from_the_bucket(recording, bucket,  # noqa: F811
+                                                                      tmp_path):
+    data, folder, kept = recording
+    index_folder = str(tmp_path / "index")
+    shutil.copytree(folder, index_folder)
+    segment_index.write(index_folder, kept)
+    prefix = f"recordings/{REC}-indexed/0"
+    upload(bucket, folder, prefix)
+    source = BucketSegments(settings_of(bucket), prefix, index_folder)
+    got = []
+    real_get = source._get
+    source._get = lambda name, byte_range: got.append(name) or real_get(name, byte_range)
+    for start, end in ((0.0, None), (3.0, 9.0)):
+        local = mp4export.plan(data, REC, 0, start, end)
+        remote = mp4export.plan(data, REC, 0, start, end, source)
+        assert got == [] and remote.header == local.header
+        assert body_of(remote) == body_of(local)
+        assert len(got) == len(remote.pieces)        # the body: each segment once
+        got.clear()
+
+
 # -- a daemon's replay in the bucket ------------------------------------------------------------
 
 CONFIG = """
@@ -147,6 +195,7 @@ class Replay:
     def __init__(self, daemon, server, rec_id, duration, ffmpeg_log):
         self.daemon, self.server, self.id = daemon, server, rec_id
         self.duration, self.ffmpeg_log = duration, ffmpeg_log
+        self.folder = os.path.dirname(library.rendition_playlist(daemon.data_dir, rec_id, 0))
 
     def url(self, query: str = "") -> str:
         return f"{self.daemon.url}/api/replays/{self.id}/download{query}"
@@ -193,7 +242,11 @@ def replay():
                 local = [n for n in os.listdir(folder) if n.endswith(".ts")]
                 return listed[0] if moved and not local else None
             listed = wait_until(in_bucket, 90, 0.5, what="the replay moved to the bucket")
-            yield Replay(d, server, listed["id"], listed["durationSeconds"], ffmpeg_log)
+            made = Replay(d, server, listed["id"], listed["durationSeconds"], ffmpeg_log)
+            # Its segments' index stayed here with the playlist, and is not in the bucket.
+            assert os.path.exists(os.path.join(made.folder, segment_index.FILE))
+            assert not [k for k in keys(client, f"recordings/{made.id}/") if "/." in k]
+            yield made
 
 
 @pytest.fixture(scope="module")
@@ -274,15 +327,27 @@ def read_until_closed(url: str, auth) -> tuple[int, dict, bytes]:
     return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
 
 
-def test_the_bucket_gone_ends_a_body_short_and_a_new_plan_is_503(replay, whole):
-    """Last in this module: it stops the bucket."""
-    replay.server.stop()
+def test_a_segment_gone_from_the_bucket_ends_the_body_short(replay, whole):
+    kept = library.kept_segments(replay.daemon.data_dir, replay.id, 0)
+    replay.server.client().delete_object(Bucket=BUCKET,
+                                         Key=f"recordings/{replay.id}/0/{kept[2].name}")
     status, headers, body = read_until_closed(replay.url(), replay.daemon.auth)
     assert status == 200 and int(headers["content-length"]) == len(whole.content)
-    assert len(body) < len(whole.content) and body == whole.content[:len(body)]
+    assert len(whole.content) // 10 < len(body) < len(whole.content)
+    assert body == whole.content[:len(body)]
     wait_until(lambda: "an MP4 download stopped" in replay.daemon.output(), 10,
                what="the log line")
-    r = replay.get("?start=3")                    # not planned yet: needs the bucket
-    assert r.status_code == 503 and r.json()["success"] is False
-    assert "S3" in r.json()["message"]
+
+
+def test_the_bucket_gone_is_503_before_the_body(replay, whole):
+    """Last in this module: it stops the bucket."""
+    replay.server.stop()
+    for query in ("", "?start=3"):      # the plan cached, then one made from the stored index
+        r = replay.get(query)
+        assert r.status_code == 503 and r.json()["success"] is False, (query, r.status_code)
+        assert "S3 bucket could not be reached" in r.json()["message"]
+    # A replay uploaded without the index: the plan itself needs the bucket.
+    os.unlink(os.path.join(replay.folder, segment_index.FILE))
+    r = replay.get("?start=4")
+    assert r.status_code == 503 and "S3 bucket could not be reached" in r.json()["message"]
     assert "download of replay" in replay.daemon.output()

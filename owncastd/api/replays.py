@@ -58,6 +58,12 @@ def _not_found():
     return falcon.HTTPNotFound(title="Not Found", description="no such replay")
 
 
+def _unreachable(rec_id: str, exc: Exception):
+    log.warning("an MP4 download of replay %s refused (503): %s", rec_id, exc)
+    return falcon.HTTPServiceUnavailable(
+        title="Service Unavailable", description=f"cannot export this replay now: {exc}")
+
+
 def _no_bucket():
     return falcon.HTTPServiceUnavailable(
         title="Service Unavailable", description="this replay is in the S3 bucket, and S3 "
@@ -82,11 +88,13 @@ class _Base:
         return remote
 
     def segments_in_bucket(self, r: dict, rendition: int) -> BucketSegments:
-        """A replay's segments in the bucket, for the MP4 export (no S3 client made yet)."""
+        """A replay's segments in the bucket, for the MP4 export (no S3 client made yet),
+        with their index if it was stored beside the playlist."""
         settings = S3Settings.from_config(self.config.get("s3"))
         if settings is None:
             raise _no_bucket()
-        return BucketSegments(settings, f"recordings/{r['id']}/{rendition}")
+        return BucketSegments(settings, f"recordings/{r['id']}/{rendition}", os.path.dirname(
+            library.rendition_playlist(self.data_dir, r["id"], rendition)))
 
     def recording(self, rec_id: str) -> dict:
         r = self.store.recording(rec_id) if library.valid_id(rec_id) else None
@@ -218,10 +226,7 @@ class ReplayDownloadResource(_Base):
         except mp4export.Unsupported:
             return False
         except SourceUnreachable as exc:
-            log.warning("an MP4 download of replay %s refused (503): %s", rec_id, exc)
-            raise falcon.HTTPServiceUnavailable(
-                title="Service Unavailable", description=f"cannot export this replay now: "
-                f"{exc}") from None
+            raise _unreachable(rec_id, exc) from None
         except mp4export.ExportError as exc:
             raise BadRequest(f"cannot export that range: {exc}") from None
         resp.set_header("Accept-Ranges", "bytes")
@@ -239,6 +244,18 @@ class ReplayDownloadResource(_Base):
             resp.set_header("Content-Range", f"bytes {first}-{last}/{made.length}")
         if body:
             resp.stream = mp4export.Body(made, first, last)
+            if source is not None:
+                # The bucket: its first media bytes now, so that an unreachable bucket is
+                # still a 503 rather than a download that stops after the moov.
+                try:
+                    resp.stream.prime()
+                except mp4export.Unreachable as exc:
+                    raise _unreachable(rec_id, exc) from None
+                except mp4export.ExportError as exc:
+                    log.warning("an MP4 download of replay %s failed: %s", rec_id, exc)
+                    raise falcon.HTTPInternalServerError(
+                        title="Internal Server Error", description=f"cannot export this "
+                        f"replay: {exc}") from None
         resp.content_length = last - first + 1
         return True
 

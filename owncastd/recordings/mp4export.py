@@ -12,10 +12,13 @@ fMP4 segments (Low-Latency HLS) need no demuxing: their trun boxes are the index
 and each trun's samples are one chunk, read from the segment file as they are.
 
 The segments are read through a source (recordings/segment_source.py): the data dir, or the
-S3 bucket for a replay whose media moved there (each segment GET once for the index; the body
-then GETs only what its byte range covers: whole MPEG-TS segments, fMP4 samples by ranged
-GETs). A bucket that cannot be reached is `SourceUnreachable` from the plan, and ends a body
-like a segment that went away.
+S3 bucket for a replay whose media moved there. The index of a replay's MPEG-TS segments is
+stored beside its playlist when they move (recordings/segment_index.py), so its plan reads
+nothing from the bucket; without it (fMP4, or uploaded before) each segment is read once
+for the index. The body then reads only what its byte range covers: whole MPEG-TS segments,
+fMP4 samples by ranged GETs. A bucket that cannot be reached is `SourceUnreachable` from the
+plan, and `Unreachable` (an ExportError) from a body, which ends it like a segment that went
+away.
 
 Time: within a run of segments without a discontinuity the stream's timestamps are kept;
 each run starts at its playlist time (the sum of the EXTINFs before it), or where the run
@@ -59,6 +62,10 @@ class ExportError(ValueError):
 
 class Unsupported(ExportError):
     """Segments this export does not read (ffmpeg's remux may)."""
+
+
+class Unreachable(ExportError):
+    """The segments' source (the S3 bucket) cannot be read now."""
 
 
 def supported(kept: list[playlist.Kept]) -> bool:
@@ -148,7 +155,7 @@ class Export:
                 try:
                     got = next(read)
                 except SourceUnreachable as exc:
-                    raise ExportError(str(exc)) from None
+                    raise Unreachable(str(exc)) from None
                 # bytes, not memoryviews: what a WSGI server accepts; a slice only at the ends
                 lo, hi = max(first - p.offset, 0), last + 1 - p.offset
                 for data in p.parts(got):
@@ -173,6 +180,25 @@ def _payload(p: Piece, data) -> tuple[bytes, bytes]:
     video = seg.video if p.v0 == 0 and p.v1 == len(seg.video) else seg.video[p.v0:p.v1]
     audio = seg.audio if p.a0 == 0 and p.a1 == len(seg.audio) else seg.audio[p.a0:p.a1]
     return video, audio
+
+
+def _ts_index(source, chosen: list[playlist.Kept]):
+    """(segment, its index: a tsdemux.Segment without payload, or the error reading it) for
+    each of `chosen`: from the index stored with a replay in the bucket when it has them all,
+    else by reading and demuxing each segment."""
+    stored = source.stored_index()
+    if stored is not None and all(k.name in stored for k in chosen):
+        for k in chosen:
+            yield k, stored[k.name]
+        return
+    for k, data in zip(chosen, source.read_each(_whole(chosen))):
+        try:
+            if isinstance(data, OSError):
+                raise data
+            seg = demux_segment(data, False)
+        except (OSError, DemuxError) as exc:
+            seg = exc
+        yield k, seg
 
 
 def _whole(kept: list[playlist.Kept]):
@@ -250,16 +276,11 @@ def plan_segments(source, kept: list[playlist.Kept], start: float, end: float | 
     run, t90, floor = _Run(), round(first_t * CLOCK), 0
     sps = pps = aac = None
     frame90 = 3000
-    chosen = kept[first:last]
-    for n, (k, data) in enumerate(zip(chosen, source.read_each(_whole(chosen)))):
+    for n, (k, seg) in enumerate(_ts_index(source, kept[first:last])):
         if n and n % YIELD_EVERY == 0:
             _pause()
-        try:
-            if isinstance(data, OSError):
-                raise data
-            seg = demux_segment(data, False)
-        except (OSError, DemuxError) as exc:
-            log.warning("export of %s: segment %s skipped: %s", label, k.name, exc)
+        if isinstance(seg, Exception):
+            log.warning("export of %s: segment %s skipped: %s", label, k.name, seg)
             t90 += round(k.duration * CLOCK)
             continue
         vdts, apts = seg.video_dts, seg.audio_pts
@@ -591,9 +612,21 @@ class Body:
 
     def __init__(self, export: Export, first: int = 0, last: int | None = None):
         self._chunks = export.chunks(first, last)
+        self._ready: list[bytes] = []
+        self._to_media = 2 if first < len(export.header) else 1   # chunks to the first media
+
+    def prime(self) -> None:
+        """Read the first media bytes now, before the response starts: a source that cannot
+        be read is then an ExportError the API still answers (503), not a short body."""
+        for chunk in self._chunks:
+            self._ready.append(chunk)
+            if len(self._ready) >= self._to_media:
+                break
 
     def __iter__(self):
         try:
+            while self._ready:
+                yield self._ready.pop(0)
             yield from self._chunks
         except ExportError as exc:
             log.warning("an MP4 download stopped: %s", exc)

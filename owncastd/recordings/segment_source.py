@@ -1,6 +1,8 @@
 """Where the MP4 export (recordings/mp4export.py) reads a recording's segment files from: the
 data dir, or the S3 bucket once a finished replay's media moved there
-(services/remote_recordings.py: objects `recordings/<id>/<rendition>/<name>`).
+(services/remote_recordings.py: objects `recordings/<id>/<rendition>/<name>`). A replay in
+the bucket usually has its segments' index beside its playlist (segment_index.py): then the
+export's index pass reads nothing from the bucket.
 
 A source gives a whole file (the index pass parses each segment once; an MPEG-TS segment's
 samples are demuxed from the whole file, so its part of the body needs it whole too) or a byte
@@ -37,6 +39,9 @@ class LocalSegments:
     def cache_key(self) -> tuple:
         return ("local", self.folder)
 
+    def stored_index(self) -> None:
+        return None           # the files are here: indexing them is cheap
+
     def read(self, name: str) -> bytes:
         with open(os.path.join(self.folder, name), "rb") as f:
             return f.read()
@@ -68,15 +73,21 @@ class BucketSegments:
     on first use: a cached export plan keeps the source it was made with, so a request
     answered from the cache makes neither."""
 
-    def __init__(self, settings, prefix: str):
+    def __init__(self, settings, prefix: str, index_folder: str | None = None):
         self.settings = settings
         self.prefix = prefix.rstrip("/")
+        self.index_folder = index_folder      # where segment_index.FILE may be
         self._client = None
         self._http = None
 
     @property
     def cache_key(self) -> tuple:
-        return ("s3", self.settings, self.prefix)
+        return ("s3", self.settings, self.prefix, self.index_folder)
+
+    def stored_index(self) -> dict | None:
+        """The segments' index written when they were uploaded (segment_index.py), if any."""
+        from . import segment_index
+        return segment_index.read(self.index_folder) if self.index_folder else None
 
     @property
     def client(self):
