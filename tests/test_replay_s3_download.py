@@ -337,6 +337,14 @@ def test_a_segment_gone_from_the_bucket_ends_the_body_short(replay, whole):
     assert body == whole.content[:len(body)]
     wait_until(lambda: "an MP4 download stopped" in replay.daemon.output(), 10,
                what="the log line")
+    # A range that starts in that segment: its first bytes are read before the answer, so
+    # the error is an answer (500, JSON), not an empty 206.
+    made = mp4export.plan(replay.daemon.data_dir, replay.id, 0, 0.0, None, BucketSegments(
+        settings_of(replay.server), f"recordings/{replay.id}/0", replay.folder))
+    assert made.length == len(whole.content)
+    gone = next(p for p in made.pieces if p.name == kept[2].name)
+    r = replay.get(Range=f"bytes={gone.offset + 10}-")
+    assert r.status_code == 500 and kept[2].name in r.json()["message"], r.text
 
 
 def test_the_bucket_gone_is_503_before_the_body(replay, whole):

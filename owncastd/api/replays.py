@@ -243,19 +243,21 @@ class ReplayDownloadResource(_Base):
             resp.status = falcon.HTTP_206
             resp.set_header("Content-Range", f"bytes {first}-{last}/{made.length}")
         if body:
-            resp.stream = mp4export.Body(made, first, last)
+            stream = mp4export.Body(made, first, last)
             if source is not None:
                 # The bucket: its first media bytes now, so that an unreachable bucket is
                 # still a 503 rather than a download that stops after the moov.
                 try:
-                    resp.stream.prime()
-                except mp4export.Unreachable as exc:
-                    raise _unreachable(rec_id, exc) from None
+                    stream.prime()
                 except mp4export.ExportError as exc:
+                    stream.close()
+                    if isinstance(exc, mp4export.Unreachable):
+                        raise _unreachable(rec_id, exc) from None
                     log.warning("an MP4 download of replay %s failed: %s", rec_id, exc)
                     raise falcon.HTTPInternalServerError(
                         title="Internal Server Error", description=f"cannot export this "
                         f"replay: {exc}") from None
+            resp.stream = stream
         resp.content_length = last - first + 1
         return True
 
