@@ -109,8 +109,8 @@ def test_a_bucket_gone_mid_body_ends_it_with_a_warning(recording, caplog):  # no
         assert any("download stopped" in r.getMessage() for r in caplog.records)
 
 
-def test_a_missing_object_is_skipped_by_the_plan_like_a_missing_file(recording, bucket,  # noqa: F811
-                                                                     caplog):
+def test_a_missing_object_is_skipped_like_a_missing_file(recording, bucket,  # noqa: F811
+                                                         caplog):
     data, folder, kept = recording
     prefix = f"recordings/{REC}-missing/0"
     upload(bucket, folder, prefix)
@@ -149,8 +149,8 @@ def test_the_stored_index_is_what_the_demuxer_says(recording, tmp_path):  # noqa
     assert segment_index.read(copy) is None
 
 
-def test_with_the_stored_index_the_plan_reads_nothing_from_the_bucket(recording, bucket,  # noqa: F811
-                                                                      tmp_path):
+def test_with_the_stored_index_the_plan_reads_no_object(recording, bucket,  # noqa: F811
+                                                        tmp_path):
     data, folder, kept = recording
     index_folder = str(tmp_path / "index")
     shutil.copytree(folder, index_folder)
