@@ -170,6 +170,27 @@ def test_with_the_stored_index_the_plan_reads_no_object(recording, bucket,  # no
         got.clear()
 
 
+def test_a_whole_download_without_the_index_stores_it_for_the_next(recording, bucket,  # noqa: F811
+                                                                    tmp_path):
+    data, folder, kept = recording
+    prefix = f"recordings/{REC}-later/0"
+    upload(bucket, folder, prefix)
+    index_folder = str(tmp_path)
+    source = BucketSegments(settings_of(bucket), prefix, index_folder)
+    got = []
+    real_get = source._get
+    source._get = lambda name, byte_range: got.append(name) or real_get(name, byte_range)
+    mp4export.plan(data, REC, 0, 0.0, 2.0, source)          # a range: not every segment
+    assert got and segment_index.read(index_folder) is None
+    got.clear()
+    whole = mp4export.plan(data, REC, 0, 0.0, None, source)
+    assert sorted(got) == sorted(k.name for k in kept)
+    assert sorted(segment_index.read(index_folder)) == sorted(k.name for k in kept)
+    got.clear()
+    again = mp4export.plan(data, REC, 0, 0.0, None, source)
+    assert got == [] and again.header == whole.header
+
+
 # -- a daemon's replay in the bucket ------------------------------------------------------------
 
 CONFIG = """

@@ -182,23 +182,30 @@ def _payload(p: Piece, data) -> tuple[bytes, bytes]:
     return video, audio
 
 
-def _ts_index(source, chosen: list[playlist.Kept]):
+def _ts_index(source, chosen: list[playlist.Kept], every: bool):
     """(segment, its index: a tsdemux.Segment without payload, or the error reading it) for
     each of `chosen`: from the index stored with a replay in the bucket when it has them all,
-    else by reading and demuxing each segment."""
+    else by reading and demuxing each segment; then, when `chosen` is `every` segment and
+    each one was read, the source may store that index."""
     stored = source.stored_index()
     if stored is not None and all(k.name in stored for k in chosen):
         for k in chosen:
             yield k, stored[k.name]
         return
+    entries, complete = [], every
     for k, data in zip(chosen, source.read_each(_whole(chosen))):
         try:
             if isinstance(data, OSError):
+                complete = False              # perhaps for a moment: not stored as missing
                 raise data
             seg = demux_segment(data, False)
         except (OSError, DemuxError) as exc:
             seg = exc
+        if complete:
+            entries.append((k.name, seg))
         yield k, seg
+    if complete:
+        source.store_index(entries)
 
 
 def _whole(kept: list[playlist.Kept]):
@@ -276,7 +283,7 @@ def plan_segments(source, kept: list[playlist.Kept], start: float, end: float | 
     run, t90, floor = _Run(), round(first_t * CLOCK), 0
     sps = pps = aac = None
     frame90 = 3000
-    for n, (k, seg) in enumerate(_ts_index(source, kept[first:last])):
+    for n, (k, seg) in enumerate(_ts_index(source, kept[first:last], last - first == len(kept))):
         if n and n % YIELD_EVERY == 0:
             _pause()
         if isinstance(seg, Exception):

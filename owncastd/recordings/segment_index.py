@@ -7,6 +7,9 @@ here, without reading every segment back from the bucket before the first byte
 (recordings/mp4export.py); only the body's bytes are read from the bucket. A dot file: never
 served, never uploaded, deleted with the recording.
 
+A replay uploaded without it (by an older version) gets it from its first whole download,
+which reads every segment anyway (mp4export).
+
 The format (little-endian): MAGIC, then per segment a header `<H name length> <B ok>` and
 the name; an ok segment then has `<I videos> <I audios> <H sps> <H pps> <3B aac or ff ff ff>`,
 the sps and pps bytes, and six int64 arrays (video sizes, dts, pts, keys; audio sizes, pts);
@@ -16,10 +19,12 @@ segments instead.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
 import sys
+import tempfile
 from array import array
 
 from ..native.tsdemux import DemuxError, demux_segment
@@ -52,16 +57,26 @@ def _le(values: array) -> bytes:
 
 
 def write(folder: str, kept: list[playlist.Kept]) -> int:
-    """Index the segments `kept` (MPEG-TS files in `folder`) into `folder/FILE` (replaced
-    atomically); return how many segments it holds."""
-    out = [MAGIC]
+    """Index the segments `kept` (MPEG-TS files in `folder`) into `folder/FILE`; return how
+    many segments it holds."""
+    entries = []
     for k in kept:
-        name = k.name.encode()
         try:
             with open(os.path.join(folder, k.name), "rb") as f:
-                seg = demux_segment(f.read(), False)
+                entries.append((k.name, demux_segment(f.read(), False)))
         except (OSError, DemuxError) as exc:
-            message = str(exc).encode()[:1000]
+            entries.append((k.name, exc))
+    return write_entries(folder, entries)
+
+
+def write_entries(folder: str, entries) -> int:
+    """`folder/FILE` of (segment name, its tsdemux.Segment without payload, or the error
+    demuxing it), replaced atomically (two writers at once: the last one stays)."""
+    out = [MAGIC]
+    for name, seg in entries:
+        name = name.encode()
+        if isinstance(seg, Exception):
+            message = str(seg).encode()[:1000]
             out += [_ENTRY.pack(len(name), 0), name, struct.pack("<H", len(message)), message]
             continue
         sps, pps = seg.sps or b"", seg.pps or b""
@@ -70,11 +85,16 @@ def write(folder: str, kept: list[playlist.Kept]) -> int:
                 _COUNTS.pack(len(seg.video_sizes), len(seg.audio_sizes), len(sps), len(pps),
                              *aac), sps, pps]
         out += [_le(getattr(seg, a)) for a in _ARRAYS]
-    tmp = os.path.join(folder, FILE + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(b"".join(out))
-    os.replace(tmp, os.path.join(folder, FILE))
-    return len(kept)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=FILE + ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"".join(out))
+        os.replace(tmp, os.path.join(folder, FILE))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return len(entries)
 
 
 def write_recording(path: str) -> int:

@@ -13,9 +13,12 @@ a local file that went away); a bucket that cannot be reached or refuses us is
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+
+log = logging.getLogger("owncastd.recordings")
 
 PREFETCH = 4          # bucket GETs in flight (the index pass's segments, the body's pieces)
 URL_SECONDS = 300     # a presigned URL is made for each GET and used at once
@@ -41,6 +44,9 @@ class LocalSegments:
 
     def stored_index(self) -> None:
         return None           # the files are here: indexing them is cheap
+
+    def store_index(self, entries) -> None:
+        pass
 
     def read(self, name: str) -> bytes:
         with open(os.path.join(self.folder, name), "rb") as f:
@@ -88,6 +94,16 @@ class BucketSegments:
         """The segments' index written when they were uploaded (segment_index.py), if any."""
         from . import segment_index
         return segment_index.read(self.index_folder) if self.index_folder else None
+
+    def store_index(self, entries) -> None:
+        """Keep the index of all the segments, read from the bucket, for the next plans
+        (a replay uploaded without it); a failure only costs the next plan a read."""
+        from . import segment_index
+        if self.index_folder:
+            try:
+                segment_index.write_entries(self.index_folder, entries)
+            except OSError as exc:
+                log.warning("the segment index of %s could not be kept: %s", self.prefix, exc)
 
     @property
     def client(self):
