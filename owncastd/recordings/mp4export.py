@@ -558,7 +558,20 @@ def _plan_fmp4(source, kept: list[playlist.Kept], start: float, end: float | Non
         t.chunk_samples = per_track[index]
     header = mp4.layout(tracks, layout_chunks, sum(p.size for p in pieces))
     seconds = max(t.duration / t.timescale + t.delay / mp4.MOVIE_TIMESCALE for t in tracks)
-    return Export(header, pieces, seconds)
+    return Export(header, _joined(pieces), seconds)
+
+
+def _joined(pieces: list[FileRange]) -> list[FileRange]:
+    """The same bytes in fewer reads: neighbours that are one run of bytes of one file (a
+    fragment's video then audio samples) become one piece (from the bucket: one GET)."""
+    out: list[FileRange] = []
+    for p in pieces:
+        last = out[-1] if out else None
+        if last is not None and last.name == p.name and last.start + last.size == p.start:
+            out[-1] = FileRange(last.source, last.name, last.start, last.size + p.size)
+        else:
+            out.append(p)
+    return out
 
 
 def _video_track(dts, pts, sizes, keys, t0, sps, pps, frame90) -> mp4.Track:
