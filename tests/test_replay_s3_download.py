@@ -383,3 +383,28 @@ def test_the_bucket_gone_is_503_before_the_body(replay, whole):
     r = replay.get("?start=4")
     assert r.status_code == 503 and "S3 bucket could not be reached" in r.json()["message"]
     assert "download of replay" in replay.daemon.output()
+
+
+def test_deny_private_addresses_keeps_the_worker_from_reading_the_bucket(tmp_path):
+    """Without a daemon or a bucket: a replay row in "s3" and its playlist; with
+    http.deny_private_addresses on, a bucket on a loopback address is not even tried."""
+    from conftest import basic_auth, in_process_app
+    key = "replay-key-0123456789"
+    rec_id = "20261201-0000-0123abcd"
+    s3 = {"enabled": True, "endpoint": "http://127.0.0.1:9", "bucket": BUCKET,
+          "accessKey": "k", "secret": "s"}     # port 9 (discard): nothing listens
+    client, config, _, _ = in_process_app(str(tmp_path), {"stream_key": key, "s3": s3},
+                                          emoji=False)
+    assert library.valid_id(rec_id)
+    folder = os.path.dirname(library.rendition_playlist(str(tmp_path), rec_id, 0))
+    os.makedirs(folder)
+    with open(os.path.join(folder, library.MASTER), "w") as f:
+        f.write("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg-0.ts\n#EXT-X-ENDLIST\n")
+    config.store.add_recording(rec_id, "t", "2026-12-01T00:00:00Z", [0])
+    config.store.update_recording(rec_id, end_time="2026-12-01T00:00:02Z", location="s3")
+    url = f"/api/replays/{rec_id}/download"
+    r = client.simulate_get(url, headers=basic_auth(key))
+    assert r.status_code == 503 and "could not be reached" in r.json["message"], r.text
+    config.save({"http.deny_private_addresses": True})
+    r = client.simulate_get(url, headers=basic_auth(key))
+    assert r.status_code == 503 and "deny_private_addresses" in r.json["message"], r.text

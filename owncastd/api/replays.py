@@ -21,6 +21,7 @@ import os
 
 import falcon
 
+from ..netguard import OutboundRefused, check_outbound
 from ..recordings import export, library, mp4export
 from ..recordings.segment_source import BucketSegments, SourceUnreachable
 from ..services.remote_recordings import RemoteMedia, presigned_playlist
@@ -89,10 +90,16 @@ class _Base:
 
     def segments_in_bucket(self, r: dict, rendition: int) -> BucketSegments:
         """A replay's segments in the bucket, for the MP4 export (no S3 client made yet),
-        with their index if it was stored beside the playlist."""
+        with their index if it was stored beside the playlist. This worker reads them, so
+        `http.deny_private_addresses` is checked here, at each use (DNS may change)."""
         settings = S3Settings.from_config(self.config.get("s3"))
         if settings is None:
             raise _no_bucket()
+        if self.config.get("http.deny_private_addresses"):
+            try:
+                check_outbound(settings.endpoint)
+            except OutboundRefused as exc:
+                raise _unreachable(r["id"], exc) from None
         return BucketSegments(settings, f"recordings/{r['id']}/{rendition}", os.path.dirname(
             library.rendition_playlist(self.data_dir, r["id"], rendition)))
 
