@@ -339,7 +339,8 @@ def test_a_segment_gone_mid_download_stops_the_body_with_a_warning(recording, tm
     made = mp4export.plan(copy, REC, 0, 0.0, None)
     body = iter(mp4export.Body(made))
     next(body)                                            # the header
-    os.unlink(made.pieces[-1].path)
+    last = made.pieces[-1]
+    os.unlink(os.path.join(last.source.folder, last.name))
     with caplog.at_level(logging.WARNING, logger="owncastd.recordings"), \
             pytest.raises(mp4export.ExportError, match="went away"):
         for _ in body:

@@ -5,7 +5,8 @@
     GET  /replay/<id>/<n>/<file>           rendition n's playlist and segments
     GET  /replay/<id>/thumbnail.jpg        the thumbnail
     GET  /api/replays/<id>/download        the recording as MP4 (?start=S&end=E seconds,
-                                           ?rendition=n; a byte Range; mp4export.py says how)
+                                           ?rendition=n; a byte Range; mp4export.py says how;
+                                           a replay in the bucket is read from there)
     POST /api/admin/replays/delete         {"id": ...}
     GET  /replays/<id>                     a page playing it (api/webui.py's player)
 
@@ -15,12 +16,16 @@ path is made of them, so a path trick is a 404 like any unknown id.
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import falcon
 
+from ..netguard import OutboundRefused, check_outbound
 from ..recordings import export, library, mp4export
+from ..recordings.segment_source import BucketSegments, SourceUnreachable
 from ..services.remote_recordings import RemoteMedia, presigned_playlist
+from ..services.storage import S3Settings
 from ..settings import recording_policy
 from .auth import REALM, admin_credentials_ok
 from .body import read_object
@@ -28,6 +33,8 @@ from .errors import BadRequest
 from .files import UNSATISFIABLE, parse_range, send_file
 
 SEGMENT_CACHE = "public, max-age=31536000, immutable"
+
+log = logging.getLogger("owncastd.recordings")
 
 
 class ReplayAccess:
@@ -52,6 +59,18 @@ def _not_found():
     return falcon.HTTPNotFound(title="Not Found", description="no such replay")
 
 
+def _unreachable(rec_id: str, exc: Exception):
+    log.warning("an MP4 download of replay %s refused (503): %s", rec_id, exc)
+    return falcon.HTTPServiceUnavailable(
+        title="Service Unavailable", description=f"cannot export this replay now: {exc}")
+
+
+def _no_bucket():
+    return falcon.HTTPServiceUnavailable(
+        title="Service Unavailable", description="this replay is in the S3 bucket, and S3 "
+        "storage is not configured now")
+
+
 class _Base:
     def __init__(self, services, access: ReplayAccess):
         self.config = services.config
@@ -66,10 +85,23 @@ class _Base:
     def remote_for(self, r: dict) -> RemoteMedia:
         remote = self.remote() if r["location"] == "s3" else None
         if remote is None and r["location"] == "s3":
-            raise falcon.HTTPServiceUnavailable(
-                title="Service Unavailable", description="this replay is in the S3 bucket, "
-                "and S3 storage is not configured now")
+            raise _no_bucket()
         return remote
+
+    def segments_in_bucket(self, r: dict, rendition: int) -> BucketSegments:
+        """A replay's segments in the bucket, for the MP4 export (no S3 client made yet),
+        with their index if it was stored beside the playlist. This worker reads them, so
+        `http.deny_private_addresses` is checked here, at each use (DNS may change)."""
+        settings = S3Settings.from_config(self.config.get("s3"))
+        if settings is None:
+            raise _no_bucket()
+        if self.config.get("http.deny_private_addresses"):
+            try:
+                check_outbound(settings.endpoint)
+            except OutboundRefused as exc:
+                raise _unreachable(r["id"], exc) from None
+        return BucketSegments(settings, f"recordings/{r['id']}/{rendition}", os.path.dirname(
+            library.rendition_playlist(self.data_dir, r["id"], rendition)))
 
     def recording(self, rec_id: str) -> dict:
         r = self.store.recording(rec_id) if library.valid_id(rec_id) else None
@@ -177,13 +209,13 @@ class ReplayDownloadResource(_Base):
         resp.content_type = "video/mp4"
         resp.set_header("Content-Disposition", f'attachment; filename="{r["id"]}.mp4"')
         resp.set_header("Cache-Control", "no-store")
-        if r["location"] != "s3" and mp4export.supported(kept) and \
-                self._faststart(req, resp, r["id"], rendition, start, end and until, body):
+        source = self.segments_in_bucket(r, rendition) if r["location"] == "s3" else None
+        if mp4export.supported(kept) and self._faststart(
+                req, resp, r["id"], rendition, start, end and until, body, source):
             return
         if not body:
             return
-        # A recording in the bucket (or one the export does not read): ffmpeg's fragmented
-        # MP4.
+        # Segments the export does not read: ffmpeg's fragmented MP4.
         url_of = None
         if r["location"] == "s3":
             remote = self.remote_for(r)
@@ -192,13 +224,16 @@ class ReplayDownloadResource(_Base):
         resp.stream = export.MP4Stream(self.data_dir, r["id"], rendition, start, until, url_of)
 
     def _faststart(self, req, resp, rec_id: str, rendition: int, start: float,
-                   end: float | None, body: bool) -> bool:
+                   end: float | None, body: bool, source=None) -> bool:
         """One moov at the front, an exact length, and a single byte range on request;
-        False when the export does not read these segments."""
+        False when the export does not read these segments. `source`: the bucket's
+        segments for a replay there (None: the data dir)."""
         try:
-            made = mp4export.cached_plan(self.data_dir, rec_id, rendition, start, end)
+            made = mp4export.cached_plan(self.data_dir, rec_id, rendition, start, end, source)
         except mp4export.Unsupported:
             return False
+        except SourceUnreachable as exc:
+            raise _unreachable(rec_id, exc) from None
         except mp4export.ExportError as exc:
             raise BadRequest(f"cannot export that range: {exc}") from None
         resp.set_header("Accept-Ranges", "bytes")
@@ -215,7 +250,21 @@ class ReplayDownloadResource(_Base):
             resp.status = falcon.HTTP_206
             resp.set_header("Content-Range", f"bytes {first}-{last}/{made.length}")
         if body:
-            resp.stream = mp4export.Body(made, first, last)
+            stream = mp4export.Body(made, first, last)
+            if source is not None:
+                # The bucket: its first media bytes now, so that an unreachable bucket is
+                # still a 503 rather than a download that stops after the moov.
+                try:
+                    stream.prime()
+                except mp4export.ExportError as exc:
+                    stream.close()
+                    if isinstance(exc, mp4export.Unreachable):
+                        raise _unreachable(rec_id, exc) from None
+                    log.warning("an MP4 download of replay %s failed: %s", rec_id, exc)
+                    raise falcon.HTTPInternalServerError(
+                        title="Internal Server Error", description=f"cannot export this "
+                        f"replay: {exc}") from None
+            resp.stream = stream
         resp.content_length = last - first + 1
         return True
 

@@ -1,6 +1,6 @@
 """Ranges of a recording, and its MP4 by `ffmpeg -c copy` (no re-encode) for what
-recordings.mp4export does not make itself: a replay whose media is in the S3 bucket (ffmpeg
-reads it over presigned URLs).
+recordings.mp4export does not make itself: segments it reports Unsupported (for a replay in
+the S3 bucket ffmpeg reads them over presigned URLs).
 
 That MP4 is streamed as ffmpeg writes it, so it is FRAGMENTED MP4 with an empty moov at the
 front (`-movflags frag_keyframe+empty_moov+default_base_moof`): no length in advance, no

@@ -11,6 +11,15 @@ fMP4 segments (Low-Latency HLS) need no demuxing: their trun boxes are the index
 (recordings/fmp4index.py), the init segment's sample entries go into the moov as they are,
 and each trun's samples are one chunk, read from the segment file as they are.
 
+The segments are read through a source (recordings/segment_source.py): the data dir, or the
+S3 bucket for a replay whose media moved there. The index of a replay's MPEG-TS segments is
+stored beside its playlist when they move (recordings/segment_index.py), so its plan reads
+nothing from the bucket; without it (fMP4, or uploaded before) each segment is read once
+for the index. The body then reads only what its byte range covers: whole MPEG-TS segments,
+fMP4 samples by ranged GETs. A bucket that cannot be reached is `SourceUnreachable` from the
+plan, and `Unreachable` (an ExportError) from a body, which ends it like a segment that went
+away.
+
 Time: within a run of segments without a discontinuity the stream's timestamps are kept;
 each run starts at its playlist time (the sum of the EXTINFs before it), or where the run
 before it ended if that is later. A range starts at the keyframe at or before `start` (no
@@ -33,6 +42,7 @@ from ..native import mp4tables
 from ..native.tsdemux import DemuxError, demux_segment
 from ..llhls.bmff import BMFFError
 from . import fmp4index, library, mp4, playlist
+from .segment_source import LocalSegments, SourceUnreachable
 
 log = logging.getLogger("owncastd.recordings")
 
@@ -54,6 +64,10 @@ class Unsupported(ExportError):
     """Segments this export does not read (ffmpeg's remux may)."""
 
 
+class Unreachable(ExportError):
+    """The segments' source (the S3 bucket) cannot be read now."""
+
+
 def supported(kept: list[playlist.Kept]) -> bool:
     """MPEG-TS segments, or fMP4 ones with their init segments (on local disk)."""
     return _is_ts(kept) or _is_fmp4(kept)
@@ -71,7 +85,8 @@ def _is_fmp4(kept: list[playlist.Kept]) -> bool:
 class Piece:
     """One MPEG-TS segment's part of the mdat: video bytes [v0, v1) then audio bytes
     [a0, a1) of the segment's demuxed payload."""
-    path: str
+    source: object            # a segment_source
+    name: str
     v0: int
     v1: int
     a0: int
@@ -82,30 +97,33 @@ class Piece:
     def size(self) -> int:
         return self.v1 - self.v0 + self.a1 - self.a0
 
-    def parts(self) -> tuple[bytes, bytes]:
-        return _payload(self)
+    @property
+    def wanted(self) -> tuple:
+        return self.name, None, None           # the whole segment, to demux
+
+    def parts(self, data) -> tuple[bytes, bytes]:
+        """The piece from `data`, what the source read for `wanted` (or the OSError)."""
+        return _payload(self, data)
 
 
 @dataclass
 class FileRange:
     """A part of the mdat that is bytes of a segment file as they are (fMP4 samples)."""
-    path: str
+    source: object            # a segment_source
+    name: str
     start: int
     size: int
     offset: int = 0
 
-    def parts(self) -> tuple[bytes]:
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                data = os.pread(fd, self.size, self.start)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise ExportError(f"segment {os.path.basename(self.path)} went away while "
-                              f"exporting: {exc}") from None
+    @property
+    def wanted(self) -> tuple:
+        return self.name, self.start, self.size
+
+    def parts(self, data) -> tuple[bytes]:
+        if isinstance(data, OSError):
+            raise ExportError(f"segment {self.name} went away while exporting: {data}")
         if len(data) != self.size:
-            raise ExportError(f"segment {os.path.basename(self.path)} changed while exporting")
+            raise ExportError(f"segment {self.name} changed while exporting")
         return (data,)
 
 
@@ -125,32 +143,74 @@ class Export:
         last = self.length - 1 if last is None else min(last, self.length - 1)
         if first < len(self.header):
             yield self.header[first:last + 1]
-        for p in self.pieces:
-            if p.offset + p.size <= first:
-                continue
-            if p.offset > last:
-                break
-            # bytes, not memoryviews: what a WSGI server accepts; a slice only at the ends
-            lo, hi = max(first - p.offset, 0), last + 1 - p.offset
-            for data in p.parts():
-                if lo < len(data) and hi > 0:
-                    yield data if lo <= 0 and hi >= len(data) else data[max(lo, 0):hi]
-                lo -= len(data)
-                hi -= len(data)
+        at = bisect.bisect_right([p.offset + p.size for p in self.pieces], first)
+        end = bisect.bisect_right([p.offset for p in self.pieces], last, at)
+        chosen = self.pieces[at:end]
+        if not chosen:
+            return
+        # The source reads ahead (the bucket: the next pieces' GETs in flight).
+        read = chosen[0].source.read_each(p.wanted for p in chosen)
+        try:
+            for p in chosen:
+                try:
+                    got = next(read)
+                except SourceUnreachable as exc:
+                    raise Unreachable(str(exc)) from None
+                # bytes, not memoryviews: what a WSGI server accepts; a slice only at the ends
+                lo, hi = max(first - p.offset, 0), last + 1 - p.offset
+                for data in p.parts(got):
+                    if lo < len(data) and hi > 0:
+                        yield data if lo <= 0 and hi >= len(data) else data[max(lo, 0):hi]
+                    lo -= len(data)
+                    hi -= len(data)
+        finally:
+            read.close()
 
 
-def _payload(p: Piece) -> tuple[bytes, bytes]:
+def _payload(p: Piece, data) -> tuple[bytes, bytes]:
     try:
-        with open(p.path, "rb") as f:
-            seg = demux_segment(f.read(), True)
+        if isinstance(data, OSError):
+            raise data
+        seg = demux_segment(data, True)
     except (OSError, DemuxError) as exc:
-        raise ExportError(f"segment {os.path.basename(p.path)} changed or went away while "
-                          f"exporting: {exc}") from None
+        raise ExportError(f"segment {p.name} changed or went away while exporting: {exc}") \
+            from None
     if len(seg.video) < p.v1 or len(seg.audio) < p.a1:
-        raise ExportError(f"segment {os.path.basename(p.path)} changed while exporting")
+        raise ExportError(f"segment {p.name} changed while exporting")
     video = seg.video if p.v0 == 0 and p.v1 == len(seg.video) else seg.video[p.v0:p.v1]
     audio = seg.audio if p.a0 == 0 and p.a1 == len(seg.audio) else seg.audio[p.a0:p.a1]
     return video, audio
+
+
+def _ts_index(source, chosen: list[playlist.Kept], every: bool):
+    """(segment, its index: a tsdemux.Segment without payload, or the error reading it) for
+    each of `chosen`: from the index stored with a replay in the bucket when it has them all,
+    else by reading and demuxing each segment; then, when `chosen` is `every` segment and
+    each one was read, the source may store that index."""
+    stored = source.stored_index()
+    if stored is not None and all(k.name in stored for k in chosen):
+        for k in chosen:
+            yield k, stored[k.name]
+        return
+    entries, complete = [], every
+    for k, data in zip(chosen, source.read_each(_whole(chosen))):
+        try:
+            if isinstance(data, OSError):
+                complete = False              # perhaps for a moment: not stored as missing
+                raise data
+            seg = demux_segment(data, False)
+        except (OSError, DemuxError) as exc:
+            seg = exc
+        if complete:
+            entries.append((k.name, seg))
+        yield k, seg
+    if complete:
+        source.store_index(entries)
+
+
+def _whole(kept: list[playlist.Kept]):
+    """What a source reads for the index pass: each segment whole."""
+    return ((k.name, None, None) for k in kept)
 
 
 def _pause() -> None:
@@ -178,25 +238,31 @@ class _Run:
 
 @dataclass
 class _Indexed:
-    path: str
+    name: str
     seg: object               # a tsdemux.Segment without payload
     offset: int               # stream time + offset = the file's time
 
 
-def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | None) \
-        -> Export:
+def plan(data_dir: str, rec_id: str, rendition: int, start: float, end: float | None,
+         source=None) -> Export:
     """Index the segments covering [start, end) seconds of rendition `rendition` and lay out
-    the MP4. `end` None: to the end of the recording."""
+    the MP4. `end` None: to the end of the recording. `source`: where the segment files are
+    (a segment_source; None: the rendition's folder in the data dir)."""
     kept = library.kept_segments(data_dir, rec_id, rendition)
-    folder = os.path.dirname(library.rendition_playlist(data_dir, rec_id, rendition))
-    return plan_segments(folder, kept, start, end, rec_id)
+    if source is None:
+        source = LocalSegments(
+            os.path.dirname(library.rendition_playlist(data_dir, rec_id, rendition)))
+    return plan_segments(source, kept, start, end, rec_id)
 
 
-def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: float | None,
+def plan_segments(source, kept: list[playlist.Kept], start: float, end: float | None,
                   label: str = "") -> Export:
-    """`plan` for the segments `kept` (files in `folder`); `label` names them in the log."""
+    """`plan` for the segments `kept` (files in `source`, a segment_source or a folder);
+    `label` names them in the log."""
+    if isinstance(source, str):
+        source = LocalSegments(source)
     if _is_fmp4(kept):
-        return _plan_fmp4(folder, kept, start, end, label)
+        return _plan_fmp4(source, kept, start, end, label)
     if not _is_ts(kept):
         raise Unsupported("not a recording of MPEG-TS segments, nor of fMP4 ones")
     total = sum(k.duration for k in kept)
@@ -217,15 +283,11 @@ def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: flo
     run, t90, floor = _Run(), round(first_t * CLOCK), 0
     sps = pps = aac = None
     frame90 = 3000
-    for n, k in enumerate(kept[first:last]):
+    for n, (k, seg) in enumerate(_ts_index(source, kept[first:last], last - first == len(kept))):
         if n and n % YIELD_EVERY == 0:
             _pause()
-        path = os.path.join(folder, k.name)
-        try:
-            with open(path, "rb") as f:
-                seg = demux_segment(f.read(), False)
-        except (OSError, DemuxError) as exc:
-            log.warning("export of %s: segment %s skipped: %s", label, k.name, exc)
+        if isinstance(seg, Exception):
+            log.warning("export of %s: segment %s skipped: %s", label, k.name, seg)
             t90 += round(k.duration * CLOCK)
             continue
         vdts, apts = seg.video_dts, seg.audio_pts
@@ -239,7 +301,7 @@ def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: flo
             floor = run.offset + max(
                 ([vdts[-1] + frame90] if len(vdts) else [])
                 + ([apts[-1] + AAC_FRAME * CLOCK // rate] if len(apts) else []))
-            segs.append(_Indexed(path, seg, run.offset))
+            segs.append(_Indexed(k.name, seg, run.offset))
             sps, pps = sps or seg.sps, pps or seg.pps
             aac = aac or seg.aac
         t90 += round(k.duration * CLOCK)
@@ -302,7 +364,7 @@ def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: flo
             a_pts += apts[j0:j1]
             mp4tables.shift(a_pts, at, off)
             a_sizes += as_[j0:j1]
-        pieces.append(Piece(x.path, v0, v1, a0, a1))
+        pieces.append(Piece(source, x.name, v0, v1, a0, a1))
     if not v_dts:
         raise ExportError("no video in that range")
     del segs
@@ -312,7 +374,7 @@ def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: flo
         tracks.append(_audio_track(a_pts, a_sizes, t0, aac))
     else:
         chunks = [c for c in chunks if c[0] == 0]
-        pieces = [Piece(p.path, p.v0, p.v1, 0, 0) for p in pieces if p.v1 > p.v0]
+        pieces = [Piece(p.source, p.name, p.v0, p.v1, 0, 0) for p in pieces if p.v1 > p.v0]
     for index, t in enumerate(tracks):
         t.chunk_samples = [count for track, _, count in chunks if track == index]
     payload = sum(p.size for p in pieces)
@@ -325,7 +387,7 @@ def plan_segments(folder: str, kept: list[playlist.Kept], start: float, end: flo
 class _Chunk:
     """A trun's samples in the flattened per-track arrays: [first, first + count)."""
     track: int                # 0 video, 1 audio
-    path: str
+    name: str
     offset: int               # in the segment file
     first: int
     count: int
@@ -361,7 +423,7 @@ def _first_shown(run: fmp4index.Run) -> int:
     return run.decode_time if first is None else first
 
 
-def _plan_fmp4(folder: str, kept: list[playlist.Kept], start: float, end: float | None,
+def _plan_fmp4(source, kept: list[playlist.Kept], start: float, end: float | None,
                label: str) -> Export:
     """The fMP4 (Low-Latency HLS) variant of `plan_segments`: the index is the fragments'
     trun boxes and the payload the samples' bytes in the segment files, as they are."""
@@ -377,17 +439,17 @@ def _plan_fmp4(folder: str, kept: list[playlist.Kept], start: float, end: float 
     offsets: dict[int, int] = {}              # track id -> raw decode time + this = file's
     expected: dict[int, int] = {}             # track id -> raw decode time of the next sample
     t_playlist, current_map = 0.0, None
-    for n, k in enumerate(kept[first:last]):
+    chosen = kept[first:last]
+    for n, (k, data) in enumerate(zip(chosen, source.read_each(_whole(chosen)))):
         if n and n % YIELD_EVERY == 0:
             _pause()
-        path = os.path.join(folder, k.name)
         try:
+            if isinstance(data, OSError):
+                raise data
             init = inits.get(k.map_name)
             if init is None:
-                with open(os.path.join(folder, k.map_name), "rb") as f:
-                    init = inits[k.map_name] = fmp4index.read_init(f.read())
-            with open(path, "rb") as f:
-                runs = fmp4index.read_segment(f.read(), init)
+                init = inits[k.map_name] = fmp4index.read_init(source.read(k.map_name))
+            runs = fmp4index.read_segment(data, init)
         except (OSError, BMFFError) as exc:
             log.warning("export of %s: segment %s skipped: %s", label, k.name, exc)
             t_playlist += k.duration
@@ -424,7 +486,7 @@ def _plan_fmp4(folder: str, kept: list[playlist.Kept], start: float, end: float 
         for r in runs:
             index = ids.index(r.track_id)
             at = flats[index].add(r, offsets[r.track_id])
-            chunks.append(_Chunk(index, path, r.offset, at, len(r.sizes)))
+            chunks.append(_Chunk(index, k.name, r.offset, at, len(r.sizes)))
             expected[r.track_id] = r.decode_time + sum(r.durations)
         t_playlist += k.duration
     if reference is None or not flats or not len(flats[0].dts):
@@ -467,7 +529,7 @@ def _plan_fmp4(folder: str, kept: list[playlist.Kept], start: float, end: float 
         sizes = flats[c.track].sizes
         offset = c.offset + sum(sizes[c.first:a])
         size = sum(sizes[a:b])
-        pieces.append(FileRange(c.path, offset, size))
+        pieces.append(FileRange(source, c.name, offset, size))
         layout_chunks.append((c.track, size))
         per_track[c.track].append(b - a)
     lo, hi = bounds[0]
@@ -496,7 +558,20 @@ def _plan_fmp4(folder: str, kept: list[playlist.Kept], start: float, end: float 
         t.chunk_samples = per_track[index]
     header = mp4.layout(tracks, layout_chunks, sum(p.size for p in pieces))
     seconds = max(t.duration / t.timescale + t.delay / mp4.MOVIE_TIMESCALE for t in tracks)
-    return Export(header, pieces, seconds)
+    return Export(header, _joined(pieces), seconds)
+
+
+def _joined(pieces: list[FileRange]) -> list[FileRange]:
+    """The same bytes in fewer reads: neighbours that are one run of bytes of one file (a
+    fragment's video then audio samples) become one piece (from the bucket: one GET)."""
+    out: list[FileRange] = []
+    for p in pieces:
+        last = out[-1] if out else None
+        if last is not None and last.name == p.name and last.start + last.size == p.start:
+            out[-1] = FileRange(last.source, last.name, last.start, last.size + p.size)
+        else:
+            out.append(p)
+    return out
 
 
 def _video_track(dts, pts, sizes, keys, t0, sps, pps, frame90) -> mp4.Track:
@@ -526,16 +601,17 @@ CACHE_SIZE = 4
 
 
 def cached_plan(data_dir: str, rec_id: str, rendition: int, start: float,
-                end: float | None) -> Export:
+                end: float | None, source=None) -> Export:
     """`plan`, kept for the few last exports (a download resumed with Range asks again):
     known by the rendition playlist's mtime and size, so a growing recording is planned
-    anew."""
+    anew, and by the source (the bucket's settings: new credentials, a new plan)."""
     st = os.stat(library.rendition_playlist(data_dir, rec_id, rendition))
-    key = (data_dir, rec_id, rendition, start, end, st.st_mtime_ns, st.st_size)
+    key = (data_dir, rec_id, rendition, start, end, st.st_mtime_ns, st.st_size,
+           source.cache_key if source is not None else None)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    made = plan(data_dir, rec_id, rendition, start, end)
+    made = plan(data_dir, rec_id, rendition, start, end, source)
     _CACHE[key] = made
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -556,9 +632,21 @@ class Body:
 
     def __init__(self, export: Export, first: int = 0, last: int | None = None):
         self._chunks = export.chunks(first, last)
+        self._ready: list[bytes] = []
+        self._to_media = 2 if first < len(export.header) else 1   # chunks to the first media
+
+    def prime(self) -> None:
+        """Read the first media bytes now, before the response starts: a source that cannot
+        be read is then an ExportError the API still answers (503), not a short body."""
+        for chunk in self._chunks:
+            self._ready.append(chunk)
+            if len(self._ready) >= self._to_media:
+                break
 
     def __iter__(self):
         try:
+            while self._ready:
+                yield self._ready.pop(0)
             yield from self._chunks
         except ExportError as exc:
             log.warning("an MP4 download stopped: %s", exc)

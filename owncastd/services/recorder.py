@@ -34,7 +34,7 @@ from datetime import datetime
 
 from .. import bus
 from ..datadir import DataDir
-from ..recordings import library, playlist
+from ..recordings import library, playlist, segment_index
 from ..runtime import start_child, stop_on_signals
 from ..settings import recording_policy
 from ..store import utcnow
@@ -415,6 +415,11 @@ class Recorder:
         remote = self._remote()
         if remote is None:
             return
+        try:   # kept here with the playlists: a download from the bucket plans from it
+            segment_index.write_recording(rec.path)
+        except Exception as exc:   # the download then indexes from the bucket
+            log.warning("recording %s: its segment index could not be written: %s",
+                        rec.id, exc)
         try:
             sent = remote.upload_folder(rec.path, f"recordings/{rec.id}")
         except Exception as exc:

