@@ -2,7 +2,8 @@
 recordings/mp4export.py reading the segments from the real SeaweedFS through
 recordings/segment_source.py. Without a daemon: the bucket's export of the MPEG-TS and fMP4
 recordings of test_mp4export equals the local export byte for byte, and a bucket gone
-mid-body ends it. With a daemon: a real publish, its replay moved to the bucket, then
+mid-body ends it; with the segments' index stored at upload (MPEG-TS and fMP4) the plan
+reads no object. With a daemon: a real publish, its replay moved to the bucket, then
 /api/replays/<id>/download: Content-Length, moov before mdat, ffprobe's duration, Range
 (206/416), start/end, and no ffmpeg process (the daemon's PATH has an ffmpeg that logs each
 run); the bucket stopped: a cached plan's body ends short with a log line, a new plan is 503.
@@ -23,7 +24,7 @@ import requests
 import seaweedfs
 from conftest import config_file, temporary_daemon, wait_until
 from owncastd.native.tsdemux import demux_segment
-from owncastd.recordings import library, mp4export, segment_index
+from owncastd.recordings import fmp4index, library, mp4export, segment_index
 from owncastd.recordings.segment_source import BucketSegments
 from owncastd.services.storage import S3Settings
 from test_ingest import ffmpeg_publish, stop_proc
@@ -152,46 +153,96 @@ def test_the_stored_index_is_what_the_demuxer_says(recording, tmp_path):  # noqa
     assert segment_index.read(copy) is None
 
 
-def test_with_the_stored_index_the_plan_reads_no_object(recording, bucket,  # noqa: F811
-                                                        tmp_path):
-    data, folder, kept = recording
+def test_the_stored_fmp4_index_is_what_fmp4index_reads(fmp4_recording, tmp_path):  # noqa: F811
+    data, folder, kept = fmp4_recording
+    copy = str(tmp_path / "rendition")
+    shutil.copytree(folder, copy)
+    with open(os.path.join(copy, kept[1].name), "r+b") as f:
+        f.truncate(100)                           # one segment that does not parse
+    b_init = kept[-1].map_name
+    os.unlink(os.path.join(copy, b_init))         # and run b's init segment gone
+    assert segment_index.write(copy, kept) == len(kept)
+    stored = segment_index.read(copy)
+    inits = sorted({k.map_name for k in kept})
+    assert sorted(stored) == sorted([k.name for k in kept] + inits)
+    with open(os.path.join(copy, kept[0].map_name), "rb") as f:
+        init_bytes = f.read()
+    assert stored[kept[0].map_name] == init_bytes            # an init segment as it is
+    init = fmp4index.read_init(init_bytes)
+    assert isinstance(stored[kept[1].name], segment_index.NotIndexed)
+    assert isinstance(stored[b_init], segment_index.NotIndexed)
+    for k in kept:
+        if k.map_name == b_init:                 # its segments: why they were not indexed
+            assert b_init in str(stored[k.name])
+        elif k is not kept[1]:
+            with open(os.path.join(copy, k.name), "rb") as f:
+                assert stored[k.name] == fmp4index.read_segment(f.read(), init), k.name
+    # An index of version 1 (MPEG-TS only) is still read; a v1 file with fMP4 entries is not.
+    with open(os.path.join(copy, segment_index.FILE), "rb") as f:
+        whole = f.read()
+    with open(os.path.join(copy, segment_index.FILE), "wb") as f:
+        f.write(segment_index.MAGIC_TS_ONLY + whole[len(segment_index.MAGIC):])
+    assert segment_index.read(copy) is None
+
+
+def test_write_recording_indexes_mpeg_ts_and_fmp4_renditions(recording, fmp4_recording,  # noqa: F811
+                                                            tmp_path):
+    for n, (data, folder, kept) in enumerate((recording, fmp4_recording)):
+        rec = str(tmp_path / str(n))
+        shutil.copytree(os.path.dirname(folder), rec)
+        assert segment_index.write_recording(rec) == 1
+        stored = segment_index.read(os.path.join(rec, "0"))
+        assert {k.name for k in kept} <= set(stored)
+        assert not any(isinstance(v, segment_index.NotIndexed) for v in stored.values())
+
+
+def counting_gets(source: BucketSegments) -> list[str]:
+    """The names `source` GETs from the bucket, appended as it does."""
+    got: list[str] = []
+    real_get = source._get
+    source._get = lambda name, byte_range: got.append(name) or real_get(name, byte_range)
+    return got
+
+
+@pytest.mark.parametrize("layout", ["recording", "fmp4_recording"])
+def test_with_the_stored_index_the_plan_reads_no_object(layout, request, bucket, tmp_path):
+    data, folder, kept = request.getfixturevalue(layout)
     index_folder = str(tmp_path / "index")
     shutil.copytree(folder, index_folder)
     segment_index.write(index_folder, kept)
-    prefix = f"recordings/{REC}-indexed/0"
+    prefix = f"recordings/{REC}-{layout}-indexed/0"
     upload(bucket, folder, prefix)
     source = BucketSegments(settings_of(bucket), prefix, index_folder)
-    got = []
-    real_get = source._get
-    source._get = lambda name, byte_range: got.append(name) or real_get(name, byte_range)
+    got = counting_gets(source)
     for start, end in ((0.0, None), (3.0, 9.0)):
         local = mp4export.plan(data, REC, 0, start, end)
         remote = mp4export.plan(data, REC, 0, start, end, source)
         assert got == [] and remote.header == local.header
         assert body_of(remote) == body_of(local)
-        assert len(got) == len(remote.pieces)        # the body: each segment once
+        assert len(got) == len(remote.pieces)        # the body: a GET a piece
         got.clear()
 
 
-def test_a_whole_download_without_the_index_stores_it_for_the_next(recording, bucket,  # noqa: F811
+@pytest.mark.parametrize("layout", ["recording", "fmp4_recording"])
+def test_a_whole_download_without_the_index_stores_it_for_the_next(layout, request, bucket,
                                                                     tmp_path):
-    data, folder, kept = recording
-    prefix = f"recordings/{REC}-later/0"
+    data, folder, kept = request.getfixturevalue(layout)
+    prefix = f"recordings/{REC}-{layout}-later/0"
     upload(bucket, folder, prefix)
     index_folder = str(tmp_path)
     source = BucketSegments(settings_of(bucket), prefix, index_folder)
-    got = []
-    real_get = source._get
-    source._get = lambda name, byte_range: got.append(name) or real_get(name, byte_range)
+    got = counting_gets(source)
     mp4export.plan(data, REC, 0, 0.0, 2.0, source)          # a range: not every segment
     assert got and segment_index.read(index_folder) is None
     got.clear()
     whole = mp4export.plan(data, REC, 0, 0.0, None, source)
-    assert sorted(got) == sorted(k.name for k in kept)
-    assert sorted(segment_index.read(index_folder)) == sorted(k.name for k in kept)
+    files = sorted({k.name for k in kept} | {k.map_name for k in kept if k.map_name})
+    assert sorted(got) == files                              # each file once
+    assert sorted(segment_index.read(index_folder)) == files
     got.clear()
     again = mp4export.plan(data, REC, 0, 0.0, None, source)
     assert got == [] and again.header == whole.header
+    assert body_of(again) == body_of(mp4export.plan(data, REC, 0, 0.0, None))
 
 
 # -- a daemon's replay in the bucket ------------------------------------------------------------

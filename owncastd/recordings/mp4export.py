@@ -12,11 +12,11 @@ fMP4 segments (Low-Latency HLS) need no demuxing: their trun boxes are the index
 and each trun's samples are one chunk, read from the segment file as they are.
 
 The segments are read through a source (recordings/segment_source.py): the data dir, or the
-S3 bucket for a replay whose media moved there. The index of a replay's MPEG-TS segments is
-stored beside its playlist when they move (recordings/segment_index.py), so its plan reads
-nothing from the bucket; without it (fMP4, or uploaded before) each segment is read once
-for the index. The body then reads only what its byte range covers: whole MPEG-TS segments,
-fMP4 samples by ranged GETs. A bucket that cannot be reached is `SourceUnreachable` from the
+S3 bucket for a replay whose media moved there. The index of a replay's segments (MPEG-TS
+samples, or fMP4 truns and init segments) is stored beside its playlist when they move
+(recordings/segment_index.py), so its plan reads nothing from the bucket; without it
+(uploaded before) each segment is read once for the index. The body then reads only what
+its byte range covers: whole MPEG-TS segments, fMP4 samples by ranged GETs. A bucket that cannot be reached is `SourceUnreachable` from the
 plan, and `Unreachable` (an ExportError) from a body, which ends it like a segment that went
 away.
 
@@ -42,6 +42,7 @@ from ..native import mp4tables
 from ..native.tsdemux import DemuxError, demux_segment
 from ..llhls.bmff import BMFFError
 from . import fmp4index, library, mp4, playlist
+from .segment_index import IndexedSegment, NotIndexed
 from .segment_source import LocalSegments, SourceUnreachable
 
 log = logging.getLogger("owncastd.recordings")
@@ -70,15 +71,7 @@ class Unreachable(ExportError):
 
 def supported(kept: list[playlist.Kept]) -> bool:
     """MPEG-TS segments, or fMP4 ones with their init segments (on local disk)."""
-    return _is_ts(kept) or _is_fmp4(kept)
-
-
-def _is_ts(kept: list[playlist.Kept]) -> bool:
-    return bool(kept) and all(k.map_name is None and k.name.endswith(".ts") for k in kept)
-
-
-def _is_fmp4(kept: list[playlist.Kept]) -> bool:
-    return bool(kept) and all(k.map_name is not None for k in kept)
+    return playlist.mpeg_ts(kept) or playlist.fragmented(kept)
 
 
 @dataclass
@@ -188,7 +181,8 @@ def _ts_index(source, chosen: list[playlist.Kept], every: bool):
     else by reading and demuxing each segment; then, when `chosen` is `every` segment and
     each one was read, the source may store that index."""
     stored = source.stored_index()
-    if stored is not None and all(k.name in stored for k in chosen):
+    if stored is not None and all(isinstance(stored.get(k.name), (IndexedSegment, NotIndexed))
+                                  for k in chosen):
         for k in chosen:
             yield k, stored[k.name]
         return
@@ -206,6 +200,56 @@ def _ts_index(source, chosen: list[playlist.Kept], every: bool):
         yield k, seg
     if complete:
         source.store_index(entries)
+
+
+def _fmp4_index(source, chosen: list[playlist.Kept], every: bool):
+    """(segment, its init segment's fmp4index.InitInfo, its runs; or the error reading
+    either in place of the runs) for each of `chosen`: from the index stored with a replay
+    in the bucket when it has them all and their init segments, else by reading each segment
+    (and each init segment once) from the source; then, when `chosen` is `every` segment and
+    each file was read, the source may store that index."""
+    stored = source.stored_index()
+    use_stored = stored is not None and all(
+        isinstance(stored.get(k.name), (list, NotIndexed))
+        and isinstance(stored.get(k.map_name), (bytes, NotIndexed)) for k in chosen)
+    raw_inits: dict = {}      # init name -> its bytes, or the error reading them
+    inits: dict = {}          # init name -> its InitInfo, or the error reading or parsing it
+    entries, complete = [], every and not use_stored
+    found = (stored[k.name] for k in chosen) if use_stored else \
+        source.read_each(_whole(chosen))
+    for k, data in zip(chosen, found):
+        if k.map_name not in inits:
+            if use_stored:
+                raw = stored[k.map_name]
+            else:
+                try:
+                    raw = source.read(k.map_name)
+                except OSError as exc:
+                    raw = exc
+                    complete = False      # perhaps for a moment: not stored as missing
+            raw_inits[k.map_name] = raw
+            try:
+                if isinstance(raw, Exception):
+                    raise raw
+                inits[k.map_name] = fmp4index.read_init(raw)
+            except (OSError, BMFFError, NotIndexed) as exc:
+                inits[k.map_name] = exc
+        init = inits[k.map_name]
+        try:
+            if isinstance(data, OSError):
+                complete = False          # as for the init segment
+            if isinstance(data, Exception):
+                raise data
+            if isinstance(init, Exception):
+                raise init
+            runs = data if use_stored else fmp4index.read_segment(data, init)
+        except (OSError, BMFFError, NotIndexed) as exc:
+            runs = exc
+        if complete:
+            entries.append((k.name, runs))
+        yield k, init, runs
+    if complete:
+        source.store_index(list(raw_inits.items()) + entries)
 
 
 def _whole(kept: list[playlist.Kept]):
@@ -261,9 +305,9 @@ def plan_segments(source, kept: list[playlist.Kept], start: float, end: float | 
     `label` names them in the log."""
     if isinstance(source, str):
         source = LocalSegments(source)
-    if _is_fmp4(kept):
+    if playlist.fragmented(kept):
         return _plan_fmp4(source, kept, start, end, label)
-    if not _is_ts(kept):
+    if not playlist.mpeg_ts(kept):
         raise Unsupported("not a recording of MPEG-TS segments, nor of fMP4 ones")
     total = sum(k.duration for k in kept)
     first, last, first_t = playlist.covering(kept, start, total if end is None else end)
@@ -431,7 +475,6 @@ def _plan_fmp4(source, kept: list[playlist.Kept], start: float, end: float | Non
     first, last, first_t = playlist.covering(kept, start, total if end is None else end)
     if first >= last:
         raise ExportError("no media in that range")
-    inits: dict[str, fmp4index.InitInfo] = {}
     reference = None
     ids: list[int] = []                       # track ids: video, then audio if any
     flats: list[_Flat] = []
@@ -440,18 +483,12 @@ def _plan_fmp4(source, kept: list[playlist.Kept], start: float, end: float | Non
     expected: dict[int, int] = {}             # track id -> raw decode time of the next sample
     t_playlist, current_map = 0.0, None
     chosen = kept[first:last]
-    for n, (k, data) in enumerate(zip(chosen, source.read_each(_whole(chosen)))):
+    for n, (k, init, runs) in enumerate(_fmp4_index(source, chosen,
+                                                   last - first == len(kept))):
         if n and n % YIELD_EVERY == 0:
             _pause()
-        try:
-            if isinstance(data, OSError):
-                raise data
-            init = inits.get(k.map_name)
-            if init is None:
-                init = inits[k.map_name] = fmp4index.read_init(source.read(k.map_name))
-            runs = fmp4index.read_segment(data, init)
-        except (OSError, BMFFError) as exc:
-            log.warning("export of %s: segment %s skipped: %s", label, k.name, exc)
+        if isinstance(runs, Exception):
+            log.warning("export of %s: segment %s skipped: %s", label, k.name, runs)
             t_playlist += k.duration
             continue
         if reference is None:

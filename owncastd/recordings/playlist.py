@@ -30,6 +30,16 @@ class Kept:
     map_name: str | None = None
 
 
+def mpeg_ts(kept: list[Kept]) -> bool:
+    """MPEG-TS segments only."""
+    return bool(kept) and all(k.map_name is None and k.name.endswith(".ts") for k in kept)
+
+
+def fragmented(kept: list[Kept]) -> bool:
+    """fMP4 segments only, each with its init segment (EXT-X-MAP)."""
+    return bool(kept) and all(k.map_name is not None for k in kept)
+
+
 def parse_live(text: str) -> list[LiveEntry]:
     entries: list[LiveEntry] = []
     duration, disc, map_uri = 0.0, False, None
