@@ -185,8 +185,8 @@ def test_the_stored_fmp4_index_is_what_fmp4index_reads(fmp4_recording, tmp_path)
     assert segment_index.read(copy) is None
 
 
-def test_write_recording_indexes_mpeg_ts_and_fmp4_renditions(recording, fmp4_recording,  # noqa: F811
-                                                            tmp_path):
+def test_write_recording_indexes_mpeg_ts_and_fmp4_renditions(  # noqa: F811
+        recording, fmp4_recording, tmp_path):
     for n, (data, folder, kept) in enumerate((recording, fmp4_recording)):
         rec = str(tmp_path / str(n))
         shutil.copytree(os.path.dirname(folder), rec)

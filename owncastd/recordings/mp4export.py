@@ -16,9 +16,9 @@ S3 bucket for a replay whose media moved there. The index of a replay's segments
 samples, or fMP4 truns and init segments) is stored beside its playlist when they move
 (recordings/segment_index.py), so its plan reads nothing from the bucket; without it
 (uploaded before) each segment is read once for the index. The body then reads only what
-its byte range covers: whole MPEG-TS segments, fMP4 samples by ranged GETs. A bucket that cannot be reached is `SourceUnreachable` from the
-plan, and `Unreachable` (an ExportError) from a body, which ends it like a segment that went
-away.
+its byte range covers: whole MPEG-TS segments, fMP4 samples by ranged GETs. A bucket that
+cannot be reached is `SourceUnreachable` from the plan, and `Unreachable` (an ExportError)
+from a body, which ends it like a segment that went away.
 
 Time: within a run of segments without a discontinuity the stream's timestamps are kept;
 each run starts at its playlist time (the sum of the EXTINFs before it), or where the run
