@@ -22,10 +22,11 @@ import pytest
 import requests
 
 import seaweedfs
-from conftest import config_file, temporary_daemon, wait_until
+from conftest import config_file, free_port, temporary_daemon, wait_until
 from owncastd.native.tsdemux import demux_segment
-from owncastd.recordings import fmp4index, library, mp4export, segment_index
-from owncastd.recordings.segment_source import BucketSegments
+from owncastd.datadir import DataDir
+from owncastd.recordings import clips, fmp4index, library, mp4export, playlist, segment_index
+from owncastd.recordings.segment_source import BucketSegments, SourceUnreachable
 from owncastd.services.storage import S3Settings
 from test_ingest import ffmpeg_publish, stop_proc
 from test_mp4export import REC, fmp4_recording, recording  # noqa: F401  (fixtures)
@@ -245,6 +246,51 @@ def test_a_whole_download_without_the_index_stores_it_for_the_next(layout, reque
     assert body_of(again) == body_of(mp4export.plan(data, REC, 0, 0.0, None))
 
 
+def files_of(folder: str) -> dict[str, bytes]:
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as f:
+            found[name] = f.read()
+    return found
+
+
+@pytest.mark.parametrize("layout", ["recording", "fmp4_recording"])
+def test_a_clip_from_the_bucket_is_the_clip_from_local_files(layout, request, bucket,
+                                                            tmp_path):
+    """A clip of a replay in the bucket: the segments it covers (and their init segment)
+    each read once, and the same clip, MP4 and HLS, as from the data dir (no ffmpeg: the
+    MP4 is mp4export's, and this process has no ffmpeg run to make)."""
+    data, folder, kept = request.getfixturevalue(layout)
+    prefix = f"recordings/{REC}-{layout}-clip/0"
+    upload(bucket, folder, prefix)
+    source = BucketSegments(settings_of(bucket), prefix)
+    got = counting_gets(source)
+    start, end = 3.0, 9.0
+    first, last, _ = playlist.covering(kept, start, end)
+    from_bucket, from_disk = str(tmp_path / "a"), str(tmp_path / "b")
+    duration = clips.make(from_bucket, "clip", source, kept, start, end)
+    assert clips.make(from_disk, "clip", folder, kept, start, end) == duration
+    covered = kept[first:last]
+    assert sorted(got) == sorted({k.name for k in covered} |
+                                 {k.map_name for k in covered if k.map_name})
+    made = files_of(DataDir(from_bucket).clip("clip"))
+    assert made == files_of(DataDir(from_disk).clip("clip"))
+    assert clips.MP4 in made and top_level_boxes(made[clips.MP4], 3) == \
+        ["ftyp", "moov", "mdat"]
+    assert abs(duration - (end - start)) <= 2.1      # from the keyframe at or before start
+
+
+def test_a_clip_from_an_unreachable_bucket_leaves_nothing(recording, tmp_path):  # noqa: F811
+    data, folder, kept = recording
+    settings = S3Settings.from_config({
+        "enabled": True, "endpoint": f"http://127.0.0.1:{free_port()}", "bucket": BUCKET,
+        "accessKey": "k", "secret": "s", "region": "us-east-1"})
+    with pytest.raises(SourceUnreachable, match="could not be reached"):
+        clips.make(str(tmp_path), "clip", BucketSegments(settings, "recordings/x/0"), kept,
+                   0.0, 4.0)
+    assert not os.path.exists(DataDir(str(tmp_path)).clip("clip"))
+
+
 # -- a daemon's replay in the bucket ------------------------------------------------------------
 
 CONFIG = """
@@ -386,6 +432,45 @@ def test_no_ffmpeg_runs_for_a_download(replay, whole):
     assert replay.ffmpeg_runs() == before
 
 
+def post_clip(replay, start: float, end: float) -> requests.Response:
+    return requests.post(replay.daemon.url + "/api/clips", auth=replay.daemon.auth, timeout=60,
+                         json={"streamId": replay.id, "relativeStartTime": start,
+                               "relativeEndTime": end})
+
+
+def test_a_clip_of_the_replay_is_cut_from_the_bucket_without_ffmpeg(replay, whole):
+    before = replay.ffmpeg_runs()
+    r = post_clip(replay, 2, 8)
+    assert r.status_code == 200, r.text
+    clip = r.json()
+    assert replay.ffmpeg_runs() == before
+    # Its MP4 is mp4export's of the segments it covers; in the bucket: its exact length,
+    # byte ranges.
+    kept = library.kept_segments(replay.daemon.data_dir, replay.id, 0)
+    first, last, first_t = playlist.covering(kept, 2.0, 8.0)
+    expected = body_of(mp4export.plan_segments(
+        BucketSegments(settings_of(replay.server), f"recordings/{replay.id}/0"),
+        kept[first:last], 2.0 - first_t, 8.0 - first_t))
+    moved = requests.get(replay.daemon.url + clip["download"], allow_redirects=False,
+                         timeout=10)
+    assert moved.status_code == 302
+    got = requests.get(moved.headers["Location"], timeout=10)
+    assert got.content == expected and int(got.headers["Content-Length"]) == len(expected)
+    part = requests.get(moved.headers["Location"], headers={"Range": "bytes=100-1099"},
+                        timeout=10)
+    assert part.status_code == 206 and part.content == expected[100:1100]
+    # Its HLS: copies of those segments, and nothing left in the data dir.
+    client = replay.server.client()
+
+    def read(key: str) -> bytes:
+        return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    for i, k in enumerate(kept[first:last]):
+        assert read(f"clips/{clip['id']}/seg-{i}.ts") == \
+            read(f"recordings/{replay.id}/0/{k.name}"), k.name
+    local = DataDir(replay.daemon.data_dir).clip(clip["id"])
+    assert not [n for n in os.listdir(local) if n.endswith((".ts", ".mp4"))]
+
+
 def read_until_closed(url: str, auth) -> tuple[int, dict, bytes]:
     """A GET read to the end of what the server sends (a short body is not an error here)."""
     import base64
@@ -434,6 +519,12 @@ def test_the_bucket_gone_is_503_before_the_body(replay, whole):
     r = replay.get("?start=4")
     assert r.status_code == 503 and "S3 bucket could not be reached" in r.json()["message"]
     assert "download of replay" in replay.daemon.output()
+    # A clip of it: 503 too, and no clip left behind.
+    clips_before = requests.get(replay.daemon.url + "/api/clips", timeout=10).json()
+    r = post_clip(replay, 2, 6)
+    assert r.status_code == 503 and "S3 bucket could not be reached" in r.json()["message"]
+    assert requests.get(replay.daemon.url + "/api/clips", timeout=10).json() == clips_before
+    assert "a clip of replay" in replay.daemon.output()
 
 
 def test_deny_private_addresses_keeps_the_worker_from_reading_the_bucket(tmp_path):
@@ -456,6 +547,11 @@ def test_deny_private_addresses_keeps_the_worker_from_reading_the_bucket(tmp_pat
     url = f"/api/replays/{rec_id}/download"
     r = client.simulate_get(url, headers=basic_auth(key))
     assert r.status_code == 503 and "could not be reached" in r.json["message"], r.text
+    clip = {"streamId": rec_id, "relativeStartTime": 0, "relativeEndTime": 2}
+    r = client.simulate_post("/api/clips", headers=basic_auth(key), json=clip)
+    assert r.status_code == 503 and "could not be reached" in r.json["message"], r.text
     config.save({"http.deny_private_addresses": True})
     r = client.simulate_get(url, headers=basic_auth(key))
+    assert r.status_code == 503 and "deny_private_addresses" in r.json["message"], r.text
+    r = client.simulate_post("/api/clips", headers=basic_auth(key), json=clip)
     assert r.status_code == 503 and "deny_private_addresses" in r.json["message"], r.text

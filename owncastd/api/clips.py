@@ -26,6 +26,7 @@ import falcon
 from .. import bus
 from ..datadir import DataDir
 from ..recordings import clips, export, library
+from ..recordings.segment_source import SourceUnreachable
 from ..services.remote_recordings import RemoteMedia, presigned_playlist
 from ..stats.viewers import client_address
 from ..store import utcnow
@@ -33,7 +34,7 @@ from .body import read_object
 from .chat import chat_moderator
 from .errors import BadRequest
 from .files import send_file
-from .replays import ReplayAccess
+from .replays import ReplayAccess, bucket_segments
 from .webui import hls_origins
 
 log = logging.getLogger("owncastd.api")
@@ -131,9 +132,11 @@ class ClipsResource:
         clip_id = library.new_id()
         try:
             duration = clips.make(self.data_dir, clip_id, piece["source"], piece["kept"],
-                                  piece["start"], piece["end"], piece.get("fetch"))
+                                  piece["start"], piece["end"])
         except clips.ClipError as exc:
             raise BadRequest(str(exc)) from None
+        except SourceUnreachable as exc:
+            raise _unreachable(piece["stream_id"], exc) from None
         except FileNotFoundError:
             raise BadRequest("that part of the stream is no longer available") from None
         clip = {"id": clip_id, "stream_id": piece["stream_id"],
@@ -199,25 +202,22 @@ class ClipsResource:
             raise BadRequest(str(exc)) from None
         if end - start > max_seconds:
             raise BadRequest(f"a clip is at most {max_seconds} s long")
-        source = os.path.dirname(library.rendition_playlist(self.data_dir, r["id"], rendition))
-        piece = {"stream_id": r["id"], "source": source, "kept": kept, "start": start,
-                 "end": end}
-        if r["location"] == "s3":     # its segments are in the bucket: download the few
-            remote = RemoteMedia.from_config(self.config)
-            if remote is None:
-                raise falcon.HTTPServiceUnavailable(
-                    title="Service Unavailable", description="this replay is in the S3 "
-                    "bucket, and S3 storage is not configured now")
-            prefix = f"recordings/{r['id']}/{rendition}"
+        if r["location"] == "s3":     # its segments are in the bucket: read the few
+            try:
+                source = bucket_segments(self.config, self.data_dir, r, rendition)
+            except SourceUnreachable as exc:
+                raise _unreachable(r["id"], exc) from None
+        else:
+            source = os.path.dirname(library.rendition_playlist(self.data_dir, r["id"],
+                                                                rendition))
+        return {"stream_id": r["id"], "source": source, "kept": kept, "start": start,
+                "end": end}
 
-            def fetch(name: str, destination: str) -> None:
-                try:
-                    remote.download(f"{prefix}/{name}", destination)
-                except Exception as exc:   # botocore: the bucket unreachable, a lost object
-                    raise clips.ClipError(f"the replay's segments could not be read from "
-                                          f"S3: {exc}") from None
-            piece["fetch"] = fetch
-        return piece
+
+def _unreachable(stream_id: str, exc: Exception):
+    log.warning("a clip of replay %s refused (503): %s", stream_id, exc)
+    return falcon.HTTPServiceUnavailable(
+        title="Service Unavailable", description=f"cannot clip this replay now: {exc}")
 
 
 class ClipFileResource:

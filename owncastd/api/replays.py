@@ -71,6 +71,23 @@ def _no_bucket():
         "storage is not configured now")
 
 
+def bucket_segments(config, data_dir: str, r: dict, rendition: int) -> BucketSegments:
+    """Replay `r`'s segments in the bucket (no S3 client made yet), for its MP4 export and
+    its clips, with their index if it was stored beside the playlist. The web worker reads
+    them, so `http.deny_private_addresses` is checked here, at each use (DNS may change):
+    SourceUnreachable naming it; S3 not configured: 503."""
+    settings = S3Settings.from_config(config.get("s3"))
+    if settings is None:
+        raise _no_bucket()
+    if config.get("http.deny_private_addresses"):
+        try:
+            check_outbound(settings.endpoint)
+        except OutboundRefused as exc:
+            raise SourceUnreachable(str(exc)) from None
+    return BucketSegments(settings, f"recordings/{r['id']}/{rendition}", os.path.dirname(
+        library.rendition_playlist(data_dir, r["id"], rendition)))
+
+
 class _Base:
     def __init__(self, services, access: ReplayAccess):
         self.config = services.config
@@ -89,19 +106,10 @@ class _Base:
         return remote
 
     def segments_in_bucket(self, r: dict, rendition: int) -> BucketSegments:
-        """A replay's segments in the bucket, for the MP4 export (no S3 client made yet),
-        with their index if it was stored beside the playlist. This worker reads them, so
-        `http.deny_private_addresses` is checked here, at each use (DNS may change)."""
-        settings = S3Settings.from_config(self.config.get("s3"))
-        if settings is None:
-            raise _no_bucket()
-        if self.config.get("http.deny_private_addresses"):
-            try:
-                check_outbound(settings.endpoint)
-            except OutboundRefused as exc:
-                raise _unreachable(r["id"], exc) from None
-        return BucketSegments(settings, f"recordings/{r['id']}/{rendition}", os.path.dirname(
-            library.rendition_playlist(self.data_dir, r["id"], rendition)))
+        try:
+            return bucket_segments(self.config, self.data_dir, r, rendition)
+        except SourceUnreachable as exc:
+            raise _unreachable(r["id"], exc) from None
 
     def recording(self, rec_id: str) -> dict:
         r = self.store.recording(rec_id) if library.valid_id(rec_id) else None

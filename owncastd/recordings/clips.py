@@ -1,8 +1,9 @@
 """Clips: a short piece of the live stream or of a recording, as HLS and as an MP4.
 
 A clip is made of whole segments (each starts with a keyframe): the segments covering the
-range are hard-linked into DATA/clips/<id>/ with a VOD playlist, and `clip.mp4` is remuxed
-from them as a `+faststart` MP4 by recordings.mp4export (MPEG-TS or fMP4 segments; others,
+range are hard-linked into DATA/clips/<id>/ with a VOD playlist (for a replay in the S3
+bucket: fetched from there, a few at a time, by recordings/segment_source.py, as the replay's
+download reads them), and `clip.mp4` is remuxed from these copies as a `+faststart` MP4 by recordings.mp4export (MPEG-TS or fMP4 segments; others,
 if any, by `ffmpeg -c copy`). The MP4 starts at the keyframe at or before the asked start (no
 re-encode), so it may begin up to one GOP early, and ends at the asked end; the HLS playlist
 is the whole segments.
@@ -19,7 +20,7 @@ import time
 
 from ..datadir import DataDir
 from . import export, mp4export, playlist
-from .library import keep_file
+from .segment_source import LocalSegments
 
 MP4 = "clip.mp4"
 PLAYLIST = "stream.m3u8"
@@ -72,31 +73,32 @@ def clip_buffer(data_dir: str) -> tuple[str, list[playlist.Kept]]:
                     for e in entries]
 
 
-def make(data_dir: str, clip_id: str, source_dir: str, kept: list[playlist.Kept],
-         start: float, end: float, fetch=None) -> float:
-    """Make clip `clip_id` of [start, end) seconds of `kept` (files in `source_dir`, or got
-    by `fetch(name, destination)`: a replay in the bucket); return the MP4's duration. On
-    failure nothing is left behind."""
-    if fetch is None:
-        def fetch(name: str, destination: str) -> None:
-            keep_file(os.path.join(source_dir, name), destination)
+def make(data_dir: str, clip_id: str, source, kept: list[playlist.Kept],
+         start: float, end: float) -> float:
+    """Make clip `clip_id` of [start, end) seconds of `kept` (files in `source`: a folder, or
+    a segment_source, e.g. a replay's segments in the bucket); return the MP4's duration.
+    A segment gone is FileNotFoundError, a bucket that cannot be reached
+    segment_source.SourceUnreachable. On failure nothing is left behind."""
+    if isinstance(source, str):
+        source = LocalSegments(source)
     first, last, first_t = playlist.covering(kept, start, end)
     if first >= last:
         raise ClipError("no video in that range")
     folder = DataDir(data_dir).clip(clip_id)
     os.makedirs(folder)
     try:
-        names, maps = [], {}
+        names, maps, copies = [], {}, []
         for i, k in enumerate(kept[first:last]):
             name = f"seg-{i}{os.path.splitext(k.name)[1] or '.ts'}"
-            fetch(k.name, os.path.join(folder, name))
+            copies.append((k.name, os.path.join(folder, name)))
             map_name = None
             if k.map_name:
                 if k.map_name not in maps:
                     maps[k.map_name] = f"init-{i}{os.path.splitext(k.map_name)[1] or '.mp4'}"
-                    fetch(k.map_name, os.path.join(folder, maps[k.map_name]))
+                    copies.append((k.map_name, os.path.join(folder, maps[k.map_name])))
                 map_name = maps[k.map_name]
             names.append(playlist.Kept(name, k.duration, k.discontinuity and i > 0, map_name))
+        source.copy_files(copies)
         with open(os.path.join(folder, PLAYLIST), "w") as f:
             f.write(playlist.render_vod(names, ended=True))
         tmp = os.path.join(folder, ".clip.mp4")

@@ -7,8 +7,9 @@ export's index pass reads nothing from the bucket.
 A source gives a whole file (the index pass parses each segment once; an MPEG-TS segment's
 samples are demuxed from the whole file, so its part of the body needs it whole too) or a byte
 range of one (fMP4 samples are bytes of the file as they are: from the bucket, a ranged GET).
-A file that is not there is `MissingSegment` (an OSError: the index pass skips it, as it skips
-a local file that went away); a bucket that cannot be reached or refuses us is
+A source also copies whole files into a folder (a clip's segments: a hard link from the data
+dir, a GET from the bucket). A file that is not there is `MissingSegment` (an OSError: the
+index pass skips it, as it skips a local file that went away); a bucket that cannot be reached or refuses us is
 `SourceUnreachable`, which the index pass lets through (the API answers 503).
 """
 from __future__ import annotations
@@ -17,6 +18,8 @@ import logging
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+
+from .library import keep_file
 
 log = logging.getLogger("owncastd.recordings")
 
@@ -51,6 +54,12 @@ class LocalSegments:
     def read(self, name: str) -> bytes:
         with open(os.path.join(self.folder, name), "rb") as f:
             return f.read()
+
+    def copy_files(self, wanted) -> None:
+        """Each (name, destination path) of `wanted`: the file there, a hard link (a clip's
+        segments; library.keep_file). FileNotFoundError if one is not here."""
+        for name, destination in wanted:
+            keep_file(os.path.join(self.folder, name), destination)
 
     def read_range(self, name: str, start: int, size: int) -> bytes:
         fd = os.open(os.path.join(self.folder, name), os.O_RDONLY)
@@ -129,6 +138,18 @@ class BucketSegments:
 
     def read_range(self, name: str, start: int, size: int) -> bytes:
         return self._get(name, f"bytes={start}-{start + size - 1}") if size > 0 else b""
+
+    def copy_files(self, wanted) -> None:
+        """Each (name, destination path) of `wanted`: the object written there (a clip's
+        segments), with up to PREFETCH GETs in flight. MissingSegment and
+        SourceUnreachable are raised."""
+        wanted = list(wanted)
+        for (name, destination), data in zip(
+                wanted, self.read_each((name, None, None) for name, _ in wanted)):
+            if isinstance(data, OSError):
+                raise data
+            with open(destination, "wb") as f:
+                f.write(data)
 
     def read_each(self, wanted):
         """For each (name, start, size) of `wanted` (start None: the whole object): the bytes,

@@ -67,9 +67,6 @@ class RemoteMedia:
                 if not name.endswith(".m3u8") and not name.startswith("."):
                     os.unlink(os.path.join(root, name))
 
-    def download(self, key: str, destination: str) -> None:
-        self.bucket.client.download_file(self.settings.bucket, key, destination)
-
     def url(self, key: str) -> str:
         return self.bucket.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.settings.bucket, "Key": key},
