@@ -280,7 +280,8 @@ def test_a_clip_from_the_bucket_is_the_clip_from_local_files(layout, request, bu
     assert abs(duration - (end - start)) <= 2.1      # from the keyframe at or before start
 
 
-def test_a_clip_from_an_unreachable_bucket_leaves_nothing(recording, tmp_path):  # noqa: F811
+def test_a_clip_from_an_unreachable_bucket_leaves_nothing(  # noqa: F811
+        recording, tmp_path):
     data, folder, kept = recording
     settings = S3Settings.from_config({
         "enabled": True, "endpoint": f"http://127.0.0.1:{free_port()}", "bucket": BUCKET,

@@ -2,9 +2,10 @@
 
 A clip is made of whole segments (each starts with a keyframe): the segments covering the
 range are hard-linked into DATA/clips/<id>/ with a VOD playlist (for a replay in the S3
-bucket: fetched from there, a few at a time, by recordings/segment_source.py, as the replay's
-download reads them), and `clip.mp4` is remuxed from these copies as a `+faststart` MP4 by recordings.mp4export (MPEG-TS or fMP4 segments; others,
-if any, by `ffmpeg -c copy`). The MP4 starts at the keyframe at or before the asked start (no
+bucket: fetched from there, a few at a time, by recordings/segment_source.py, as the
+replay's download reads them), and `clip.mp4` is remuxed from these copies as a
+`+faststart` MP4 by recordings.mp4export (MPEG-TS or fMP4 segments; others, if any, by
+`ffmpeg -c copy`). The MP4 starts at the keyframe at or before the asked start (no
 re-encode), so it may begin up to one GOP early, and ends at the asked end; the HLS playlist
 is the whole segments.
 """

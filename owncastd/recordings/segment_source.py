@@ -9,8 +9,9 @@ samples are demuxed from the whole file, so its part of the body needs it whole 
 range of one (fMP4 samples are bytes of the file as they are: from the bucket, a ranged GET).
 A source also copies whole files into a folder (a clip's segments: a hard link from the data
 dir, a GET from the bucket). A file that is not there is `MissingSegment` (an OSError: the
-index pass skips it, as it skips a local file that went away); a bucket that cannot be reached or refuses us is
-`SourceUnreachable`, which the index pass lets through (the API answers 503).
+index pass skips it, as it skips a local file that went away); a bucket that cannot be
+reached or refuses us is `SourceUnreachable`, which the index pass lets through (the API
+answers 503).
 """
 from __future__ import annotations
 
