@@ -7,6 +7,9 @@ reads no object. With a daemon: a real publish, its replay moved to the bucket, 
 /api/replays/<id>/download: Content-Length, moov before mdat, ffprobe's duration, Range
 (206/416), start/end, and no ffmpeg process (the daemon's PATH has an ffmpeg that logs each
 run); the bucket stopped: a cached plan's body ends short with a log line, a new plan is 503.
+Clips of a replay in the bucket: made from the segments they cover, read through the same
+source (equal to a clip from the data dir, TS and fMP4); the daemon's runs no ffmpeg and its
+MP4 is mp4export's bytes; the bucket unreachable or refused: 503, nothing left behind.
 """
 from __future__ import annotations
 
