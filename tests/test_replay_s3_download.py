@@ -531,6 +531,55 @@ def test_the_bucket_gone_is_503_before_the_body(replay, whole):
     assert "a clip of replay" in replay.daemon.output()
 
 
+LL_CONFIG = CONFIG[:CONFIG.index("[s3]")].format().replace(
+    "latency_level = 1", "latency_level = 0\nlow_latency = true")
+
+
+def test_a_low_latency_replay_gets_its_fmp4_index_at_upload():
+    """A Low-Latency HLS (fMP4) recording reaches the bucket when S3 is turned on while it
+    is recorded (LL-HLS streams are not started with S3 on): the recorder's upload writes
+    the index of its fMP4 segments and init segment, so the download's plan reads no object
+    from the bucket, and the API's download is that plan's bytes."""
+    with running_bucket() as server, temporary_daemon(config_file(LL_CONFIG)) as d:
+        pub = ffmpeg_publish(d, seconds=8, size="320x180", rate=15)
+        try:
+            wait_until(lambda: d.get("/api/replays", auth=d.auth).json(), 30,
+                       what="the recording started")
+            s3 = {"enabled": True, "endpoint": server.endpoint, "bucket": BUCKET,
+                  "accessKey": seaweedfs.ACCESS_KEY, "secret": seaweedfs.SECRET,
+                  "region": "us-east-1", "forcePathStyle": True}
+            r = d.post("/api/admin/config/s3", json={"value": s3}, auth=d.auth)
+            assert r.status_code == 200, r.text
+            pub.wait(timeout=60)
+        finally:
+            stop_proc(pub)
+
+        def in_bucket():
+            listed = d.get("/api/replays", auth=d.auth).json()
+            if not listed or listed[0]["inProgress"]:
+                return None
+            rec_id = listed[0]["id"]
+            folder = os.path.dirname(library.rendition_playlist(d.data_dir, rec_id, 0))
+            moved = any(k.endswith(".m4s") for k in
+                        keys(server.client(), f"recordings/{rec_id}/0/"))
+            local = [n for n in os.listdir(folder) if n.endswith((".m4s", ".mp4"))]
+            return rec_id if moved and not local else None
+        rec_id = wait_until(in_bucket, 90, 0.5, what="the replay moved to the bucket")
+        folder = os.path.dirname(library.rendition_playlist(d.data_dir, rec_id, 0))
+        kept = library.kept_segments(d.data_dir, rec_id, 0)
+        assert playlist.fragmented(kept) and len(kept) >= 3
+        stored = segment_index.read(folder)
+        assert all(isinstance(stored[k.name], list) and stored[k.name] for k in kept)
+        assert all(isinstance(stored[k.map_name], bytes) for k in kept)
+        source = BucketSegments(settings_of(server), f"recordings/{rec_id}/0", folder)
+        got = counting_gets(source)
+        made = mp4export.plan(d.data_dir, rec_id, 0, 0.0, None, source)
+        assert got == []
+        r = requests.get(f"{d.url}/api/replays/{rec_id}/download", auth=d.auth, timeout=60)
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == made.length
+        assert r.content == body_of(made)
+
+
 def test_deny_private_addresses_keeps_the_worker_from_reading_the_bucket(tmp_path):
     """Without a daemon or a bucket: a replay row in "s3" and its playlist; with
     http.deny_private_addresses on, a bucket on a loopback address is not even tried."""
