@@ -3,7 +3,7 @@ when a finished recording's media moves to the S3 bucket (services/recorder.py):
 segments every sample's size, timestamps, keyframe flag and the stream's parameter sets (what
 the MP4 export's index pass gets from native.tsdemux without payload); for fMP4 ones (Low-
 Latency HLS) their trun boxes as fmp4index.py reads them, and the init segments as they are
-(a few hundred bytes each). The folder keeps the playlists, and this file with them: a
+(about a kilobyte each). The folder keeps the playlists, and this file with them: a
 download of that replay then plans its MP4 from here, without reading every segment back
 from the bucket before the first byte (recordings/mp4export.py); only the body's bytes are
 read from the bucket. A dot file: never served, never uploaded, deleted with the recording.
