@@ -15,7 +15,7 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 
 from owncastd.native.error cimport make_error
-from owncastd.native.itemqueue cimport ITEM_AUDIO, Route, queue_put
+from owncastd.native.itemqueue cimport Route, queue_put_audio
 from owncastd.native.libavcodec cimport (AV_CODEC_FLAG_GLOBAL_HEADER, AV_CODEC_ID_AAC,
                                          AV_PKT_FLAG_KEY, AVCodec,
                                          AVCodecContext, AVPacket, av_packet_alloc,
@@ -348,6 +348,23 @@ cdef class AudioEncoder:
     cdef AVCodecContext *context(self, int i) noexcept nogil:
         return self.encs[i]
 
+    cdef void note_cut(self, int64_t at_ms) noexcept nogil:
+        """An audio-only stream's segment starts at the input packet of time at_ms (the
+        router's cut): the encoded packet nearest to it starts that segment in every
+        rendition, so encoded and passed-through renditions cut at the same instants."""
+        self.cut_samples[self.cuts_noted % 4] = at_ms * self.sample_rate // 1000
+        self.cuts_noted += 1
+
+    cdef bint _starts_segment(self, int64_t pts) noexcept nogil:
+        # The packet (pts in samples) within half a frame of a noted cut: the one frame that
+        # holds the cut's input samples, whatever the input's frame size.
+        cdef int64_t half = self.encs[0].frame_size // 2
+        cdef int64_t i
+        for i in range(max(0, self.cuts_noted - 4), self.cuts_noted):
+            if self.cut_samples[i % 4] - half <= pts < self.cut_samples[i % 4] + half:
+                return True
+        return False
+
     cdef int write(self, uint8_t **data, int samples, int64_t at_ms, Route *routes, int nroutes) noexcept nogil:
         """Queue decoded samples whose input time is at_ms and encode every full frame."""
         cdef int64_t at = at_ms * self.sample_rate // 1000
@@ -432,6 +449,7 @@ cdef class AudioEncoder:
         """Encode the next frame_size samples from the FIFO (fewer at the end) with every
         encoder, and route the packets. frame=NULL flushes the encoders."""
         cdef int i, j, ret, n
+        cdef bint cut
         cdef AVCodecContext *enc
         cdef AVPacket *copy
         if frame != NULL:
@@ -459,11 +477,12 @@ cdef class AudioEncoder:
                 if ret < 0:
                     break
                 self.pkt.time_base = enc.time_base
+                cut = self.cuts_noted > 0 and self._starts_segment(self.pkt.pts)
                 for j in range(nroutes):
                     if routes[j].audio_encoder == i:
                         copy = av_packet_clone(self.pkt)
                         if copy != NULL:
-                            queue_put(routes[j].queue, ITEM_AUDIO, NULL, copy)
+                            queue_put_audio(routes[j].queue, copy, cut)
                 av_packet_unref(self.pkt)
         if frame != NULL:
             self.next_sample += frame.nb_samples

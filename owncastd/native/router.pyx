@@ -35,7 +35,7 @@ from owncastd.native.bitstream cimport (VIDEO_AV1, VIDEO_H264, VIDEO_HEVC, Strea
                                         is_disposable)
 from owncastd.native.decode cimport AudioDecoder, VideoDecoder
 from owncastd.native.encode cimport AudioEncoder
-from owncastd.native.itemqueue cimport (ITEM_AUDIO, ITEM_VIDEO, queue_now_us, queue_put,
+from owncastd.native.itemqueue cimport (ITEM_VIDEO, queue_now_us, queue_put, queue_put_audio,
                                         queue_put_frame)
 from owncastd.native.libavcodec cimport (AV_CODEC_ID_AV1, AV_CODEC_ID_H264, AV_CODEC_ID_HEVC,
                                          AV_PKT_FLAG_DISCARD, AV_PKT_FLAG_KEY, AVCodecID, AVPacket, av_packet_clone,
@@ -144,6 +144,7 @@ cdef class Router:
             for i in range(self.nroutes):
                 self.routes[i].audio_encoder = -1
         self._note_audio_encoding()
+        self.audio_only = not has_video
         for i, r in enumerate(self.renditions):
             r.configure(config, has_video, has_audio, self.aenc, self.routes[i].audio_encoder,
                         self.sample_rate, self.channels)
@@ -353,7 +354,8 @@ cdef class Router:
 
     cdef bint _is_cut(self, int64_t t, bint key) noexcept nogil:
         """Whether a segment starts at this frame (time t ms); advances the grid when so."""
-        cdef int64_t tolerance = 50 if self.any_passthrough else 5
+        # (an audio frame lasts ~23 ms: the one starting within 50 ms of the grid point cuts)
+        cdef int64_t tolerance = 50 if self.any_passthrough or self.audio_only else 5
         if not self.grid_started:
             self.grid_started = True
             self.next_cut_ms = t + self.cut_step_ms
@@ -417,14 +419,19 @@ cdef class Router:
                 return 0
 
     cdef void audio(self, AVPacket *pkt) noexcept nogil:
-        """One AAC frame (timestamps in ms)."""
+        """One audio frame (timestamps in ms). Without video the cuts are made here, on the
+        input's frames (the encoder marks its packet nearest to each), so every rendition cuts
+        at the same instants and a replay can resume where the finished segments end."""
         cdef AVPacket *copy
         cdef int i
+        cdef bint cut = self.audio_only and self._is_cut(pkt.pts, True)
+        if cut and self.aenc is not None:
+            self.aenc.note_cut(pkt.pts)
         for i in range(self.nroutes):
             if self.routes[i].audio_encoder < 0 and not self.passthrough_audio_stale:
                 copy = av_packet_clone(pkt)
                 if copy != NULL:
-                    queue_put(self.routes[i].queue, ITEM_AUDIO, NULL, copy)
+                    queue_put_audio(self.routes[i].queue, copy, cut)
         if self.adec.is_open() and self.encoding_audio:
             if self.adec.send(pkt) < 0:
                 self.audio_decode_errors += 1
