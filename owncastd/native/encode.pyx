@@ -295,6 +295,7 @@ cdef class AudioEncoder:
             for i in range(self.count):
                 avcodec_free_context(&self.encs[i])
             free(self.encs)
+        free(self.cuts_marked)
         if self.fifo != NULL:
             av_audio_fifo_free(self.fifo)
         av_frame_free(&self.frame)
@@ -316,7 +317,8 @@ cdef class AudioEncoder:
         self.sample_rate = sample_rate
         self.channels = channels
         self.encs = <AVCodecContext **>malloc(len(bitrates) * sizeof(AVCodecContext *))
-        if self.encs == NULL:
+        self.cuts_marked = <int64_t *>calloc(len(bitrates), sizeof(int64_t))
+        if self.encs == NULL or self.cuts_marked == NULL:
             raise MemoryError()
         for kbps in bitrates:
             ctx = avcodec_alloc_context3(codec)
@@ -350,20 +352,24 @@ cdef class AudioEncoder:
 
     cdef void note_cut(self, int64_t at_ms) noexcept nogil:
         """An audio-only stream's segment starts at the input packet of time at_ms (the
-        router's cut): the encoded packet nearest to it starts that segment in every
-        rendition, so encoded and passed-through renditions cut at the same instants."""
-        self.cut_samples[self.cuts_noted % 4] = at_ms * self.sample_rate // 1000
+        router's cut): each encoder's packet nearest to it starts that segment, so encoded
+        and passed-through renditions cut at the same instants."""
+        self.cut_samples[self.cuts_noted % 8] = at_ms * self.sample_rate // 1000
         self.cuts_noted += 1
 
-    cdef bint _starts_segment(self, int64_t pts) noexcept nogil:
-        # The packet (pts in samples) within half a frame of a noted cut: the one frame that
-        # holds the cut's input samples, whatever the input's frame size.
+    cdef bint _starts_segment(self, int i, int64_t pts) noexcept nogil:
+        # Encoder i's first packet (pts in samples) from half a frame before a cut it has not
+        # marked yet: the frame holding the cut's input samples, whatever the input's frame
+        # size, or the first one after a gap left in the output. Every cut gets one mark.
         cdef int64_t half = self.encs[0].frame_size // 2
-        cdef int64_t i
-        for i in range(max(0, self.cuts_noted - 4), self.cuts_noted):
-            if self.cut_samples[i % 4] - half <= pts < self.cut_samples[i % 4] + half:
-                return True
-        return False
+        cdef bint cut = False
+        if self.cuts_marked[i] < self.cuts_noted - 8:
+            self.cuts_marked[i] = self.cuts_noted - 8   # (never: cuts are seconds apart)
+        while self.cuts_marked[i] < self.cuts_noted and \
+                pts >= self.cut_samples[self.cuts_marked[i] % 8] - half:
+            self.cuts_marked[i] += 1
+            cut = True
+        return cut
 
     cdef int write(self, uint8_t **data, int samples, int64_t at_ms, Route *routes, int nroutes) noexcept nogil:
         """Queue decoded samples whose input time is at_ms and encode every full frame."""
@@ -463,6 +469,7 @@ cdef class AudioEncoder:
         for i in range(self.count):
             enc = self.encs[i]
             if not self._in_use(i, routes, nroutes):
+                self.cuts_marked[i] = self.cuts_noted   # its first packet, when used, cuts none
                 continue   # the standby for passed-through audio (see router): idle until used
             if frame != NULL:
                 # The encoder subtracts its priming delay from the output pts: add it here so
@@ -477,7 +484,7 @@ cdef class AudioEncoder:
                 if ret < 0:
                     break
                 self.pkt.time_base = enc.time_base
-                cut = self.cuts_noted > 0 and self._starts_segment(self.pkt.pts)
+                cut = self._starts_segment(i, self.pkt.pts)
                 for j in range(nroutes):
                     if routes[j].audio_encoder == i:
                         copy = av_packet_clone(self.pkt)
