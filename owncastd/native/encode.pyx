@@ -352,23 +352,27 @@ cdef class AudioEncoder:
 
     cdef void note_cut(self, int64_t at_ms) noexcept nogil:
         """An audio-only stream's segment starts at the input packet of time at_ms (the
-        router's cut): each encoder's packet nearest to it starts that segment, so encoded
-        and passed-through renditions cut at the same instants."""
+        router's cut): each encoder's packet there starts that segment too, so encoded and
+        passed-through renditions cut at the same instants."""
         self.cut_samples[self.cuts_noted % 8] = at_ms * self.sample_rate // 1000
         self.cuts_noted += 1
 
     cdef bint _starts_segment(self, int i, int64_t pts) noexcept nogil:
-        # Encoder i's first packet (pts in samples) from half a frame before a cut it has not
-        # marked yet: the frame holding the cut's input samples, whatever the input's frame
-        # size, or the first one after a gap left in the output. Every cut gets one mark.
-        cdef int64_t half = self.encs[0].frame_size // 2
+        # Encoder i's first packet (pts in samples) from half a frame before a cut: the frame
+        # holding the cut's input samples, whatever the input's frame size (encoded output
+        # has no gaps: silence fills them). A cut a frame or more before the packet passed
+        # while this encoder stood by unused: it marks nothing.
+        cdef int64_t frame = self.encs[0].frame_size
+        cdef int64_t at
         cdef bint cut = False
         if self.cuts_marked[i] < self.cuts_noted - 8:
-            self.cuts_marked[i] = self.cuts_noted - 8   # (never: cuts are seconds apart)
-        while self.cuts_marked[i] < self.cuts_noted and \
-                pts >= self.cut_samples[self.cuts_marked[i] % 8] - half:
+            self.cuts_marked[i] = self.cuts_noted - 8
+        while self.cuts_marked[i] < self.cuts_noted:
+            at = self.cut_samples[self.cuts_marked[i] % 8]
+            if pts < at - frame // 2:
+                break
             self.cuts_marked[i] += 1
-            cut = True
+            cut = cut or pts < at + frame
         return cut
 
     cdef int write(self, uint8_t **data, int samples, int64_t at_ms, Route *routes, int nroutes) noexcept nogil:
@@ -469,7 +473,6 @@ cdef class AudioEncoder:
         for i in range(self.count):
             enc = self.encs[i]
             if not self._in_use(i, routes, nroutes):
-                self.cuts_marked[i] = self.cuts_noted   # its first packet, when used, cuts none
                 continue   # the standby for passed-through audio (see router): idle until used
             if frame != NULL:
                 # The encoder subtracts its priming delay from the output pts: add it here so

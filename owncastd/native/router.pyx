@@ -13,7 +13,9 @@ Segment cuts are decided here, once for all renditions: the first frame at or af
 of a grid of segment_seconds (from the first frame) is marked as a cut; with a video passthrough
 rendition in the ladder, the first source keyframe there instead, since passthrough can only cut
 at the source's keyframes. Encoders make a marked frame an IDR frame and the queues never shed
-it, so every rendition, passthrough included, cuts at the same instants.
+it, so every rendition, passthrough included, cuts at the same instants. Without video the
+marks go on audio: the first input frame within 50 ms of each grid point (and the AAC
+encoders' packet holding its samples), so a replay can resume at an audio-only stream's cut.
 
 Overload (live only): the decoder is the one stage every encoded rendition waits on, so when it
 falls behind the input it sheds before decoding, as players do with skip_frame: past
@@ -419,9 +421,7 @@ cdef class Router:
                 return 0
 
     cdef void audio(self, AVPacket *pkt) noexcept nogil:
-        """One audio frame (timestamps in ms). Without video the cuts are made here, on the
-        input's frames (the encoder marks its packet nearest to each), so every rendition cuts
-        at the same instants and a replay can resume where the finished segments end."""
+        """One audio frame (timestamps in ms); without video, a cut may start at it."""
         cdef AVPacket *copy
         cdef int i
         cdef bint cut = self.audio_only and self._is_cut(pkt.pts, True)
