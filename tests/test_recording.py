@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import struct
 import subprocess
 import time
@@ -374,3 +375,70 @@ def test_a_low_latency_recording_exports_as_faststart_mp4(tmp_path):
         part = d.get(f"/api/replays/{replay['id']}/download?start=2&end=6", auth=d.auth,
                      headers={"Range": "bytes=100-2099"})
         assert part.status_code == 206 and part.content == r.content[100:2100]
+
+
+AUDIO_ONLY_CONFIG = """
+recording_grace = 5
+[video]
+latency_level = 2
+variants = [
+  { audioPassthrough = true },
+  { audioBitrate = 64 },
+]
+"""
+AUDIO_ONLY_SECONDS = 30
+AUDIO_ONLY_SEGMENT = 3      # latency level 2: 3 s segments, 3 in the live playlist, so the
+                            # recorder sees all of the burst a restarted transcoder writes
+
+
+def test_an_audio_only_broadcast_loses_nothing_at_a_transcoder_kill(tmp_path):
+    """An internet radio sends audio only. Its transcoder SIGKILLed mid-segment, ingest replays
+    the media since the first unfinished segment's cut (on an audio frame) and the new one
+    resumes exactly there: the recording is the whole publish, every audio frame once, in the
+    passed-through and the encoded rendition."""
+    from owncastd.media import flv
+    from owncastd.media.playlist import read_media_playlist
+    from test_transcode_pipeline import make_flv
+    from test_transcode_replay import AUDIO_FRAME_TICKS, assert_audio_whole
+
+    source = make_flv(tmp_path / "radio.flv", seconds=AUDIO_ONLY_SECONDS, video=False)
+    frames = sum(1 for kind, _, body in flv.read_tags(source)
+                 if kind == flv.TAG_AUDIO and not flv.is_aac_sequence_header(body))
+    published = frames * AUDIO_FRAME_TICKS / 90000
+    with temporary_daemon(config_file(AUDIO_ONLY_CONFIG)) as d:
+        r = d.post("/api/admin/config/recording", auth=d.auth,
+                   json={"value": {"enabled": True, "minFreeMB": 0, "renditions": [0, 1]}})
+        assert r.status_code == 200, r.text
+        pub = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", source,
+                                "-c", "copy", "-f", "flv",
+                                f"rtmp://127.0.0.1:{d.rtmp_port}/live/{d.key}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            def newest_segment():
+                r = d.get("/hls/0/stream.m3u8")
+                return int(r.text.rsplit("stream-", 1)[1].split(".")[0]) if "stream-" in r.text else -1
+            wait_until(lambda: newest_segment() >= 2, 30, what="three segments")
+            newest = newest_segment()
+            wait_until(lambda: newest_segment() > newest, 10, 0.05, what="a new segment")
+            time.sleep(AUDIO_ONLY_SEGMENT / 2)   # mid-segment: half of it is in no finished one
+            kill_and_wait_restored(lambda: child_named(d, "owncastd.transcode.worker"),
+                                   "transcoder")
+            assert pub.wait(timeout=AUDIO_ONLY_SECONDS + 30) == 0, pub.stderr.read().decode()
+        finally:
+            stop_proc(pub)
+
+        def finished():
+            listed = d.get("/api/replays", auth=d.auth).json()
+            return listed if listed and not listed[0]["inProgress"] else None
+        replay = wait_until(finished, 60, 0.5, what="the recording to finish")[0]
+        logs = " | ".join(e["message"] for e in d.get("/api/admin/logs", auth=d.auth).json())
+        assert "resuming from the replayed media" in logs and "(from the next keyframe)" not in logs
+        for n, extra in ((0, 0), (1, 2)):   # encoded: each pipeline's last partial AAC frame
+            directory = os.path.join(d.data_dir, "recordings", replay["id"], str(n))
+            segs = read_media_playlist(os.path.join(directory, "stream.m3u8"))["segments"]
+            # the restart (the recorder adds one where it cannot tell it missed nothing)
+            assert any(s["discontinuity"] for s in segs), (n, segs)
+            total = sum(s["duration"] for s in segs)
+            print(f"rendition {n}: published {published:.3f} s, recorded {total:.3f} s")
+            assert total == pytest.approx(published, abs=0.05), (n, total, published, segs)
+            assert_audio_whole(pathlib.Path(directory), segs, frames, extra)

@@ -257,6 +257,30 @@ def test_audio_only_source(tmp_path):
     assert p.stats()["renditions"][0]["audio_packets"] > 200
 
 
+def test_audio_only_renditions_cut_at_the_same_frames(tmp_path):
+    """Without video the router cuts on input audio frames and the AAC encoder marks its packet
+    nearest each cut: encoded and passed-through renditions have the same segments, also over
+    a 3 s gap in the input (filled with silence in the encoded one, left in the other)."""
+    src = make_flv(tmp_path / "a.flv", seconds=9, video=False)
+    tags = list(flv.read_tags(src))
+    gapped = [(t, ts + (3000 if ts >= 4500 else 0), p) for t, ts, p in tags
+              if not 3300 <= ts < 4500 or t != flv.TAG_AUDIO]
+    run(src, tmp_path / "out", [{"audioPassthrough": True}, {"audioBitrate": 64},
+                                {"audioBitrate": 96}], tags=gapped)
+    playlists = [read_media_playlist(str(tmp_path / "out" / str(i) / "stream.m3u8"))["segments"]
+                 for i in range(3)]
+    starts = [[probe(tmp_path / "out" / str(i) / s["uri"], "-select_streams", "a",
+                     "-show_entries", "packet=pts")["packets"][0]["pts"] for s in segs]
+              for i, segs in enumerate(playlists)]
+    assert len(playlists[0]) >= 6 and len({len(segs) for segs in playlists}) == 1, playlists
+    for segs, first in zip(playlists[1:], starts[1:]):
+        # every segment starts within half an AAC frame of the passed-through one's (after
+        # the gap the encoded frames are on their own sample grid)
+        assert all(abs(a["duration"] - b["duration"]) <= 0.012
+                   for a, b in zip(segs[:-1], playlists[0][:-1])), (segs, playlists[0])
+        assert all(abs(a - b) <= 1045 for a, b in zip(first, starts[0])), (first, starts[0])
+
+
 def test_timestamp_jumps_are_folded(source, tmp_path):
     tags = list(flv.read_tags(source))
     half = len(tags) // 2

@@ -84,6 +84,80 @@ def test_a_replay_after_a_kill_continues_with_every_frame_once(tmp_path):
     assert abs(audio - source_audio) <= 1, (audio, source_audio)
 
 
+AUDIO_FRAME_TICKS = 1024 * 90000 / 44100   # one AAC frame at 44.1 kHz, in MPEG-TS ticks
+
+
+def audio_packets(path):
+    """(pts, duration) of every audio packet in a segment, in 90 kHz ticks."""
+    shown = probe(path, "-select_streams", "a", "-show_entries", "packet=pts,duration")["packets"]
+    return [(int(p["pts"]), int(p["duration"])) for p in shown]
+
+
+def assert_audio_whole(directory, segs, source_frames, extra=0):
+    """The audio of a playlist's segments (in `directory`) has no gap and no overlap within
+    each run between discontinuities, segment boundaries included, and over all runs holds
+    every source frame once: nothing lost or doubled at a restart (an encoded rendition may
+    add `extra` frames, its encoders' last partial frames)."""
+    runs = [[]]
+    for s in segs:
+        if s["discontinuity"]:
+            runs.append([])
+        runs[-1] += audio_packets(directory / s["uri"])
+    for run in runs:
+        steps = {b[0] - a[0] for a, b in zip(run, run[1:])}   # (passed through: ms-rounded)
+        assert all(abs(step - AUDIO_FRAME_TICKS) <= 91 for step in steps), (directory, sorted(steps))
+    assert 0 <= sum(map(len, runs)) - source_frames <= extra, \
+        (directory, [len(r) for r in runs], source_frames)
+
+
+def test_an_audio_only_replay_continues_with_every_frame_once(tmp_path):
+    """An internet radio sends audio only: the cuts are the router's (as for video), so the
+    pipeline says where its finished segments end and the replay resumes exactly there, in a
+    passed-through and an encoded rendition alike."""
+    tags = list(flv.read_tags(make_flv(tmp_path / "in.flv", seconds=SECONDS, video=False)))
+    variants = [ladder.normalize_variant(v, segment_seconds=SEGMENT)
+                for v in ({"audioPassthrough": True}, {"audioBitrate": 64})]
+    out = tmp_path / "out"
+
+    def pipeline():
+        return Pipeline(str(out), variants, segment_seconds=SEGMENT, list_size=20,
+                        discontinuity=(out / "stream.m3u8").exists())
+
+    header = [t for t in tags if flv.is_aac_sequence_header(t[2])]
+    media = [t for t in tags if t[0] == flv.TAG_AUDIO and t not in header]
+    # Two segments finished, the third open: it starts at the first frame within 50 ms of 4 s.
+    third = min(t[1] for t in media if t[1] >= media[0][1] + 2 * SEGMENT * 1000 - 50)
+    first = pipeline()
+    for tag in tags:
+        if tag[1] < KILL_AT:
+            first.push(*tag)
+    deadline = time.monotonic() + 30
+    while first.input_done_ms() != third and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done = first.input_done_ms()
+    assert done == third, (done, third)
+    del first                       # "kill -9": the open segment is never written
+    gc.collect()
+
+    second = pipeline()
+    second.resume_at(done)
+    # What ingest retains of an audio-only stream: from the newest frame at or before done.
+    start = max(i for i, t in enumerate(media) if t[1] <= done)
+    for tag in header + media[start:]:
+        second.push(*tag)
+    second.finish()
+    assert second.stats()["replay_skipped"]["audio"] == 0   # resumed on the cut frame itself
+
+    source_frames = len(media)
+    source_seconds = source_frames * AUDIO_FRAME_TICKS / 90000
+    for n in (0, 1):
+        segs = read_media_playlist(str(out / str(n) / "stream.m3u8"))["segments"]
+        # (the resumed grid starts at the resume point: the last segment is a short tail)
+        assert [i for i, s in enumerate(segs) if s["discontinuity"]] == [2], (n, segs)
+        assert sum(s["duration"] for s in segs) == pytest.approx(source_seconds, abs=0.03), (n, segs)
+        assert_audio_whole(out / str(n), segs, source_frames, extra=0 if n == 0 else 2)
+
+
 def test_a_pipeline_without_resume_at_gets_nothing_twice():
     """The ffmpeg and LL-HLS pipelines cannot decode without output: the worker drops the
     replay before the resume point, and video until a keyframe after it."""

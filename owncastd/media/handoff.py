@@ -27,8 +27,9 @@ Drop policy (the queue to the transcoder is bounded, and ingest never waits for 
   keyframes, so there the audio header is repeated every AUDIO_ONLY_REPEAT_MS of media.
 Every audio/video frame is counted: handed on, or dropped.
 
-Replay after a transcoder restart (nothing lost at a `kill -9`): the media since the keyframe at
-or before the start of the oldest segment the transcoder has not finished (`done_ms` in its
+Replay after a transcoder restart (nothing lost at a `kill -9`): the media since the keyframe
+(in a stream without video, the audio frame: its segments start at audio frames) at or
+before the start of the oldest segment the transcoder has not finished (`done_ms` in its
 reports) is retained, up to RETAIN_MS / RETAIN_BYTES. When the reports come from a new
 transcoder instance, ingest sends a RESUME record (payload `{"from_ms": done_ms}`), the cached
 sequence headers and the retained media; the new transcoder decodes from that keyframe, outputs

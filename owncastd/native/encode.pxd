@@ -51,6 +51,12 @@ cdef class AudioEncoder:
     cdef readonly int64_t errors
     cdef readonly int64_t silence_samples     # inserted for gaps in the input
     cdef readonly int64_t trimmed_samples     # dropped where input overlapped queued samples
+    cdef int64_t cut_samples[8]               # audio-only: the newest segment cuts (sample times)
+    cdef int64_t cuts_noted
+    cdef int64_t *cuts_marked                 # per encoder: cuts it has marked a packet for
+
+    cdef void note_cut(self, int64_t at_ms) noexcept nogil
+    cdef bint _starts_segment(self, int i, int64_t pts) noexcept nogil
 
     cdef AVCodecContext *context(self, int i) noexcept nogil
     cdef int write(self, uint8_t **data, int samples, int64_t at_ms, Route *routes, int nroutes) noexcept nogil

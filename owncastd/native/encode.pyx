@@ -15,7 +15,7 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 
 from owncastd.native.error cimport make_error
-from owncastd.native.itemqueue cimport ITEM_AUDIO, Route, queue_put
+from owncastd.native.itemqueue cimport Route, queue_put_audio
 from owncastd.native.libavcodec cimport (AV_CODEC_FLAG_GLOBAL_HEADER, AV_CODEC_ID_AAC,
                                          AV_PKT_FLAG_KEY, AVCodec,
                                          AVCodecContext, AVPacket, av_packet_alloc,
@@ -295,6 +295,7 @@ cdef class AudioEncoder:
             for i in range(self.count):
                 avcodec_free_context(&self.encs[i])
             free(self.encs)
+        free(self.cuts_marked)
         if self.fifo != NULL:
             av_audio_fifo_free(self.fifo)
         av_frame_free(&self.frame)
@@ -316,7 +317,8 @@ cdef class AudioEncoder:
         self.sample_rate = sample_rate
         self.channels = channels
         self.encs = <AVCodecContext **>malloc(len(bitrates) * sizeof(AVCodecContext *))
-        if self.encs == NULL:
+        self.cuts_marked = <int64_t *>calloc(len(bitrates), sizeof(int64_t))
+        if self.encs == NULL or self.cuts_marked == NULL:
             raise MemoryError()
         for kbps in bitrates:
             ctx = avcodec_alloc_context3(codec)
@@ -347,6 +349,31 @@ cdef class AudioEncoder:
 
     cdef AVCodecContext *context(self, int i) noexcept nogil:
         return self.encs[i]
+
+    cdef void note_cut(self, int64_t at_ms) noexcept nogil:
+        """An audio-only stream's segment starts at the input packet of time at_ms (the
+        router's cut): each encoder's packet there starts that segment too, so encoded and
+        passed-through renditions cut at the same instants."""
+        self.cut_samples[self.cuts_noted % 8] = at_ms * self.sample_rate // 1000
+        self.cuts_noted += 1
+
+    cdef bint _starts_segment(self, int i, int64_t pts) noexcept nogil:
+        # Encoder i's first packet (pts in samples) from half a frame before a cut: the frame
+        # holding the cut's input samples, whatever the input's frame size (encoded output
+        # has no gaps: silence fills them). A cut a frame or more before the packet passed
+        # while this encoder stood by unused: it marks nothing.
+        cdef int64_t frame = self.encs[0].frame_size
+        cdef int64_t at
+        cdef bint cut = False
+        if self.cuts_marked[i] < self.cuts_noted - 8:
+            self.cuts_marked[i] = self.cuts_noted - 8
+        while self.cuts_marked[i] < self.cuts_noted:
+            at = self.cut_samples[self.cuts_marked[i] % 8]
+            if pts < at - frame // 2:
+                break
+            self.cuts_marked[i] += 1
+            cut = cut or pts < at + frame
+        return cut
 
     cdef int write(self, uint8_t **data, int samples, int64_t at_ms, Route *routes, int nroutes) noexcept nogil:
         """Queue decoded samples whose input time is at_ms and encode every full frame."""
@@ -432,6 +459,7 @@ cdef class AudioEncoder:
         """Encode the next frame_size samples from the FIFO (fewer at the end) with every
         encoder, and route the packets. frame=NULL flushes the encoders."""
         cdef int i, j, ret, n
+        cdef bint cut
         cdef AVCodecContext *enc
         cdef AVPacket *copy
         if frame != NULL:
@@ -459,11 +487,12 @@ cdef class AudioEncoder:
                 if ret < 0:
                     break
                 self.pkt.time_base = enc.time_base
+                cut = self._starts_segment(i, self.pkt.pts)
                 for j in range(nroutes):
                     if routes[j].audio_encoder == i:
                         copy = av_packet_clone(self.pkt)
                         if copy != NULL:
-                            queue_put(routes[j].queue, ITEM_AUDIO, NULL, copy)
+                            queue_put_audio(routes[j].queue, copy, cut)
                 av_packet_unref(self.pkt)
         if frame != NULL:
             self.next_sample += frame.nb_samples

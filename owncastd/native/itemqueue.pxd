@@ -27,7 +27,8 @@ cdef enum ItemKind:
 
 cdef enum ItemFlags:
     ITEM_AFTER_SHED = 1   # frames were shed just before this one: leave their slots empty
-    ITEM_CUT = 2          # a segment starts at this frame (the router's mark): never shed
+    ITEM_CUT = 2          # a segment starts at this frame, or at this packet of an audio-only
+                          # stream (the router's mark): never shed
 
 cdef struct Item:
     int kind
@@ -66,6 +67,7 @@ cdef struct Route:
 
 cdef void queue_init(ItemQueue *q, int max_frames, int64_t max_span_ms) noexcept nogil
 cdef int queue_put(ItemQueue *q, int kind, AVFrame *frame, AVPacket *pkt) noexcept nogil
+cdef int queue_put_audio(ItemQueue *q, AVPacket *pkt, bint cut) noexcept nogil
 cdef int queue_put_frame(ItemQueue *q, AVFrame *frame, int64_t t_ms, bint cut, bint may_shed) noexcept nogil
 cdef Item *queue_get(ItemQueue *q) noexcept nogil
 cdef int64_t queue_now_us() noexcept nogil

@@ -70,6 +70,21 @@ cdef int queue_put(ItemQueue *q, int kind, AVFrame *frame, AVPacket *pkt) noexce
     return 0
 
 
+cdef int queue_put_audio(ItemQueue *q, AVPacket *pkt, bint cut) noexcept nogil:
+    """Append an audio packet (taking ownership); cut: an audio-only stream's segment starts
+    at it (the router's mark, as for video frames)."""
+    cdef Item *it = _new_item(ITEM_AUDIO, NULL, pkt)
+    if it == NULL:
+        return AVERROR(ENOMEM)
+    if cut:
+        it.flags |= ITEM_CUT
+    mtx_lock(&q.lock)
+    _append(q, it)
+    cnd_broadcast(&q.changed)
+    mtx_unlock(&q.lock)
+    return 0
+
+
 cdef int64_t _now_us() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)

@@ -147,17 +147,16 @@ cdef class Pipeline:
 
     def input_done_ms(self):
         """Input time (ms, 32-bit RTMP clock) before which every rendition's media is in a
-        finished segment: where a replay resumes. None before the first segment is finished,
-        -1 when there are no video cut points (an audio-only stream)."""
+        finished segment: where a replay resumes. None before the first segment is finished.
+        The router's cuts are on video frames, or on audio frames in an audio-only stream."""
         if not self.started:
             return None
-        if not self.has_video:
-            return -1
         done = min((<Rendition>r).segmenter.segments for r in self.renditions)
         cut = self.router.cut_time(done) if done > 0 else None
         if cut is None:
             return None
-        return (cut - self.timeline.tracks[TRACK_VIDEO].offset) & MASK32
+        track = TRACK_VIDEO if self.has_video else TRACK_AUDIO
+        return (cut - self.timeline.tracks[track].offset) & MASK32
 
     cdef bint _before_resume(self, int64_t ts) noexcept nogil:
         return self.resuming and ((ts - self.resume_from) & MASK32) >= HALF32

@@ -23,6 +23,7 @@ cdef class Router:
     cdef int fallback_encoder           # AAC encoder that stands by for passthrough routes
     cdef readonly list warnings         # refusals and losses, as logged
     cdef bint any_passthrough               # a video passthrough rendition: cut at source keyframes
+    cdef bint audio_only                    # no video: cut marks go on audio packets
     cdef int64_t cut_step_ms, next_cut_ms    # the segment grid the cut marks follow
     cdef bint grid_started
     cdef int64_t cut_ms[64]                 # the newest cuts' times, by cut number % 64

@@ -13,7 +13,9 @@ Segment cuts are decided here, once for all renditions: the first frame at or af
 of a grid of segment_seconds (from the first frame) is marked as a cut; with a video passthrough
 rendition in the ladder, the first source keyframe there instead, since passthrough can only cut
 at the source's keyframes. Encoders make a marked frame an IDR frame and the queues never shed
-it, so every rendition, passthrough included, cuts at the same instants.
+it, so every rendition, passthrough included, cuts at the same instants. Without video the
+marks go on audio: the first input frame within 50 ms of each grid point (and the AAC
+encoders' packet holding its samples), so a replay can resume at an audio-only stream's cut.
 
 Overload (live only): the decoder is the one stage every encoded rendition waits on, so when it
 falls behind the input it sheds before decoding, as players do with skip_frame: past
@@ -35,7 +37,7 @@ from owncastd.native.bitstream cimport (VIDEO_AV1, VIDEO_H264, VIDEO_HEVC, Strea
                                         is_disposable)
 from owncastd.native.decode cimport AudioDecoder, VideoDecoder
 from owncastd.native.encode cimport AudioEncoder
-from owncastd.native.itemqueue cimport (ITEM_AUDIO, ITEM_VIDEO, queue_now_us, queue_put,
+from owncastd.native.itemqueue cimport (ITEM_VIDEO, queue_now_us, queue_put, queue_put_audio,
                                         queue_put_frame)
 from owncastd.native.libavcodec cimport (AV_CODEC_ID_AV1, AV_CODEC_ID_H264, AV_CODEC_ID_HEVC,
                                          AV_PKT_FLAG_DISCARD, AV_PKT_FLAG_KEY, AVCodecID, AVPacket, av_packet_clone,
@@ -144,6 +146,7 @@ cdef class Router:
             for i in range(self.nroutes):
                 self.routes[i].audio_encoder = -1
         self._note_audio_encoding()
+        self.audio_only = not has_video
         for i, r in enumerate(self.renditions):
             r.configure(config, has_video, has_audio, self.aenc, self.routes[i].audio_encoder,
                         self.sample_rate, self.channels)
@@ -353,7 +356,8 @@ cdef class Router:
 
     cdef bint _is_cut(self, int64_t t, bint key) noexcept nogil:
         """Whether a segment starts at this frame (time t ms); advances the grid when so."""
-        cdef int64_t tolerance = 50 if self.any_passthrough else 5
+        # (an audio frame lasts ~23 ms: the one starting within 50 ms of the grid point cuts)
+        cdef int64_t tolerance = 50 if self.any_passthrough or self.audio_only else 5
         if not self.grid_started:
             self.grid_started = True
             self.next_cut_ms = t + self.cut_step_ms
@@ -417,14 +421,17 @@ cdef class Router:
                 return 0
 
     cdef void audio(self, AVPacket *pkt) noexcept nogil:
-        """One AAC frame (timestamps in ms)."""
+        """One audio frame (timestamps in ms); without video, a cut may start at it."""
         cdef AVPacket *copy
         cdef int i
+        cdef bint cut = self.audio_only and self._is_cut(pkt.pts, True)
+        if cut and self.aenc is not None:
+            self.aenc.note_cut(pkt.pts)
         for i in range(self.nroutes):
             if self.routes[i].audio_encoder < 0 and not self.passthrough_audio_stale:
                 copy = av_packet_clone(pkt)
                 if copy != NULL:
-                    queue_put(self.routes[i].queue, ITEM_AUDIO, NULL, copy)
+                    queue_put_audio(self.routes[i].queue, copy, cut)
         if self.adec.is_open() and self.encoding_audio:
             if self.adec.send(pkt) < 0:
                 self.audio_decode_errors += 1

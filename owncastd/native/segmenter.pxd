@@ -26,6 +26,7 @@ cdef class Segmenter:
     cdef const char *seg_c                    # the same, usable without the GIL
     cdef int64_t segment_ticks                # segment length in 1/90000 s
     cdef bint segment_has_data, segment_has_video
+    cdef bint cut_pending                     # audio-only: a marked cut whose packet was dropped
     cdef int64_t grid_origin                  # first video (else audio) pts: the cut grid starts there
     cdef readonly int64_t seq
     cdef int64_t seg_start, next_cut, last_end, last_vdts, last_vpts, vdur, last_adts
@@ -69,7 +70,7 @@ cdef class Segmenter:
     cdef int _cut(self, int64_t at) noexcept nogil
     cdef int _rejected(self, int err) noexcept nogil
     cdef int _flush_pending(self, int64_t limit) noexcept nogil
-    cdef int _write_audio(self, AVPacket *pkt) noexcept nogil
+    cdef int _write_audio(self, AVPacket *pkt, bint cut) noexcept nogil
     cdef int _open_fmp4(self) noexcept nogil
     cdef void _free_mux(self) noexcept nogil
     cdef int _write_fmp4(self, AVPacket *pkt, int64_t dts, int64_t duration, bint timing,

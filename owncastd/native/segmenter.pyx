@@ -8,9 +8,10 @@ the sink as soon as it is muxed.
 Video cuts before a keyframe that reaches the next grid point (the router marks the same cut
 frames for every rendition); packets are muxed in timestamp order: audio waits in a queue until
 video reaches its time, and video waits for audio that arrives late (a phone app sending the
-tracks from separate threads), up to AUDIO_WAIT, so segments interleave and cut cleanly. Audio-only streams cut on the
-grid at any packet. A segment is written to a hidden temp name, renamed, then announced to
-on_segment (which updates the playlists, with the GIL).
+tracks from separate threads), up to AUDIO_WAIT, so segments interleave and cut cleanly.
+Audio-only streams cut at the packets the router marks (ITEM_CUT, on the same grid). A segment
+is written to a hidden temp name, renamed, then announced to on_segment (which updates the
+playlists, with the GIL).
 
 fMP4: the header (ftyp + moov) goes to `sink.init(bytes)`. A chunk (moof + mdat) ends after
 every video frame (after CHUNK_TICKS of the timing track: two frames above 33 fps, two AAC
@@ -33,7 +34,7 @@ from libc.stdio cimport rename, snprintf
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
-from owncastd.native.itemqueue cimport Item, item_free, list_append, list_clear, list_pop
+from owncastd.native.itemqueue cimport ITEM_CUT, Item, item_free, list_append, list_clear, list_pop
 from owncastd.native.libavcodec cimport (AV_CODEC_ID_AAC, AV_PKT_FLAG_KEY, AVPacket,
                                          av_packet_clone, av_packet_rescale_ts,
                                          avcodec_parameters_copy, avcodec_parameters_free)
@@ -509,7 +510,7 @@ cdef class Segmenter:
         av_packet_rescale_ts(pkt, pkt.time_base, TS90K)
         pkt.time_base = TS90K
         if not self.has_video:
-            return self._write_audio(pkt)
+            return self._write_audio(pkt, (it.flags & ITEM_CUT) != 0)
         if self.audio_newest == AV_NOPTS_VALUE or pkt.pts > self.audio_newest:
             self.audio_newest = pkt.pts
         list_append(&self.pending, it)
@@ -531,14 +532,17 @@ cdef class Segmenter:
         cdef int ret
         while self.pending.head != NULL and self.pending.head.pkt.pts <= limit:
             it = list_pop(&self.pending)
-            ret = self._write_audio(it.pkt)
+            ret = self._write_audio(it.pkt, False)
             item_free(it)
             if ret < 0:
                 return ret
         return 0
 
-    cdef int _write_audio(self, AVPacket *pkt) noexcept nogil:
+    cdef int _write_audio(self, AVPacket *pkt, bint cut) noexcept nogil:
+        """Mux one audio packet; cut (audio-only streams): a segment starts at it (the
+        router's mark; one on a dropped packet moves to the next)."""
         cdef int ret
+        cut = cut or self.cut_pending
         if self.aindex < 0 and self.mux != NULL:
             self.audio_dropped += 1   # audio disabled after the muxer refused its config
             return 0
@@ -551,14 +555,16 @@ cdef class Segmenter:
                 return ret
         if self.last_adts != AV_NOPTS_VALUE and pkt.dts <= self.last_adts:
             self.audio_dropped += 1   # overlapping audio after an input glitch
+            self.cut_pending = cut and not self.has_video
             return 0
+        self.cut_pending = False
         if not self.has_video:
             if not self.segment_has_data:
                 if self.segments == 0:
                     self.seg_start = max(0, pkt.pts)
                     self.grid_origin = self.seg_start
                     self.next_cut = grid_after(self.seg_start, self.grid_origin, self.segment_ticks)
-            elif pkt.pts >= self.next_cut - CUT_TOLERANCE:
+            elif cut:
                 ret = self._cut(pkt.pts)
                 if ret < 0:
                     return ret

@@ -274,8 +274,6 @@ class Worker:
         if current is not None:
             done_of = getattr(current.pipeline, "input_done_ms", None)
             done = done_of() if done_of is not None else self.received
-            if done == -1:          # no cut points to resume at (audio-only): nothing to replay
-                done = self.received
         self.events.publish(bus.MEDIA_PROGRESS, {
             "worker": self.instance, "stream": current.stream if current else None,
             "received_ms": self.received if current else None, "done_ms": done})
