@@ -347,6 +347,14 @@ def test_tokens_and_chat(server, home):
     ok(ctl(home, "tokens", "delete", reader, server=server))
 
 
+def test_an_id_starting_with_a_dash_is_explained_and_passes_after_double_dash(server, home):
+    r = ctl(home, "chat", "hide", "-Xsz1p69uA", server=server)
+    assert r.returncode == 2 and "put -- before it" in r.stderr and "-Xsz1p69uA" in r.stderr, \
+        r.stderr
+    r = ctl(home, "chat", "hide", "--", "-Xsz1p69uA", server=server)
+    assert "No such option" not in r.stderr and r.returncode in (0, 1), r.stderr
+
+
 def test_webhooks(server, home):
     need(server, "/api/admin/webhooks")
     made = json.loads(ok(ctl(home, "--json", "webhooks", "create", "http://127.0.0.1:9/hook",

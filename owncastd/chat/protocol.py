@@ -36,8 +36,12 @@ PING_CONTROL_FRAME = b"\x89\x00"   # a websocket ping with no payload (server fr
 
 
 def new_id() -> str:
-    """A short URL-safe id (Owncast used 9-ish character shortids)."""
-    return secrets.token_urlsafe(7)
+    """A short URL-safe id (Owncast used 9-ish character shortids), never starting with "-":
+    a command line reads `owncastctl chat hide -Xs...` as an option (1 id in 64 did)."""
+    while True:
+        value = secrets.token_urlsafe(7)
+        if value[0] != "-":
+            return value
 
 
 def timestamp() -> str:

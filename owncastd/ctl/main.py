@@ -55,6 +55,14 @@ def run() -> None:
     """Entry point: click's own error reporting, with the exit codes above."""
     try:
         rv = main.main(prog_name="owncastctl", standalone_mode=False)
+    except click.NoSuchOption as exc:
+        # An ID from an older server (or a user's) can start with "-": say how to pass it.
+        exc.show()
+        given = next((a for a in sys.argv[1:] if a.startswith(exc.option_name)), "")
+        if not given.startswith("--"):
+            click.echo(f"If {given!r} is an ID, not an option, put -- before it: "
+                       f"owncastctl ... -- {given}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:  # UsageError: 2, ApiError: 1, ConnectError: 3
         exc.show()
         sys.exit(exc.exit_code)
