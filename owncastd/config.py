@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import tomllib
 from typing import Any, Mapping
 
+from .random_ids import url_safe
 from .settings import (  # noqa: F401  (re-exported: the rules live in settings.py)
     SERVER_KEYS, SETTINGS, ConfigError, Setting, coerce,
 )
@@ -122,7 +122,7 @@ class Config:
         """Generate and save a strong stream key if none is configured; return it if generated."""
         if self.get("stream_key"):
             return None
-        key = secrets.token_urlsafe(24)
+        key = url_safe(24)
         self.save({"stream_key": key})
         return key
 

@@ -234,9 +234,11 @@ def test_entry_without_upgrade_is_400(env):
     assert r.status_code == 400 and "websocket" in r.json["message"]
 
 
-def test_ids_never_start_with_a_dash():
+def test_ids_and_tokens_never_start_with_a_dash():
     # `owncastctl chat hide <id>` reads a leading "-" as an option; token_urlsafe gave one id
     # in 64 that shape (a CI run hit it). 20,000 draws miss it with odds of about 1e-137.
+    from owncastd.random_ids import url_safe
+    assert not [t for t in (url_safe(32) for _ in range(20_000)) if t.startswith("-")]
     ids = [p.new_id() for _ in range(20_000)]
     assert not [i for i in ids if i.startswith("-")]
     assert len(set(ids)) == len(ids) and all(len(i) == 10 for i in ids)

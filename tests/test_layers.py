@@ -8,7 +8,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "owncastd"
 # Lowest first; a module belongs to the first entry that prefixes its name. A module may import
 # from its own layer and the layers below.
 LAYERS = [
-    ("ground", ["version", "datadir", "green", "markup", "media", "settings", "native",
+    ("ground", ["version", "datadir", "green", "markup", "media", "settings", "native", "random_ids",
                 "passwords", "stream_keys", "roles", "netguard",
                 "transcode.ladder", "ingest.rtmp", "chat.protocol",
                 "chat.render"]),

@@ -1,8 +1,7 @@
 """Access tokens for the integrations API (admin; api-decisions D4)."""
 from __future__ import annotations
 
-import secrets
-
+from ..random_ids import url_safe
 from .auth import SCOPES
 from .body import read_object
 from .errors import BadRequest
@@ -12,7 +11,7 @@ MAX_NAME = 255
 
 def new_token() -> str:
     """256 random bits, URL-safe base64 (43 characters)."""
-    return secrets.token_urlsafe(32)
+    return url_safe(32)
 
 
 class TokensResource:

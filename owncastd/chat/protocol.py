@@ -8,12 +8,13 @@ VISIBILITY-UPDATE, PING and, unlike 0.0.7, ERROR to the one client whose frame i
 from __future__ import annotations
 
 import json
-import secrets
 import struct
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+from ..random_ids import url_safe
 
 # Message types.
 CHAT = "CHAT"
@@ -36,12 +37,8 @@ PING_CONTROL_FRAME = b"\x89\x00"   # a websocket ping with no payload (server fr
 
 
 def new_id() -> str:
-    """A short URL-safe id (Owncast used 9-ish character shortids), never starting with "-":
-    a command line reads `owncastctl chat hide -Xs...` as an option (1 id in 64 did)."""
-    while True:
-        value = secrets.token_urlsafe(7)
-        if value[0] != "-":
-            return value
+    """A short URL-safe id (Owncast used 9-ish character shortids)."""
+    return url_safe(7)
 
 
 def timestamp() -> str:
