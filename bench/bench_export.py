@@ -44,7 +44,7 @@ import pytest
 
 from owncastd.recordings import export, library, mp4export, segment_index
 from owncastd.recordings.segment_source import BucketSegments
-from owncastd.services.storage import S3Settings
+from owncastd.s3bucket import S3Settings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))

@@ -10,9 +10,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "owncastd"
 LAYERS = [
     ("ground", ["version", "datadir", "green", "markup", "media", "settings", "native", "random_ids",
                 "passwords", "stream_keys", "roles", "netguard",
-                "transcode.ladder", "ingest.rtmp", "chat.protocol",
+                "transcode.ladder", "ingest.rtmp", "chat.protocol", "llhls.bmff",
                 "chat.render"]),
-    ("infrastructure", ["store", "store_pg", "bus", "config", "metrics", "logs", "heartbeat",
+    ("infrastructure", ["store", "store_pg", "s3bucket", "bus", "config", "metrics", "logs", "heartbeat",
                         "emoji", "runtime", "stream_state", "log_collector"]),
     ("domain", ["stats", "chat", "status", "recordings"]),
     ("processes", ["api", "web", "ingest", "transcode", "services", "bridge", "llhls"]),
@@ -30,6 +30,9 @@ def layer_of(module: str) -> int:
 
 
 def imports(path: pathlib.Path, module: str) -> set[str]:
+    # A relative import resolves against the full package name ("owncastd.api"), so that
+    # "from ..x import y" comes out as "owncastd.x" like an absolute import.
+    module = "owncastd." + module
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from conftest import wait_until, write_config
-from owncastd.services.storage import S3Settings, absolutize, playlist_entries
+from owncastd.s3bucket import S3Settings
+from owncastd.services.storage import absolutize, playlist_entries
 from test_ingest import ffmpeg_publish, status, stop_proc
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ from ..netguard import OutboundRefused, check_outbound
 from ..recordings import export, library, mp4export
 from ..recordings.segment_source import BucketSegments, SourceUnreachable
 from ..services.remote_recordings import RemoteMedia, presigned_playlist
-from ..services.storage import S3Settings
+from ..s3bucket import S3Settings
 from ..settings import recording_policy
 from .auth import REALM, admin_credentials_ok
 from .body import read_object

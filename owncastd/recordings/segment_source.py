@@ -80,7 +80,7 @@ class LocalSegments:
 
 
 class BucketSegments:
-    """Objects `prefix/<name>` in the S3 bucket of `settings` (services/storage.py S3Settings).
+    """Objects `prefix/<name>` in the S3 bucket of `settings` (s3bucket.S3Settings).
 
     Each GET is a presigned URL fetched with a urllib3 pool (a Range header for a byte range):
     the same request a browser makes for a replay's segment, at a third of the CPU of
@@ -118,7 +118,7 @@ class BucketSegments:
     @property
     def client(self):
         if self._client is None:
-            from ..services.storage import Bucket
+            from ..s3bucket import Bucket
             self._client = Bucket(self.settings).client
         return self._client
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .storage import Bucket, S3Settings
+from ..s3bucket import Bucket, S3Settings
 
 log = logging.getLogger("owncastd.recordings")
 
