@@ -63,6 +63,17 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1, what: st
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last error: {last_exc}")
 
 
+def finished_replays(d) -> list | None:
+    """`GET /api/replays` (newest first) once the newest recording has finished; None while
+    there is none or it is still being recorded."""
+    listed = d.get("/api/replays", auth=d.auth).json()
+    return listed if listed and not listed[0]["inProgress"] else None
+
+
+def wait_for_finished_replays(d, timeout: float = 60) -> list:
+    return wait_until(lambda: finished_replays(d), timeout, 0.5, what="the recording to finish")
+
+
 class Daemon:
     """A real `owncastd start` on 127.0.0.1 and free ports, in its own data dir."""
 

@@ -11,7 +11,7 @@ import requests
 
 import pg
 from chat_helpers import connect, recv_until, send
-from conftest import Daemon, basic_auth, wait_until
+from conftest import Daemon, basic_auth, wait_for_finished_replays, wait_until
 from edge_nginx import EdgeNginx
 from redis_server import RedisServer
 
@@ -543,10 +543,7 @@ def test_a_web_node_serves_replays_and_clips_from_the_origin(nodes, short_tmp):
     finally:
         stop_proc(pub)
 
-    def finished():
-        listed = web.get("/api/replays", auth=web.auth).json()   # the shared store, locally
-        return listed if listed and not listed[0]["inProgress"] else None
-    replay = wait_until(finished, 60, 0.5, what="the recording to finish")[0]
+    replay = wait_for_finished_replays(web)[0]   # the shared store, read on the web node
     assert web.get(f"/replay/{replay['id']}").status_code == 401   # the origin's answer
     assert "WWW-Authenticate" in web.get(f"/replay/{replay['id']}").headers
     # ffprobe reads the VOD master, the rendition playlist and the segments via the web node.

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from conftest import config_file, temporary_daemon, wait_until
+from conftest import config_file, temporary_daemon, wait_for_finished_replays, wait_until
 from test_faults import child_named, kill_and_wait_restored
 from test_ingest import ffmpeg_publish, stop_proc
 from test_webhooks import Receiver
@@ -80,10 +80,7 @@ def recorded():
         finally:
             stop_proc(b)
 
-        def finished():
-            listed = d.get("/api/replays", auth=d.auth).json()
-            return listed if listed and not listed[0]["inProgress"] else None
-        replays = wait_until(finished, 60, 0.5, what="the recording to finish")
+        replays = wait_for_finished_replays(d)
         try:
             yield d, replays, (PUBLISH_A + PUBLISH_B, down)
         finally:
@@ -350,10 +347,7 @@ def test_a_low_latency_recording_exports_as_faststart_mp4(tmp_path):
         finally:
             stop_proc(pub)
 
-        def finished():
-            listed = d.get("/api/replays", auth=d.auth).json()
-            return listed if listed and not listed[0]["inProgress"] else None
-        replay = wait_until(finished, 60, 0.5, what="the recording to finish")[0]
+        replay = wait_for_finished_replays(d)[0]
         media = d.get(f"/replay/{replay['id']}/0/stream.m3u8", auth=d.auth).text
         assert "#EXT-X-MAP:" in media                     # fMP4 segments were kept
         r = d.get(f"/api/replays/{replay['id']}/download", auth=d.auth)
@@ -427,10 +421,7 @@ def test_an_audio_only_broadcast_loses_nothing_at_a_transcoder_kill(tmp_path):
         finally:
             stop_proc(pub)
 
-        def finished():
-            listed = d.get("/api/replays", auth=d.auth).json()
-            return listed if listed and not listed[0]["inProgress"] else None
-        replay = wait_until(finished, 60, 0.5, what="the recording to finish")[0]
+        replay = wait_for_finished_replays(d)[0]
         logs = " | ".join(e["message"] for e in d.get("/api/admin/logs", auth=d.auth).json())
         assert "resuming from the replayed media" in logs and "(from the next keyframe)" not in logs
         for n, extra in ((0, 0), (1, 2)):   # encoded: each pipeline's last partial AAC frame

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 import seaweedfs
-from conftest import wait_until, write_config
+from conftest import finished_replays, wait_until, write_config
 from test_ingest import ffmpeg_publish, stop_proc
 from test_recording import SEGMENT_SECONDS, ffprobe, top_level_boxes
 from test_s3 import BUCKET, S3_SECTION, s3  # noqa: F401  (the fixture)
@@ -48,8 +48,8 @@ def test_recording_and_clip_live_in_the_bucket(daemon_factory, s3):  # noqa: F81
         stop_proc(pub)
 
     def uploaded():
-        listed = d.get("/api/replays", auth=d.auth).json()
-        if not listed or listed[0]["inProgress"]:
+        listed = finished_replays(d)
+        if listed is None:
             return None
         rec_id = listed[0]["id"]
         return listed[0] if any(k.endswith(".ts") for k in

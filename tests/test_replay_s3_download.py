@@ -25,12 +25,12 @@ import pytest
 import requests
 
 import seaweedfs
-from conftest import config_file, free_port, temporary_daemon, wait_until
+from conftest import config_file, finished_replays, free_port, temporary_daemon, wait_until
 from owncastd.native.tsdemux import demux_segment
 from owncastd.datadir import DataDir
 from owncastd.recordings import clips, fmp4index, library, mp4export, playlist, segment_index
 from owncastd.recordings.segment_source import BucketSegments, SourceUnreachable
-from owncastd.services.storage import S3Settings
+from owncastd.s3bucket import S3Settings
 from test_ingest import ffmpeg_publish, stop_proc
 from test_mp4export import REC, fmp4_recording, recording  # noqa: F401  (fixtures)
 from test_recording import SEGMENT_SECONDS, ffprobe, top_level_boxes
@@ -189,8 +189,8 @@ def test_the_stored_fmp4_index_is_what_fmp4index_reads(fmp4_recording, tmp_path)
     assert segment_index.read(copy) is None
 
 
-def test_write_recording_indexes_mpeg_ts_and_fmp4_renditions(  # noqa: F811
-        recording, fmp4_recording, tmp_path):
+def test_write_recording_indexes_mpeg_ts_and_fmp4_renditions(
+        recording, fmp4_recording, tmp_path):  # noqa: F811
     for n, (data, folder, kept) in enumerate((recording, fmp4_recording)):
         rec = str(tmp_path / str(n))
         shutil.copytree(os.path.dirname(folder), rec)
@@ -283,8 +283,8 @@ def test_a_clip_from_the_bucket_is_the_clip_from_local_files(layout, request, bu
     assert abs(duration - (end - start)) <= 2.1      # from the keyframe at or before start
 
 
-def test_a_clip_from_an_unreachable_bucket_leaves_nothing(  # noqa: F811
-        recording, tmp_path):
+def test_a_clip_from_an_unreachable_bucket_leaves_nothing(
+        recording, tmp_path):  # noqa: F811
     data, folder, kept = recording
     settings = S3Settings.from_config({
         "enabled": True, "endpoint": f"http://127.0.0.1:{free_port()}", "bucket": BUCKET,
@@ -358,8 +358,8 @@ def replay():
             client = server.client()
 
             def in_bucket():
-                listed = d.get("/api/replays", auth=d.auth).json()
-                if not listed or listed[0]["inProgress"]:
+                listed = finished_replays(d)
+                if listed is None:
                     return None
                 rec_id = listed[0]["id"]
                 folder = os.path.join(d.data_dir, "recordings", rec_id, "0")
@@ -555,8 +555,8 @@ def test_a_low_latency_replay_gets_its_fmp4_index_at_upload():
             stop_proc(pub)
 
         def in_bucket():
-            listed = d.get("/api/replays", auth=d.auth).json()
-            if not listed or listed[0]["inProgress"]:
+            listed = finished_replays(d)
+            if listed is None:
                 return None
             rec_id = listed[0]["id"]
             folder = os.path.dirname(library.rendition_playlist(d.data_dir, rec_id, 0))
