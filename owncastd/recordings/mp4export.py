@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from ..native import mp4tables
 from ..native.tsdemux import DemuxError, demux_segment
 from ..llhls.bmff import BMFFError
+from ..media.flv import h264_sps_size
 from . import fmp4index, library, mp4, playlist
 from .segment_index import IndexedSegment, NotIndexed
 from .segment_source import LocalSegments, SourceUnreachable
@@ -614,7 +615,7 @@ def _joined(pieces: list[FileRange]) -> list[FileRange]:
 def _video_track(dts, pts, sizes, keys, t0, sps, pps, frame90) -> mp4.Track:
     duration, stts, ctts, stss = mp4tables.video_tables(dts, pts, keys, frame90)
     try:
-        width, height = mp4.sps_size(sps)
+        width, height = h264_sps_size(sps)
     except (ValueError, IndexError):
         width = height = 0
     return mp4.Track(b"vide", CLOCK, mp4.avc1(sps, pps, width, height), duration, stts,
